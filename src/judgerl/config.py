@@ -1,0 +1,240 @@
+"""The reward config: one YAML file that describes backends, checks, judges and aggregation.
+
+Loading goes through pydantic so that a mistake is reported with the file and the dotted field
+(`judges.0.criteria.2.weight: Input should be a valid number`), and any field can be overridden
+from the command line as `a.b.c=value` (the value is parsed as YAML: `3`, `true`, `[1, 2]`).
+
+Component-specific fields (a length check's `min`, a rubric's `criteria`) are kept as extra
+fields here and validated by the component that owns them (checks/, judges/, backends/), so
+that each module documents its own options where they are defined.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from judgerl.errors import ConfigError
+
+
+class BackendConfig(BaseModel):
+    """A model endpoint. `type`: openai | scripted | local | bedrock; other keys go to the backend."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="openai, scripted, local or bedrock")
+    model: str | None = Field(default=None, description="model name sent to the endpoint")
+    max_concurrency: int = Field(default=16, ge=1, description="calls in flight at once")
+    rpm: float | None = Field(default=None, gt=0, description="requests per minute limit")
+    tpm: float | None = Field(default=None, gt=0, description="tokens per minute limit")
+    timeout_s: float = Field(default=60.0, gt=0, description="per-attempt timeout")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Price(BaseModel):
+    """USD per million tokens."""
+
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+
+
+class RuntimeConfig(BaseModel):
+    """How judge calls are made: retries, deadlines, circuit breaker, cache, journal, prices."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=5, ge=1, description="HTTP attempts per logical call")
+    deadline_s: float = Field(default=300.0, gt=0, description="total time for one logical call")
+    retry_after_cap_s: float = Field(default=60.0, ge=0,
+                                     description="a longer Retry-After fails the call fast")
+    backoff_base_s: float = Field(default=0.5, ge=0, description="first backoff (full jitter)")
+    backoff_max_s: float = Field(default=20.0, ge=0, description="largest backoff")
+    breaker_window: int = Field(default=20, ge=1, description="recent calls the breaker looks at")
+    breaker_failure_ratio: float = Field(default=0.8, gt=0, le=1,
+                                         description="failure share that opens the breaker")
+    breaker_cooldown_s: float = Field(default=30.0, ge=0, description="how long it stays open")
+    cache_path: str | None = Field(default=None, description="SQLite cache file; null = no cache")
+    journal_path: str | None = Field(default=None, description="JSONL journal of every judgment")
+    prices: dict[str, Price] = Field(default_factory=dict, description="model name -> price")
+
+
+class CheckConfig(BaseModel):
+    """A deterministic check. Extra keys are the check's own options (see checks/)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    type: str = Field(description="json_schema, json_valid, length, language, safety, match")
+    weight: float = Field(default=1.0, ge=0)
+    gate: bool = Field(default=False, description="a hard check: failing it skips the judge")
+    gate_threshold: float = Field(default=1.0, ge=0, le=1,
+                                  description="the check fails the gate below this score")
+    gate_score: float = Field(default=0.0, ge=0, le=1, description="the reward when gated")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class JudgeConfig(BaseModel):
+    """An LLM judge. Extra keys are the judge's own options (see judges/)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    type: str = Field(description="rubric, pairwise or group")
+    backend: str = Field(default="judge", description="a key of `backends`")
+    weight: float = Field(default=1.0, ge=0)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class AggregateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["weighted", "formula"] = "weighted"
+    formula: str | None = Field(default=None, description="e.g. 'schema * quality'")
+
+
+class RewardConfig(BaseModel):
+    """The whole reward: checks -> gate -> judges -> aggregate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    checks: list[CheckConfig] = Field(default_factory=list)
+    judges: list[JudgeConfig] = Field(default_factory=list)
+    aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
+    failure_policy: Literal["unscored", "neutral", "zero"] = Field(
+        default="unscored", description="reward for a judge failure: None, 0.5 or 0")
+    failure_budget: float | None = Field(
+        default=0.5, ge=0, le=1, description="stop a batch when more than this share is unscored")
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder that relative paths in the config (schemas, caches) are resolved against."""
+        return self._base_dir
+
+    @property
+    def source(self) -> str | None:
+        return self._source
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `a.b.0.c` in nested dicts / lists, creating dicts on the way.
+
+    >>> d = {"a": {"b": [{"c": 1}]}}
+    >>> set_dotted(d, "a.b.0.c", 2); d
+    {'a': {'b': [{'c': 2}]}}
+    """
+    keys = dotted.split(".")
+    node: Any = data
+    for position, key in enumerate(keys[:-1]):
+        node = _child(node, key, dotted, create=True, depth=position)
+    last = keys[-1]
+    if isinstance(node, list):
+        node[_index(node, last, dotted)] = value
+    else:
+        node[last] = value
+
+
+def _index(node: list[Any], key: str, dotted: str) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise ConfigError(f"override '{dotted}': '{key}' is not an index of a list of {len(node)}",
+                          field=dotted)
+    return int(key)
+
+
+def _child(node: Any, key: str, dotted: str, *, create: bool, depth: int) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, key, dotted)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"override '{dotted}': cannot descend into a {type(node).__name__}",
+                          field=dotted)
+    if key not in node or node[key] is None:
+        if not create:
+            raise ConfigError(f"override '{dotted}': no field '{key}'", field=dotted)
+        node[key] = {}
+    return node[key]
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.path=value` overrides; values are parsed as YAML.
+
+    >>> apply_overrides({"trainer": {"max_steps": 100}}, ["trainer.max_steps=20"])
+    {'trainer': {'max_steps': 20}}
+    """
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"override '{override}' must look like key.path=value")
+        key, raw = override.split("=", 1)
+        set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("file not found", path=str(path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path=str(path)) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping", path=str(path))
+    return data
+
+
+def validation_error(exc: ValidationError, path: str | None) -> ConfigError:
+    """Turn pydantic's error into a ConfigError that names the first bad field."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"])
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ConfigError(f"{first['msg']}{more}", path=path, field=field)
+
+
+def parse_model(model_type: type[BaseModel], data: dict[str, Any], *, path: str | None = None,
+                prefix: str = "") -> Any:
+    """Validate `data` as `model_type`, raising ConfigError naming file and field."""
+    try:
+        return model_type.model_validate(data)
+    except ValidationError as exc:
+        error = validation_error(exc, path)
+        if prefix and error.field:
+            raise ConfigError(str(exc.errors()[0]["msg"]), path=path,
+                              field=f"{prefix}.{error.field}") from exc
+        raise error from exc
+
+
+def load_reward_config(source: str | Path | dict[str, Any], overrides: list[str] | None = None,
+                       ) -> RewardConfig:
+    """Load a reward config from a YAML file or a dict, applying dotted overrides.
+
+    Relative paths inside the file (schemas, caches) are resolved against the file's folder by
+    the components that read them, through `RewardConfig.base_dir`.
+    """
+    if isinstance(source, dict):
+        data, path, base_dir = dict(source), None, Path.cwd()
+    else:
+        path = str(source)
+        data, base_dir = read_yaml(source), Path(source).resolve().parent
+    apply_overrides(data, overrides or [])
+    config: RewardConfig = parse_model(RewardConfig, data, path=path)
+    config._base_dir = base_dir
+    config._source = path
+    return config

@@ -1,0 +1,58 @@
+"""What every judge is, seen from the pipeline: `score_group(sample, rollouts) -> list[Score]`.
+
+Three shapes of judge exist (ARCHITECTURE.md, "Contracts that matter"):
+- pointwise (`score`): one answer at a time, e.g. the rubric judge;
+- pairwise (`compare`): which of two answers is better, turned into per-rollout scores by
+  win rate against a reference or round robin inside the group;
+- group (`score_group`): all k answers of one prompt in one call, matched by id.
+The pipeline only calls `score_group`, so it treats all three alike. Judges never retry or
+talk to a model directly: they go through the `JudgeRuntime`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+from judgerl.types import Rollout, Sample, Score, Verdict
+
+if TYPE_CHECKING:
+    from judgerl.config import JudgeConfig
+    from judgerl.reward.runtime import JudgeRuntime
+
+
+class Judge(ABC):
+    """Base of all judges. `name` is the reward component it produces."""
+
+    kind: str = "judge"
+
+    def __init__(self, config: JudgeConfig, runtime: JudgeRuntime) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.name = config.name
+        self.weight = config.weight
+        self.backend_name = config.backend
+
+    @abstractmethod
+    async def score_group(self, sample: Sample, rollouts: list[Rollout]) -> list[Score]:
+        """One Score per rollout, in the order of `rollouts`."""
+
+
+class PointwiseJudge(Judge):
+    """Scores one answer at a time; a group is scored concurrently."""
+
+    @abstractmethod
+    async def score(self, sample: Sample, rollout: Rollout) -> Score:
+        """Score one rollout."""
+
+    async def score_group(self, sample: Sample, rollouts: list[Rollout]) -> list[Score]:
+        return list(await asyncio.gather(*(self.score(sample, rollout) for rollout in rollouts)))
+
+
+class ComparingJudge(Judge):
+    """Compares two answers; see judges/pairwise.py for how a group becomes scores."""
+
+    @abstractmethod
+    async def compare(self, sample: Sample, a: str, b: str) -> Verdict:
+        """Which of a and b is better, judged in both orders."""

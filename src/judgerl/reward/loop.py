@@ -1,0 +1,56 @@
+"""A private event loop in a daemon thread, owned by one reward pipeline.
+
+Why: the runtime's semaphores, rate limiters and HTTP connection pool belong to one event loop.
+Callers come from everywhere: TRL calls reward functions from its own loop, verl and Lambda
+call synchronously, the reward server from uvicorn's loop. Running all judge work on one loop
+and bridging callers to it keeps every limit process-wide and every connection reusable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """Runs coroutines on one long-lived loop; usable from sync code and from other loops."""
+
+    def __init__(self, name: str = "judgerl-reward-loop") -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run to completion from synchronous code (not from this loop's own thread)."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("LoopThread.run called from its own loop; await the coroutine instead")
+        return self.submit(coro).result()
+
+    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await from any loop; runs directly when already on this loop."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            return await coro
+        return await asyncio.wrap_future(self.submit(coro))
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
