@@ -104,7 +104,7 @@ def test_failure_budget_stops_the_batch_and_keeps_the_rewards():
 
 def test_one_failure_in_64_keeps_the_other_63():
     pipeline, _ = build(failure_budget=0.1)
-    completions = ["{answer %d}" % i for i in range(64)]
+    completions = [f"{{answer {i}}}" for i in range(64)]
     completions[17] = "{FAIL}"
     with pipeline:
         rewards = pipeline.score_batch_sync(items(*completions))

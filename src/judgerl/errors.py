@@ -75,3 +75,18 @@ class FailureBudgetExceeded(JudgerlError):
             f"budget of {budget:.0%}; reasons: {top or 'none recorded'}"
             + (f"; for example: {example}" if example else "")
         )
+
+
+class ValidationGateError(JudgerlError):
+    """The judge missed a threshold of its validation suite; `failures` lists the figures.
+
+    Raised by `judgerl.validate.gate_or_raise` before training, so that no policy is trained on a
+    judge that was measured and found wanting. `report` is the full `ValidationReport`.
+    """
+
+    def __init__(self, judge: str, failures: list[str], *, report: object = None) -> None:
+        self.judge = judge
+        self.failures = list(failures)
+        self.report = report
+        count = f"{len(failures)} figure{'s' if len(failures) != 1 else ''}"
+        super().__init__(f"judge '{judge}' failed validation ({count}): " + "; ".join(failures))

@@ -33,10 +33,15 @@ class CompletionRequest:
     # fall back to `top_logprobs` of the first generated token.
     candidate_tokens: list[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Who asks (the judge's name): for the journal, per-judge accounting and dry runs. It does
+    # not change the output, so it is not part of the cache key and never sent to a model.
+    tag: str = ""
 
     def cache_payload(self) -> dict[str, Any]:
         """Everything that changes the output, and nothing that does not."""
-        return asdict(self)
+        payload = asdict(self)
+        del payload["tag"]
+        return payload
 
     def fingerprint(self) -> str:
         """A stable hash of the rendered messages (the journal's prompt hash)."""

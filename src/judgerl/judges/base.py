@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from judgerl.types import Rollout, Sample, Score, Verdict
 
 if TYPE_CHECKING:
+    from judgerl.backends.base import CompletionRequest
     from judgerl.config import JudgeConfig
     from judgerl.reward.runtime import JudgeRuntime
 
@@ -37,6 +38,10 @@ class Judge(ABC):
     @abstractmethod
     async def score_group(self, sample: Sample, rollouts: list[Rollout]) -> list[Score]:
         """One Score per rollout, in the order of `rollouts`."""
+
+    def dry_run_answer(self, request: CompletionRequest) -> str:
+        """A well-formed, neutral answer to one of this judge's requests (for `--dry-run`)."""
+        raise NotImplementedError(f"judge type '{self.kind}' has no dry-run answer")
 
 
 class PointwiseJudge(Judge):

@@ -1,0 +1,134 @@
+"""One way for every judge to call its model: render, call through the runtime, parse, re-ask once.
+
+Why shared: the rules around a judge call are the same for all judges and easy to get subtly
+wrong in three places: exactly one bounded re-ask on a malformed answer (showing the judge its
+answer and what was wrong), a backend failure reported as "unscored" with the runtime's reason
+(never a made-up score), and one journal entry per judgment with everything needed to audit it
+later (prompt version and hash, raw outputs, parsed scores, attempts, latency, tokens).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from judgerl.backends.base import Completion, CompletionRequest
+from judgerl.errors import JudgeParseError
+from judgerl.prompting import PromptTemplate
+
+if TYPE_CHECKING:
+    from judgerl.reward.runtime import JudgeRuntime
+
+T = TypeVar("T")
+
+REASK_MESSAGE = ("Your answer could not be used: {error}. Reply again with only the JSON object, "
+                 "in exactly the shape asked for, and nothing else.")
+
+
+@dataclass
+class CallLog:
+    """What one or more model calls of a single judgment cost and returned (for the journal)."""
+
+    raw_outputs: list[str] = field(default_factory=list)
+    prompt_hashes: list[str] = field(default_factory=list)
+    attempts: int = 0
+    latency_s: float = 0.0
+    tokens: int = 0
+    calls: int = 0
+    cached_calls: int = 0
+
+    @property
+    def cached(self) -> bool:
+        return self.calls > 0 and self.cached_calls == self.calls
+
+    def merge(self, other: CallLog) -> None:
+        self.raw_outputs += other.raw_outputs
+        self.prompt_hashes += other.prompt_hashes
+        self.attempts += other.attempts
+        self.latency_s += other.latency_s
+        self.tokens += other.tokens
+        self.calls += other.calls
+        self.cached_calls += other.cached_calls
+
+
+@dataclass
+class CallOutcome(Generic[T]):
+    """A parsed result, or None with the reason ("parse_error: ..." or the runtime's error)."""
+
+    value: T | None
+    reason: str | None
+    log: CallLog
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+async def call_and_parse(runtime: JudgeRuntime, backend_name: str, request: CompletionRequest,
+                         parse: Callable[[Completion], T], *, reasks: int = 1) -> CallOutcome[T]:
+    """Call the model and parse its answer; on `JudgeParseError` re-ask up to `reasks` times.
+
+    A re-ask appends the judge's bad answer and a short correction to the conversation. A call
+    that fails in the runtime is not re-asked here (the runtime already retried it).
+    """
+    log = CallLog()
+    error: str | None = None
+    for round_ in range(reasks + 1):
+        result = await runtime.complete(backend_name, request)
+        log.calls += 1
+        log.attempts += result.attempts
+        log.latency_s += result.latency_s
+        log.cached_calls += int(result.cached or getattr(result, "deduplicated", False))
+        log.prompt_hashes.append(request.fingerprint())
+        if result.completion is None:
+            return CallOutcome(None, result.error or "backend call failed", log)
+        completion = result.completion
+        log.raw_outputs.append(completion.text)
+        log.tokens += completion.usage.total_tokens
+        try:
+            return CallOutcome(parse(completion), None, log)
+        except JudgeParseError as exc:
+            error = str(exc)
+            if completion.finish_reason == "length":
+                error += " (the answer was cut off at max_tokens)"
+        if round_ < reasks:
+            request = replace(request, messages=[
+                *request.messages,
+                {"role": "assistant", "content": completion.text},
+                {"role": "user", "content": REASK_MESSAGE.format(error=error)},
+            ])
+    return CallOutcome(None, f"parse_error: {error}", log)
+
+
+def record_judgment(runtime: JudgeRuntime, *, judge: str, kind: str, prompt: PromptTemplate,
+                    sample_id: str, rollout_ids: list[str], log: CallLog, outcome: str,
+                    reason: str | None, scores: Any = None, rationale: str = "",
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write one journal entry for one judgment (however many calls it took) and return it."""
+    entry: dict[str, Any] = {
+        "time": time.time(),
+        "judge": judge,
+        "judge_kind": kind,
+        "prompt_name": prompt.name,
+        "prompt_version": prompt.version,
+        "prompt_hash": log.prompt_hashes[0] if log.prompt_hashes else None,
+        "prompt_hashes": log.prompt_hashes,
+        "sample_id": sample_id,
+        "rollout_ids": rollout_ids,
+        "raw_outputs": log.raw_outputs,
+        "scores": scores,
+        "rationale": rationale,
+        "latency_s": round(log.latency_s, 6),
+        "tokens": log.tokens,
+        "calls": log.calls,
+        "attempts": log.attempts,
+        "cached": log.cached,
+        "outcome": outcome,
+        "reason": reason,
+    }
+    if extra:
+        entry.update(extra)
+    runtime.record(entry)
+    return entry

@@ -1,0 +1,74 @@
+"""Options every prompted judge shares, and how a judge picks and checks its prompt template.
+
+Why a module: the rubric, pairwise and group judges take the same knobs for the call (tokens,
+temperature, JSON mode, generate-or-logprob scoring) and the same edge rules, and they must
+report a bad option the same way (`judges.<name>.<field>`), so the common part is defined once.
+Each judge extends `JudgeOptions` with its own fields, documented where they are defined.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from judgerl.config import JudgeConfig, parse_model
+from judgerl.prompting import PromptTemplate, fence, load_prompt, load_prompt_file
+from judgerl.types import Sample
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+class JudgeOptions(BaseModel):
+    """Options shared by the rubric, pairwise and group judges (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_file: str | None = Field(
+        default=None, description="your own template (relative to the config file); it must start "
+        "with '# version: ...' and may use the placeholders the judge documents")
+    scoring: Literal["generate", "logprob"] = Field(
+        default="generate", description="generate: the judge writes JSON that is parsed strictly; "
+        "logprob: verdicts read from the probabilities of the answer tokens (one token, no parsing)")
+    max_tokens: int = Field(default=1024, ge=1, description="token limit of a generated judgment")
+    temperature: float = Field(default=0.0, ge=0, le=2, description="judge sampling temperature")
+    json_mode: bool = Field(default=False, description="ask the server for JSON output "
+                            "(response_format); only where the server supports it")
+    empty_answer_score: float | None = Field(
+        default=0.0, ge=0, le=1, description="score of an empty / whitespace answer, given without "
+        "calling the judge; null sends empty answers to the judge like any other")
+    top_logprobs: int = Field(default=20, ge=1, le=20, description="logprob mode: alternatives "
+                              "asked for at the verdict position")
+    case_sensitive_tokens: bool = Field(default=True, description="logprob mode: 'pass' does not "
+                                        "count as 'PASS' unless this is false")
+
+
+def parse_options(model: type[OptionsT], config: JudgeConfig) -> OptionsT:
+    """Validate a judge's extra config keys; errors name `judges.<name>.<field>`."""
+    options: OptionsT = parse_model(model, config.options, prefix=f"judges.{config.name}")
+    return options
+
+
+def choose_prompt(prompt_file: str | None, default: str, base_dir: Path | None) -> PromptTemplate:
+    """The user's template when given, else the shipped one named `default`."""
+    if prompt_file:
+        return load_prompt_file(prompt_file, base_dir)
+    return load_prompt(default)
+
+
+def is_empty(text: str) -> bool:
+    return not text.strip()
+
+
+def question_block(sample: Sample) -> str:
+    """The question (the last user turn), fenced: dataset text is data, like the answer."""
+    return fence(sample.prompt, "QUESTION")
+
+
+def reference_block(reference: str | None) -> str:
+    """The reference answer with its lead-in, fenced; empty when no reference is shown."""
+    if reference is None:
+        return ""
+    return ("Reference answer (a correct answer written by an expert; use it to check the answer, "
+            "do not grade it):\n" + fence(reference, "REFERENCE") + "\n\n")

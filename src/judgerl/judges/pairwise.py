@@ -1,0 +1,244 @@
+"""The pairwise judge: which of two answers is better, asked in both orders (type `pairwise`).
+
+Why both orders: LLM judges prefer a position (often the first answer) regardless of content.
+Each comparison is asked as (a, b) and as (b, a), concurrently; after un-swapping, two verdicts
+that disagree are a tie, so a judge that always says "A" gives ties, not wins. If either order
+fails (a backend error, or an answer that is still malformed after one re-ask) the verdict is
+unscored: half a judgment is never turned into a win.
+
+In `scoring: logprob` mode each order is one token: P(A) / (P(A) + P(B)); the probability that
+a is better is the mean of both orders (un-swapped), and the verdict is a tie within
+`tie_margin` of 0.5.
+
+Turning a group into scores (`mode`):
+- `reference`: each rollout against `sample.reference` (no reference -> unscored);
+- `baseline`: each rollout against `sample.metadata[baseline_field]` (e.g. the base model's
+  answer; missing -> unscored);
+- `round_robin`: every pair of rollouts; a rollout's score is its win rate.
+A win is 1, a tie 0.5, a loss 0; in logprob mode the probability that the rollout is better is
+used instead (a graded win). In round robin an unscored pair is left out of both rollouts'
+rates, and a rollout with no scored pair is unscored. Identical answers tie without a call; an
+empty answer (when `empty_answer_score` is set) loses to any non-empty answer without a call.
+
+Template placeholders (pairwise.txt, pairwise_logprob.txt): {question} {answer_a} {answer_b}
+{instructions} {choices}; {answer_a} and {answer_b} are required.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from judgerl.backends.base import Completion, CompletionRequest
+from judgerl.judges.base import ComparingJudge
+from judgerl.judges.calling import CallLog, CallOutcome, call_and_parse, record_judgment
+from judgerl.judges.logprob import candidate_mass, pairwise_prob_first
+from judgerl.judges.options import JudgeOptions, choose_prompt, is_empty, parse_options, question_block
+from judgerl.judges.parsing import PairwiseAnswer, parse_pairwise
+from judgerl.prompting import fence
+from judgerl.types import Rollout, Sample, Score, Verdict, Winner
+
+if TYPE_CHECKING:
+    from judgerl.config import JudgeConfig
+    from judgerl.reward.runtime import JudgeRuntime
+
+DEFAULT_INSTRUCTIONS = ("Decide which answer responds to the question better: correct first, then "
+                        "complete and faithful to what was asked, then clear and concise.")
+PLACEHOLDERS = {"question", "answer_a", "answer_b", "instructions", "choices"}
+_VALUE = {"a": 1.0, "tie": 0.5, "b": 0.0}
+
+
+class PairwiseOptions(JudgeOptions):
+    """Options of `type: pairwise` (on top of the shared ones in judges/options.py)."""
+
+    mode: Literal["reference", "baseline", "round_robin"] = Field(default="reference")
+    baseline_field: str = Field(default="baseline", description="mode baseline: metadata key")
+    instructions: str = Field(default=DEFAULT_INSTRUCTIONS, min_length=1,
+                              description="what 'better' means for this task")
+    allow_tie: bool = Field(default=True, description="may the judge answer 'tie'")
+    tie_margin: float = Field(default=0.05, ge=0, lt=0.5,
+                              description="logprob mode: |P(a better) - 0.5| within this is a tie")
+
+
+def _unswap(answer: PairwiseAnswer, swapped: bool) -> Winner:
+    if answer.winner == "tie":
+        return "tie"
+    first_won = answer.winner == "A"
+    return ("b" if first_won else "a") if swapped else ("a" if first_won else "b")
+
+
+def combine_orders(first: Winner, second: Winner) -> Winner:
+    """Two un-swapped verdicts: the same winner stands; anything else is a tie.
+
+    >>> combine_orders("a", "a"), combine_orders("a", "b"), combine_orders("a", "tie")
+    ('a', 'tie', 'tie')
+    """
+    return first if first == second else "tie"
+
+
+class PairwiseJudge(ComparingJudge):
+    """Compares two answers in both orders; turns a group into win rates."""
+
+    kind = "pairwise"
+
+    def __init__(self, config: JudgeConfig, runtime: JudgeRuntime, *, base_dir: Path | None = None) -> None:
+        super().__init__(config, runtime)
+        self.options = parse_options(PairwiseOptions, config)
+        default = "pairwise" if self.options.scoring == "generate" else "pairwise_logprob"
+        self.prompt = choose_prompt(self.options.prompt_file, default, base_dir)
+        self.prompt.check_placeholders(PLACEHOLDERS, {"answer_a", "answer_b"},
+                                       field=f"judges.{config.name}.prompt_file")
+
+    # -- one order -------------------------------------------------------------------------
+
+    def request(self, sample: Sample, first: str, second: str) -> CompletionRequest:
+        logprob = self.options.scoring == "logprob"
+        choices = '"A", "B" or "tie"' if self.options.allow_tie and not logprob else '"A" or "B"'
+        values = {"question": question_block(sample), "answer_a": fence(first, "ANSWER_A"),
+                  "answer_b": fence(second, "ANSWER_B"), "instructions": self.options.instructions,
+                  "choices": choices}
+        messages = self.prompt.render(values)
+        if logprob:
+            return CompletionRequest(messages=messages, max_tokens=1, temperature=0.0, logprobs=True,
+                                     top_logprobs=self.options.top_logprobs, candidate_tokens=["A", "B"],
+                                     tag=self.name)
+        return CompletionRequest(messages=messages, max_tokens=self.options.max_tokens,
+                                 temperature=self.options.temperature, json_mode=self.options.json_mode,
+                                 tag=self.name)
+
+    def dry_run_answer(self, request: CompletionRequest) -> str:
+        return json.dumps({"rationale": "dry run", "winner": "tie"})
+
+    async def _one_order(self, sample: Sample, first: str, second: str) -> CallOutcome:
+        request = self.request(sample, first, second)
+        if self.options.scoring == "logprob":
+            case_sensitive = self.options.case_sensitive_tokens
+
+            def parse_prob(completion: Completion) -> float:
+                mass = candidate_mass(completion, ["A", "B"], case_sensitive=case_sensitive)
+                return pairwise_prob_first(mass)
+
+            return await call_and_parse(self.runtime, self.backend_name, request, parse_prob, reasks=0)
+        allow_tie = self.options.allow_tie
+        return await call_and_parse(self.runtime, self.backend_name, request,
+                                    lambda completion: parse_pairwise(completion.text, allow_tie=allow_tie))
+
+    # -- a comparison ----------------------------------------------------------------------
+
+    async def compare(self, sample: Sample, a: str, b: str) -> Verdict:
+        return await self._compare(sample, a, b, rollout_ids=[])
+
+    async def _compare(self, sample: Sample, a: str, b: str, *, rollout_ids: list[str]) -> Verdict:
+        forward, backward = await asyncio.gather(self._one_order(sample, a, b), self._one_order(sample, b, a))
+        log = CallLog()
+        log.merge(forward.log)
+        log.merge(backward.log)
+        failures = [f"order {label}: {outcome.reason}"
+                    for label, outcome in (("a-b", forward), ("b-a", backward)) if outcome.value is None]
+        if failures:
+            verdict = Verdict.unscored("; ".join(failures), prompt_version=self.prompt.version)
+        elif self.options.scoring == "logprob":
+            p_forward, p_backward = forward.value, 1.0 - backward.value
+            prob_a = (p_forward + p_backward) / 2
+            margin = self.options.tie_margin
+            winner: Winner = "a" if prob_a > 0.5 + margin else "b" if prob_a < 0.5 - margin else "tie"
+            verdict = Verdict(winner, prob_a=prob_a, details={
+                "prob_a_by_order": [p_forward, p_backward], "prompt_version": self.prompt.version})
+        else:
+            first, second = _unswap(forward.value, False), _unswap(backward.value, True)
+            winner = combine_orders(first, second)
+            rationale = f"order a-b: {forward.value.rationale}\norder b-a: {backward.value.rationale}"
+            verdict = Verdict(winner, rationale=rationale, details={
+                "by_order": [first, second], "position_consistent": first == second,
+                "prompt_version": self.prompt.version})
+        record_judgment(self.runtime, judge=self.name, kind=self.kind, prompt=self.prompt,
+                        sample_id=sample.id, rollout_ids=rollout_ids, log=log,
+                        outcome="ok" if verdict.status == "ok" else "unscored", reason=verdict.reason,
+                        scores={"winner": verdict.winner, "prob_a": verdict.prob_a, **{
+                            key: value for key, value in verdict.details.items() if key != "prompt_version"}},
+                        rationale=verdict.rationale, extra={"scoring": self.options.scoring})
+        return verdict
+
+    # -- a group ---------------------------------------------------------------------------
+
+    def _empty(self, text: str) -> bool:
+        return self.options.empty_answer_score is not None and is_empty(text)
+
+    async def _versus(self, sample: Sample, rollout: Rollout, other: str, other_id: str) -> Score:
+        """One rollout against a fixed answer (the reference or a baseline)."""
+        if self._empty(rollout.completion):
+            assert self.options.empty_answer_score is not None
+            return Score(self.name, self.options.empty_answer_score, rationale="empty answer",
+                         details={"edge_rule": "empty_answer"})
+        verdict = await self._compare(sample, rollout.completion, other, rollout_ids=[rollout.id, other_id])
+        return self._verdict_score(verdict)
+
+    def _verdict_score(self, verdict: Verdict) -> Score:
+        if verdict.winner is None:
+            return Score.unscored(self.name, verdict.reason or "unscored", **verdict.details)
+        value = verdict.prob_a if verdict.prob_a is not None else _VALUE[verdict.winner]
+        return Score(self.name, value, rationale=verdict.rationale,
+                     details={"winner": verdict.winner, **verdict.details})
+
+    async def score_group(self, sample: Sample, rollouts: list[Rollout]) -> list[Score]:
+        mode = self.options.mode
+        if mode == "round_robin":
+            return await self._round_robin(sample, rollouts)
+        if mode == "reference":
+            other, other_id, missing = sample.reference, "reference", "no reference answer for this sample"
+        else:
+            field = self.options.baseline_field
+            value = sample.metadata.get(field)
+            other, other_id = (value if isinstance(value, str) else None), f"baseline:{field}"
+            missing = f"no baseline answer (a string) in metadata['{field}']"
+        if other is None:
+            return [Score.unscored(self.name, missing) for _ in rollouts]
+        return list(await asyncio.gather(*(self._versus(sample, rollout, other, other_id)
+                                           for rollout in rollouts)))
+
+    async def _pair(self, sample: Sample, first: Rollout, second: Rollout) -> Verdict:
+        empty_first, empty_second = self._empty(first.completion), self._empty(second.completion)
+        if empty_first or empty_second:
+            winner: Winner = "tie" if empty_first and empty_second else ("b" if empty_first else "a")
+            return Verdict(winner, details={"edge_rule": "empty_answer"})
+        if first.completion == second.completion:
+            return Verdict("tie", details={"edge_rule": "identical_answers"})
+        return await self._compare(sample, first.completion, second.completion,
+                                   rollout_ids=[first.id, second.id])
+
+    async def _round_robin(self, sample: Sample, rollouts: list[Rollout]) -> list[Score]:
+        if len(rollouts) < 2:
+            return [Score.unscored(self.name, "round_robin needs at least 2 rollouts") for _ in rollouts]
+        pairs = list(itertools.combinations(range(len(rollouts)), 2))
+        verdicts = await asyncio.gather(*(self._pair(sample, rollouts[i], rollouts[j]) for i, j in pairs))
+        results: list[list[float]] = [[] for _ in rollouts]
+        reasons: list[list[str]] = [[] for _ in rollouts]
+        for (i, j), verdict in zip(pairs, verdicts, strict=True):
+            if verdict.winner is None:
+                reasons[i].append(verdict.reason or "unscored")
+                reasons[j].append(verdict.reason or "unscored")
+                continue
+            value = verdict.prob_a if verdict.prob_a is not None else _VALUE[verdict.winner]
+            results[i].append(value)
+            results[j].append(1.0 - value)
+        scores = []
+        for index, rollout in enumerate(rollouts):
+            if self._empty(rollout.completion):
+                assert self.options.empty_answer_score is not None
+                scores.append(Score(self.name, self.options.empty_answer_score, rationale="empty answer",
+                                    details={"edge_rule": "empty_answer"}))
+            elif not results[index]:
+                reason = "no scored comparison: " + "; ".join(reasons[index][:3])
+                scores.append(Score.unscored(self.name, reason, unscored_pairs=len(reasons[index])))
+            else:
+                rate = sum(results[index]) / len(results[index])
+                scores.append(Score(self.name, min(1.0, max(0.0, rate)),
+                                    rationale=f"win rate {rate:.2f} over {len(results[index])} comparisons",
+                                    details={"win_rate": rate, "comparisons": len(results[index]),
+                                             "unscored_pairs": len(reasons[index])}))
+        return scores

@@ -1,0 +1,295 @@
+"""The rubric judge: one answer at a time against criteria from the config (type `rubric`).
+
+Why two kinds of criterion: a boolean pass/fail checklist ("names the governing law clause") is
+the recommended default because judges agree with themselves and with people far more often on
+yes/no questions than on fine scales; Likert dimensions (1-5, each level described) are there
+for qualities that are really graded. The score is the weighted mean of the criteria, each
+normalised to [0, 1] (pass=1, fail=0, level k -> (k-1)/4), and every criterion's score and
+rationale is kept in `Score.details` and the journal.
+
+Two ways to score (`scoring`):
+- `generate`: one call; the judge writes a JSON verdict for all criteria, parsed strictly, with
+  one re-ask on a malformed answer; still malformed -> unscored.
+- `logprob`: one call per criterion with `max_tokens=1`; P(pass) or the expected Likert level is
+  read from the token probabilities (judges/logprob.py). Optional `rationale: true` adds one
+  generated, free-text rationale per answer for the journal (it never changes the score).
+
+Template placeholders: rubric.txt uses {question} {answer} {reference} {criteria}
+{answer_format}; rubric_logprob.txt uses {question} {answer} {reference} {criterion}
+{instruction} {choices}. {answer} is required.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from judgerl.backends.base import Completion, CompletionRequest
+from judgerl.errors import ConfigError
+from judgerl.judges.base import PointwiseJudge
+from judgerl.judges.calling import CallLog, call_and_parse, record_judgment
+from judgerl.judges.logprob import LIKERT_TOKENS, candidate_mass, expected_likert, p_pass
+from judgerl.judges.options import (
+    JudgeOptions,
+    choose_prompt,
+    is_empty,
+    parse_options,
+    question_block,
+    reference_block,
+)
+from judgerl.judges.parsing import CriterionSpec, parse_rubric
+from judgerl.prompting import fence, load_prompt
+from judgerl.types import Rollout, Sample, Score
+
+if TYPE_CHECKING:
+    from judgerl.config import JudgeConfig
+    from judgerl.reward.runtime import JudgeRuntime
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]*$"
+
+
+class Criterion(BaseModel):
+    """One rubric line: a pass/fail `check` (default) or a 1-5 `likert` dimension with levels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN, description="identifier, used as the JSON key")
+    kind: Literal["check", "likert"] = Field(default="check")
+    description: str = Field(min_length=1, description="what the judge checks")
+    weight: float = Field(default=1.0, ge=0)
+    levels: dict[int, str] | None = Field(default=None, description="likert only: 1..5 -> description")
+
+    @model_validator(mode="after")
+    def _levels_match_kind(self) -> Criterion:
+        if self.kind == "likert":
+            if not self.levels or sorted(self.levels) != [1, 2, 3, 4, 5]:
+                raise ValueError(f"likert criterion '{self.name}' needs `levels` with exactly the keys 1-5")
+        elif self.levels is not None:
+            raise ValueError(f"`levels` is only for likert criteria ('{self.name}' is a check)")
+        return self
+
+
+class RubricOptions(JudgeOptions):
+    """Options of `type: rubric` (on top of the shared ones in judges/options.py)."""
+
+    criteria: list[Criterion] = Field(min_length=1)
+    use_reference: bool = Field(default=False, description="show the sample's reference answer; "
+                                "a sample without one is unscored")
+    rationale: bool = Field(default=False, description="logprob mode: also generate a short "
+                            "rationale per answer for the journal")
+    pass_token: str = Field(default="PASS", min_length=1, description="logprob mode")
+    fail_token: str = Field(default="FAIL", min_length=1, description="logprob mode")
+
+    @field_validator("criteria")
+    @classmethod
+    def _unique_and_weighted(cls, criteria: list[Criterion]) -> list[Criterion]:
+        names = [criterion.name for criterion in criteria]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"criterion names must be unique; repeated: {duplicated}")
+        if sum(criterion.weight for criterion in criteria) <= 0:
+            raise ValueError("at least one criterion needs a positive weight")
+        return criteria
+
+
+GENERATE_PLACEHOLDERS = {"question", "answer", "reference", "criteria", "answer_format"}
+LOGPROB_PLACEHOLDERS = {"question", "answer", "reference", "criterion", "instruction", "choices"}
+
+
+def describe_criteria(criteria: list[Criterion]) -> str:
+    """The criteria as the judge reads them (trusted config text).
+
+    >>> print(describe_criteria([Criterion(name="correct", description="States the right capital.")]))
+    - correct (pass/fail): States the right capital.
+    """
+    lines = []
+    for criterion in criteria:
+        if criterion.kind == "check":
+            lines.append(f"- {criterion.name} (pass/fail): {criterion.description}")
+        else:
+            lines.append(f"- {criterion.name} (1-5): {criterion.description}")
+            lines += [f"    {level}: {text}" for level, text in sorted((criterion.levels or {}).items())]
+    return "\n".join(lines)
+
+
+def answer_format(criteria: list[Criterion]) -> str:
+    """The JSON shape the judge must answer with, spelled out for these criteria."""
+    entries = []
+    for criterion in criteria:
+        score = "true or false" if criterion.kind == "check" else "an integer 1-5"
+        entries.append(f'    "{criterion.name}": {{"rationale": "<one sentence>", "score": <{score}>}}')
+    return '{"criteria": {\n' + ",\n".join(entries) + "\n}}"
+
+
+class RubricJudge(PointwiseJudge):
+    """Scores one answer against the configured criteria."""
+
+    kind = "rubric"
+
+    def __init__(self, config: JudgeConfig, runtime: JudgeRuntime, *, base_dir: Path | None = None) -> None:
+        super().__init__(config, runtime)
+        self.options = parse_options(RubricOptions, config)
+        field = f"judges.{config.name}.prompt_file"
+        if self.options.scoring == "generate":
+            self.prompt = choose_prompt(self.options.prompt_file, "rubric", base_dir)
+            self.prompt.check_placeholders(GENERATE_PLACEHOLDERS, {"answer"}, field=field)
+        else:
+            self.prompt = choose_prompt(self.options.prompt_file, "rubric_logprob", base_dir)
+            self.prompt.check_placeholders(LOGPROB_PLACEHOLDERS, {"answer"}, field=field)
+            if self.options.pass_token == self.options.fail_token:
+                raise ConfigError("pass_token and fail_token must differ", field=f"judges.{config.name}")
+        self.rationale_prompt = load_prompt("rationale")
+        self.specs = [CriterionSpec(criterion.name, criterion.kind) for criterion in self.options.criteria]
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def _common_values(self, sample: Sample, rollout: Rollout) -> dict[str, str]:
+        reference = sample.reference if self.options.use_reference else None
+        return {"question": question_block(sample), "answer": fence(rollout.completion, "ANSWER"),
+                "reference": reference_block(reference)}
+
+    def generate_request(self, sample: Sample, rollout: Rollout) -> CompletionRequest:
+        values = {**self._common_values(sample, rollout),
+                  "criteria": describe_criteria(self.options.criteria),
+                  "answer_format": answer_format(self.options.criteria)}
+        return CompletionRequest(messages=self.prompt.render(values), max_tokens=self.options.max_tokens,
+                                 temperature=self.options.temperature, json_mode=self.options.json_mode,
+                                 tag=self.name)
+
+    def criterion_tokens(self, criterion: Criterion) -> list[str]:
+        if criterion.kind == "check":
+            return [self.options.pass_token, self.options.fail_token]
+        return list(LIKERT_TOKENS)
+
+    def logprob_request(self, sample: Sample, rollout: Rollout, criterion: Criterion) -> CompletionRequest:
+        tokens = self.criterion_tokens(criterion)
+        if criterion.kind == "check":
+            choices = f"{tokens[0]} or {tokens[1]}"
+            instruction = (f"Does the answer meet this criterion? An answer that does not respond to "
+                           f"the question does not. Reply with exactly one word: {tokens[0]} if it "
+                           f"does, {tokens[1]} if it does not.")
+        else:
+            choices = "1, 2, 3, 4 or 5"
+            instruction = ("Which level describes the answer best? An answer that does not respond to "
+                           "the question is level 1. Reply with exactly one digit from 1 to 5.")
+        values = {**self._common_values(sample, rollout),
+                  "criterion": describe_criteria([criterion]).removeprefix("- "),
+                  "instruction": instruction, "choices": choices}
+        return CompletionRequest(messages=self.prompt.render(values), max_tokens=1, temperature=0.0,
+                                 logprobs=True, top_logprobs=self.options.top_logprobs,
+                                 candidate_tokens=tokens,
+                                 tag=self.name)
+
+    def dry_run_answer(self, request: CompletionRequest) -> str:
+        """Every check passes and every Likert criterion gets 3."""
+        criteria = {criterion.name: {"rationale": "dry run",
+                                     "score": True if criterion.kind == "check" else 3}
+                    for criterion in self.options.criteria}
+        return json.dumps({"criteria": criteria})
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    async def score(self, sample: Sample, rollout: Rollout) -> Score:
+        if self.options.empty_answer_score is not None and is_empty(rollout.completion):
+            record_judgment(self.runtime, judge=self.name, kind=self.kind, prompt=self.prompt,
+                            sample_id=sample.id, rollout_ids=[rollout.id], log=CallLog(), outcome="ok",
+                            reason=None, scores=self.options.empty_answer_score,
+                            rationale="empty answer", extra={"edge_rule": "empty_answer"})
+            return Score(self.name, self.options.empty_answer_score, rationale="empty answer",
+                         details={"edge_rule": "empty_answer"})
+        if self.options.use_reference and sample.reference is None:
+            return self._unscored(sample, rollout, CallLog(), "no reference answer for this sample "
+                                  "(use_reference is true)")
+        if self.options.scoring == "generate":
+            return await self._score_generate(sample, rollout)
+        return await self._score_logprob(sample, rollout)
+
+    async def _score_generate(self, sample: Sample, rollout: Rollout) -> Score:
+        request = self.generate_request(sample, rollout)
+        outcome = await call_and_parse(self.runtime, self.backend_name, request,
+                                       lambda completion: parse_rubric(completion.text, self.specs))
+        if outcome.value is None:
+            return self._unscored(sample, rollout, outcome.log, outcome.reason or "unscored")
+        per_criterion = {spec.name: {"kind": spec.kind, "score": outcome.value[spec.name].raw,
+                                     "value": outcome.value[spec.name].value,
+                                     "rationale": outcome.value[spec.name].rationale}
+                         for spec in self.specs}
+        return self._scored(sample, rollout, outcome.log, per_criterion)
+
+    async def _score_logprob(self, sample: Sample, rollout: Rollout) -> Score:
+        criteria = self.options.criteria
+        calls = [call_and_parse(self.runtime, self.backend_name,
+                                self.logprob_request(sample, rollout, criterion),
+                                self._logprob_parser(criterion), reasks=0)
+                 for criterion in criteria]
+        rationale_call = self._rationale(sample, rollout) if self.options.rationale else None
+        outcomes = await asyncio.gather(*calls)
+        rationale_text, rationale_log = await rationale_call if rationale_call else ("", CallLog())
+        log = CallLog()
+        for outcome in outcomes:
+            log.merge(outcome.log)
+        log.merge(rationale_log)
+        failures = [f"{criterion.name}: {outcome.reason}"
+                    for criterion, outcome in zip(criteria, outcomes, strict=True) if outcome.value is None]
+        if failures:
+            return self._unscored(sample, rollout, log, "; ".join(failures))
+        per_criterion: dict[str, dict[str, Any]] = {}
+        for criterion, outcome in zip(criteria, outcomes, strict=True):
+            assert outcome.value is not None
+            raw, value = outcome.value
+            per_criterion[criterion.name] = {"kind": criterion.kind, "score": raw, "value": value,
+                                             "rationale": ""}
+        return self._scored(sample, rollout, log, per_criterion, rationale=rationale_text)
+
+    def _logprob_parser(self, criterion: Criterion):  # type: ignore[no-untyped-def]
+        tokens = self.criterion_tokens(criterion)
+        case_sensitive = self.options.case_sensitive_tokens
+
+        def parse(completion: Completion) -> tuple[float, float]:
+            mass = candidate_mass(completion, tokens, case_sensitive=case_sensitive)
+            if criterion.kind == "check":
+                probability = p_pass(mass, tokens[0], tokens[1])
+                return probability, probability
+            return expected_likert(mass, tokens)
+
+        return parse
+
+    async def _rationale(self, sample: Sample, rollout: Rollout) -> tuple[str, CallLog]:
+        values = {**self._common_values(sample, rollout),
+                  "criteria": describe_criteria(self.options.criteria)}
+        request = CompletionRequest(messages=self.rationale_prompt.render(values), max_tokens=256,
+                                    temperature=self.options.temperature,
+                                    tag=self.name)
+        outcome = await call_and_parse(self.runtime, self.backend_name, request,
+                                       lambda completion: completion.text.strip(), reasks=0)
+        return (outcome.value or f"(no rationale: {outcome.reason})"), outcome.log
+
+    # -- results ---------------------------------------------------------------------------
+
+    def _scored(self, sample: Sample, rollout: Rollout, log: CallLog,
+                per_criterion: dict[str, dict[str, Any]], rationale: str = "") -> Score:
+        weights = {criterion.name: criterion.weight for criterion in self.options.criteria}
+        total = sum(weights.values())
+        value = sum(weights[name] * item["value"] for name, item in per_criterion.items()) / total
+        value = min(1.0, max(0.0, value))
+        if not rationale:
+            rationale = "\n".join(f"{name}: {item['rationale']}" for name, item in per_criterion.items()
+                                  if item["rationale"])
+        record_judgment(self.runtime, judge=self.name, kind=self.kind, prompt=self.prompt,
+                        sample_id=sample.id, rollout_ids=[rollout.id], log=log, outcome="ok", reason=None,
+                        scores={"value": value, "criteria": per_criterion}, rationale=rationale,
+                        extra={"scoring": self.options.scoring})
+        return Score(self.name, value, rationale=rationale,
+                     details={"criteria": per_criterion, "prompt_version": self.prompt.version,
+                              "scoring": self.options.scoring})
+
+    def _unscored(self, sample: Sample, rollout: Rollout, log: CallLog, reason: str) -> Score:
+        record_judgment(self.runtime, judge=self.name, kind=self.kind, prompt=self.prompt,
+                        sample_id=sample.id, rollout_ids=[rollout.id], log=log, outcome="unscored",
+                        reason=reason, extra={"scoring": self.options.scoring})
+        return Score.unscored(self.name, reason, prompt_version=self.prompt.version,
+                              raw_outputs=list(log.raw_outputs))

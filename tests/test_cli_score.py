@@ -1,0 +1,141 @@
+"""`judgerl score` end to end: real HTTP to a fake judge on loopback, the scripted backend, the
+dry run, clear errors, and crash safety (SIGKILL midway, rerun, nothing judged twice)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from fake_openai import FakeOpenAIServer, RecordedRequest, Reply
+from judgerl.cli import app
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "quickstart"
+ROLLOUTS = EXAMPLES / "rollouts.jsonl"
+runner = CliRunner()
+
+
+def rubric_judge(request: RecordedRequest) -> Reply:
+    """A fake judge that checks the fenced answer against the reference it was shown."""
+    prompt = request.prompt
+    answer = re.search(r"<<<ANSWER_\w+>>>\n(.*?)\n<<<END_ANSWER_\w+>>>", prompt, re.S).group(1)
+    correct = ("Paris" in answer and "Lyon" not in answer) or "100 degrees Celsius" in answer
+    verdict = {"criteria": {
+        "correct": {"rationale": "matches the reference" if correct else "wrong", "score": correct},
+        "calibrated": {"rationale": "fine", "score": True},
+        "concise": {"rationale": "short", "score": 5 if correct else 2},
+    }}
+    return Reply(text=json.dumps(verdict))
+
+
+def read_rewards(path: Path) -> dict[str, dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    by_id = {row["rollout_id"]: row for row in rows}
+    assert len(by_id) == len(rows), "each rollout must appear exactly once"
+    return by_id
+
+
+def test_score_rubric_example_over_real_http(fake_openai: FakeOpenAIServer, tmp_path: Path):
+    fake_openai.responder = rubric_judge
+    output = tmp_path / "rewards.jsonl"
+    result = runner.invoke(app, [
+        "score", "-c", str(EXAMPLES / "reward_rubric.yaml"), "-i", str(ROLLOUTS), "-o", str(output),
+        "--set", f"backends.judge.base_url={fake_openai.url}",
+        "--set", f"runtime.cache_path={tmp_path / 'cache.sqlite'}",
+        "--set", f"runtime.journal_path={tmp_path / 'journal.jsonl'}",
+    ])
+    assert result.exit_code == 0, result.output
+    rewards = read_rewards(output)
+    assert len(rewards) == 8
+    # the two answers that are not JSON are gated without a judge call
+    assert {k for k, r in rewards.items() if r["status"] == "gated"} == {"capital-fr/2", "boiling/3"}
+    assert len(fake_openai.chat_requests) == 6
+    assert rewards["capital-fr/0"]["value"] > rewards["capital-fr/1"]["value"]
+    assert rewards["boiling/0"]["value"] > rewards["boiling/1"]["value"]
+    assert rewards["boiling/2"]["components"]["safety"] == 0.0, "a phone number is PII"
+    quality = rewards["capital-fr/0"]["details"]["scores"]["quality"]
+    assert quality["details"]["criteria"]["correct"]["value"] == 1.0
+    journal = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    assert len(journal) == 6 and all(entry["outcome"] == "ok" for entry in journal)
+    assert "reward" in result.output and "gated: 2" in result.output
+
+
+def test_score_with_the_scripted_backend_and_dry_run(tmp_path: Path):
+    scripted = runner.invoke(app, ["score", "-c", str(EXAMPLES / "reward_scripted.yaml"), "-i", str(ROLLOUTS),
+                                   "-o", str(tmp_path / "scripted.jsonl")])
+    assert scripted.exit_code == 0, scripted.output
+    assert len(read_rewards(tmp_path / "scripted.jsonl")) == 8
+    for config in ("reward_rubric.yaml", "reward_pairwise.yaml", "reward_group.yaml"):
+        output = tmp_path / f"dry-{config}.jsonl"
+        result = runner.invoke(app, ["score", "-c", str(EXAMPLES / config), "-i", str(ROLLOUTS),
+                                     "-o", str(output), "--dry-run"])
+        assert result.exit_code == 0, (config, result.output)
+        statuses = {row["status"] for row in read_rewards(output).values()}
+        assert statuses <= {"ok", "gated"}, (config, statuses)
+
+
+def test_bad_config_names_the_field(tmp_path: Path):
+    result = runner.invoke(app, ["score", "-c", str(EXAMPLES / "reward_rubric.yaml"), "-i", str(ROLLOUTS),
+                                 "-o", str(tmp_path / "out.jsonl"), "--set", "judges.0.weight=heavy"])
+    assert result.exit_code == 2
+    assert "judges.0.weight" in result.output
+
+
+def test_bad_input_rows_are_reported_and_good_rows_scored(tmp_path: Path):
+    rows = ROLLOUTS.read_text().splitlines()
+    bad = tmp_path / "mixed.jsonl"
+    lines = [rows[0], '{"id": "x", "completion": "no prompt"}', "{not json", rows[4]]
+    bad.write_text("\n".join(lines) + "\n")
+    output = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["score", "-c", str(EXAMPLES / "reward_scripted.yaml"), "-i", str(bad),
+                                 "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    assert "line 2" in result.output and "line 3" in result.output
+    assert set(read_rewards(output)) == {"capital-fr/0", "boiling/0"}
+
+
+def test_sigkill_midway_then_rerun_judges_nothing_twice(tmp_path: Path):
+    template = json.loads(ROLLOUTS.read_text().splitlines()[0])
+    rollouts = tmp_path / "many.jsonl"
+    with rollouts.open("w") as handle:
+        for index in range(40):
+            row = dict(template, id=f"q{index}", rollout_id=f"q{index}/0",
+                       completion=json.dumps({"answer": f"Paris {index}", "confidence": "high"}))
+            handle.write(json.dumps(row) + "\n")
+    output, cache = tmp_path / "rewards.jsonl", tmp_path / "cache.sqlite"
+    command = [sys.executable, "-m", "judgerl.cli", "score", "-c", str(EXAMPLES / "reward_rubric.yaml"),
+               "-i", str(rollouts), "-o", str(output), "--batch-size", "8",
+               "--set", f"runtime.cache_path={cache}", "--set", "backends.judge.max_concurrency=2"]
+    with FakeOpenAIServer(latency_s=0.15) as server:
+        server.responder = rubric_judge
+        command += ["--set", f"backends.judge.base_url={server.url}"]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if output.exists() and len(output.read_text().splitlines()) >= 10:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        finished_before = set(read_rewards(output))
+        assert 10 <= len(finished_before) < 40, "the kill must land midway"
+        first_run_requests = len(server.chat_requests)
+
+        rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr
+        second_run = server.chat_requests[first_run_requests:]
+
+    rewards = read_rewards(output)
+    assert set(rewards) == {f"q{index}/0" for index in range(40)}
+    asked_again = {re.search(r"Paris (\d+)", request.prompt).group(1) for request in second_run}
+    finished_numbers = {rollout_id.split("/")[0][1:] for rollout_id in finished_before}
+    assert not asked_again & finished_numbers, "a finished judgment was requested again"
+    assert len(second_run) <= 40 - len(finished_before)
