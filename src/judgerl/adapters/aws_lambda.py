@@ -1,0 +1,207 @@
+"""The judgerl reward as an Amazon Nova reinforcement fine-tuning (RFT) reward Lambda.
+
+Why: Nova RFT (Bedrock and SageMaker) generates answers itself and calls a reward Lambda with a
+batch of samples; the Lambda must answer with one score per sample id. This handler scores the
+batch concurrently through one pipeline that lives as long as the Lambda container (built at
+the first invocation, reused while the container is warm).
+
+Event (a JSON list; a dict holding the list under `samples`, `batch`, `inputs`, `records` or
+`body` is accepted too):
+
+    [{"id": "123",
+      "messages": [{"role": "user", "content": "..."},
+                   {"role": "assistant", "content": "..."}],      # or "nova_assistant"
+      "reference_answer": "..." | {...},                          # or under "metadata"
+      "metadata": {"reference_answer": ..., ...}}]
+
+Content may be a string or a list of parts (`[{"text": "..."}]`). The last assistant turn is
+the answer; the turns before it are the prompt. Response, one per input id, in input order:
+
+    [{"id": "123", "aggregate_reward_score": 0.83,
+      "metrics_list": [{"name": "quality", "value": 0.9, "type": "Reward"},
+                       {"name": "length", "value": 1.0, "type": "Metric"}, ...]}]
+
+Metric types: judges are `Reward` components, checks are `Metric`s; `unscored` and `gated`
+(0/1) are always present. Never-failing rules:
+- a bad sample (not a dict, no `messages`, no assistant turn) scores 0.0 with the metric
+  `invalid_sample` = 1 and is not sent to the pipeline; the rest of the batch is scored;
+- an unscored sample gets the config's `failure_policy` value (0.0 under `unscored`, since Nova
+  needs a number) and `unscored` = 1;
+- samples still being judged when the Lambda is about to time out (its remaining time minus
+  `JUDGERL_LAMBDA_MARGIN_S`, default 5 s) are reported unscored with reason `lambda_deadline`.
+Only a failure budget crossing (the config's `failure_budget`) fails the invocation, on purpose:
+training on a batch that the judge mostly could not score is worse than a retried call.
+
+Config: `$JUDGERL_REWARD_CONFIG`, else `reward.yaml` beside the handler in the deployment
+package (`$LAMBDA_TASK_ROOT/reward.yaml`). Packaging: examples/aws_lambda/README.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from judgerl.adapters import (
+    component_values,
+    content_text,
+    load_pipeline,
+    numeric_value,
+    prompt_sample_id,
+    reference_text,
+)
+from judgerl.reward.pipeline import NEUTRAL_SCORE, RewardPipeline
+from judgerl.types import Reward, Rollout, Sample
+
+logger = logging.getLogger(__name__)
+
+ASSISTANT_ROLES = frozenset({"assistant", "nova_assistant"})
+LIST_KEYS = ("samples", "batch", "inputs", "records", "body")
+MARGIN_ENV = "JUDGERL_LAMBDA_MARGIN_S"
+DEFAULT_MARGIN_S = 5.0
+
+
+class InvalidSample(ValueError):
+    """A sample that cannot be scored (its reason goes to the log, its score is 0)."""
+
+
+def event_samples(event: Any) -> list[Any]:
+    """The list of samples in an event: the event itself, or a list under a known key."""
+    if isinstance(event, list):
+        return event
+    if isinstance(event, dict):
+        for key in LIST_KEYS:
+            if isinstance(event.get(key), list):
+                return event[key]
+        if "messages" in event:
+            return [event]
+    raise InvalidSample(f"the event must be a list of samples (or a dict with one of {list(LIST_KEYS)}), "
+                        f"not {type(event).__name__}")
+
+
+def parse_sample(raw: Any) -> tuple[Sample, Rollout]:
+    """One Nova sample as (Sample, Rollout); raises InvalidSample naming the bad field."""
+    if not isinstance(raw, dict):
+        raise InvalidSample(f"a sample must be an object, not {type(raw).__name__}")
+    messages = raw.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidSample("field 'messages' is missing or empty")
+    answer_index = next((index for index in range(len(messages) - 1, -1, -1)
+                         if isinstance(messages[index], dict)
+                         and messages[index].get("role") in ASSISTANT_ROLES), None)
+    if answer_index is None:
+        raise InvalidSample("field 'messages' has no assistant (or nova_assistant) turn")
+    prompt = [{"role": str(message.get("role", "user")), "content": content_text(message.get("content"))}
+              for message in messages[:answer_index] if isinstance(message, dict)]
+    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    reference_raw = raw.get("reference_answer", metadata.get("reference_answer"))
+    reference = reference_text(reference_raw)
+    sample_id = prompt_sample_id(prompt, reference)
+    extra = {key: value for key, value in metadata.items() if key != "reference_answer"}
+    sample = Sample(id=sample_id, messages=prompt, reference=reference, metadata=extra)
+    completion = content_text(messages[answer_index].get("content"))
+    return sample, Rollout(sample_id=sample_id, completion=completion, id=str(raw.get("id", "")) or sample_id)
+
+
+def metrics_list(reward: Reward, pipeline: RewardPipeline) -> list[dict[str, Any]]:
+    """Every component and flag as Nova metrics: judges are `Reward`, the rest `Metric`."""
+    judge_names = {judge.name for judge in pipeline.judges}
+    return [{"name": name, "value": value, "type": "Reward" if name in judge_names else "Metric"}
+            for name, value in component_values(reward).items()]
+
+
+def _deadline_s(context: Any) -> float | None:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    margin = float(os.environ.get(MARGIN_ENV, DEFAULT_MARGIN_S))
+    return max(0.5, remaining() / 1000.0 - margin)
+
+
+def _unscored(sample: Sample, rollout: Rollout, pipeline: RewardPipeline, reason: str) -> Reward:
+    policy = pipeline.config.failure_policy
+    value = None if policy == "unscored" else (NEUTRAL_SCORE if policy == "neutral" else 0.0)
+    components: dict[str, float | None] = {name: None for name in pipeline.weights}
+    return Reward(sample_id=sample.id, rollout_id=rollout.id, value=value, components=components,
+                  status="unscored", reason=reason, details={"failure_policy": policy})
+
+
+def score_items(pipeline: RewardPipeline, items: Sequence[tuple[Sample, Rollout]],
+                timeout_s: float | None) -> list[Reward]:
+    """Score concurrently; items not done by `timeout_s` come back unscored (`lambda_deadline`)."""
+    done: dict[int, Reward] = {}
+    lock = threading.Lock()
+    index_of = {(rollout.sample_id, rollout.id): index for index, (_sample, rollout) in enumerate(items)}
+
+    def keep(reward: Reward) -> None:
+        # Called on the pipeline's loop thread as each reward is ready.
+        with lock:
+            done[index_of[(reward.sample_id, reward.rollout_id)]] = reward
+
+    async def run() -> None:
+        try:
+            await asyncio.wait_for(pipeline.score_batch(items, on_reward=keep, enforce_budget=False),
+                                   timeout=timeout_s)
+        except asyncio.TimeoutError:
+            logger.warning("lambda deadline: %d of %d samples still being judged are reported unscored",
+                           len(items) - len(done), len(items))
+
+    asyncio.run(run())
+    with lock:
+        return [done.get(index) or _unscored(sample, rollout, pipeline, "lambda_deadline")
+                for index, (sample, rollout) in enumerate(items)]
+
+
+def _default_config_path() -> str | None:
+    root = os.environ.get("LAMBDA_TASK_ROOT")
+    candidate = Path(root) / "reward.yaml" if root else None
+    return str(candidate) if candidate is not None and candidate.is_file() else None
+
+
+def handle(event: Any, context: Any = None, *,
+           pipeline: RewardPipeline | None = None) -> list[dict[str, Any]]:
+    """The handler's work, with the pipeline passed in (tests, custom handlers)."""
+    pipeline = pipeline or load_pipeline(default_path=_default_config_path())
+    raw_samples = event_samples(event)
+    results: list[dict[str, Any] | None] = [None] * len(raw_samples)
+    valid: list[tuple[int, tuple[Sample, Rollout]]] = []
+    seen_rollouts: dict[str, int] = {}
+    for index, raw in enumerate(raw_samples):
+        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        try:
+            sample, rollout = parse_sample(raw)
+        except InvalidSample as exc:
+            logger.warning("sample %d (id %r) is invalid and scores 0: %s", index, raw_id, exc)
+            results[index] = {"id": raw_id, "aggregate_reward_score": 0.0,
+                              "metrics_list": [{"name": "invalid_sample", "value": 1.0, "type": "Metric"}]}
+            continue
+        # Two samples with the same id would be indistinguishable in the pipeline: suffix the copy.
+        occurrence = seen_rollouts.get(rollout.id, 0)
+        seen_rollouts[rollout.id] = occurrence + 1
+        if occurrence:
+            rollout.id = f"{rollout.id}#{occurrence}"
+        valid.append((index, (sample, rollout)))
+    if valid:
+        rewards = score_items(pipeline, [item for _index, item in valid], _deadline_s(context))
+        pipeline.check_failure_budget(rewards)
+        for (index, _item), reward in zip(valid, rewards, strict=True):
+            if reward.status == "unscored":
+                logger.info("sample id %r unscored: %s", raw_samples[index].get("id"), reward.reason)
+            results[index] = {"id": raw_samples[index].get("id"),
+                              "aggregate_reward_score": numeric_value(reward),
+                              "metrics_list": [*metrics_list(reward, pipeline),
+                                               {"name": "invalid_sample", "value": 0.0, "type": "Metric"}]}
+    return [result for result in results if result is not None]
+
+
+def lambda_handler(event: Any, context: Any) -> list[dict[str, Any]]:
+    """AWS Lambda entry point (handler setting: `judgerl.adapters.aws_lambda.lambda_handler`)."""
+    return handle(event, context)
+
+
+__all__ = ["ASSISTANT_ROLES", "InvalidSample", "event_samples", "handle", "lambda_handler",
+           "metrics_list", "parse_sample", "score_items"]

@@ -1,0 +1,249 @@
+"""AWS Bedrock as a judge backend, through the Converse API (boto3 `bedrock-runtime`).
+
+Why: Bedrock hosts the judge models many RFT users already pay for (Claude, Llama, Nova,
+Mistral...), and Converse gives them one request shape. Like every backend, this one makes one
+attempt per call and classifies failures; the judgerl runtime does the retrying, so boto3's own
+retries are turned off (`total_max_attempts=1`) to avoid retry amplification.
+
+Config (`backends:` in a reward config):
+
+    judge:
+      type: bedrock
+      model: anthropic.claude-3-5-haiku-20241022-v1:0   # model id or inference profile id/ARN
+      region: us-east-1            # default: $AWS_REGION / $AWS_DEFAULT_REGION / the boto3 profile's
+      profile: my-profile          # optional boto3 profile
+      max_concurrency: 16
+      timeout_s: 60                # boto3 read timeout
+      max_tokens: 512              # optional inference config; a value set here wins over
+      temperature: 0.0             #   what the judge asks for
+      top_p: 0.9
+      stop_sequences: ["</verdict>"]
+
+Credentials come from the usual boto3 chain (environment, profile, instance role).
+
+Failure classes: ThrottlingException, TooManyRequestsException, ServiceUnavailableException,
+ModelNotReadyException, InternalServerException, ModelTimeoutException,
+ServiceQuotaExceededException, any 408/429/5xx, connection errors and timeouts are retryable;
+ValidationException, AccessDeniedException, ResourceNotFoundException, unrecognised or expired
+credentials and other 4xx are fatal (every call would fail the same way); ModelErrorException
+fails that one call. Converse returns no log-probabilities: a judge in `scoring: logprob` mode
+on this backend is a fatal configuration error, reported on its first call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from judgerl.backends.base import Backend, Completion, CompletionRequest, Usage
+from judgerl.errors import BackendError, ConfigError, FatalBackendError
+
+if TYPE_CHECKING:
+    from judgerl.config import BackendConfig
+
+RETRYABLE_CODES = frozenset({
+    "ThrottlingException", "TooManyRequestsException", "ServiceUnavailableException",
+    "ModelNotReadyException", "InternalServerException", "ModelTimeoutException",
+    "ServiceQuotaExceededException", "RequestTimeout", "RequestTimeoutException",
+})
+FATAL_CODES = frozenset({
+    "ValidationException", "AccessDeniedException", "ResourceNotFoundException",
+    "UnrecognizedClientException", "ExpiredTokenException", "InvalidSignatureException",
+})
+CALL_CODES = frozenset({"ModelErrorException", "ModelStreamErrorException"})
+INFERENCE_KEYS = {"max_tokens": "maxTokens", "maxTokens": "maxTokens", "temperature": "temperature",
+                  "top_p": "topP", "topP": "topP", "stop_sequences": "stopSequences",
+                  "stopSequences": "stopSequences"}
+
+
+def to_converse(messages: list[dict[str, Any]]) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """Chat messages as Converse's (`system`, `messages`): system turns move to `system`,
+    consecutive turns of one role are merged (Converse wants user/assistant alternating).
+
+    >>> to_converse([{"role": "system", "content": "be strict"}, {"role": "user", "content": "a"},
+    ...              {"role": "user", "content": "b"}])
+    ([{'text': 'be strict'}], [{'role': 'user', 'content': [{'text': 'a'}, {'text': 'b'}]}])
+    """
+    system: list[dict[str, str]] = []
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        role = message.get("role", "user")
+        text = message.get("content") or ""
+        if not isinstance(text, str):
+            text = "".join(part.get("text", "") for part in text if isinstance(part, dict))
+        if role == "system":
+            system.append({"text": text})
+            continue
+        role = "assistant" if role == "assistant" else "user"
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].append({"text": text})
+        else:
+            turns.append({"role": role, "content": [{"text": text}]})
+    return system, turns
+
+
+def classify(exc: Exception) -> BackendError:
+    """A boto3 / botocore exception as judgerl's BackendError (retryable or fatal)."""
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        PartialCredentialsError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = f"bedrock {code}: {error.get('Message', '')}".strip()
+        metadata = exc.response.get("ResponseMetadata", {})
+        status = metadata.get("HTTPStatusCode")
+        headers = {key.lower(): value for key, value in (metadata.get("HTTPHeaders") or {}).items()}
+        retry_after = _retry_after(headers.get("retry-after"))
+        unknown = code not in FATAL_CODES | CALL_CODES
+        if code in RETRYABLE_CODES or (unknown and (status in (408, 429) or (status or 0) >= 500)):
+            return BackendError(message, retryable=True, status=status, retry_after=retry_after)
+        if code in CALL_CODES:
+            return BackendError(message, retryable=False, status=status)
+        return FatalBackendError(message, status=status)
+    if isinstance(exc, (ReadTimeoutError, ConnectTimeoutError)):
+        return BackendError(f"bedrock timeout: {exc}", retryable=True, status=408)
+    if isinstance(exc, (EndpointConnectionError, ConnectionClosedError)):
+        return BackendError(f"bedrock connection error: {exc}", retryable=True)
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return FatalBackendError(f"bedrock: no usable AWS credentials ({exc})")
+    return BackendError(f"bedrock call failed: {type(exc).__name__}: {exc}", retryable=True)
+
+
+def _retry_after(value: Any) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class BedrockBackend(Backend):
+    """Judge calls to a Bedrock model through `bedrock-runtime.converse`, one attempt per call."""
+
+    kind = "bedrock"
+
+    def __init__(self, model_id: str, *, region: str | None = None, profile: str | None = None,
+                 inference_config: dict[str, Any] | None = None, max_concurrency: int = 16,
+                 timeout_s: float = 60.0, client: Any = None) -> None:
+        super().__init__(model_id, max_concurrency=max_concurrency)
+        self.region = region
+        self.profile = profile
+        self.timeout_s = timeout_s
+        self.inference_config = _inference_config(inference_config or {})
+        self._client = client
+        self._executor: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_config(cls, config: BackendConfig) -> BedrockBackend:
+        options = config.options
+        if not config.model:
+            raise ConfigError("a bedrock backend needs `model` (a Bedrock model id or inference profile)",
+                              field="backends.model")
+        inference = {key: options[key] for key in INFERENCE_KEYS if key in options}
+        inference.update(options.get("inference_config") or {})
+        return cls(config.model, region=options.get("region") or options.get("region_name"),
+                   profile=options.get("profile"), inference_config=inference,
+                   max_concurrency=config.max_concurrency, timeout_s=config.timeout_s)
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client, made on first use (retries off, timeouts and pool from the config)."""
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            session = boto3.session.Session(profile_name=self.profile or None)
+            region = self.region or os.environ.get("AWS_REGION") or session.region_name
+            if not region:
+                raise FatalBackendError("bedrock: no region; set `region:` on the backend or AWS_REGION")
+            self._client = session.client("bedrock-runtime", region_name=region, config=Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=min(10.0, self.timeout_s), read_timeout=self.timeout_s,
+                max_pool_connections=self.max_concurrency))
+        return self._client
+
+    def build_params(self, request: CompletionRequest) -> dict[str, Any]:
+        """The `converse` keyword arguments for one request."""
+        if request.logprobs or request.candidate_tokens:
+            raise FatalBackendError("bedrock Converse returns no log-probabilities: use generate-then-parse "
+                                    "judging (not `scoring: logprob`) for judges on a bedrock backend")
+        system, messages = to_converse(request.messages)
+        inference: dict[str, Any] = {"maxTokens": request.max_tokens, "temperature": request.temperature}
+        if request.top_p is not None:
+            inference["topP"] = request.top_p
+        if request.stop:
+            inference["stopSequences"] = list(request.stop)
+        inference.update(self.inference_config)
+        params: dict[str, Any] = {"modelId": self.model, "messages": messages, "inferenceConfig": inference}
+        if system:
+            params["system"] = system
+        return params
+
+    def _call(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self.client.converse(**params)
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        params = self.build_params(request)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self.max_concurrency,
+                                                thread_name_prefix="judgerl-bedrock")
+        loop = asyncio.get_running_loop()
+        try:
+            response = await loop.run_in_executor(self._executor, self._call, params)
+        except BackendError:
+            raise
+        except Exception as exc:  # botocore raises many types; classify() decides what they mean
+            raise classify(exc) from exc
+        return parse_response(response, self.model)
+
+    def cache_identity(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": self.model, "inference_config": self.inference_config}
+
+    async def aclose(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def _inference_config(options: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in INFERENCE_KEYS:
+            raise ConfigError(f"unknown Bedrock inference option '{key}' (known: {sorted(INFERENCE_KEYS)})",
+                              field=f"backends.{key}")
+        if value is not None:
+            config[INFERENCE_KEYS[key]] = list(value) if key in ("stop_sequences", "stopSequences") else value
+    return config
+
+
+def parse_response(response: dict[str, Any], model: str) -> Completion:
+    """A Converse response as a Completion (text blocks joined; usage; stop reason)."""
+    try:
+        blocks = response["output"]["message"]["content"]
+    except (KeyError, TypeError) as exc:
+        raise BackendError(f"bedrock: a response without output.message.content ({exc})",
+                           retryable=True) from exc
+    text = "".join(block["text"] for block in blocks if isinstance(block, dict) and "text" in block)
+    usage = response.get("usage") or {}
+    stop = response.get("stopReason")
+    if stop == "max_tokens":
+        finish = "length"
+    elif stop in ("guardrail_intervened", "content_filtered"):
+        finish = "content_filter"
+    else:
+        finish = "stop"
+    return Completion(text=text, model=model, finish_reason=finish,
+                      usage=Usage(prompt_tokens=int(usage.get("inputTokens", 0)),
+                                  completion_tokens=int(usage.get("outputTokens", 0))))
+
+
+__all__ = ["BedrockBackend", "classify", "parse_response", "to_converse"]

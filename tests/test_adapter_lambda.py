@@ -1,0 +1,158 @@
+"""Contract tests for the Amazon Nova RFT reward Lambda, called the way Lambda calls it."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from adapter_fakes import make_pipeline, write_config
+from judgerl.adapters import clear_pipelines
+from judgerl.adapters.aws_lambda import handle, lambda_handler
+
+
+class FakeContext:
+    """The parts of a Lambda context object the handler reads."""
+
+    def __init__(self, remaining_ms: int = 900_000) -> None:
+        self.aws_request_id = "req-123"
+        self.function_name = "judgerl-reward"
+        self._deadline = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def chat(question: str, answer: str, role: str = "assistant") -> list[dict]:
+    return [{"role": "user", "content": question}, {"role": role, "content": answer}]
+
+
+EVENT = json.dumps([
+    {"id": "a", "messages": chat("2+2?", "it is 4"), "reference_answer": "4"},
+    {"id": "b", "messages": [{"role": "system", "content": "be brief"},
+                             {"role": "user", "content": [{"text": "2+2?"}]},
+                             {"role": "nova_assistant", "content": [{"text": "five"}]}],
+     "metadata": {"reference_answer": "4", "my_key": "sample-001"}},
+    {"id": "c", "messages": [{"role": "user", "content": "2+2?"}]},
+    {"id": "d"},
+    {"id": "e", "messages": chat("q", "JUDGE-FAIL"), "metadata": {"reference_answer": {"compliant": "No"}}},
+    {"id": "f", "messages": chat("q", "BAD")},
+])
+
+
+def metrics(result: dict) -> dict[str, tuple[float, str]]:
+    return {metric["name"]: (metric["value"], metric["type"]) for metric in result["metrics_list"]}
+
+
+def test_one_result_per_id_in_order_with_metrics():
+    pipeline, judge, _backend = make_pipeline()
+    with pipeline:
+        results = handle(json.loads(EVENT), FakeContext(), pipeline=pipeline)
+    assert [result["id"] for result in results] == ["a", "b", "c", "d", "e", "f"]
+    assert [result["aggregate_reward_score"] for result in results] == [1.0, 0.5, 0.0, 0.0, 0.0, 0.0]
+    for result in results:
+        assert set(result) == {"id", "aggregate_reward_score", "metrics_list"}
+        assert isinstance(result["aggregate_reward_score"], float)
+        for metric in result["metrics_list"]:
+            assert set(metric) == {"name", "value", "type"} and metric["type"] in ("Metric", "Reward")
+            assert isinstance(metric["value"], float)
+    a, b, c, d, e, f = map(metrics, results)
+    assert a["quality"] == (1.0, "Reward") and a["format"] == (1.0, "Metric")
+    assert a["unscored"] == (0.0, "Metric") and a["invalid_sample"] == (0.0, "Metric")
+    assert b["quality"] == (0.0, "Reward"), "nova_assistant + list-of-parts content + nested reference"
+    assert c == {"invalid_sample": (1.0, "Metric")}, "no assistant turn: invalid, scored 0"
+    assert d == {"invalid_sample": (1.0, "Metric")}, "no messages: invalid, scored 0"
+    assert e["unscored"] == (1.0, "Metric"), "a judge failure is reported, not hidden"
+    assert f["gated"] == (1.0, "Metric")
+    seen = {completion: (reference, prompt) for _sid, completion, reference, prompt in judge.seen}
+    assert seen["five"] == ("4", "2+2?")
+    assert seen["JUDGE-FAIL"][0] == '{"compliant": "No"}', "a structured reference is passed as JSON"
+    assert "BAD" not in seen, "the gated sample never reached the judge"
+
+
+def test_the_batch_is_scored_concurrently():
+    pipeline, _judge, _backend = make_pipeline(latency_s=0.3)
+    event = [{"id": str(i), "messages": [{"role": "user", "content": f"q{i}"},
+                                         {"role": "assistant", "content": "good"}]} for i in range(8)]
+    with pipeline:
+        started = time.monotonic()
+        results = handle(event, FakeContext(), pipeline=pipeline)
+        elapsed = time.monotonic() - started
+    assert [result["aggregate_reward_score"] for result in results] == [1.0] * 8
+    assert elapsed < 1.2, f"8 judge calls of 0.3 s each took {elapsed:.2f} s: not concurrent"
+
+
+def test_duplicate_ids_still_get_one_result_each():
+    pipeline, _judge, _backend = make_pipeline()
+    sample = {"id": "same", "messages": chat("q", "good")}
+    with pipeline:
+        results = handle([sample, dict(sample)], None, pipeline=pipeline)
+    assert [result["id"] for result in results] == ["same", "same"]
+
+
+def test_deadline_reports_the_rest_unscored(monkeypatch):
+    monkeypatch.setenv("JUDGERL_LAMBDA_MARGIN_S", "0")
+    pipeline, _judge, _backend = make_pipeline(latency_s=3.0, failure_policy="neutral")
+    event = [{"id": "slow", "messages": chat("q", "x")}]
+    with pipeline:
+        started = time.monotonic()
+        results = handle(event, FakeContext(remaining_ms=600), pipeline=pipeline)
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.0, "the handler returned before Lambda would kill it"
+    assert results[0]["aggregate_reward_score"] == 0.5, "neutral policy value for the unscored sample"
+    assert metrics(results[0])["unscored"] == (1.0, "Metric")
+
+
+def test_event_as_a_dict_with_a_list():
+    pipeline, _judge, _backend = make_pipeline()
+    event = {"samples": [{"id": 1, "messages": [{"role": "user", "content": "q"},
+                                                 {"role": "assistant", "content": "good"}]}]}
+    with pipeline:
+        results = handle(event, None, pipeline=pipeline)
+    assert results[0]["id"] == 1 and results[0]["aggregate_reward_score"] == 1.0
+
+
+def test_lambda_handler_reads_the_config_from_the_deployment_package(tmp_path, monkeypatch):
+    write_config(tmp_path)  # reward.yaml at the package root
+    monkeypatch.delenv("JUDGERL_REWARD_CONFIG", raising=False)
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
+    event = json.loads(json.dumps([{"id": "x", "messages": chat("hi", "hello there")}]))
+    try:
+        results = lambda_handler(event, FakeContext())
+        again = lambda_handler(event, FakeContext())
+    finally:
+        clear_pipelines()
+    assert results == again
+    assert results[0]["aggregate_reward_score"] == 1.0
+    assert metrics(results[0])["quality"] == (1.0, "Reward")
+    assert metrics(results[0])["length"] == (1.0, "Metric")
+    json.dumps(results)  # the response must be JSON-serialisable as Lambda returns it
+
+
+def test_no_config_anywhere_is_a_clear_error(monkeypatch, tmp_path):
+    from judgerl.errors import ConfigError
+
+    monkeypatch.delenv("JUDGERL_REWARD_CONFIG", raising=False)
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
+    with pytest.raises(ConfigError, match="JUDGERL_REWARD_CONFIG"):
+        lambda_handler([], FakeContext())
+
+
+def test_the_shipped_lambda_example_builds_and_exports_the_handler(monkeypatch):
+    pytest.importorskip("boto3")
+    import importlib.util
+    from pathlib import Path
+
+    from judgerl.reward.pipeline import RewardPipeline
+
+    folder = Path(__file__).resolve().parents[1] / "examples" / "aws_lambda"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with RewardPipeline.from_config(str(folder / "reward.yaml")) as pipeline:
+        assert pipeline.runtime.backend("judge").kind == "bedrock"
+        assert pipeline.config.failure_policy == "neutral"
+    spec = importlib.util.spec_from_file_location("handler", folder / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.lambda_handler is lambda_handler

@@ -1,0 +1,153 @@
+"""The Bedrock backend, offline: botocore's Stubber answers `converse` (no AWS account, no network)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("boto3")
+
+from botocore.exceptions import ReadTimeoutError
+from botocore.stub import Stubber
+
+from judgerl.backends import build_backend
+from judgerl.backends.base import CompletionRequest
+from judgerl.backends.bedrock import BedrockBackend, classify
+from judgerl.config import BackendConfig, RuntimeConfig
+from judgerl.errors import BackendError, FatalBackendError
+from judgerl.reward.runtime import JudgeRuntime
+
+MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
+
+
+@pytest.fixture(autouse=True)
+def fake_aws(monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+_shared: list[BedrockBackend] = []
+
+
+def stubbed_backend(**options) -> BedrockBackend:
+    """A backend on one shared boto3 client (making a client costs ~0.5 s of model loading)."""
+    if not _shared:
+        _shared.append(BedrockBackend(MODEL, region="us-east-1"))
+    return BedrockBackend(MODEL, client=_shared[0].client, **options)
+
+
+def converse_response(text: str, stop: str = "end_turn", tokens: tuple[int, int] = (12, 3)) -> dict:
+    return {"output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+            "stopReason": stop,
+            "usage": {"inputTokens": tokens[0], "outputTokens": tokens[1], "totalTokens": sum(tokens)},
+            "metrics": {"latencyMs": 5}}
+
+
+REQUEST = CompletionRequest(messages=[{"role": "system", "content": "You are a strict judge."},
+                                      {"role": "user", "content": "Question: 2+2?"},
+                                      {"role": "user", "content": "Answer: 4"}],
+                            max_tokens=64, temperature=0.0, stop=["</verdict>"])
+
+
+async def test_converse_request_and_response_mapping():
+    backend = stubbed_backend(inference_config={"top_p": 0.9})
+    with Stubber(backend.client) as stub:
+        stub.add_response("converse", converse_response('{"score": 1}', stop="max_tokens"), expected_params={
+            "modelId": MODEL,
+            "system": [{"text": "You are a strict judge."}],
+            "messages": [{"role": "user", "content": [{"text": "Question: 2+2?"}, {"text": "Answer: 4"}]}],
+            "inferenceConfig": {"maxTokens": 64, "temperature": 0.0, "stopSequences": ["</verdict>"],
+                                "topP": 0.9},
+        })
+        completion = await backend.complete(REQUEST)
+        stub.assert_no_pending_responses()
+    assert completion.text == '{"score": 1}'
+    assert completion.model == MODEL
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (12, 3)
+    assert completion.finish_reason == "length", "max_tokens stop is a truncated answer"
+    await backend.aclose()
+
+
+async def test_backend_inference_config_wins_over_the_judges_defaults():
+    backend = build_backend(BackendConfig(type="bedrock", model=MODEL, region="eu-west-1", temperature=0.3,
+                                          max_tokens=100, max_concurrency=4, timeout_s=20))
+    assert isinstance(backend, BedrockBackend)
+    params = backend.build_params(CompletionRequest(messages=[{"role": "user", "content": "hi"}]))
+    assert params["inferenceConfig"] == {"maxTokens": 100, "temperature": 0.3}
+    assert "system" not in params
+    config = backend.client.meta.config
+    assert backend.client.meta.region_name == "eu-west-1"
+    assert config.retries == {"total_max_attempts": 1, "mode": "standard"}, "boto3 must not retry"
+    assert config.read_timeout == 20 and config.max_pool_connections == 4
+    assert backend.cache_identity()["inference_config"] == {"temperature": 0.3, "maxTokens": 100}
+
+
+@pytest.mark.parametrize("code, status, retryable, fatal", [
+    ("ThrottlingException", 429, True, False),
+    ("TooManyRequestsException", 429, True, False),
+    ("ServiceUnavailableException", 503, True, False),
+    ("ModelNotReadyException", 429, True, False),
+    ("InternalServerException", 500, True, False),
+    ("ModelTimeoutException", 408, True, False),
+    ("SomethingNew", 502, True, False),
+    ("ValidationException", 400, False, True),
+    ("AccessDeniedException", 403, False, True),
+    ("ResourceNotFoundException", 404, False, True),
+    ("UnrecognizedClientException", 403, False, True),
+    ("ModelErrorException", 424, False, False),
+])
+async def test_service_errors_are_classified(code, status, retryable, fatal):
+    backend = stubbed_backend()
+    with Stubber(backend.client) as stub:
+        stub.add_client_error("converse", service_error_code=code, service_message="nope",
+                              http_status_code=status)
+        with pytest.raises(BackendError) as caught:
+            await backend.complete(REQUEST)
+    error = caught.value
+    assert error.retryable is retryable
+    assert isinstance(error, FatalBackendError) is fatal
+    assert error.status == status and code in str(error)
+    await backend.aclose()
+
+
+def test_timeouts_and_unknown_errors_are_retryable():
+    timeout = classify(ReadTimeoutError(endpoint_url="https://bedrock-runtime.us-east-1.amazonaws.com"))
+    assert timeout.retryable and timeout.status == 408
+    assert classify(RuntimeError("connection reset")).retryable
+
+
+async def test_the_runtime_retries_throttling_and_stops_on_fatal():
+    backend = stubbed_backend()
+    runtime = JudgeRuntime({"judge": backend}, RuntimeConfig(max_attempts=3, backoff_base_s=0.0,
+                                                            backoff_max_s=0.0))
+    with Stubber(backend.client) as stub:
+        stub.add_client_error("converse", service_error_code="ThrottlingException", http_status_code=429)
+        stub.add_response("converse", converse_response("PASS"))
+        result = await runtime.complete("judge", REQUEST)
+        assert result.ok and result.completion.text == "PASS"
+        assert result.attempts == 2, "one throttled attempt, then the answer"
+        stub.add_client_error("converse", service_error_code="AccessDeniedException", http_status_code=403)
+        with pytest.raises(FatalBackendError, match="AccessDeniedException"):
+            await runtime.complete("judge", CompletionRequest(messages=[{"role": "user", "content": "x"}]))
+        stub.assert_no_pending_responses()
+    await runtime.aclose()
+
+
+async def test_logprob_judging_is_a_fatal_configuration_error():
+    backend = stubbed_backend()
+    with pytest.raises(FatalBackendError, match="log-probabilities"):
+        await backend.complete(CompletionRequest(messages=[{"role": "user", "content": "x"}], logprobs=True,
+                                                 top_logprobs=5, candidate_tokens=["PASS", "FAIL"]))
+
+
+def test_config_errors_name_the_field():
+    from judgerl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model"):
+        build_backend(BackendConfig(type="bedrock"))
+    with pytest.raises(ConfigError, match="unknown Bedrock inference option"):
+        BedrockBackend(MODEL, inference_config={"top_k": 3})
