@@ -62,6 +62,9 @@ class RuntimeConfig(BaseModel):
     cache_path: str | None = Field(default=None, description="SQLite cache file; null = no cache")
     journal_path: str | None = Field(default=None, description="JSONL journal of every judgment")
     prices: dict[str, Price] = Field(default_factory=dict, description="model name -> price")
+    dedup: bool = Field(default=True, description="identical calls in flight at once are made once")
+    rate_burst_s: float = Field(default=1.0, gt=0,
+                                description="seconds of RPM / TPM quota that may be spent at once")
 
 
 class CheckConfig(BaseModel):

@@ -65,7 +65,7 @@ class RewardPipeline:
         if backends is None:
             backends = {name: build_backend(backend_config, config.base_dir)
                         for name, backend_config in config.backends.items()}
-        runtime = JudgeRuntime(backends, config.runtime)
+        runtime = JudgeRuntime(backends, config.runtime, base_dir=config.base_dir)
         for judge_config in config.judges:
             if judge_config.backend not in backends:
                 raise ConfigError(f"backend '{judge_config.backend}' is not defined in `backends` "

@@ -1,0 +1,279 @@
+"""Throughput benchmark of the reward runtime against a fake judge with latency and a concurrency cap.
+
+Why: the runtime's job is to keep a judge endpoint busy without tripping its limits. This
+prints, in one run, the figures that say whether it does (issue 3, item 6):
+
+1. achieved calls/s / ideal min(C/L, RPM/60) through `JudgeRuntime` (target >= 0.90);
+2. the same batch the naive way (one thread per sample, no limits, no retries, as in common
+   reward-Lambda examples), with its 429 count;
+3. retry amplification (HTTP attempts / logical calls) when every 5th request is answered 429
+   (expected 1.25), and the number of requests sent inside an announced Retry-After window
+   (must be 0), counted by an observer below the runtime (an httpx transport wrapper);
+4. judge calls saved by the cache and the in-batch dedup on a batch where half the answers repeat.
+
+The fake judge (tests/fake_openai.py) runs in its own process on 127.0.0.1: fixed latency L,
+and beyond C requests in flight it answers 429 with Retry-After.
+
+    .venv/bin/python bench/reward_throughput.py                # N=2000, L=0.2 s, C=64
+    .venv/bin/python bench/reward_throughput.py --n 300 --latency 0.1 --concurrency 16   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from judgerl.backends.base import CompletionRequest
+from judgerl.backends.openai_compat import POOL_SHARD_SIZE, OpenAICompatBackend, parse_retry_after
+from judgerl.config import RuntimeConfig
+from judgerl.reward.runtime import JudgeRuntime
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE_SERVER = ROOT / "tests" / "fake_openai.py"
+
+
+class ObservingTransport(httpx.AsyncBaseTransport):
+    """Counts requests handed to the network inside a Retry-After window the client has seen.
+
+    It sits below the runtime (between httpx's client and its connection pools), so it sees
+    what really goes out. Pools are sharded like the backend's own (small pools are cheaper).
+    """
+
+    def __init__(self, connections: int) -> None:
+        shards = max(1, -(-connections // POOL_SHARD_SIZE))
+        self.inner = [httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=POOL_SHARD_SIZE))
+                      for _ in range(shards)]
+        self.loads = [0] * shards
+        self.windows: list[tuple[float, float]] = []
+        self.sent = 0
+        self.sent_in_window = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        now = time.monotonic()
+        self.sent += 1
+        if any(start <= now < end for start, end in self.windows[-256:]):
+            self.sent_in_window += 1
+        index = min(range(len(self.inner)), key=self.loads.__getitem__)
+        self.loads[index] += 1
+        try:
+            response = await self.inner[index].handle_async_request(request)
+            await response.aread()
+        finally:
+            self.loads[index] -= 1
+        if response.status_code == 429:
+            wait = parse_retry_after(response.headers)
+            if wait:
+                seen = time.monotonic()
+                self.windows.append((seen, seen + wait))
+        return response
+
+    async def aclose(self) -> None:
+        for transport in self.inner:
+            await transport.aclose()
+
+
+class FakeJudge:
+    """The fake judge server in a child process, with its admin endpoints."""
+
+    def __init__(self, latency: float, concurrency: int, retry_after: float) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(FAKE_SERVER), "--latency", str(latency), "--concurrency-limit",
+             str(concurrency), "--limit-retry-after", str(retry_after)],
+            stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("PORT "):
+            self.process.kill()
+            raise RuntimeError(f"fake judge did not start: {line!r}")
+        self.base = f"http://127.0.0.1:{line.split()[1]}"
+        self.url = self.base + "/v1"
+        self.admin = httpx.Client(timeout=30)
+
+    def configure(self, **settings: Any) -> None:
+        self.admin.post(self.base + "/_config", json=settings).raise_for_status()
+        self.admin.post(self.base + "/_reset").raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        return self.admin.get(self.base + "/_stats").json()
+
+    def close(self) -> None:
+        self.admin.close()
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def judge_request(text: str) -> CompletionRequest:
+    return CompletionRequest(messages=[{"role": "system", "content": "Score the answer from 1 to 5."},
+                                       {"role": "user", "content": text}], max_tokens=32)
+
+
+async def run_runtime(url: str, prompts: list[str], concurrency: int, *, rpm: float | None = None,
+                      cache_path: str | None = None, dedup: bool = False,
+                      transport: ObservingTransport | None = None) -> tuple[float, dict[str, Any], int]:
+    """Score `prompts` through the runtime; returns (seconds, stats snapshot, failed calls)."""
+    backend = OpenAICompatBackend(url, "fake-judge", max_concurrency=concurrency, timeout_s=30,
+                                  rpm=rpm, transport=transport)
+    config = RuntimeConfig(cache_path=cache_path, dedup=dedup, max_attempts=8, retry_after_cap_s=10)
+    runtime = JudgeRuntime({"judge": backend}, config)
+    started = time.monotonic()
+    results = await asyncio.gather(*(runtime.complete("judge", judge_request(text)) for text in prompts))
+    elapsed = time.monotonic() - started
+    snapshot = runtime.stats.snapshot()
+    await runtime.aclose()
+    return elapsed, snapshot, sum(not result.ok for result in results)
+
+
+def run_naive(url: str, prompts: list[str]) -> tuple[float, dict[int, int]]:
+    """One thread per sample, no limits, no retries (a failure is scored as 0 in such examples)."""
+    client = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=None,
+                                                          max_keepalive_connections=None))
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def score(text: str) -> None:
+        try:
+            status = client.post(url + "/chat/completions",
+                                 json={"model": "fake-judge", "messages": judge_request(text).messages,
+                                       "max_tokens": 32}).status_code
+        except httpx.HTTPError:
+            status = 0
+        with lock:
+            statuses[status] = statuses.get(status, 0) + 1
+
+    threads = [threading.Thread(target=score, args=(text,)) for text in prompts]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    client.close()
+    return elapsed, statuses
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="judgments per phase")
+    parser.add_argument("--latency", type=float, default=0.2, help="judge latency L in seconds")
+    parser.add_argument("--concurrency", type=int, default=64, help="judge concurrency limit C")
+    parser.add_argument("--rpm", type=float, default=None, help="an RPM limit for the runtime")
+    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of the cap's 429")
+    parser.add_argument("--nth-retry-after", type=float, default=0.05,
+                        help="Retry-After of the every-5th 429 (amplification phase)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    n, latency, concurrency = args.n, args.latency, args.concurrency
+    prompts = [f"answer number {index}: the contract's clause {index % 97} limits liability"
+               for index in range(n)]
+    ideal = concurrency / latency if args.rpm is None else min(concurrency / latency, args.rpm / 60)
+    figures: dict[str, Any] = {"n": n, "latency_s": latency, "concurrency": concurrency, "rpm": args.rpm,
+                               "ideal_calls_per_s": round(ideal, 2)}
+    judge = FakeJudge(latency, concurrency, args.retry_after)
+    try:
+        load = os.getloadavg()[0]
+        figures["load_average_1m"] = round(load, 2)
+        figures["cpu_cores"] = os.cpu_count()
+        print(f"fake judge: L={latency * 1000:.0f} ms, C={concurrency}, N={n}; "
+              f"ideal = min(C/L, RPM/60) = {ideal:.1f} calls/s; machine: {os.cpu_count()} cores, "
+              f"load average {load:.2f} at start")
+
+        # 1. the runtime at full speed
+        judge.configure(every_nth_429=None)
+        cpu_started = time.process_time()
+        elapsed, snapshot, failed = asyncio.run(run_runtime(judge.url, prompts, concurrency, rpm=args.rpm))
+        cpu_ms = (time.process_time() - cpu_started) / n * 1000
+        server = judge.stats()
+        rate = n / elapsed
+        figures["runtime"] = {"seconds": round(elapsed, 2), "calls_per_s": round(rate, 1),
+                              "ratio_to_ideal": round(rate / ideal, 3), "failed": failed,
+                              "server_429": server["status_counts"].get("429", 0),
+                              "max_in_flight": server["max_concurrent"],
+                              "latency_p50_s": snapshot["latency_p50_s"],
+                              "latency_p95_s": snapshot["latency_p95_s"],
+                              "client_cpu_ms_per_call": round(cpu_ms, 2)}
+        print(f"1. runtime:   {n} calls in {elapsed:.2f} s = {rate:.1f} calls/s; "
+              f"ratio to ideal {rate / ideal:.3f} (target >= 0.90); 429s {figures['runtime']['server_429']}, "
+              f"failed {failed}, max in flight {server['max_concurrent']}; client CPU {cpu_ms:.2f} ms/call")
+
+        # 2. the naive baseline
+        judge.configure(every_nth_429=None)
+        elapsed, statuses = run_naive(judge.url, prompts)
+        ok = statuses.get(200, 0)
+        too_many = statuses.get(429, 0)
+        figures["naive"] = {"seconds": round(elapsed, 2), "ok": ok, "http_429": too_many,
+                            "other_failures": n - ok - too_many,
+                            "share_429": round(too_many / n, 3),
+                            "ok_calls_per_s": round(ok / elapsed, 1),
+                            "ratio_to_ideal": round(ok / elapsed / ideal, 3)}
+        print(f"2. naive:     {n} threads, no limits: {ok} ok, {too_many} answered 429 ({too_many / n:.0%}), "
+              f"{n - ok - too_many} other failures, in {elapsed:.2f} s; judged calls/s "
+              f"{ok / elapsed:.1f}, ratio to ideal {ok / elapsed / ideal:.3f}; "
+              f"{n - ok} samples would be scored 0")
+
+        # 3. retry amplification with every 5th request answered 429
+        judge.configure(every_nth_429=5, nth_retry_after_s=args.nth_retry_after, window_grace_s=0.005)
+        observer = ObservingTransport(concurrency)
+        elapsed, snapshot, failed = asyncio.run(
+            run_runtime(judge.url, [p + " (retry phase)" for p in prompts], concurrency, rpm=args.rpm,
+                        transport=observer))
+        server = judge.stats()
+        amplification = server["requests"] / n
+        figures["retries"] = {"seconds": round(elapsed, 2), "http_attempts": server["requests"],
+                              "logical_calls": n, "amplification": round(amplification, 4),
+                              "server_429": server["status_counts"].get("429", 0), "failed": failed,
+                              "sent_inside_retry_after_window": observer.sent_in_window,
+                              "runtime_attempts": snapshot["attempts"]}
+        print(f"3. retries:   every 5th request 429 (retry-after {args.nth_retry_after * 1000:.0f} ms): "
+              f"{server['requests']} HTTP attempts / {n} calls = amplification {amplification:.3f} "
+              f"(expected 1.25); failed {failed}; requests sent inside a Retry-After window: "
+              f"{observer.sent_in_window} (must be 0); {elapsed:.2f} s")
+
+        # 4. cache and dedup on a batch where half the answers repeat
+        judge.configure(every_nth_429=None)
+        half = [f"repeated answer {index % (n // 2)}" for index in range(n)]
+        random.Random(0).shuffle(half)
+        with tempfile.TemporaryDirectory() as folder:
+            cache = str(Path(folder) / "cache.sqlite")
+            elapsed, snapshot, _failed = asyncio.run(
+                run_runtime(judge.url, half, concurrency, cache_path=cache, dedup=True))
+            first_requests = judge.stats()["requests"]
+            judge.configure()
+            elapsed_again, snapshot_again, _ = asyncio.run(
+                run_runtime(judge.url, half, concurrency, cache_path=cache, dedup=True))
+            second_requests = judge.stats()["requests"]
+        figures["cache"] = {"calls": n, "unique": len(set(half)), "judge_requests": first_requests,
+                            "saved": n - first_requests, "dedup_hits": snapshot["dedup_hits"],
+                            "cache_hits": snapshot["cache_hits"],
+                            "rerun_judge_requests": second_requests,
+                            "rerun_cache_hits": snapshot_again["cache_hits"]}
+        print(f"4. cache:     {n} calls, {len(set(half))} distinct: {first_requests} judge requests, "
+              f"{n - first_requests} saved ({(n - first_requests) / n:.0%}; dedup {snapshot['dedup_hits']}, "
+              f"cache {snapshot['cache_hits']}) in {elapsed:.2f} s; a rerun of the batch with the same "
+              f"cache: {second_requests} requests, {snapshot_again['cache_hits']} hits, "
+              f"{elapsed_again:.2f} s")
+    finally:
+        judge.close()
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    ok = (figures["runtime"]["ratio_to_ideal"] >= 0.9 and figures["runtime"]["failed"] == 0
+          and figures["retries"]["sent_inside_retry_after_window"] == 0)
+    summary = {"ratio": figures["runtime"]["ratio_to_ideal"],
+               "amplification": figures["retries"]["amplification"]}
+    print("PASS" if ok else "BELOW TARGET", json.dumps(summary))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

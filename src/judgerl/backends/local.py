@@ -1,0 +1,503 @@
+"""An in-process model on CPU (or GPU): judgerl's backend when there is no endpoint, key or network.
+
+Why it is built this way:
+- One copy of the weights per process. Every `LocalBackend` for the same model folder and dtype
+  shares one `LocalEngine` (loaded lazily, on the first call), so three judges on the embedded
+  model cost one model's memory.
+- Batching. Requests that arrive together (the runtime lets `max_concurrency` calls in flight) are
+  queued and run by one worker thread as one left-padded batch, so the event loop is never
+  blocked by torch and concurrency turns into batch size.
+- Probability-weighted judging without generation. With `request.candidate_tokens` set, the
+  backend runs ONE forward pass over the prompt (chat template and generation prompt applied,
+  plus `request.extra["assistant_prefix"]` if given) and returns
+  `Completion(text=<most likely candidate>, candidate_logprobs={candidate: logprob})`. A
+  candidate's log-probability is that of its FIRST token at the answer position; when both
+  "X" and " X" are single tokens their probabilities are added (logsumexp). Candidates whose
+  first tokens coincide are refused (the comparison would be meaningless).
+- Generation is a small loop of our own over the KV cache, so that each row of a batch keeps its
+  own temperature / top_p / top_k (`extra["top_k"]`) / seed / max_tokens / stop strings, finished
+  rows leave the batch, and token counts and log-probabilities are exact.
+
+Other `request.extra` keys: `chat_template: false` sends the message contents as plain text
+(base models have no template); a last message with role "assistant" is continued, not closed.
+
+Speed on CPU depends on glibc malloc: `MALLOC_*` variables are read when the process starts, so
+they cannot be set from here; see `RECOMMENDED_MALLOC_ENV` (the CLI sets them before starting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from judgerl.backends.base import Backend, Completion, CompletionRequest, TokenLogprob, Usage
+from judgerl.config import BackendConfig
+from judgerl.errors import BackendError, ConfigError, FatalBackendError, JudgerlError
+
+log = logging.getLogger(__name__)
+
+#: glibc malloc settings that keep freed activation buffers mapped between forward passes
+#: (measured: see the README). They only work when set before the process starts.
+RECOMMENDED_MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "1000000000",
+    "MALLOC_TRIM_THRESHOLD_": "1000000000",
+    "MALLOC_TOP_PAD_": "268435456",
+}
+
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+@dataclass
+class _Job:
+    request: CompletionRequest
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Completion]
+    batch_wait_s: float
+    cancelled: bool = False
+
+
+@dataclass
+class EngineStats:
+    """What the engine did; shared by every backend on the same engine."""
+
+    requests: int = 0
+    forward_passes: int = 0
+    batches: list[int] = field(default_factory=list)  # jobs per batch, in order
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"requests": self.requests, "forward_passes": self.forward_passes,
+                "batches": list(self.batches), "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens}
+
+
+class LocalEngine:
+    """One loaded model + tokenizer and the worker thread that runs every batch on it."""
+
+    def __init__(self, path: Path, *, dtype: str, device: str, max_batch_size: int) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.path = path
+        self.dtype = dtype
+        self.device = device
+        self.max_batch_size = max_batch_size
+        started = time.perf_counter()
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+        self.model.to(device).eval()
+        self.load_s = time.perf_counter() - started
+        self.pad_id = self._pad_id()
+        self.eos_ids = self._eos_ids()
+        self.context_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
+        self.stats = EngineStats()
+        self._candidate_cache: dict[str, tuple[int, ...]] = {}
+        self._rng = torch.Generator().manual_seed(int.from_bytes(__import__("os").urandom(4), "little"))
+        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._worker = threading.Thread(target=self._run, name=f"judgerl-local-{path.name}", daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------------ setup helpers
+
+    def _pad_id(self) -> int:
+        for candidate in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0):
+            if candidate is not None:
+                return int(candidate)
+        return 0
+
+    def _eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        configured = getattr(self.model.generation_config, "eos_token_id", None)
+        for source in (self.tokenizer.eos_token_id, configured):
+            if isinstance(source, int):
+                ids.add(source)
+            elif isinstance(source, (list, tuple)):
+                ids.update(int(item) for item in source)
+        vocab = self.tokenizer.get_vocab()
+        for name in ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>"):
+            if name in vocab:
+                ids.add(int(vocab[name]))
+        return ids
+
+    # ------------------------------------------------------------------ queue side
+
+    def submit(self, job: _Job) -> None:
+        self._queue.put(job)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            batch = [first]
+            deadline = time.monotonic() + first.batch_wait_s
+            while len(batch) < self.max_batch_size:
+                remaining = deadline - time.monotonic()
+                try:
+                    batch.append(self._queue.get(timeout=remaining) if remaining > 0
+                                 else self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            live = [job for job in batch if not job.cancelled and not job.future.cancelled()]
+            if live:
+                self.stats.batches.append(len(live))
+                self._process(live)
+
+    def _process(self, jobs: list[_Job]) -> None:
+        scoring = [job for job in jobs if job.request.candidate_tokens]
+        generating = [job for job in jobs if not job.request.candidate_tokens]
+        for group, runner in ((scoring, self._score_batch), (generating, self._generate_batch)):
+            ready: list[tuple[_Job, list[int]]] = []
+            for job in group:
+                try:
+                    ready.append((job, self._prompt_ids(job.request)))
+                except JudgerlError as exc:
+                    _deliver(job, exc)
+                except Exception as exc:  # a template or tokenizer failure for this request only
+                    _deliver(job, BackendError(f"local model could not render the prompt: {exc}",
+                                               retryable=False))
+            if not ready:
+                continue
+            try:
+                results = runner(ready)
+            except Exception as exc:  # the whole batch failed; every caller hears why
+                log.exception("local batch failed")
+                for job, _ in ready:
+                    _deliver(job, BackendError(f"local model failed: {type(exc).__name__}: {exc}",
+                                               retryable=False))
+                continue
+            for (job, _), result in zip(ready, results, strict=True):
+                _deliver(job, result)
+
+    # ------------------------------------------------------------------ prompts
+
+    def _prompt_ids(self, request: CompletionRequest) -> list[int]:
+        text = self.render(request)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        budget = 1 if request.candidate_tokens else request.max_tokens
+        if len(ids) + budget > self.context_length:
+            raise BackendError(f"prompt of {len(ids)} tokens + {budget} new tokens exceeds the model's "
+                               f"context of {self.context_length}", retryable=False, status=400)
+        return ids
+
+    def render(self, request: CompletionRequest) -> str:
+        """The exact prompt text the model sees."""
+        messages = [{"role": m["role"], "content": m["content"]} for m in request.messages]
+        prefix = str(request.extra.get("assistant_prefix") or "")
+        use_template = request.extra.get("chat_template", True) and self.tokenizer.chat_template
+        if not use_template:
+            return "\n\n".join(m["content"] for m in messages) + prefix
+        if messages and messages[-1]["role"] == "assistant":
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+        else:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return text + prefix
+
+    def candidate_ids(self, candidate: str) -> tuple[int, ...]:
+        """Token ids whose probabilities make up `candidate`'s (see the module docstring)."""
+        if candidate not in self._candidate_cache:
+            bare = candidate.lstrip(" ")
+            singles: list[int] = []
+            for variant in dict.fromkeys((bare, " " + bare, candidate)):
+                ids = self.tokenizer.encode(variant, add_special_tokens=False)
+                if len(ids) == 1 and ids[0] not in singles:
+                    singles.append(ids[0])
+            if not singles:
+                ids = self.tokenizer.encode(candidate, add_special_tokens=False)
+                if not ids:
+                    raise BackendError(f"candidate {candidate!r} encodes to no token", retryable=False)
+                singles = [ids[0]]
+            self._candidate_cache[candidate] = tuple(singles)
+        return self._candidate_cache[candidate]
+
+    # ------------------------------------------------------------------ forward passes
+
+    def _batch_tensors(self, rows: list[list[int]]) -> tuple[Any, Any, Any]:
+        import torch
+
+        width = max(len(row) for row in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for index, row in enumerate(rows):
+            input_ids[index, width - len(row):] = torch.tensor(row, dtype=torch.long)
+            mask[index, width - len(row):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return input_ids.to(self.device), mask.to(self.device), positions.to(self.device)
+
+    def _forward(self, **kwargs: Any) -> Any:
+        self.stats.forward_passes += 1
+        return self.model(**kwargs)
+
+    def _score_batch(self, ready: list[tuple[_Job, list[int]]]) -> list[Completion | Exception]:
+        import torch
+
+        input_ids, mask, positions = self._batch_tensors([ids for _, ids in ready])
+        with torch.inference_mode():
+            out = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                use_cache=False, logits_to_keep=1)
+        logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1).cpu()
+        results: list[Completion | Exception] = []
+        for row, (job, ids) in enumerate(ready):
+            try:
+                results.append(self._candidates(job.request, logprobs[row], len(ids)))
+            except JudgerlError as exc:
+                results.append(exc)
+        return results
+
+    def _candidates(self, request: CompletionRequest, logprobs: Any, prompt_tokens: int) -> Completion:
+        candidates = list(dict.fromkeys(request.candidate_tokens or []))
+        owners: dict[int, str] = {}
+        scores: dict[str, float] = {}
+        for candidate in candidates:
+            ids = self.candidate_ids(candidate)
+            for token_id in ids:
+                if token_id in owners:
+                    raise BackendError(f"candidates {owners[token_id]!r} and {candidate!r} share their first "
+                                       "token; pick candidates that differ in their first token",
+                                       retryable=False, status=400)
+                owners[token_id] = candidate
+            scores[candidate] = float(logprobs[list(ids)].logsumexp(0))
+        self.stats.requests += 1
+        self.stats.prompt_tokens += prompt_tokens
+        best = max(candidates, key=lambda c: scores[c])
+        return Completion(text=best, model=self.path.name, usage=Usage(prompt_tokens, 0),
+                          finish_reason="stop", candidate_logprobs=scores)
+
+    def _generate_batch(self, ready: list[tuple[_Job, list[int]]]) -> list[Completion | Exception]:
+        import torch
+
+        requests = [job.request for job, _ in ready]
+        input_ids, mask, positions = self._batch_tensors([ids for _, ids in ready])
+        generators = [torch.Generator().manual_seed(r.seed) if r.seed is not None else self._rng
+                      for r in requests]
+        outputs: list[list[int]] = [[] for _ in ready]
+        records: list[list[TokenLogprob]] = [[] for _ in ready]
+        finish: list[str | None] = [None] * len(ready)
+        active = list(range(len(ready)))  # rows still in the batch, in cache order
+        with torch.inference_mode():
+            out = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+            positions = positions[:, -1:]
+            while True:
+                logits = out.logits[:, -1, :].float()
+                next_tokens: list[int] = []
+                for slot, row in enumerate(active):
+                    token = self._pick(logits[slot], requests[row], generators[row], records[row])
+                    outputs[row].append(token)
+                    next_tokens.append(token)
+                    finish[row] = self._finished(requests[row], outputs[row])
+                keep = [slot for slot, row in enumerate(active) if finish[row] is None]
+                if not keep:
+                    break
+                if len(keep) < len(active):
+                    index = torch.tensor(keep, device=self.device)
+                    cache.batch_select_indices(index)
+                    mask, positions = mask[index], positions[index]
+                    next_tokens = [next_tokens[slot] for slot in keep]
+                    active = [active[slot] for slot in keep]
+                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                positions = positions + 1
+                step = torch.tensor(next_tokens, dtype=torch.long, device=self.device)[:, None]
+                out = self._forward(input_ids=step, attention_mask=mask, position_ids=positions,
+                                    past_key_values=cache, use_cache=True)
+                cache = out.past_key_values
+        return [self._completion(requests[row], ids, outputs[row], records[row], finish[row] or "length")
+                for row, (_, ids) in enumerate(ready)]
+
+    def _pick(self, logits: Any, request: CompletionRequest, generator: Any,
+              records: list[TokenLogprob]) -> int:
+        import torch
+
+        logprobs = torch.log_softmax(logits, dim=-1)
+        if request.temperature <= 0:
+            token = int(torch.argmax(logits))
+        else:
+            scores = logits / request.temperature
+            top_k = request.extra.get("top_k")
+            if top_k:
+                kth = torch.topk(scores, min(int(top_k), scores.numel())).values[-1]
+                scores = scores.masked_fill(scores < kth, float("-inf"))
+            if request.top_p is not None and request.top_p < 1.0:
+                ordered, order = torch.sort(scores, descending=True)
+                cumulative = torch.softmax(ordered, dim=-1).cumsum(-1)
+                drop = cumulative - torch.softmax(ordered, dim=-1) >= request.top_p  # keep the first over p
+                scores = scores.scatter(0, order[drop], float("-inf"))
+            probabilities = torch.softmax(scores, dim=-1).cpu()
+            token = int(torch.multinomial(probabilities, 1, generator=generator))
+        if request.logprobs:
+            top: dict[str, float] = {}
+            if request.top_logprobs:
+                values, indices = torch.topk(logprobs, int(request.top_logprobs))
+                for value, index in zip(values.tolist(), indices.tolist(), strict=True):
+                    key = self.tokenizer.decode([index])
+                    top[key] = logsumexp([top[key], value]) if key in top else value
+            records.append(TokenLogprob(self.tokenizer.decode([token]), float(logprobs[token]), top))
+        return token
+
+    def _finished(self, request: CompletionRequest, tokens: list[int]) -> str | None:
+        if tokens[-1] in self.eos_ids:
+            return "stop"
+        if request.stop:
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            if any(stop and stop in text for stop in request.stop):
+                return "stop"
+        if len(tokens) >= request.max_tokens:
+            return "length"
+        return None
+
+    def _completion(self, request: CompletionRequest, prompt: list[int], tokens: list[int],
+                    records: list[TokenLogprob], finish: str) -> Completion:
+        content = tokens[:-1] if tokens and tokens[-1] in self.eos_ids else tokens
+        text = self.tokenizer.decode(content, skip_special_tokens=True)
+        kept = len(content)
+        cut = min((text.find(stop) for stop in request.stop or [] if stop and stop in text), default=-1)
+        if cut >= 0:
+            text = text[:cut]
+            kept = next((k - 1 for k in range(1, len(content) + 1)
+                         if len(self.tokenizer.decode(content[:k], skip_special_tokens=True)) > cut),
+                        len(content))
+        self.stats.requests += 1
+        self.stats.prompt_tokens += len(prompt)
+        self.stats.completion_tokens += len(tokens)
+        return Completion(text=text, model=self.path.name, usage=Usage(len(prompt), len(tokens)),
+                          finish_reason=finish,
+                          logprobs=records[:kept] if request.logprobs else None)
+
+
+def _deliver(job: _Job, result: Completion | BaseException) -> None:
+    """Hand a result to the waiting coroutine on its own event loop (from the worker thread)."""
+
+    def settle() -> None:
+        if job.future.done():
+            return
+        if isinstance(result, BaseException):
+            job.future.set_exception(result)
+        else:
+            job.future.set_result(result)
+
+    try:
+        job.loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the caller's event loop has closed: nobody is waiting any more
+        log.debug("dropped a local result: its event loop is closed")
+
+
+# ---------------------------------------------------------------------- sharing
+
+_ENGINES: dict[tuple[str, str, str], LocalEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(model: str, *, dtype: str = "bfloat16", device: str = "cpu", max_batch_size: int = 8,
+               threads: int | None = None) -> LocalEngine:
+    """The process-wide engine for this model, dtype and device (loaded on first use)."""
+    from judgerl.models import resolve_model
+
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {DTYPES}, not {dtype!r}", field="dtype")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    path = resolve_model(model)
+    key = (str(path.resolve()), dtype, device)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = LocalEngine(path, dtype=dtype, device=device, max_batch_size=max_batch_size)
+            _ENGINES[key] = engine
+            log.info("loaded %s (%s, %s) in %.1fs", path, dtype, device, engine.load_s)
+        engine.max_batch_size = max(engine.max_batch_size, max_batch_size)
+        return engine
+
+
+def loaded_engines() -> dict[tuple[str, str, str], LocalEngine]:
+    """The engines loaded in this process (for stats and tests)."""
+    return dict(_ENGINES)
+
+
+class LocalBackend(Backend):
+    """A model run in-process by transformers; see the module docstring.
+
+    `model`: a packaged model name (`smollm2-135m-instruct`), a `.gguf` file or a Hugging Face
+    folder. `max_concurrency` is also the largest batch. `max_batch_wait_s`: how long the first
+    request of a batch waits for others to join it. `threads`: torch intra-op threads (process-wide).
+    """
+
+    kind = "local"
+
+    def __init__(self, model: str = "smollm2-135m-instruct", *, max_concurrency: int = 8,
+                 dtype: str = "bfloat16", device: str = "cpu", max_batch_wait_s: float = 0.01,
+                 threads: int | None = None) -> None:
+        super().__init__(model, max_concurrency=max_concurrency)
+        if dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {DTYPES}, not {dtype!r}", field="dtype")
+        if max_batch_wait_s < 0:
+            raise ConfigError("max_batch_wait_s must be >= 0", field="max_batch_wait_s")
+        self.dtype = dtype
+        self.device = device
+        self.max_batch_wait_s = max_batch_wait_s
+        self.threads = threads
+        self._engine: LocalEngine | None = None
+
+    @classmethod
+    def from_config(cls, config: BackendConfig) -> LocalBackend:
+        """Build from a `backends:` entry: `type: local`, `model`, and the options above."""
+        options = config.options
+        known = {"dtype", "device", "max_batch_wait_s", "threads"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown option(s) for a local backend: {unknown}; known: {sorted(known)}",
+                              field=unknown[0])
+        from judgerl.models import DEFAULT_JUDGE_MODEL
+
+        return cls(config.model or DEFAULT_JUDGE_MODEL, max_concurrency=config.max_concurrency, **options)
+
+    def load(self) -> LocalEngine:
+        """Load (or join) the shared engine now; `complete` does this on its first call."""
+        if self._engine is None:
+            try:
+                self._engine = get_engine(self.model, dtype=self.dtype, device=self.device,
+                                          max_batch_size=self.max_concurrency, threads=self.threads)
+            except ConfigError as exc:
+                raise FatalBackendError(f"local model '{self.model}': {exc}") from exc
+        return self._engine
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Requests, forward passes, batch sizes and tokens of the (shared) engine."""
+        return self.load().stats.snapshot()
+
+    def render(self, request: CompletionRequest) -> str:
+        """The exact prompt text the model sees for `request`."""
+        return self.load().render(request)
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        engine = self._engine or await asyncio.to_thread(self.load)
+        loop = asyncio.get_running_loop()
+        job = _Job(request, loop, loop.create_future(), self.max_batch_wait_s)
+        engine.submit(job)
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            job.cancelled = True  # not started yet: the worker skips it
+            raise
+
+    def cache_identity(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": self.model, "dtype": self.dtype}
+
+
+def logsumexp(values: list[float]) -> float:
+    """log(sum(exp(v))) without overflow (used to merge token variants).
+
+    >>> round(logsumexp([math.log(0.2), math.log(0.3)]), 6) == round(math.log(0.5), 6)
+    True
+    """
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))

@@ -1,0 +1,220 @@
+"""The OpenAI-compatible backend: request bodies, response parsing, error classification.
+
+Over real HTTP to the fake server on loopback, one attempt per call (no runtime here).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from fake_openai import FakeOpenAIServer, Reply
+from judgerl.backends import build_backend
+from judgerl.backends.base import CompletionRequest
+from judgerl.backends.openai_compat import OpenAICompatBackend
+from judgerl.backends.scripted import ScriptedBackend
+from judgerl.config import BackendConfig
+from judgerl.errors import BackendError, ConfigError, FatalBackendError
+
+SCHEMA = {"type": "object", "properties": {"score": {"type": "integer"}}, "required": ["score"]}
+
+
+def request(**fields: object) -> CompletionRequest:
+    return CompletionRequest(messages=[{"role": "user", "content": "rate this answer"}], **fields)
+
+
+@pytest.fixture
+async def backend(fake_openai: FakeOpenAIServer):
+    backend = OpenAICompatBackend(fake_openai.url, "judge-model", timeout_s=2.0, supports_json_mode=True)
+    yield backend
+    await backend.aclose()
+
+
+async def test_completion_fields_and_body(fake_openai: FakeOpenAIServer,
+                                          backend: OpenAICompatBackend) -> None:
+    fake_openai.script(Reply(text='{"score": 4}', usage={"prompt_tokens": 31, "completion_tokens": 7}))
+    completion = await backend.complete(request(max_tokens=64, temperature=0.2, seed=7, stop=["\n\n"],
+                                                json_mode=True))
+    assert completion.text == '{"score": 4}' and completion.finish_reason == "stop"
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (31, 7)
+    sent = fake_openai.chat_requests[0].body
+    assert sent["model"] == "judge-model" and sent["max_tokens"] == 64 and sent["seed"] == 7
+    assert sent["stop"] == ["\n\n"] and sent["temperature"] == 0.2
+    assert sent["response_format"] == {"type": "json_object"}
+    assert "logprobs" not in sent
+
+
+def test_json_schema_and_unsupported_json_mode() -> None:
+    with_schema = OpenAICompatBackend("http://127.0.0.1:9/v1", "m", supports_json_mode=True)
+    body = with_schema.build_body(request(json_mode=True, response_schema=SCHEMA))
+    assert body["response_format"] == {"type": "json_schema",
+                                       "json_schema": {"name": "judgment", "schema": SCHEMA}}
+    plain = OpenAICompatBackend("http://127.0.0.1:9/v1", "m")  # server without JSON mode
+    assert "response_format" not in plain.build_body(request(json_mode=True, response_schema=SCHEMA))
+    no_schema = OpenAICompatBackend("http://127.0.0.1:9/v1", "m", supports_json_mode=True,
+                                    supports_json_schema=False)
+    assert no_schema.build_body(request(json_mode=True, response_schema=SCHEMA))["response_format"] == {
+        "type": "json_object"}
+
+
+def test_body_extras_and_max_tokens_field() -> None:
+    backend = OpenAICompatBackend("http://127.0.0.1:9/v1", "m", extra_body={"top_k": 5},
+                                  max_tokens_field="max_completion_tokens")
+    body = backend.build_body(request(max_tokens=9, extra={"repetition_penalty": 1.1}))
+    assert body["max_completion_tokens"] == 9 and "max_tokens" not in body
+    assert body["top_k"] == 5 and body["repetition_penalty"] == 1.1
+
+
+async def test_logprobs_are_parsed(fake_openai: FakeOpenAIServer, backend: OpenAICompatBackend) -> None:
+    top = {"PASS": -0.2, " PASS": -3.0, "FAIL": -1.9}
+    fake_openai.script(Reply(text="PASS", logprobs=[("PASS", -0.2, top)]))
+    completion = await backend.complete(request(logprobs=True, top_logprobs=3,
+                                                candidate_tokens=["PASS", "FAIL"]))
+    sent = fake_openai.chat_requests[0].body
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 3
+    assert completion.logprobs is not None and len(completion.logprobs) == 1
+    first = completion.logprobs[0]
+    assert (first.token, first.logprob) == ("PASS", -0.2) and first.top["FAIL"] == -1.9
+    assert completion.candidate_logprobs is not None
+    assert math.isclose(completion.candidate_logprobs["PASS"], math.log(math.exp(-0.2) + math.exp(-3.0)))
+    assert completion.candidate_logprobs["FAIL"] == -1.9
+
+
+def test_candidate_tokens_ask_for_top_logprobs() -> None:
+    body = OpenAICompatBackend("http://127.0.0.1:9/v1", "m").build_body(request(candidate_tokens=["A", "B"]))
+    assert body["logprobs"] is True and body["top_logprobs"] == 20
+
+
+async def test_api_key_from_environment(fake_openai: FakeOpenAIServer,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUDGERL_TEST_KEY", "sk-test-123")
+    backend = OpenAICompatBackend(fake_openai.url, "m", api_key_env="JUDGERL_TEST_KEY",
+                                  headers={"x-team": "rl"})
+    await backend.complete(request())
+    await backend.aclose()
+    headers = fake_openai.chat_requests[0].headers
+    assert headers["authorization"] == "Bearer sk-test-123" and headers["x-team"] == "rl"
+
+
+def test_missing_api_key_env_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JUDGERL_NO_SUCH_KEY", raising=False)
+    with pytest.raises(ConfigError, match="JUDGERL_NO_SUCH_KEY"):
+        OpenAICompatBackend("http://127.0.0.1:9/v1", "m", api_key_env="JUDGERL_NO_SUCH_KEY")
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+async def test_retryable_statuses(fake_openai: FakeOpenAIServer, backend: OpenAICompatBackend,
+                                  status: int) -> None:
+    fake_openai.script(Reply(status=status, error="busy", headers={"Retry-After": "2"}))
+    with pytest.raises(BackendError) as caught:
+        await backend.complete(request())
+    error = caught.value
+    assert not isinstance(error, FatalBackendError)
+    assert error.retryable and error.status == status and error.retry_after == 2.0
+    assert str(error).startswith(f"http_{status}: busy")
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+async def test_fatal_statuses_carry_the_server_message(fake_openai: FakeOpenAIServer,
+                                                       backend: OpenAICompatBackend, status: int) -> None:
+    fake_openai.script(Reply(status=status, error="model 'judge-model' does not exist"))
+    with pytest.raises(FatalBackendError, match="does not exist") as caught:
+        await backend.complete(request())
+    assert caught.value.status == status and not caught.value.retryable
+
+
+async def test_context_length_400_concerns_one_request(fake_openai: FakeOpenAIServer,
+                                                       backend: OpenAICompatBackend) -> None:
+    fake_openai.script(Reply(status=400, error="This model's maximum context length is 4096 tokens"))
+    with pytest.raises(BackendError) as caught:
+        await backend.complete(request())
+    assert not isinstance(caught.value, FatalBackendError) and not caught.value.retryable
+    assert str(caught.value).startswith("context_length:")
+
+
+async def test_other_4xx_is_not_retryable(fake_openai: FakeOpenAIServer,
+                                          backend: OpenAICompatBackend) -> None:
+    fake_openai.script(Reply(status=413, error="too large"))
+    with pytest.raises(BackendError) as caught:
+        await backend.complete(request())
+    assert not caught.value.retryable and not isinstance(caught.value, FatalBackendError)
+
+
+@pytest.mark.parametrize(("reply", "message"), [
+    (Reply(body="not json at all"), "bad_response: body is not valid JSON"),
+    (Reply(body='{"choices": [{"message": {"content": "cut'), "bad_response: body is not valid JSON"),
+    (Reply(body=[1, 2]), "bad_response: body is not a JSON object"),
+    (Reply(choices=[]), "bad_response: no choices"),
+    (Reply(choices=[{"index": 0, "message": {"role": "assistant", "content": None}}]),
+     "bad_response: no message content"),
+    (Reply(reset=True), "connection_error"),
+    (Reply(cut_after=10), "connection_error"),
+])
+async def test_bad_responses_are_retryable(fake_openai: FakeOpenAIServer, backend: OpenAICompatBackend,
+                                           reply: Reply, message: str) -> None:
+    fake_openai.script(reply)
+    with pytest.raises(BackendError) as caught:
+        await backend.complete(request())
+    assert caught.value.retryable and str(caught.value).startswith(message)
+
+
+async def test_finish_reason_length_is_kept(fake_openai: FakeOpenAIServer,
+                                            backend: OpenAICompatBackend) -> None:
+    fake_openai.script(Reply(text="half an answ", finish_reason="length"))
+    completion = await backend.complete(request())
+    assert completion.finish_reason == "length" and completion.text == "half an answ"
+
+
+async def test_timeout_and_refused_connection() -> None:
+    with FakeOpenAIServer() as server:
+        server.default = Reply(delay_s=1.0)
+        slow = OpenAICompatBackend(server.url, "m", timeout_s=0.1)
+        with pytest.raises(BackendError, match=r"^timeout") as caught:
+            await slow.complete(request())
+        assert caught.value.retryable
+        await slow.aclose()
+        url = server.url
+    refused = OpenAICompatBackend(url, "m", timeout_s=1.0)  # the server is gone
+    with pytest.raises(BackendError, match=r"^connection_error") as caught:
+        await refused.complete(request())
+    assert caught.value.retryable
+    await refused.aclose()
+
+
+def test_from_config_and_registry(tmp_path) -> None:
+    config = BackendConfig(type="vllm", model="qwen", max_concurrency=3, rpm=120, timeout_s=7,
+                           supports_json_mode=True, api_key="k")
+    backend = build_backend(config, tmp_path)
+    assert isinstance(backend, OpenAICompatBackend)
+    assert backend.base_url == "http://127.0.0.1:8000/v1" and backend.max_concurrency == 3
+    assert backend.rpm == 120 and backend.timeout_s == 7 and backend.supports_json_mode
+    with pytest.raises(ConfigError, match="base_url"):
+        build_backend(BackendConfig(type="openai", model="gpt"), tmp_path)
+    with pytest.raises(ConfigError, match="unknown option") as caught:
+        build_backend(BackendConfig(type="openai", model="gpt", base_url="http://127.0.0.1:1/v1",
+                                    temprature=1))
+    assert caught.value.field == "temprature"
+    with pytest.raises(ConfigError, match="unknown backend type 'gpt4'"):
+        build_backend(BackendConfig(type="gpt4"), tmp_path)
+
+
+async def test_scripted_from_config(tmp_path) -> None:
+    backend = build_backend(BackendConfig(type="scripted", answer={"score": 5}, latency_s=0.01), tmp_path)
+    assert isinstance(backend, ScriptedBackend)
+    completion = await backend.complete(request())
+    assert completion.text == '{"score": 5}'
+    with pytest.raises(ConfigError) as caught:
+        build_backend(BackendConfig(type="scripted", answr="x"), tmp_path)
+    assert caught.value.field == "answr"
+
+
+def test_network_guard_blocks_non_loopback() -> None:
+    import socket
+
+    from conftest import NetworkAccessBlocked, _blocked_attempts
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock, pytest.raises(NetworkAccessBlocked):
+        sock.connect(("192.0.2.1", 443))  # TEST-NET-1: never reached
+    assert _blocked_attempts == ["('192.0.2.1', 443)"]
+    _blocked_attempts.clear()  # expected here; any other test that tries fails at teardown
