@@ -11,8 +11,9 @@ score is named after the check.
 >>> check = build_check(CheckConfig(name="short", type="length", unit="words", max=5), Path("."))
 >>> check(Sample(id="s", messages=[]), Rollout("s", "Yes, it is.")).value
 1.0
->>> sorted(CHECK_TYPES)
-['json_schema', 'json_valid', 'language', 'length', 'match', 'safety']
+>>> sorted(CHECK_TYPES)  # doctest: +NORMALIZE_WHITESPACE
+['item_count', 'item_duplicates', 'json_schema', 'json_valid', 'language', 'length', 'match',
+ 'quote_grounding', 'safety']
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from judgerl.checks.base import BaseCheck, Check, CheckOptions
+from judgerl.checks.grounding import QuoteGroundingCheck
 from judgerl.checks.json_checks import JsonSchemaCheck, JsonValidCheck
+from judgerl.checks.json_items import ItemCountCheck, ItemDuplicatesCheck
 from judgerl.checks.language import LanguageCheck
 from judgerl.checks.length import LengthCheck
 from judgerl.checks.match import MatchCheck
@@ -36,6 +39,9 @@ CHECK_TYPES: dict[str, type[BaseCheck]] = {
     "language": LanguageCheck,
     "safety": SafetyCheck,
     "match": MatchCheck,
+    "quote_grounding": QuoteGroundingCheck,
+    "item_count": ItemCountCheck,
+    "item_duplicates": ItemDuplicatesCheck,
 }
 
 

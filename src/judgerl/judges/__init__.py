@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from judgerl.errors import ConfigError
 from judgerl.judges.base import ComparingJudge, Judge, PointwiseJudge
 from judgerl.judges.group import GroupJudge
+from judgerl.judges.itemized import ItemizedRubricJudge
 from judgerl.judges.pairwise import PairwiseJudge
 from judgerl.judges.rubric import RubricJudge
 
@@ -24,6 +25,7 @@ JUDGE_TYPES: dict[str, type[Judge]] = {
     "rubric": RubricJudge,
     "pairwise": PairwiseJudge,
     "group": GroupJudge,
+    "itemized_rubric": ItemizedRubricJudge,
 }
 
 
@@ -39,5 +41,5 @@ def build_judge(config: JudgeConfig, runtime: JudgeRuntime, base_dir: Path | Non
     return judge_type(config, runtime, base_dir=base_dir)  # type: ignore[call-arg]
 
 
-__all__ = ["JUDGE_TYPES", "ComparingJudge", "GroupJudge", "Judge", "PairwiseJudge", "PointwiseJudge",
-           "RubricJudge", "build_judge"]
+__all__ = ["JUDGE_TYPES", "ComparingJudge", "GroupJudge", "ItemizedRubricJudge", "Judge", "PairwiseJudge",
+           "PointwiseJudge", "RubricJudge", "build_judge"]
