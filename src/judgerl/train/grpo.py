@@ -1,0 +1,249 @@
+"""`judgerl train`: a recipe becomes TRL's `GRPOTrainer`, with the judgerl reward and monitors.
+
+Why TRL's trainer and not our own GRPO: TRL's loss, clipping, KL, generation, vLLM rollouts,
+accelerate / DeepSpeed / FSDP support and checkpointing are maintained by many people; judgerl
+only adds the reward, the recipe and the monitors. `grpo_config` is the whole mapping from the
+recipe onto `GRPOConfig`, in one place:
+
+| recipe                         | GRPOConfig                                                    |
+|--------------------------------|---------------------------------------------------------------|
+| rollout.number_generation      | num_generations                                               |
+| rollout.temperature/top_k/top_p| temperature / top_k / top_p                                   |
+| rollout.max_new_tokens         | max_completion_length                                         |
+| rollout.vllm.enabled / mode    | use_vllm / vllm_mode                                          |
+| rollout.vllm.server_base_url   | vllm_server_base_url                                          |
+| rollout.vllm.gpu_memory_utilization, tensor_parallel_size | vllm_ + same names                 |
+| trainer.global_batch_size      | per_device_train_batch_size x gradient_accumulation_steps x   |
+|                                | processes (completions per optimizer step)                    |
+| trainer.learning_rate, warmup_steps, weight_decay, max_grad_norm | same names                  |
+| trainer.lr_scheduler           | lr_scheduler_type                                             |
+| trainer.clip_ratio / clip_ratio_high | epsilon / epsilon_high                                  |
+| trainer.ent_coeff              | entropy_coef                                                  |
+| trainer.beta, loss_type, scale_rewards, num_iterations, mask_truncated_completions | same names |
+| trainer.save_steps / save_top_k / save_best_by | save_steps / save_total_limit / metric_for_best_model |
+| data.shuffle                   | shuffle_dataset                                               |
+| logging.logging_steps          | logging_steps                                                 |
+
+TRL generates once per optimizer step (`steps_per_generation` = gradient accumulation), so one
+reward call scores the whole global batch: `global_batch_size / number_generation` prompts with
+`number_generation` completions each, all judged concurrently.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from judgerl.backends.base import Backend
+from judgerl.config import RewardConfig, load_reward_config
+from judgerl.reward.pipeline import RewardPipeline
+from judgerl.train.checkpoints import resume_point
+from judgerl.train.monitors import (
+    HackingAlarm,
+    MetricsJsonl,
+    RichProgress,
+    SignalTracker,
+    load_exploit_matcher,
+)
+from judgerl.train.policy import load_policy, lora_config, save_final
+from judgerl.train.prompts import grpo_dataset, load_split
+from judgerl.train.recipe import Recipe, batch_layout, world_size
+from judgerl.train.reward import TrainingReward
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run left behind."""
+
+    output_dir: Path
+    final_dir: Path
+    global_step: int
+    metrics_path: Path
+    seconds: float
+    alarms: list[tuple[int, str]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def reward_config(recipe: Recipe, source: str | dict[str, Any], overrides: list[str]) -> RewardConfig:
+    """A reward config named by the recipe: a path (resolved next to the recipe) or inline."""
+    if isinstance(source, dict):
+        config = load_reward_config(source, overrides)
+        config._base_dir = recipe.base_dir
+        return config
+    return load_reward_config(recipe.path(source), overrides)
+
+
+def grpo_config(recipe: Recipe, *, processes: int | None = None, has_eval: bool = False) -> Any:
+    """TRL `GRPOConfig` for the recipe (see the table in the module docstring)."""
+    from trl import GRPOConfig
+
+    trainer, rollout, vllm = recipe.trainer, recipe.rollout, recipe.rollout.vllm
+    per_device, accumulation = batch_layout(trainer.global_batch_size, trainer.per_device_batch_size,
+                                            processes or world_size())
+    evaluating = has_eval and trainer.eval_steps is not None
+    best = trainer.save_best_by
+    return GRPOConfig(
+        output_dir=str(recipe.output_dir),
+        max_steps=trainer.max_steps,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=trainer.learning_rate,
+        lr_scheduler_type=trainer.lr_scheduler,
+        warmup_steps=trainer.warmup_steps,
+        weight_decay=trainer.weight_decay,
+        max_grad_norm=trainer.max_grad_norm,
+        num_generations=rollout.number_generation,
+        temperature=rollout.temperature,
+        top_k=rollout.top_k,
+        top_p=rollout.top_p,
+        max_completion_length=rollout.max_new_tokens,
+        epsilon=trainer.clip_ratio,
+        epsilon_high=trainer.clip_ratio_high,
+        entropy_coef=trainer.ent_coeff,
+        beta=trainer.beta,
+        loss_type=trainer.loss_type,
+        scale_rewards=trainer.scale_rewards,
+        num_iterations=trainer.num_iterations,
+        mask_truncated_completions=trainer.mask_truncated_completions,
+        shuffle_dataset=recipe.data.shuffle,
+        use_vllm=vllm.enabled,
+        vllm_mode=vllm.mode,
+        vllm_server_base_url=vllm.server_base_url,
+        vllm_gpu_memory_utilization=vllm.gpu_memory_utilization,
+        vllm_tensor_parallel_size=vllm.tensor_parallel_size,
+        save_strategy="steps",
+        save_steps=trainer.save_steps,
+        save_total_limit=trainer.save_top_k,
+        metric_for_best_model=best,
+        greater_is_better=None if best is None else "loss" not in best,
+        eval_strategy="steps" if evaluating else "no",
+        eval_steps=trainer.eval_steps if evaluating else None,
+        per_device_eval_batch_size=rollout.number_generation,
+        logging_steps=recipe.logging.logging_steps,
+        report_to="none",
+        disable_tqdm=True,
+        seed=trainer.seed,
+        data_seed=trainer.seed,
+        bf16=trainer.bf16,
+        **checkpointing_arg(GRPOConfig, recipe.model.gradient_checkpointing),
+        log_completions=False,
+        dataloader_num_workers=0,
+    )
+
+
+def checkpointing_arg(config_class: type, enabled: bool) -> dict[str, bool]:
+    """Activation checkpointing, always set: TRL turns it on by default, which slows small models.
+
+    transformers 5 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name warns).
+    """
+    import dataclasses
+
+    names = {item.name for item in dataclasses.fields(config_class)}
+    name = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {name: enabled}
+
+
+class GrpoRun:
+    """Everything one `judgerl train` builds; `run()` trains. Tests build it to look inside."""
+
+    def __init__(self, recipe: Recipe, *, resume: bool = False, backends: dict[str, Backend] | None = None,
+                 held_out_backends: dict[str, Backend] | None = None, console: Console | None = None) -> None:
+        from trl import GRPOTrainer
+
+        self.recipe = recipe
+        self.console = console or Console(stderr=True)
+        output_dir = recipe.output_dir
+        self.resume_from = resume_point(output_dir, resume=resume, overwrite=recipe.logging.overwrite)
+        self.samples = load_split(recipe, "train")
+        eval_samples = load_split(recipe, "eval")
+        self.pipeline = RewardPipeline.from_config(
+            reward_config(recipe, recipe.reward, recipe.reward_overrides), backends=backends)
+        monitors = recipe.monitors
+        self.held_out = None
+        if monitors.held_out_reward is not None:
+            self.held_out = RewardPipeline.from_config(
+                reward_config(recipe, monitors.held_out_reward, recipe.held_out_overrides),
+                backends=held_out_backends)
+        self.tracker = SignalTracker(monitors, load_exploit_matcher())
+        self.metrics_path = output_dir / "metrics.jsonl"
+        completions_path = output_dir / "completions.jsonl"
+        self.reward = TrainingReward(
+            self.pipeline, self.samples + eval_samples, tracker=self.tracker, held_out=self.held_out,
+            held_out_sample=monitors.held_out_sample, seed=recipe.trainer.seed,
+            completions_path=completions_path if recipe.logging.completions else None)
+        model, self.tokenizer, self.model_folder = load_policy(recipe.model)
+        chat = self.tokenizer.chat_template is not None
+        self.alarm = HackingAlarm(self.tracker, self.console)
+        callbacks: list[Any] = [MetricsJsonl(self.metrics_path, self.tracker, trim=[completions_path]),
+                                self.alarm]
+        if monitors.progress:
+            callbacks.append(RichProgress(self.console))
+        if recipe.logging.tensorboard:
+            callbacks.append(tensorboard_callback(output_dir / "tensorboard"))
+        self.trainer = GRPOTrainer(
+            model=model, reward_funcs=[self.reward],
+            args=grpo_config(recipe, has_eval=bool(eval_samples)),
+            train_dataset=grpo_dataset(self.samples, chat=chat),
+            eval_dataset=grpo_dataset(eval_samples, chat=chat) if eval_samples else None,
+            processing_class=self.tokenizer, peft_config=lora_config(recipe.model), callbacks=callbacks)
+        if monitors.progress:
+            from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+            self.trainer.remove_callback(PrinterCallback)
+            self.trainer.remove_callback(ProgressCallback)
+
+    def run(self) -> TrainResult:
+        started = time.perf_counter()
+        recipe = self.recipe
+        try:
+            self.trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
+            final_dir = save_final(self.trainer, self.tokenizer, recipe.output_dir / "final",
+                                   merge=recipe.logging.save_merged)
+        finally:
+            self.close()
+        state = self.trainer.state
+        return TrainResult(output_dir=recipe.output_dir, final_dir=final_dir, global_step=state.global_step,
+                           metrics_path=self.metrics_path, seconds=time.perf_counter() - started,
+                           alarms=list(self.alarm.fired),
+                           stopped_early=state.global_step < recipe.trainer.max_steps)
+
+    def close(self) -> None:
+        self.reward.close()
+        self.pipeline.close()
+        if self.held_out is not None:
+            self.held_out.close()
+
+
+def tensorboard_callback(log_dir: Path) -> Any:
+    """transformers' TensorBoard callback writing into `log_dir`."""
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(log_dir)))
+
+
+def train(recipe: Recipe, *, resume: bool = False, skip_validation: bool = False,
+          backends: dict[str, Backend] | None = None, console: Console | None = None) -> TrainResult:
+    """Run GRPO for `recipe`; when the recipe names a validation suite, the judge must pass it first."""
+    if recipe.validation.suite and not skip_validation and not resume:
+        run_validation_gate(recipe, backends=backends, console=console or Console(stderr=True))
+    return GrpoRun(recipe, resume=resume, backends=backends, console=console).run()
+
+
+def run_validation_gate(recipe: Recipe, *, backends: dict[str, Backend] | None = None,
+                        console: Console) -> None:
+    """`judgerl validate` on the training reward's judge; raises ValidationGateError on a failed threshold.
+
+    The report goes to `<output_dir>/validation/`. A resumed run already passed the gate.
+    """
+    from judgerl.validate.runner import validate_and_gate
+
+    suite = recipe.path(recipe.validation.suite or "")
+    console.print(f"validating the judge against {suite} before training ...", highlight=False)
+    report = validate_and_gate(reward_config(recipe, recipe.reward, recipe.reward_overrides), suite,
+                               backends=backends, output_dir=recipe.output_dir / "validation")
+    console.print(f"judge validation passed ({len(report.sections)} sections)", highlight=False)

@@ -1,0 +1,60 @@
+"""Loading the policy model and its tokenizer for training, and its LoRA config.
+
+Why one place: `judgerl train` (GRPO) and `judgerl sft` must start from exactly the same model,
+tokenizer and adapters, or the SFT baseline is not a fair comparison. The model spec goes through
+`judgerl.models.resolve_model`, so a packaged name, a .gguf file and a Hugging Face folder all
+work, and nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from judgerl.models import resolve_model
+from judgerl.train.recipe import ModelSection
+
+
+def load_policy(section: ModelSection) -> tuple[Any, Any, Path]:
+    """(model, tokenizer, folder) for the recipe's model section."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = resolve_model(section.name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, section.dtype))
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer, folder
+
+
+def lora_config(section: ModelSection) -> Any:
+    """A peft `LoraConfig`, or None when LoRA is off (every weight trains)."""
+    if not section.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    lora = section.lora
+    return LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=lora.target_modules, task_type="CAUSAL_LM")
+
+
+def save_final(trainer: Any, tokenizer: Any, folder: Path, *, merge: bool) -> Path:
+    """Save the trained policy to `folder`: adapters (LoRA) or weights, plus the tokenizer.
+
+    With LoRA and `merge`, `folder/merged` also holds the base model with the adapters merged in,
+    a plain folder that `from_pretrained` (and judgerl's evaluation) loads without peft.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    trainer.save_model(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    model = trainer.model
+    if merge and hasattr(model, "merge_and_unload"):
+        import copy
+
+        merged = copy.deepcopy(model).merge_and_unload()
+        merged.save_pretrained(str(folder / "merged"))
+        tokenizer.save_pretrained(str(folder / "merged"))
+    return folder

@@ -1,0 +1,146 @@
+"""The reward function `judgerl train` hands to TRL, with what the monitors need on the side.
+
+Why not just `judgerl.adapters.trl.reward_function`: a training run also has to *watch* the
+reward. This wrapper scores a step's rollouts exactly like the adapter (one concurrent
+`RewardPipeline.score_batch`, `None` for unscored so TRL leaves it out of the advantage, the
+adapter's `log_rewards` for component means and shares), and in the same call:
+
+- scores a random sample of the rollouts with the held-out reward, concurrently with the main one;
+- logs each component's spread, the judge calls / tokens / cost of the step (from the runtime's
+  stats) and the hacking signals of `monitors.SignalTracker` through TRL's `log_metric`, so they
+  land in TRL's logs, TensorBoard and `metrics.jsonl`;
+- appends every rollout with its reward and components to `completions.jsonl`.
+
+Samples are looked up by the dataset's `id` column, so checks and judges see the original
+sample (its reference and metadata), not a copy rebuilt from TRL's columns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from judgerl.adapters.trl import completion_text, log_rewards
+from judgerl.data import JsonlWriter
+from judgerl.reward.pipeline import RewardPipeline
+from judgerl.scoring import runtime_snapshot
+from judgerl.train.monitors import SignalTracker
+from judgerl.types import Reward, Rollout, Sample
+
+METRIC_PREFIX = "reward"
+#: counters of the runtime's stats (reward/accounting.py) logged per step as `judge/<name>`
+JUDGE_COUNTERS = ("calls", "backend_calls", "attempts", "cache_hits", "dedup_hits", "failed", "prompt_tokens",
+                  "completion_tokens", "total_tokens", "cost_usd")
+
+
+class TrainingReward:
+    """An async TRL reward function over `pipeline`; see the module docstring."""
+
+    __name__ = "judgerl"
+
+    def __init__(self, pipeline: RewardPipeline, samples: Sequence[Sample], *,
+                 tracker: SignalTracker | None = None, held_out: RewardPipeline | None = None,
+                 held_out_sample: int = 4, completions_path: Path | None = None, seed: int = 0) -> None:
+        self.pipeline = pipeline
+        self.samples = {sample.id: sample for sample in samples}
+        self.tracker = tracker
+        self.held_out = held_out
+        self.held_out_sample = held_out_sample
+        self.completions_path = completions_path
+        self._writer: JsonlWriter | None = None
+        self._random = random.Random(seed)
+        self._last_stats = runtime_snapshot(pipeline)
+        self.calls = 0
+
+    def items(self, completions: Sequence[Any], ids: Sequence[str]) -> list[tuple[Sample, Rollout]]:
+        """(Sample, Rollout) pairs; the k rollouts of one prompt share the sample, ids `<sample>#<n>`."""
+        seen: dict[str, int] = {}
+        items = []
+        for completion, sample_id in zip(completions, ids, strict=True):
+            sample = self.samples[str(sample_id)]
+            count = seen.get(sample.id, 0)
+            seen[sample.id] = count + 1
+            items.append((sample, Rollout(sample_id=sample.id, completion=completion_text(completion),
+                                          id=f"{sample.id}#{count}")))
+        return items
+
+    async def __call__(self, prompts: list[Any], completions: list[Any],
+                       completion_ids: list[list[int]] | None = None, **kwargs: Any) -> list[float | None]:
+        items = self.items(completions, kwargs["id"])
+        sampled = self._held_out_indices(len(items))
+        if self.held_out is not None and sampled:
+            rewards, held = await asyncio.gather(
+                self.pipeline.score_batch(items),
+                self.held_out.score_batch([items[index] for index in sampled], enforce_budget=False))
+        else:
+            rewards, held = await self.pipeline.score_batch(items), []
+        self.calls += 1
+        step = _step(kwargs.get("trainer_state"))
+        metrics = self.step_metrics(rewards)
+        if self.tracker is not None:
+            lengths = ([len(ids) for ids in completion_ids] if completion_ids is not None
+                       else [len(rollout.completion.split()) for _, rollout in items])
+            pairs = [(rewards[index].value, reward.value) for index, reward in zip(sampled, held, strict=True)
+                     if rewards[index].value is not None and reward.value is not None]
+            metrics.update(self.tracker.observe([rollout.completion for _, rollout in items], lengths, pairs))
+        log_rewards(rewards, kwargs, prefix=METRIC_PREFIX, log_rationales=False)
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric):
+            for name, value in metrics.items():
+                if not math.isnan(value):
+                    log_metric(name, value)
+        self._write(step, items, rewards)
+        return [reward.value for reward in rewards]
+
+    def _held_out_indices(self, count: int) -> list[int]:
+        if self.held_out is None or count == 0:
+            return []
+        return sorted(self._random.sample(range(count), min(self.held_out_sample, count)))
+
+    def step_metrics(self, rewards: Sequence[Reward]) -> dict[str, float]:
+        """Each component's std (the adapter logs the means) and the judge's use since the last call."""
+        metrics: dict[str, float] = {}
+        names = list(dict.fromkeys(name for reward in rewards for name in reward.components))
+        for name in names:
+            values = [value for reward in rewards if (value := reward.components.get(name)) is not None]
+            if values:
+                metrics[f"{METRIC_PREFIX}/{name}/std"] = statistics.pstdev(values)
+        stats = runtime_snapshot(self.pipeline)
+        for key in JUDGE_COUNTERS:
+            now, before = stats.get(key), self._last_stats.get(key)
+            if isinstance(now, (int, float)) and isinstance(before, (int, float)):
+                metrics[f"judge/{key}"] = float(now - before)
+        self._last_stats = stats
+        return metrics
+
+    def _write(self, step: int, items: Sequence[tuple[Sample, Rollout]], rewards: Sequence[Reward]) -> None:
+        if self.completions_path is None:
+            return
+        if self._writer is None:
+            rank = int(os.environ.get("RANK", "0"))
+            path = self.completions_path
+            if rank:
+                path = path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+            self._writer = JsonlWriter(path)
+        for (sample, rollout), reward in zip(items, rewards, strict=True):
+            self._writer.write({"step": step, "sample_id": sample.id, "rollout_id": rollout.id,
+                                "prompt": sample.prompt, "completion": rollout.completion,
+                                "reward": reward.value, "status": reward.status, "reason": reward.reason,
+                                "components": reward.components})
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _step(state: Any) -> int:
+    """The optimizer step these rollouts train (TRL scores before the step completes)."""
+    return int(getattr(state, "global_step", 0)) + 1
+
