@@ -6,7 +6,7 @@ for `global_batch_size` round trips. judgerl's reward sends them all at once (as
 cached), so with a judge that has latency it should make a step no slower, and usually faster.
 
 Both runs use the same tiny Llama (built and saved by tests/tiny_policy.py, no download), the
-demo prompts (examples/demo/train.jsonl), the same GRPOConfig (built from one recipe), and the
+demo prompts (src/judgerl/demo/train.jsonl), the same GRPOConfig (built from one recipe), and the
 same reward: a length check (weight 0.5) plus a one-criterion rubric judge served by a fake
 OpenAI-compatible judge on 127.0.0.1 with a fixed latency per request (tests/fake_openai.py).
 

@@ -125,7 +125,7 @@ def test_the_shipped_demo_recipe_loads() -> None:
     from judgerl.config import load_reward_config
     from judgerl.train.prompts import load_split
 
-    recipe = load_recipe(Path(__file__).parents[1] / "examples" / "demo" / "recipe.yaml")
+    recipe = load_recipe(Path(__file__).parents[1] / "src" / "judgerl" / "demo" / "recipe.yaml")
     assert len(load_split(recipe, "train")) >= 16 and load_split(recipe, "eval")
     assert all(sample.messages[0]["role"] == "system" for sample in load_split(recipe, "train"))
     for source in (recipe.reward, recipe.monitors.held_out_reward):

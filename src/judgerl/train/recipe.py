@@ -209,6 +209,33 @@ class ValidationSection(_Section):
                                                         "when one of its thresholds is not met")
 
 
+class EvaluationSection(_Section):
+    """Evaluation before and after training (`judgerl run`; see judgerl/evaluate.py)."""
+
+    k: int = Field(default=4, ge=1, description="answers sampled per held-out prompt (best-of-k, mean-of-k)")
+    temperature: float = Field(default=0.7, ge=0, description="sampling temperature of the evaluation "
+                                                              "(0 = greedy)")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="nucleus sampling mass")
+    max_new_tokens: int | None = Field(default=None, ge=1, description="longest answer; default: "
+                                                                       "rollout.max_new_tokens")
+    limit: int | None = Field(default=None, ge=1, description="evaluate only the first N held-out prompts")
+    batch_size: int = Field(default=8, ge=1, description="prompts generated together")
+    seed: int = Field(default=0, description="sampling seed (each answer gets a stable seed from it)")
+    heldout_reward: str | dict[str, Any] | None = Field(
+        default=None, description="the held-out judge: a reward config aligned with but not identical to "
+                                  "the training one; default: monitors.held_out_reward")
+
+
+class WorkflowSection(_Section):
+    """Which stages `judgerl run` runs, in one run directory."""
+
+    run_dir: str | None = Field(default=None, description="the run directory; default: logging.output_dir")
+    sft: bool = Field(default=True, description="train the SFT baseline to compare with RFT")
+    export: bool = Field(default=True, description="end with `judgerl export` (merged model + model card)")
+    export_check: bool = Field(default=True, description="reload the export and compare its scores with "
+                                                         "the final evaluation")
+
+
 class Recipe(_Section):
     """A whole training run."""
 
@@ -222,11 +249,15 @@ class Recipe(_Section):
     monitors: MonitorsSection = Field(default_factory=MonitorsSection, description="reward-hacking signals")
     logging: LoggingSection = Field(default_factory=LoggingSection, description="outputs")
     validation: ValidationSection = Field(default_factory=ValidationSection, description="the judge gate")
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection,
+                                          description="evaluation before and after training (judgerl run)")
+    workflow: WorkflowSection = Field(default_factory=WorkflowSection, description="stages of judgerl run")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str | None = PrivateAttr(default=None)
     _reward_overrides: list[str] = PrivateAttr(default_factory=list)
     _held_out_overrides: list[str] = PrivateAttr(default_factory=list)
+    _heldout_eval_overrides: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
@@ -276,7 +307,8 @@ class Recipe(_Section):
         return self.output_dir.with_name(self.output_dir.name + "-sft")
 
 
-_PATH_CONFIGS = {"reward": "_reward_overrides", "monitors.held_out_reward": "_held_out_overrides"}
+_PATH_CONFIGS = {"reward": "_reward_overrides", "monitors.held_out_reward": "_held_out_overrides",
+                 "evaluation.heldout_reward": "_heldout_eval_overrides"}
 
 
 def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Recipe:
