@@ -108,7 +108,7 @@ def test_a_failed_validation_gate_stops_the_run_before_training(tmp_path: Path):
     from judgerl.errors import JudgerlError
 
     recipe = write_recipe(tmp_path, regression_answer="zz")  # the scripted judge fails this one
-    with pytest.raises(JudgerlError, match="regression: pass_rate = 0.000"):
+    with pytest.raises(JudgerlError, match=r"regression: pass_rate = 0\.000"):
         Workflow(recipe, backends=backends()).run()
     stages = json.loads((tmp_path / "run" / "stages.json").read_text())["stages"]
     assert list(stages) == ["baseline_eval"]
