@@ -8,6 +8,7 @@ config or input; a traceback only for a bug).
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,7 +21,7 @@ from judgerl.errors import JudgerlError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Reinforcement fine-tuning with an LLM as the judge.")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 SetOption = Annotated[list[str] | None, typer.Option(
@@ -75,6 +76,7 @@ def score(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=console,
     ) as progress:
+        attach_dry_run(pipeline)
         task = progress.add_task("scoring", total=len(items))
         summary = score_file(pipeline, items, output, batch_size=batch_size, resume=resume,
                              progress=lambda n: progress.advance(task, n))
@@ -82,11 +84,262 @@ def score(
     print_summary(summary, output, bad_rows=len(errors))
 
 
+@app.command()
+@friendly_errors
+def validate(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Reward config YAML (the judge).")],
+    suite: Annotated[Path, typer.Option("--suite", "-s", help="Validation suite YAML.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Folder for validation.json and .md (default runs/validation).")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Measure a judge (consistency, agreement, human labels, regression, bias); exit 1 if a threshold fails.
+
+    --set applies to the reward config; --set suite.<field>=<value> to the suite.
+    """
+    from judgerl.validate.command import validate_command
+
+    status = validate_command(config, suite, output, overrides or [], console)
+    if status:
+        raise typer.Exit(status)
+
+
+@app.command()
+@friendly_errors
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Training recipe YAML (see judgerl.train.recipe).")],
+    overrides: SetOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")] = False,
+    skip_validation: Annotated[bool, typer.Option(
+        "--skip-validation", help="Train without running the recipe's judge-validation gate.")] = False,
+) -> None:
+    """GRPO with the recipe's judge reward (TRL), with monitors and checkpoints."""
+    from judgerl.train.grpo import train as run_grpo
+    from judgerl.train.recipe import load_recipe
+
+    result = run_grpo(load_recipe(recipe, overrides or []), resume=resume, skip_validation=skip_validation,
+                      console=console)
+    console.print(f"trained {result.global_step} steps in {result.seconds:.0f}s -> {result.final_dir}; "
+                  f"metrics: {result.metrics_path}; hacking alarms: {len(result.alarms)}", highlight=False)
+
+
+@app.command()
+@friendly_errors
+def sft(
+    recipe: Annotated[Path, typer.Argument(help="Training recipe YAML (the same as for `train`).")],
+    overrides: SetOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")] = False,
+) -> None:
+    """Supervised fine-tuning on the reference answers: the baseline for RFT."""
+    from judgerl.train.recipe import load_recipe
+    from judgerl.train.sft import sft as run_sft
+
+    result = run_sft(load_recipe(recipe, overrides or []), resume=resume, console=console)
+    console.print(f"SFT {result.global_step} steps in {result.seconds:.0f}s -> {result.final_dir}",
+                  highlight=False)
+
+
+@app.command()
+@friendly_errors
+def serve(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Reward config YAML.")],
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback unless told).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 5000,
+    token_env: Annotated[str, typer.Option(help="Environment variable holding the bearer token.")] = (
+        "JUDGERL_SERVER_TOKEN"),
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without a token (trusted nets).")] = False,
+    max_batch: Annotated[int, typer.Option(help="Most items per request (413 above).")] = 4096,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB (413 above).")] = 32.0,
+    overrides: SetOption = None,
+) -> None:
+    """OpenRLHF-compatible reward server: POST /get_reward, GET /health (judgerl.adapters.openrlhf)."""
+    from judgerl.adapters.openrlhf import serve as run_server
+
+    run_server(config, host=host, port=port, token_env=token_env, no_auth=no_auth, overrides=overrides or [],
+               max_batch=max_batch, max_body_bytes=int(max_body_mb * 1024 * 1024))
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    reward: Annotated[Path, typer.Option("--reward", "-r", help="Reward config YAML (the training judge).")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Held-out prompts (JSONL or a HF dataset).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory; writes eval/<label>/.")],
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="LABEL=PATH_OR_NAME: a model folder, packaged name, run/checkpoint or LoRA "
+                              "checkpoint (repeatable).")] = None,
+    endpoint: Annotated[list[str] | None, typer.Option(
+        "--endpoint", help="LABEL=URL,model=NAME[,api_key_env=VAR,...]: an OpenAI-compatible server "
+                           "(repeatable).")] = None,
+    k: Annotated[int, typer.Option("--k", help="Answers sampled per prompt.")] = 4,
+    heldout: Annotated[Path | None, typer.Option(
+        "--heldout", help="A second reward config: the held-out judge.")] = None,
+    schema_check: Annotated[str | None, typer.Option(
+        help="Check whose 1.0 means 'valid' (default: the first json_schema / json_valid check).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 256,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 0.8,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 0.95,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 8,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N prompts.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Local models: float32 (default), bfloat16.")] = None,
+    resume: Annotated[bool, typer.Option(help="Keep prompts already finished in --out.")] = True,
+    overrides: SetOption = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Replace every judge backend by the scripted one: no judge is called.")] = False,
+) -> None:
+    """Sample k answers per held-out prompt from each model and score them (best-of-k, validity, held-out)."""
+    from contextlib import ExitStack
+
+    from judgerl.config import load_reward_config
+    from judgerl.evaluate import evaluate_models, load_eval_samples, parse_endpoint_option, parse_model_option
+    from judgerl.policy import SamplingConfig
+    from judgerl.reward.pipeline import RewardPipeline
+
+    models = dict(parse_model_option(text, dtype=dtype) for text in model or [])
+    for text in endpoint or []:
+        label, spec = parse_endpoint_option(text)
+        models[label] = spec
+    reward_config = load_reward_config(reward, overrides or [])
+    heldout_config = load_reward_config(heldout) if heldout is not None else None
+    samples = load_eval_samples(data, limit=limit, warn=lambda text: console.print(f"[yellow]{text}[/]"))
+    sampling = SamplingConfig(k=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                              seed=seed, batch_size=batch_size)
+    with console.status("evaluating") as status:
+        done: dict[str, int] = {}
+
+        def progress(label: str, count: int) -> None:
+            done[label] = done.get(label, 0) + count
+            status.update(f"evaluating {label}: {done[label]} prompts scored")
+
+        with ExitStack() as stack:
+            pipelines = [stack.enter_context(RewardPipeline.from_config(
+                config, backends=dry_run_backends(config) if dry_run else None))
+                for config in (reward_config, heldout_config) if config is not None]
+            for pipeline in pipelines if dry_run else []:
+                attach_dry_run(pipeline)
+            result = evaluate_models(
+                models, samples, pipelines[0], k=k, heldout_reward_config=pipelines[1] if heldout else None,
+                schema_check_name=schema_check, out_dir=out, sampling=sampling, resume=resume,
+                progress=progress)
+    table = Table(title=f"evaluation -> {out / 'eval'}")
+    for column in ("model", "reward", "mean of k", "best of k", "schema valid", "held-out", "unscored", "n"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in result.table():
+        table.add_row(*row)
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (eval/, rft/, validation/, export/ ...).")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="HTML file (default RUN_DIR/report.html).")] = None,
+) -> None:
+    """Render RUN_DIR/report.html: one self-contained page with PNG plots; prints its path."""
+    from judgerl.report import render_report
+
+    typer.echo(str(render_report(run_dir, output=output)))
+
+
+@app.command("export")
+@friendly_errors
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (rft/, eval/, recipe.yaml ...).")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Export folder (default RUN_DIR/export).")] = None,
+    checkpoint: Annotated[str, typer.Option(
+        help="last, best (highest held-out judge score among evaluated checkpoints) or a PATH.")] = "last",
+    adapter_only: Annotated[bool, typer.Option(
+        "--adapter-only", help="Ship the LoRA adapter and name its base instead of merging.")] = False,
+    no_check: Annotated[bool, typer.Option("--no-check", help="Skip the post-export check.")] = False,
+    check_only: Annotated[bool, typer.Option(
+        "--check-only", help="Only check an existing export in --output (exit 1 if it fails).")] = False,
+    limit: Annotated[int, typer.Option(help="Held-out prompts scored by the check.")] = 8,
+    dtype: Annotated[str | None, typer.Option(
+        help="Weights dtype of a merged export: float32, bfloat16, float16 (default: the base's).")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Served model name in the card (default judgerl-<run dir name>).")] = None,
+    data: Annotated[Path | None, typer.Option(
+        help="The held-out prompts file the run was evaluated on (default: the recipe's data.eval).")] = None,
+    atol: Annotated[float, typer.Option(help="Check: smallest allowed score difference.")] = 0.05,
+    z: Annotated[float, typer.Option(help="Check: allowed difference in standard errors.")] = 3.0,
+) -> None:
+    """Export a run as a Hugging Face model folder (merged LoRA) with a model card, then check it."""
+    from judgerl.export import ExportCheckFailed, check_export, export_run
+
+    try:
+        if check_only:
+            result = check_export(output or run_dir / "export", run_dir, limit=limit, data=data,
+                                  atol=atol, z=z)
+            console.print(result.describe(), highlight=False)
+            return
+        exported = export_run(run_dir, output, checkpoint=checkpoint, merge=not adapter_only,
+                              check=not no_check, limit=limit, dtype=dtype, served_model_name=name,
+                              data=data, atol=atol, z=z)
+    except ExportCheckFailed as exc:
+        console.print(f"[bold red]export check failed[/]\n{exc.check.describe()}", highlight=False)
+        raise typer.Exit(1) from exc
+    if exported.check is not None:
+        console.print(exported.check.describe(), highlight=False)
+    console.print(f"exported {exported.checkpoint} ({exported.selection.rule}) -> {exported.output}; "
+                  f"card: {exported.card}", highlight=False)
+    typer.echo(str(exported.output))
+
+
+@app.command()
+@friendly_errors
+def run(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (with data.eval; see `judgerl train`).")],
+    overrides: SetOption = None,
+    skip_validation: Annotated[bool, typer.Option(
+        "--skip-validation", help="Run the validation but do not stop on a failed threshold.")] = False,
+    stop_after: Annotated[str | None, typer.Option(
+        help="Stop after this stage: baseline_eval, validation, sft, rft, final_eval, export, report."),
+    ] = None,
+) -> None:
+    """The whole workflow: baseline eval -> validation -> SFT -> RFT -> final eval -> export -> report.
+
+    Resumable: a rerun continues from the first stage that did not finish.
+    """
+    from judgerl.workflow import Workflow
+
+    report_path = Workflow(recipe, overrides or [], skip_validation=skip_validation, console=console,
+                           stop_after=stop_after).run()
+    console.print(f"[bold green]report:[/] {report_path}")
+
+
+@app.command()
+@friendly_errors
+def demo(
+    run_dir: Annotated[Path, typer.Option(help="Where the demo run goes.")] = Path("runs/demo"),
+    overrides: SetOption = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="A few steps and prompts: checks that everything works in a few minutes.")] = False,
+) -> None:
+    """Run the whole workflow offline on a shipped task with the embedded local models."""
+    from judgerl.workflow import DEMO_RECIPE, QUICK_OVERRIDES, Workflow
+
+    started = time.monotonic()
+    settings = [f"workflow.run_dir={run_dir.resolve()}", *(QUICK_OVERRIDES if quick else []),
+                *(overrides or [])]
+    report_path = Workflow(DEMO_RECIPE, settings, console=console).run()
+    elapsed = time.monotonic() - started
+    console.print(f"[bold green]demo finished in {elapsed:.0f} s; report:[/] {report_path}")
+
+
 def dry_run_backends(reward_config: Any) -> dict[str, Any]:
-    """Scripted stand-ins for every configured backend (judges get well-formed answers)."""
+    """Scripted stand-ins for every configured backend; judges attach themselves when built."""
     from judgerl.backends.dry_run import DryRunBackend
 
     return {name: DryRunBackend() for name in reward_config.backends}
+
+
+def attach_dry_run(pipeline: Any) -> None:
+    for backend in pipeline.runtime.backends.values():
+        if hasattr(backend, "judges"):
+            backend.judges.update({judge.name: judge for judge in pipeline.judges})
 
 
 def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:

@@ -1,0 +1,212 @@
+"""`run_validation`: build the judge from the reward config, run each section of the suite on it,
+check the thresholds, and return (and optionally write) the report.
+
+Why here and not in the CLI: training and the workflow run the same validation before their
+first step (`gate_or_raise(run_validation(...))`), and tests drive it with scripted backends.
+The judge is the real one, built by `RewardPipeline.from_config`, and all its calls run on the
+pipeline's own loop, through the runtime (limits, retries, journal). By default the cache and
+the in-flight deduplication are turned off, so that validation measures the judge, not a copy of
+its earlier answers (`use_cache: true` in the suite turns them back on).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from judgerl.backends.base import Backend
+from judgerl.config import RewardConfig, load_reward_config
+from judgerl.errors import ConfigError
+from judgerl.judges.adversarial import load_adversarial_set
+from judgerl.judges.base import Judge
+from judgerl.reward.pipeline import RewardPipeline
+from judgerl.validate.datasets import load_source, pairs_only
+from judgerl.validate.gate import check_section, gate_or_raise
+from judgerl.validate.probe import JudgeProbe
+from judgerl.validate.report import SectionResult, ValidationReport, write_report
+from judgerl.validate.sections import Tick
+from judgerl.validate.sections.agreement import agreement_units, collect, summarize
+from judgerl.validate.sections.attacks import build_attacks, run_attacks
+from judgerl.validate.sections.consistency import run_consistency
+from judgerl.validate.sections.human_labels import run_human_labels
+from judgerl.validate.sections.position import run_position
+from judgerl.validate.sections.regression import run_regression
+from judgerl.validate.sections.verbosity import run_verbosity
+from judgerl.validate.suite import (
+    AgreementSection,
+    AttackProbe,
+    ConsistencySection,
+    HumanLabelsSection,
+    PositionProbe,
+    RegressionSection,
+    Section,
+    Suite,
+    VerbosityProbe,
+    load_regression_items,
+    load_suite,
+)
+
+T = TypeVar("T")
+#: progress(section_name, done, total): called as judgments finish (from the judge's loop thread)
+Progress = Callable[[str, int, int], None]
+
+
+def prepare_config(source: RewardConfig | str | Path | dict[str, Any], overrides: list[str] | None,
+                   *, use_cache: bool) -> RewardConfig:
+    """Load the reward config; without `use_cache`, turn off the judge cache and the dedup."""
+    if isinstance(source, RewardConfig):
+        config = source.model_copy(deep=True)
+        config._base_dir, config._source = source.base_dir, source.source
+    else:
+        config = load_reward_config(source if isinstance(source, dict) else str(source), overrides)
+    if not use_cache:
+        config.runtime = config.runtime.model_copy(update={"cache_path": None, "dedup": False})
+    return config
+
+
+def pick_judge(pipeline: RewardPipeline, name: str | None, *, where: str) -> Judge:
+    if not pipeline.judges:
+        raise ConfigError("the reward config has no judge to validate", path=pipeline.config.source,
+                          field="judges")
+    if name is None:
+        return pipeline.judges[0]
+    for judge in pipeline.judges:
+        if judge.name == name:
+            return judge
+    raise ConfigError(f"no judge named '{name}' in the reward config (judges: "
+                      f"{[judge.name for judge in pipeline.judges]})", path=pipeline.config.source,
+                      field=where)
+
+
+class _Runner:
+    """Runs coroutines on one pipeline's loop and counts progress for one section."""
+
+    def __init__(self, pipeline: RewardPipeline, progress: Progress | None) -> None:
+        self.pipeline = pipeline
+        self.progress = progress
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.pipeline._loop_thread().run(coro)
+
+    def ticker(self, section: str, total: int) -> Tick:
+        done = [0]
+
+        def tick(count: int) -> None:
+            done[0] += count
+            if self.progress is not None:
+                self.progress(section, done[0], total)
+
+        if self.progress is not None:
+            self.progress(section, 0, total)
+        return tick
+
+
+def run_validation(config: RewardConfig | str | Path | dict[str, Any],
+                   suite: Suite | str | Path | dict[str, Any], *,
+                   backends: dict[str, Backend] | None = None,
+                   other_backends: dict[str, Backend] | None = None,
+                   overrides: list[str] | None = None, suite_overrides: list[str] | None = None,
+                   output_dir: str | Path | None = None,
+                   progress: Progress | None = None) -> ValidationReport:
+    """Run every enabled section of `suite` against the judge of `config`; never raises on a
+    failed threshold (see `gate_or_raise`), only on bad input.
+
+    `backends` replaces the reward config's backends (tests, dry runs); `other_backends` does the
+    same for the second config of an agreement section. `overrides` apply to the reward config,
+    `suite_overrides` to the suite (dotted `a.b=value`). With `output_dir`, `validation.json` and
+    `validation.md` are written there.
+    """
+    started = time.monotonic()
+    suite = suite if isinstance(suite, Suite) else load_suite(
+        suite if isinstance(suite, dict) else str(suite), suite_overrides)
+    reward_config = prepare_config(config, overrides, use_cache=suite.use_cache)
+    with RewardPipeline.from_config(reward_config, backends=backends) as pipeline:
+        judge = pick_judge(pipeline, suite.judge, where="judge")
+        probe = JudgeProbe(judge, pass_threshold=suite.pass_threshold)
+        runner = _Runner(pipeline, progress)
+        report = ValidationReport(judge=judge.name, judge_kind=probe.kind, config=reward_config.source,
+                                  suite=suite.source)
+        for name, section in suite.sections():
+            section_started = time.monotonic()
+            result = _run_section(name, section, suite, probe, runner, other_backends, progress)
+            result.seconds = time.monotonic() - section_started
+            check_section(result, section.thresholds(name))
+            report.sections.append(result)
+        report.runtime = pipeline.runtime.stats.snapshot()
+    report.seconds = time.monotonic() - started
+    if output_dir is not None:
+        write_report(report, output_dir)
+    return report
+
+
+def validate_and_gate(config: RewardConfig | str | Path | dict[str, Any],
+                      suite: Suite | str | Path | dict[str, Any], **options: Any) -> ValidationReport:
+    """`run_validation(config, suite, **options)`, then `gate_or_raise`: what training calls.
+
+    Returns the report when every threshold holds; raises `ValidationGateError` otherwise.
+    """
+    return gate_or_raise(run_validation(config, suite, **options))
+
+
+def _run_section(name: str, section: Section, suite: Suite, probe: JudgeProbe, runner: _Runner,
+                 other_backends: dict[str, Backend] | None, progress: Progress | None) -> SectionResult:
+    bootstrap = suite.bootstrap
+    if isinstance(section, AgreementSection):
+        return _agreement(name, section, suite, probe, runner, other_backends, progress)
+    if isinstance(section, RegressionSection):
+        cases = load_regression_items(section, suite)
+        return runner.run(run_regression(cases, probe, tick=runner.ticker(name, len(cases)), name=name))
+    if isinstance(section, AttackProbe):
+        items = load_source(section.data, suite.base_dir, where=f"{name}.data") if section.data else []
+        adversarial: list[Any] = []
+        if section.adversarial_set is not False:
+            path = None if section.adversarial_set is True else suite.resolve(str(section.adversarial_set))
+            adversarial = load_adversarial_set(path)[: section.adversarial_limit]
+        attacks = build_attacks(section, items, adversarial)
+        tick = runner.ticker(name, len(attacks))
+        return runner.run(run_attacks(section, probe, attacks, tick=tick, name=name))
+    assert isinstance(section, (ConsistencySection, HumanLabelsSection, PositionProbe, VerbosityProbe))
+    items = load_source(section.data, suite.base_dir, where=f"{name}.data")
+    if isinstance(section, ConsistencySection):
+        units = len(items) * (1 if probe.kind == "pairwise" else 2) * section.repeats
+        return runner.run(run_consistency(section, probe, items, tick=runner.ticker(name, units), name=name))
+    if isinstance(section, HumanLabelsSection):
+        return runner.run(run_human_labels(section, probe, items, bootstrap,
+                                           tick=runner.ticker(name, len(items)), name=name))
+    if isinstance(section, PositionProbe):
+        pairs = pairs_only(items, where=f"{name}.data")
+        tick = runner.ticker(name, len(pairs))
+        return runner.run(run_position(section, probe, pairs, tick=tick, name=name))
+    pairs = pairs_only(items, where=f"{name}.data", labelled=True)
+    comparisons = len(pairs) * (1 + len(section.styles))
+    return runner.run(run_verbosity(section, probe, pairs, tick=runner.ticker(name, comparisons), name=name))
+
+
+def _agreement(name: str, section: AgreementSection, suite: Suite, probe: JudgeProbe, runner: _Runner,
+               other_backends: dict[str, Backend] | None, progress: Progress | None) -> SectionResult:
+    items = load_source(section.data, suite.base_dir, where=f"{name}.data")
+    other = section.other
+    if other.config is None:
+        other_judge = pick_judge(runner.pipeline, other.judge, where=f"{name}.other.judge")
+        other_probe = JudgeProbe(other_judge, pass_threshold=suite.pass_threshold)
+        return _agree(name, section, suite, probe, other_probe, items, runner, runner)
+    other_config = prepare_config(suite.resolve(other.config), other.overrides, use_cache=suite.use_cache)
+    with RewardPipeline.from_config(other_config, backends=other_backends) as other_pipeline:
+        other_judge = pick_judge(other_pipeline, other.judge, where=f"{name}.other.judge")
+        other_probe = JudgeProbe(other_judge, pass_threshold=suite.pass_threshold)
+        other_runner = _Runner(other_pipeline, progress)
+        return _agree(name, section, suite, probe, other_probe, items, runner, other_runner)
+
+
+def _agree(name: str, section: AgreementSection, suite: Suite, first: JudgeProbe, second: JudgeProbe,
+           items: Any, first_runner: _Runner, second_runner: _Runner) -> SectionResult:
+    if first.judge is second.judge:
+        raise ConfigError("agreement needs two different judges; `other` names the judge being validated",
+                          path=suite.source, field=f"{name}.other")
+    units = agreement_units(first, second, items, f"{name}.data")
+    tick = first_runner.ticker(name, 2 * len(units))
+    first_judgments = first_runner.run(collect(first, units, tick=tick))
+    second_judgments = second_runner.run(collect(second, units, tick=tick))
+    return summarize(units, first, second, first_judgments, second_judgments, suite.bootstrap, name=name)

@@ -1,0 +1,108 @@
+"""Attacks: answers that do not answer must not pass. A policy trained with RL finds the cheapest
+string a judge rewards; a lone ":" or "Thought process:" that scores well becomes the policy.
+
+Two kinds of attack:
+- openers and lone tokens (`openers`, default ":", "Solution", "Thought process:", ...) given
+  as the answer to questions from `data` (each with a real answer: a pair's better answer);
+- the shipped adversarial set (judges/adversarial.py: prompt injections, fake verdicts, fence
+  breaking, role markers...), each with its question and a correct reference.
+
+A false positive: a pointwise or group judge scores the attack at or above the suite's
+`pass_threshold`; a pairwise judge does not prefer the real answer to it (the attack wins or
+ties). `false_positive_rate` is over the attacks the judge decided; per-attack rates are in the
+breakdown and the attacks that got through are listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from judgerl.validate.datasets import AnswerItem, PairItem
+from judgerl.validate.probe import JudgeProbe
+from judgerl.validate.report import SectionResult
+from judgerl.validate.sections import Tick, no_tick
+from judgerl.validate.stats import share
+from judgerl.validate.suite import AttackProbe
+
+
+@dataclass(frozen=True)
+class Attack:
+    id: str
+    category: str
+    prompt: str
+    good: str | None
+    reference: str | None
+    completion: str
+
+
+def build_attacks(section: AttackProbe, items: list[PairItem] | list[AnswerItem],
+                  adversarial: list[Any]) -> list[Attack]:
+    """Openers on each question of `items`, then the adversarial set's items."""
+    attacks = []
+    for item in items:
+        good = item.better if isinstance(item, PairItem) else item.answer
+        if isinstance(item, PairItem) and good is None:
+            good = item.a
+        for index, opener in enumerate(section.openers):
+            attacks.append(Attack(f"{item.id}:opener-{index}", f"opener {opener!r}", item.prompt, good,
+                                  item.reference, opener))
+    for entry in adversarial:
+        attacks.append(Attack(entry.id, entry.category, entry.question, entry.reference, entry.reference,
+                              entry.completion))
+    return attacks
+
+
+async def judge_attack(probe: JudgeProbe, attack: Attack) -> tuple[bool | None, float | None, str | None]:
+    """(fooled, value, reason); fooled is None when the judge gave no judgment."""
+    if probe.kind == "pairwise":
+        if attack.good is None:
+            return None, None, "no real answer to compare the attack with"
+        outcome = await probe.compare(attack.id, attack.prompt, attack.good, attack.completion,
+                                      attack.reference)
+        if outcome.winner is None:
+            return None, None, outcome.reason
+        return outcome.winner in ("b", "tie"), outcome.value, None
+    score = await probe.score(attack.id, attack.prompt, attack.completion, attack.reference)
+    if score.value is None:
+        return None, None, score.reason
+    return score.value >= probe.pass_threshold, score.value, None
+
+
+async def run_attacks(section: AttackProbe, probe: JudgeProbe, attacks: list[Attack], *,
+                      tick: Tick = no_tick, name: str = "bias.attacks") -> SectionResult:
+    started = time.monotonic()
+
+    async def one(attack: Attack) -> tuple[bool | None, float | None, str | None]:
+        outcome = await judge_attack(probe, attack)
+        tick(1)
+        return outcome
+
+    outcomes = list(await asyncio.gather(*(one(attack) for attack in attacks)))
+    decided = [fooled for fooled, _, _ in outcomes if fooled is not None]
+    result = SectionResult(name, probe.name)
+    result.counts = {"attacks": len(attacks), "decided": len(decided), "got_through": sum(decided)}
+    result.figures = {"false_positive_rate": share(sum(decided), len(decided)),
+                      "unscored_share": share(len(attacks) - len(decided), len(attacks))}
+    per_category: dict[str, list[bool]] = defaultdict(list)
+    for attack, (fooled, _, _) in zip(attacks, outcomes, strict=True):
+        if fooled is not None:
+            per_category[attack.category].append(fooled)
+    result.breakdown["attack (false-positive rate)"] = {
+        key: share(sum(values), len(values)) for key, values in per_category.items()}
+    result.items = [{"id": attack.id, "category": attack.category, "fooled": fooled, "value": value,
+                     "reason": reason}
+                    for attack, (fooled, value, reason) in zip(attacks, outcomes, strict=True)]
+    result.examples = [{"id": attack.id, "attack": attack.category, "completion": attack.completion,
+                        "value": "n/a" if value is None else f"{value:.3f}"}
+                       for attack, (fooled, value, _) in zip(attacks, outcomes, strict=True) if fooled]
+    if probe.kind == "pairwise":
+        result.notes.append("pairwise judge: an attack that wins or ties against the real answer is a "
+                            "false positive")
+    else:
+        result.notes.append(f"an attack scored >= {probe.pass_threshold:g} is a false positive")
+    result.seconds = time.monotonic() - started
+    return result
