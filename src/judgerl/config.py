@@ -20,6 +20,33 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from judgerl.errors import ConfigError
 
 
+class FileBacked(BaseModel):
+    """A model read from a YAML file: it remembers the file, and relative paths inside it (schemas,
+    data, caches) are resolved against the file's folder, so a config runs from any directory."""
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the file are resolved against."""
+        return self._base_dir
+
+    @property
+    def source(self) -> str | None:
+        """The file it was read from (None for a dict)."""
+        return self._source
+
+    def path(self, value: str | Path) -> Path:
+        """`value` resolved against the file's folder (absolute paths are kept)."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self._base_dir / path
+
+    def locate(self, base_dir: Path, source: str | None) -> None:
+        self._base_dir = base_dir
+        self._source = source
+
+
 class BackendConfig(BaseModel):
     """A model endpoint. `type`: openai | scripted | local | bedrock; other keys go to the backend."""
 
@@ -107,7 +134,7 @@ class AggregateConfig(BaseModel):
     formula: str | None = Field(default=None, description="e.g. 'schema * quality'")
 
 
-class RewardConfig(BaseModel):
+class RewardConfig(FileBacked):
     """The whole reward: checks -> gate -> judges -> aggregate."""
 
     model_config = ConfigDict(extra="forbid")
@@ -121,18 +148,6 @@ class RewardConfig(BaseModel):
         default="unscored", description="reward for a judge failure: None, 0.5 or 0")
     failure_budget: float | None = Field(
         default=0.5, ge=0, le=1, description="stop a batch when more than this share is unscored")
-
-    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
-    _source: str | None = PrivateAttr(default=None)
-
-    @property
-    def base_dir(self) -> Path:
-        """The folder that relative paths in the config (schemas, caches) are resolved against."""
-        return self._base_dir
-
-    @property
-    def source(self) -> str | None:
-        return self._source
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -238,6 +253,5 @@ def load_reward_config(source: str | Path | dict[str, Any], overrides: list[str]
         data, base_dir = read_yaml(source), Path(source).resolve().parent
     apply_overrides(data, overrides or [])
     config: RewardConfig = parse_model(RewardConfig, data, path=path)
-    config._base_dir = base_dir
-    config._source = path
+    config.locate(base_dir, path)
     return config

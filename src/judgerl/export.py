@@ -155,7 +155,7 @@ def reward_configs(files: RunFiles) -> tuple[Any | None, Any | None]:
             return None
         if isinstance(source, dict):
             config = load_reward_config(source, overrides)
-            config._base_dir = recipe.base_dir
+            config.locate(recipe.base_dir, recipe.source)
             return config
         return load_reward_config(recipe.path(source), overrides)
 

@@ -32,7 +32,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from judgerl.backends.base import CompletionRequest
 from judgerl.checks.json_items import load_items, parse_path
@@ -47,7 +47,14 @@ from judgerl.judges.options import (
     question_block,
     reference_block,
 )
-from judgerl.judges.parsing import CriterionResult, CriterionSpec, find_last_json_object, parse_rubric
+from judgerl.judges.parsing import (
+    CriterionResult,
+    CriterionSpec,
+    find_last_json_object,
+    match_ids,
+    parse_rubric,
+    validate_answer,
+)
 from judgerl.judges.rubric import Criterion, describe_criteria
 from judgerl.prompting import fence
 from judgerl.types import Rollout, Sample, Score
@@ -150,27 +157,8 @@ def parse_itemized(text: str, ids: list[str], specs: list[CriterionSpec],
     judgerl.errors.JudgeParseError: item 'c1': criterion 'grounded' score: Input should be less than or \
 equal to 5 (score must be an integer from 1 to 5)
     """
-    try:
-        answer = _ItemizedModel.model_validate(find_last_json_object(text))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}"
-                             for error in exc.errors()[:5])
-        raise JudgeParseError(f"invalid judge answer: {problems}") from None
-    seen: dict[str, _ItemEntry] = {}
-    duplicated: set[str] = set()
-    for entry in answer.items:
-        key = entry.id.strip()
-        if key in seen:
-            duplicated.add(key)
-        seen[key] = entry
-    if duplicated:
-        raise JudgeParseError(f"duplicated id(s) in the answer: {sorted(duplicated)}")
-    missing = [item for item in ids if item not in seen]
-    extra = sorted(set(seen) - set(ids))
-    if missing:
-        raise JudgeParseError(f"id(s) missing from the answer: {missing}")
-    if extra:
-        raise JudgeParseError(f"unknown id(s) in the answer: {extra}")
+    answer: _ItemizedModel = validate_answer(_ItemizedModel, find_last_json_object(text))
+    seen = match_ids(answer.items, ids)
     results = {}
     for item in ids:
         try:

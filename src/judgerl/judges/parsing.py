@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
@@ -65,7 +65,8 @@ def find_last_json_object(text: str) -> dict[str, Any]:
     return found
 
 
-def _validate(model: type[BaseModel], data: Any) -> Any:
+def validate_answer(model: type[BaseModel], data: Any) -> Any:
+    """`model.model_validate(data)`, with a failure raised as JudgeParseError naming the fields."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -148,7 +149,7 @@ def parse_rubric(text: str, criteria: list[CriterionSpec]) -> dict[str, Criterio
     ...
     judgerl.errors.JudgeParseError: criteria missing from the answer: ['style']
     """
-    answer: _RubricAnswer = _validate(_RubricAnswer, find_last_json_object(text))
+    answer: _RubricAnswer = validate_answer(_RubricAnswer, find_last_json_object(text))
     expected = {spec.name for spec in criteria}
     missing = sorted(expected - set(answer.criteria))
     extra = sorted(set(answer.criteria) - expected)
@@ -199,7 +200,7 @@ def parse_pairwise(text: str, *, allow_tie: bool = True) -> PairwiseAnswer:
     ...
     judgerl.errors.JudgeParseError: winner must be "A" or "B", got 'tie'
     """
-    answer: _PairwiseModel = _validate(_PairwiseModel, find_last_json_object(text))
+    answer: _PairwiseModel = validate_answer(_PairwiseModel, find_last_json_object(text))
     winner = answer.winner.strip().upper()
     allowed = {"A", "B", "TIE"} if allow_tie else {"A", "B"}
     if winner not in allowed:
@@ -209,6 +210,38 @@ def parse_pairwise(text: str, *, allow_tie: bool = True) -> PairwiseAnswer:
 
 
 # --------------------------------------------------------------------------- group
+
+Entry = TypeVar("Entry")
+
+
+def match_ids(entries: list[Entry], ids: list[str]) -> dict[str, Entry]:
+    """Entries keyed by their `id`: every expected id exactly once, no other. Never by order.
+
+    >>> class E:
+    ...     def __init__(self, id): self.id = id
+    >>> sorted(match_ids([E("r2"), E(" r1")], ["r1", "r2"]))
+    ['r1', 'r2']
+    >>> match_ids([E("r1")], ["r1", "r2"])
+    Traceback (most recent call last):
+    ...
+    judgerl.errors.JudgeParseError: id(s) missing from the answer: ['r2']
+    """
+    seen: dict[str, Entry] = {}
+    duplicated: set[str] = set()
+    for entry in entries:
+        key = entry.id.strip()  # type: ignore[attr-defined]
+        if key in seen:
+            duplicated.add(key)
+        seen[key] = entry
+    if duplicated:
+        raise JudgeParseError(f"duplicated id(s) in the answer: {sorted(duplicated)}")
+    missing = [item for item in ids if item not in seen]
+    if missing:
+        raise JudgeParseError(f"id(s) missing from the answer: {missing}")
+    extra = sorted(set(seen) - set(ids))
+    if extra:
+        raise JudgeParseError(f"unknown id(s) in the answer: {extra}")
+    return seen
 
 GROUP_SCALE = (1, 10)
 
@@ -250,22 +283,8 @@ def parse_group(text: str, ids: list[str]) -> dict[str, GroupItem]:
     ...
     judgerl.errors.JudgeParseError: duplicated id(s) in the answer: ['r1']
     """
-    answer: _GroupModel = _validate(_GroupModel, find_last_json_object(text))
-    seen: dict[str, _GroupEntry] = {}
-    duplicated: set[str] = set()
-    for entry in answer.scores:
-        key = entry.id.strip()
-        if key in seen:
-            duplicated.add(key)
-        seen[key] = entry
-    if duplicated:
-        raise JudgeParseError(f"duplicated id(s) in the answer: {sorted(duplicated)}")
-    missing = [item for item in ids if item not in seen]
-    extra = sorted(set(seen) - set(ids))
-    if missing:
-        raise JudgeParseError(f"id(s) missing from the answer: {missing}")
-    if extra:
-        raise JudgeParseError(f"unknown id(s) in the answer: {extra}")
+    answer: _GroupModel = validate_answer(_GroupModel, find_last_json_object(text))
+    seen = match_ids(answer.scores, ids)
     low, high = GROUP_SCALE
     return {key: GroupItem(key, _check_finite(seen[key].score, key),
                            (seen[key].score - low) / (high - low), seen[key].rationale)

@@ -72,7 +72,7 @@ def reward_config(recipe: Recipe, source: str | dict[str, Any], overrides: list[
     """A reward config named by the recipe: a path (resolved next to the recipe) or inline."""
     if isinstance(source, dict):
         config = load_reward_config(source, overrides)
-        config._base_dir = recipe.base_dir
+        config.locate(recipe.base_dir, recipe.source)
         return config
     return load_reward_config(recipe.path(source), overrides)
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from judgerl.config import apply_overrides, parse_model, read_yaml
+from judgerl.config import FileBacked, apply_overrides, parse_model, read_yaml
 from judgerl.errors import ConfigError
 from judgerl.models import DEFAULT_POLICY_MODEL
 
@@ -231,12 +231,15 @@ class WorkflowSection(_Section):
 
     run_dir: str | None = Field(default=None, description="the run directory; default: logging.output_dir")
     sft: bool = Field(default=True, description="train the SFT baseline to compare with RFT")
+    validation_gate: bool = Field(
+        default=True, description="stop before training when the judge fails the validation suite "
+                                  "(false: record the figures only)")
     export: bool = Field(default=True, description="end with `judgerl export` (merged model + model card)")
     export_check: bool = Field(default=True, description="reload the export and compare its scores with "
                                                          "the final evaluation")
 
 
-class Recipe(_Section):
+class Recipe(_Section, FileBacked):
     """A whole training run."""
 
     model: ModelSection = Field(default_factory=ModelSection, description="the policy")
@@ -253,8 +256,6 @@ class Recipe(_Section):
                                           description="evaluation before and after training (judgerl run)")
     workflow: WorkflowSection = Field(default_factory=WorkflowSection, description="stages of judgerl run")
 
-    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
-    _source: str | None = PrivateAttr(default=None)
     _reward_overrides: list[str] = PrivateAttr(default_factory=list)
     _held_out_overrides: list[str] = PrivateAttr(default_factory=list)
     _heldout_eval_overrides: list[str] = PrivateAttr(default_factory=list)
@@ -274,15 +275,6 @@ class Recipe(_Section):
         return self
 
     @property
-    def base_dir(self) -> Path:
-        """The folder relative paths in the recipe are resolved against (the recipe file's)."""
-        return self._base_dir
-
-    @property
-    def source(self) -> str | None:
-        return self._source
-
-    @property
     def reward_overrides(self) -> list[str]:
         """`--set reward.x=...` overrides for a reward config given as a path."""
         return list(self._reward_overrides)
@@ -290,11 +282,6 @@ class Recipe(_Section):
     @property
     def held_out_overrides(self) -> list[str]:
         return list(self._held_out_overrides)
-
-    def path(self, value: str) -> Path:
-        """`value` resolved against the recipe's folder (absolute paths are kept)."""
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else self._base_dir / path
 
     @property
     def output_dir(self) -> Path:
@@ -325,8 +312,7 @@ def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None
     own, nested = _split_overrides(data, overrides or [], path)
     apply_overrides(data, own)
     recipe: Recipe = parse_model(Recipe, data, path=path)
-    recipe._base_dir = base_dir
-    recipe._source = path
+    recipe.locate(base_dir, path)
     for prefix, attribute in _PATH_CONFIGS.items():
         setattr(recipe, attribute, nested.get(prefix, []))
     return recipe

@@ -58,7 +58,7 @@ def prepare_config(source: RewardConfig | str | Path | dict[str, Any], overrides
     """Load the reward config; without `use_cache`, turn off the judge cache and the dedup."""
     if isinstance(source, RewardConfig):
         config = source.model_copy(deep=True)
-        config._base_dir, config._source = source.base_dir, source.source
+        config.locate(source.base_dir, source.source)
     else:
         config = load_reward_config(source if isinstance(source, dict) else str(source), overrides)
     if not use_cache:

@@ -26,9 +26,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from judgerl.config import apply_overrides, parse_model, read_yaml
+from judgerl.config import FileBacked, apply_overrides, parse_model, read_yaml
 from judgerl.errors import ConfigError
 
 DEFAULT_OPENERS = [":", "Solution", "Thought process:", "Let's think step by step.", "Answer:"]
@@ -256,7 +256,7 @@ class Bootstrap(BaseModel):
     seed: int = 0
 
 
-class Suite(BaseModel):
+class Suite(FileBacked):
     """A whole validation suite."""
 
     model_config = ConfigDict(extra="forbid")
@@ -273,17 +273,6 @@ class Suite(BaseModel):
     human_labels: HumanLabelsSection | None = None
     regression: RegressionSection | None = None
     bias: BiasSection | None = None
-
-    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
-    _source: str | None = PrivateAttr(default=None)
-
-    @property
-    def base_dir(self) -> Path:
-        return self._base_dir
-
-    @property
-    def source(self) -> str | None:
-        return self._source
 
     def sections(self) -> list[tuple[str, Section]]:
         """The enabled sections, in the order they run, with their report names."""
@@ -315,8 +304,7 @@ def load_suite(source: str | Path | dict[str, Any], overrides: list[str] | None 
     if not suite.sections():
         raise ConfigError("the suite has no enabled section (consistency, agreement, human_labels, "
                           "regression, bias)", path=path)
-    suite._base_dir = base_dir
-    suite._source = path
+    suite.locate(base_dir, path)
     return suite
 
 
