@@ -249,12 +249,15 @@ async def pairwise_accuracy(backend: LocalBackend, design: Design,
 
 
 def pointwise_items(n: int, source: str = "llmbar") -> list[tuple[str, str]]:
-    """N (question, answer) items: LLMBar outputs first, then the probes (or the probes only)."""
+    """N (question, answer) items: LLMBar outputs first, then the probes (or the probes only,
+    repeated up to N: the short-prompt case, where the two methods' costs differ most)."""
     items: list[tuple[str, str]] = []
     if source == "llmbar":
         for row in json.loads(LLMBAR.read_text()):
             items += [(row["input"], row["output_1"]), (row["input"], row["output_2"])]
     items += [(q, a) for q, right, wrong in PROBES for a in (right, wrong)]
+    if source == "probes" and len(items) < n:  # the short probes, repeated to N judgments
+        items = items * -(-n // len(items))
     return items[:n]
 
 

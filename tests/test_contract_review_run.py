@@ -2,9 +2,10 @@
 
 Every stage runs for real: the packaged SmolLM2-135M policy (baseline evaluation, SFT, one GRPO
 step, final evaluation, export) and the embedded judge behind the schema gate. Shortened by the
-overrides the recipe documents: two training contracts, one step each, one held-out contract,
-short answers (which are not valid JSON, so the gate gives them 0 without a judge call), and no
-validation suite (the full suite asks the 135M judge for long per-comment verdicts: minutes each).
+overrides the recipe documents: two training contracts, one step each with a group of two,
+one held-out contract, short answers (not valid JSON, so the gate gives them 0 without a judge
+call), and no validation suite (the full suite asks the 135M judge for long per-comment
+verdicts: minutes each).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typer.testing import CliRunner
 from judgerl.cli import app
 
 RECIPE = Path(__file__).resolve().parents[1] / "examples" / "contract_review" / "recipe.yaml"
-CI_OVERRIDES = ["trainer.max_steps=1", "sft.max_steps=1", "data.max_samples=2", "rollout.max_new_tokens=24",
-                "evaluation.limit=1", "evaluation.k=2", "evaluation.max_new_tokens=24",
-                "validation.suite=null", "workflow.export_check=false", "sft.max_length=1536"]
+CI_OVERRIDES = ["trainer.max_steps=1", "rollout.number_generation=2", "trainer.global_batch_size=2",
+                "trainer.per_device_batch_size=2", "sft.max_steps=1", "sft.batch_size=2",
+                "sft.max_length=1536",
+                "data.max_samples=2", "rollout.max_new_tokens=16", "evaluation.limit=1", "evaluation.k=2",
+                "evaluation.max_new_tokens=16", "validation.suite=null", "workflow.export_check=false"]
 
 
 def test_contract_review_workflow_runs_end_to_end(tmp_path: Path):
