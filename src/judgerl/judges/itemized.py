@@ -40,7 +40,6 @@ from judgerl.errors import ConfigError, JudgeParseError
 from judgerl.judges.base import PointwiseJudge
 from judgerl.judges.calling import CallLog, call_and_parse, record_judgment
 from judgerl.judges.options import (
-    JudgeOptions,
     choose_prompt,
     is_empty,
     parse_options,
@@ -55,7 +54,7 @@ from judgerl.judges.parsing import (
     parse_rubric,
     validate_answer,
 )
-from judgerl.judges.rubric import Criterion, describe_criteria
+from judgerl.judges.rubric import CriteriaOptions, Criterion, describe_criteria
 from judgerl.prompting import fence
 from judgerl.types import Rollout, Sample, Score
 
@@ -66,10 +65,9 @@ if TYPE_CHECKING:
 PLACEHOLDERS = {"question", "reference", "items", "count", "ids", "criteria", "answer_format"}
 
 
-class ItemizedOptions(JudgeOptions):
-    """Options of `type: itemized_rubric` (on top of the shared ones in judges/options.py)."""
+class ItemizedOptions(CriteriaOptions):
+    """Options of `type: itemized_rubric`; `criteria` (the rubric) is applied to every item."""
 
-    criteria: list[Criterion] = Field(min_length=1, description="the rubric, applied to every item")
     items_path: str = Field(default="comments", description="where the items are in the JSON answer "
                             "(comments, or [*] for a top-level list)")
     item_fields: list[str] | None = Field(default=None, description="fields of each item shown to the "
@@ -81,17 +79,6 @@ class ItemizedOptions(JudgeOptions):
                                   "answer that is not JSON or has no items")
     max_items: int = Field(default=20, ge=1, description="items shown to the judge; the rest count as 0")
     max_tokens: int = Field(default=4096, ge=1, description="token limit of the judgment")
-
-    @field_validator("criteria")
-    @classmethod
-    def _unique_and_weighted(cls, criteria: list[Criterion]) -> list[Criterion]:
-        names = [criterion.name for criterion in criteria]
-        duplicated = sorted({name for name in names if names.count(name) > 1})
-        if duplicated:
-            raise ValueError(f"criterion names must be unique; repeated: {duplicated}")
-        if sum(criterion.weight for criterion in criteria) <= 0:
-            raise ValueError("at least one criterion needs a positive weight")
-        return criteria
 
     @field_validator("items_path")
     @classmethod

@@ -73,16 +73,10 @@ class Criterion(BaseModel):
         return self
 
 
-class RubricOptions(JudgeOptions):
-    """Options of `type: rubric` (on top of the shared ones in judges/options.py)."""
+class CriteriaOptions(JudgeOptions):
+    """Judges scored on a list of criteria (rubric, itemized rubric): names unique, weights positive."""
 
-    criteria: list[Criterion] = Field(min_length=1)
-    use_reference: bool = Field(default=False, description="show the sample's reference answer; "
-                                "a sample without one is unscored")
-    rationale: bool = Field(default=False, description="logprob mode: also generate a short "
-                            "rationale per answer for the journal")
-    pass_token: str = Field(default="PASS", min_length=1, description="logprob mode")
-    fail_token: str = Field(default="FAIL", min_length=1, description="logprob mode")
+    criteria: list[Criterion] = Field(min_length=1, description="the rubric")
 
     @field_validator("criteria")
     @classmethod
@@ -94,6 +88,17 @@ class RubricOptions(JudgeOptions):
         if sum(criterion.weight for criterion in criteria) <= 0:
             raise ValueError("at least one criterion needs a positive weight")
         return criteria
+
+
+class RubricOptions(CriteriaOptions):
+    """Options of `type: rubric` (on top of the shared ones in judges/options.py)."""
+
+    use_reference: bool = Field(default=False, description="show the sample's reference answer; "
+                                "a sample without one is unscored")
+    rationale: bool = Field(default=False, description="logprob mode: also generate a short "
+                            "rationale per answer for the journal")
+    pass_token: str = Field(default="PASS", min_length=1, description="logprob mode")
+    fail_token: str = Field(default="FAIL", min_length=1, description="logprob mode")
 
 
 GENERATE_PLACEHOLDERS = {"question", "answer", "reference", "criteria", "answer_format"}
