@@ -77,6 +77,16 @@ def reward_config(recipe: Recipe, source: str | dict[str, Any], overrides: list[
     return load_reward_config(recipe.path(source), overrides)
 
 
+def optimizer_args(recipe: Recipe, per_device: int, accumulation: int, learning_rate: float,
+                   ) -> dict[str, Any]:
+    """The batch and optimizer settings GRPO and the SFT baseline share (TRL field names)."""
+    trainer = recipe.trainer
+    return {"per_device_train_batch_size": per_device, "gradient_accumulation_steps": accumulation,
+            "learning_rate": learning_rate, "lr_scheduler_type": trainer.lr_scheduler,
+            "warmup_steps": trainer.warmup_steps, "weight_decay": trainer.weight_decay,
+            "max_grad_norm": trainer.max_grad_norm}
+
+
 def grpo_config(recipe: Recipe, *, processes: int | None = None, has_eval: bool = False) -> Any:
     """TRL `GRPOConfig` for the recipe (see the table in the module docstring)."""
     from trl import GRPOConfig
@@ -89,13 +99,7 @@ def grpo_config(recipe: Recipe, *, processes: int | None = None, has_eval: bool 
     return GRPOConfig(
         output_dir=str(recipe.output_dir),
         max_steps=trainer.max_steps,
-        per_device_train_batch_size=per_device,
-        gradient_accumulation_steps=accumulation,
-        learning_rate=trainer.learning_rate,
-        lr_scheduler_type=trainer.lr_scheduler,
-        warmup_steps=trainer.warmup_steps,
-        weight_decay=trainer.weight_decay,
-        max_grad_norm=trainer.max_grad_norm,
+        **optimizer_args(recipe, per_device, accumulation, trainer.learning_rate),
         num_generations=rollout.number_generation,
         temperature=rollout.temperature,
         top_k=rollout.top_k,

@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from judgerl.train.checkpoints import resume_point
-from judgerl.train.grpo import TrainResult, checkpointing_arg, tensorboard_callback
+from judgerl.train.grpo import TrainResult, checkpointing_arg, optimizer_args, tensorboard_callback
 from judgerl.train.monitors import MetricsJsonl, RichProgress
 from judgerl.train.policy import load_policy, lora_config, save_final
 from judgerl.train.prompts import load_split, sft_dataset
@@ -36,13 +36,7 @@ def sft_config(recipe: Recipe, *, processes: int | None = None) -> Any:
     return SFTConfig(
         output_dir=str(recipe.sft_output_dir),
         max_steps=sft.max_steps or trainer.max_steps,
-        per_device_train_batch_size=per_device,
-        gradient_accumulation_steps=accumulation,
-        learning_rate=sft.learning_rate,
-        lr_scheduler_type=trainer.lr_scheduler,
-        warmup_steps=trainer.warmup_steps,
-        weight_decay=trainer.weight_decay,
-        max_grad_norm=trainer.max_grad_norm,
+        **optimizer_args(recipe, per_device, accumulation, sft.learning_rate),
         max_length=sft.max_length,
         completion_only_loss=True,
         shuffle_dataset=recipe.data.shuffle,
