@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import re
 import sys
 from collections import Counter
@@ -13,7 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from judgerl.backends.base import CompletionRequest
+from judgerl.backends.base import Completion, CompletionRequest
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.checks import build_check
 from judgerl.config import CheckConfig, JudgeConfig, load_reward_config
@@ -215,7 +216,14 @@ async def test_dry_run_answer_parses() -> None:
 
 
 def responder_all(level: int):  # type: ignore[no-untyped-def]
-    return lambda request: verdict({item: [level] * 3 for item in shown_ids(request)})
+    """Every comment at `level` on every dimension, asked either way (one JSON verdict, or one
+    verdict token per comment and dimension: all probability on the level's token)."""
+    def respond(request: CompletionRequest) -> str | Completion:
+        if request.candidate_tokens:
+            return Completion(text=str(level), model="scripted", candidate_logprobs={
+                token: 0.0 if token == str(level) else -math.inf for token in request.candidate_tokens})
+        return verdict({item: [level] * 3 for item in shown_ids(request)})
+    return respond
 
 
 def test_reward_scores_the_expert_review_above_a_schema_invalid_one(samples: dict[str, list[Sample]]) -> None:
@@ -231,7 +239,10 @@ def test_reward_scores_the_expert_review_above_a_schema_invalid_one(samples: dic
     assert good.components["count"] == 1.0 and good.components["review_quality"] == pytest.approx(0.75)
     assert good.value == pytest.approx((1.0 + 0.25 + 0.25 + 2 * 0.75) / 3.5)
     assert gated.status == "gated" and gated.value == 0.0 and gated.components["review_quality"] is None
-    assert len(backend.calls) == 1  # only the valid review reached the judge
+    # only the valid review reached the judge: one verdict-token question per comment and dimension
+    comments = json.loads(sample.reference or "")["comments"]
+    assert len(backend.calls) == 3 * len(comments)
+    assert all(call.candidate_tokens == ["1", "2", "3", "4", "5"] for call in backend.calls)
 
 
 def test_reward_penalises_a_review_quoting_the_guideline(samples: dict[str, list[Sample]]) -> None:

@@ -17,16 +17,26 @@ Criteria use the rubric judge's format (judges/rubric.py: `kind: likert` with le
 Parsing is strict (judges/parsing.py rules): every shown id exactly once, no other id, every
 criterion present with a valid score; otherwise one re-ask, then unscored.
 
+`scoring: logprob` (judges/logprob.py) asks one one-token question per item and criterion
+instead: the expected level Σ k·P(k) of a Likert criterion, P(pass) of a check. The requests of
+one answer differ only in their last lines (item, criterion), so a backend that reuses prompt
+prefixes (the local one) pays for the task's documents once. No parsing can fail; a call that
+fails, or a judge with no probability on the verdict tokens, leaves the answer unscored. There
+is no written justification in this mode (use `generate` where per-dimension justifications
+are wanted).
+
 Edge rules, decided without a judge call: an empty answer gets `empty_answer_score`; an answer
 that is not JSON or has no items at `items_path` gets `no_items_score` (default 0: a policy
 failure, not a judge failure). Items beyond `max_items` are not shown and count as 0.
 
 Template placeholders (itemized_rubric.txt): {question} {reference} {items} {count} {ids}
-{criteria} {answer_format}; {items} is required.
+{criteria} {answer_format}; {items} is required. itemized_rubric_logprob.txt: {question}
+{reference} {item} {item_id} {count} {criterion} {instruction} {choices}; {item} is required.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -36,9 +46,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from judgerl.backends.base import CompletionRequest
 from judgerl.checks.json_items import load_items, parse_path
-from judgerl.errors import ConfigError, JudgeParseError
+from judgerl.errors import JudgeParseError
 from judgerl.judges.base import PointwiseJudge
 from judgerl.judges.calling import CallLog, call_and_parse, record_judgment
+from judgerl.judges.logprob import verdict_instruction, verdict_parser, verdict_tokens
 from judgerl.judges.options import (
     choose_prompt,
     is_empty,
@@ -63,6 +74,8 @@ if TYPE_CHECKING:
     from judgerl.reward.runtime import JudgeRuntime
 
 PLACEHOLDERS = {"question", "reference", "items", "count", "ids", "criteria", "answer_format"}
+LOGPROB_PLACEHOLDERS = {"question", "reference", "item", "item_id", "count", "criterion", "instruction",
+                        "choices"}
 
 
 class ItemizedOptions(CriteriaOptions):
@@ -155,6 +168,11 @@ equal to 5 (score must be an integer from 1 to 5)
     return results
 
 
+def _shown_score(score: bool | float) -> str:
+    """A verdict as the rationale line shows it: levels as integers, expectations to 2 places."""
+    return f"{score:.2f}" if isinstance(score, float) else str(score)
+
+
 class ItemizedRubricJudge(PointwiseJudge):
     """Scores every item of a JSON answer on the rubric, in one call per answer."""
 
@@ -163,11 +181,13 @@ class ItemizedRubricJudge(PointwiseJudge):
     def __init__(self, config: JudgeConfig, runtime: JudgeRuntime, *, base_dir: Path | None = None) -> None:
         super().__init__(config, runtime)
         self.options = parse_options(ItemizedOptions, config)
-        if self.options.scoring != "generate":
-            raise ConfigError("the itemized rubric judge supports only scoring: generate",
-                              field=f"judges.{config.name}.scoring")
-        self.prompt = choose_prompt(self.options.prompt_file, "itemized_rubric", base_dir)
-        self.prompt.check_placeholders(PLACEHOLDERS, {"items"}, field=f"judges.{config.name}.prompt_file")
+        field = f"judges.{config.name}.prompt_file"
+        if self.options.scoring == "generate":
+            self.prompt = choose_prompt(self.options.prompt_file, "itemized_rubric", base_dir)
+            self.prompt.check_placeholders(PLACEHOLDERS, {"items"}, field=field)
+        else:
+            self.prompt = choose_prompt(self.options.prompt_file, "itemized_rubric_logprob", base_dir)
+            self.prompt.check_placeholders(LOGPROB_PLACEHOLDERS, {"item"}, field=field)
         self.specs = [CriterionSpec(criterion.name, criterion.kind) for criterion in self.options.criteria]
         self.weights = {criterion.name: criterion.weight for criterion in self.options.criteria}
 
@@ -192,6 +212,23 @@ class ItemizedRubricJudge(PointwiseJudge):
                                     temperature=self.options.temperature, json_mode=self.options.json_mode,
                                     tag=self.name)
         return request, ids
+
+    def criterion_tokens(self, criterion: Criterion) -> list[str]:
+        return verdict_tokens(criterion.kind, self.options.pass_token, self.options.fail_token)
+
+    def logprob_request(self, sample: Sample, item_id: str, item: Any, count: int,
+                        criterion: Criterion) -> CompletionRequest:
+        """One item, one criterion, one verdict token; the shared part (task, reference) comes first."""
+        tokens = self.criterion_tokens(criterion)
+        instruction, choices = verdict_instruction(criterion.kind, tokens, subject="item")
+        reference = sample.reference if self.options.use_reference else None
+        values = {"question": question_block(sample), "reference": reference_block(reference),
+                  "item": fence(self._show(item), "ITEM"), "item_id": item_id, "count": str(count),
+                  "criterion": describe_criteria([criterion]).removeprefix("- "),
+                  "instruction": instruction, "choices": choices}
+        return CompletionRequest(messages=self.prompt.render(values), max_tokens=1, temperature=0.0,
+                                 logprobs=True, top_logprobs=self.options.top_logprobs,
+                                 candidate_tokens=tokens, tag=self.name)
 
     def dry_run_answer(self, request: CompletionRequest) -> str:
         """Every shown id (read back from the answer format) passes its checks and gets 3 on Likert."""
@@ -218,12 +255,41 @@ class ItemizedRubricJudge(PointwiseJudge):
             return self._unscored(sample, rollout, CallLog(), "no reference answer for this sample "
                                   "(use_reference is true)")
         shown = items[: self.options.max_items]
+        if self.options.scoring == "logprob":
+            return await self._score_logprob(sample, rollout, shown, total=len(items))
         request, ids = self.request(sample, shown)
         outcome = await call_and_parse(self.runtime, self.backend_name, request,
                                        lambda completion: parse_itemized(completion.text, ids, self.specs))
         if outcome.value is None:
             return self._unscored(sample, rollout, outcome.log, outcome.reason or "unscored")
         return self._scored(sample, rollout, outcome.log, ids, outcome.value, total=len(items))
+
+    async def _score_logprob(self, sample: Sample, rollout: Rollout, shown: list[Any], *,
+                             total: int) -> Score:
+        ids = item_ids(len(shown))
+        questions = [(item_id, item, criterion) for item_id, item in zip(ids, shown, strict=True)
+                     for criterion in self.options.criteria]
+        outcomes = await asyncio.gather(*(
+            call_and_parse(self.runtime, self.backend_name,
+                           self.logprob_request(sample, item_id, item, len(shown), criterion),
+                           verdict_parser(criterion.kind, self.criterion_tokens(criterion),
+                                          case_sensitive=self.options.case_sensitive_tokens), reasks=0)
+            for item_id, item, criterion in questions))
+        log = CallLog()
+        for outcome in outcomes:
+            log.merge(outcome.log)
+        failures = [f"{item_id} {criterion.name}: {outcome.reason}"
+                    for (item_id, _, criterion), outcome in zip(questions, outcomes, strict=True)
+                    if outcome.value is None]
+        if failures:
+            return self._unscored(sample, rollout, log, "; ".join(failures[:3])
+                                  + (f" (+{len(failures) - 3} more)" if len(failures) > 3 else ""))
+        verdicts: dict[str, dict[str, CriterionResult]] = {item_id: {} for item_id in ids}
+        for (item_id, _, criterion), outcome in zip(questions, outcomes, strict=True):
+            assert outcome.value is not None
+            raw, value = outcome.value
+            verdicts[item_id][criterion.name] = CriterionResult(criterion.name, raw, value, "")
+        return self._scored(sample, rollout, log, ids, verdicts, total=total)
 
     # -- results ---------------------------------------------------------------------------
 
@@ -246,7 +312,7 @@ class ItemizedRubricJudge(PointwiseJudge):
         value = sum(item["value"] for item in per_item.values()) / total  # items not shown count as 0
         value = min(1.0, max(0.0, value))
         details: dict[str, Any] = {"items": per_item, "item_count": total, "not_shown": not_shown,
-                                   "prompt_version": self.prompt.version}
+                                   "prompt_version": self.prompt.version, "scoring": self.options.scoring}
         likert = all(spec.kind == "likert" for spec in self.specs)
         if likert and len(set(self.weights.values())) == 1 and not not_shown:
             raw_means = [sum(c["score"] for c in item["criteria"].values()) / len(self.specs)
@@ -254,7 +320,7 @@ class ItemizedRubricJudge(PointwiseJudge):
             details["comment_scores_raw"] = raw_means
             details["aggregate_raw"] = sum(raw_means) / len(raw_means)
         rationale = "\n".join(
-            f"{item_id}: " + "; ".join(f"{name} {c['score']}: {c['rationale']}".rstrip(": ")
+            f"{item_id}: " + "; ".join(f"{name} {_shown_score(c['score'])}: {c['rationale']}".rstrip(": ")
                                        for name, c in item["criteria"].items())
             for item_id, item in per_item.items())
         if not_shown:
@@ -263,7 +329,7 @@ class ItemizedRubricJudge(PointwiseJudge):
         record_judgment(self.runtime, judge=self.name, kind=self.kind, prompt=self.prompt,
                         sample_id=sample.id, rollout_ids=[rollout.id], log=log, outcome="ok", reason=None,
                         scores={"value": value, "items": per_item}, rationale=rationale,
-                        extra={"item_ids": ids, "item_count": total})
+                        extra={"item_ids": ids, "item_count": total, "scoring": self.options.scoring})
         return Score(self.name, value, rationale=rationale, details=details)
 
     def _edge(self, sample: Sample, rollout: Rollout, value: float, rule: str, rationale: str) -> Score:

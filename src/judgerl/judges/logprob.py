@@ -20,11 +20,14 @@ These are pure functions so they can be checked without a model.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Literal
 
 from judgerl.backends.base import Completion
 from judgerl.errors import JudgeParseError
 
 LIKERT_TOKENS = ["1", "2", "3", "4", "5"]
+CriterionKind = Literal["check", "likert"]
 
 
 def _matches(token: str, candidate: str, case_sensitive: bool) -> bool:
@@ -108,3 +111,41 @@ def pairwise_prob_first(mass: dict[str, float], first: str = "A", second: str = 
     0.25
     """
     return normalised({first: mass[first], second: mass[second]})[first]
+
+
+def verdict_tokens(kind: CriterionKind, pass_token: str = "PASS", fail_token: str = "FAIL") -> list[str]:
+    """The answer tokens of one criterion: [pass, fail] for a check, the levels for a Likert one."""
+    return [pass_token, fail_token] if kind == "check" else list(LIKERT_TOKENS)
+
+
+def verdict_instruction(kind: CriterionKind, tokens: list[str], subject: str = "answer") -> tuple[str, str]:
+    """The closing instruction and the list of choices for a one-token verdict on `subject`.
+
+    >>> print(verdict_instruction("likert", LIKERT_TOKENS, "comment")[0])
+    Which level describes the comment best? A comment that is not about the task is level 1. \
+Reply with exactly one digit from 1 to 5.
+    """
+    if subject == "answer":
+        off_topic = "An answer that does not respond to the question"
+    else:
+        article = "An" if subject[:1].lower() in "aeiou" else "A"
+        off_topic = f"{article} {subject} that is not about the task"
+    if kind == "check":
+        choices = f"{tokens[0]} or {tokens[1]}"
+        return (f"Does the {subject} meet this criterion? {off_topic} does not. Reply with exactly "
+                f"one word: {tokens[0]} if it does, {tokens[1]} if it does not."), choices
+    return (f"Which level describes the {subject} best? {off_topic} is level 1. "
+            "Reply with exactly one digit from 1 to 5."), "1, 2, 3, 4 or 5"
+
+
+def verdict_parser(kind: CriterionKind, tokens: list[str], *, case_sensitive: bool = True,
+                   ) -> Callable[[Completion], tuple[float, float]]:
+    """Completion -> (raw, value): P(pass) twice for a check, (expected level, normalised) for Likert."""
+    def parse(completion: Completion) -> tuple[float, float]:
+        mass = candidate_mass(completion, tokens, case_sensitive=case_sensitive)
+        if kind == "check":
+            probability = p_pass(mass, tokens[0], tokens[1])
+            return probability, probability
+        return expected_likert(mass, tokens)
+
+    return parse

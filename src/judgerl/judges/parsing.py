@@ -98,10 +98,11 @@ class CriterionSpec:
 
 @dataclass(frozen=True)
 class CriterionResult:
-    """One criterion's verdict: the raw score (bool or 1..5), its value in [0, 1], the rationale."""
+    """One criterion's verdict: the raw score (bool or 1..5; a probability or an expected level when
+    read from log-probabilities), its value in [0, 1], the rationale."""
 
     name: str
-    raw: bool | int
+    raw: bool | int | float
     value: float
     rationale: str
 

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from judgerl.backends.base import Completion, CompletionRequest
-from judgerl.errors import ConfigError
 from judgerl.judges.base import PointwiseJudge
 from judgerl.judges.calling import CallLog, call_and_parse, record_judgment
-from judgerl.judges.logprob import LIKERT_TOKENS, candidate_mass, expected_likert, p_pass
+from judgerl.judges.logprob import verdict_instruction, verdict_parser, verdict_tokens
 from judgerl.judges.options import (
     JudgeOptions,
     choose_prompt,
@@ -77,6 +77,8 @@ class CriteriaOptions(JudgeOptions):
     """Judges scored on a list of criteria (rubric, itemized rubric): names unique, weights positive."""
 
     criteria: list[Criterion] = Field(min_length=1, description="the rubric")
+    pass_token: str = Field(default="PASS", min_length=1, description="logprob mode: a check's pass token")
+    fail_token: str = Field(default="FAIL", min_length=1, description="logprob mode: a check's fail token")
 
     @field_validator("criteria")
     @classmethod
@@ -89,6 +91,13 @@ class CriteriaOptions(JudgeOptions):
             raise ValueError("at least one criterion needs a positive weight")
         return criteria
 
+    @field_validator("fail_token")
+    @classmethod
+    def _distinct_verdict_tokens(cls, fail_token: str, info: ValidationInfo) -> str:
+        if fail_token == info.data.get("pass_token"):
+            raise ValueError("pass_token and fail_token must differ")
+        return fail_token
+
 
 class RubricOptions(CriteriaOptions):
     """Options of `type: rubric` (on top of the shared ones in judges/options.py)."""
@@ -97,8 +106,6 @@ class RubricOptions(CriteriaOptions):
                                 "a sample without one is unscored")
     rationale: bool = Field(default=False, description="logprob mode: also generate a short "
                             "rationale per answer for the journal")
-    pass_token: str = Field(default="PASS", min_length=1, description="logprob mode")
-    fail_token: str = Field(default="FAIL", min_length=1, description="logprob mode")
 
 
 GENERATE_PLACEHOLDERS = {"question", "answer", "reference", "criteria", "answer_format"}
@@ -145,8 +152,6 @@ class RubricJudge(PointwiseJudge):
         else:
             self.prompt = choose_prompt(self.options.prompt_file, "rubric_logprob", base_dir)
             self.prompt.check_placeholders(LOGPROB_PLACEHOLDERS, {"answer"}, field=field)
-            if self.options.pass_token == self.options.fail_token:
-                raise ConfigError("pass_token and fail_token must differ", field=f"judges.{config.name}")
         self.rationale_prompt = load_prompt("rationale")
         self.specs = [CriterionSpec(criterion.name, criterion.kind) for criterion in self.options.criteria]
 
@@ -166,21 +171,11 @@ class RubricJudge(PointwiseJudge):
                                  tag=self.name)
 
     def criterion_tokens(self, criterion: Criterion) -> list[str]:
-        if criterion.kind == "check":
-            return [self.options.pass_token, self.options.fail_token]
-        return list(LIKERT_TOKENS)
+        return verdict_tokens(criterion.kind, self.options.pass_token, self.options.fail_token)
 
     def logprob_request(self, sample: Sample, rollout: Rollout, criterion: Criterion) -> CompletionRequest:
         tokens = self.criterion_tokens(criterion)
-        if criterion.kind == "check":
-            choices = f"{tokens[0]} or {tokens[1]}"
-            instruction = (f"Does the answer meet this criterion? An answer that does not respond to "
-                           f"the question does not. Reply with exactly one word: {tokens[0]} if it "
-                           f"does, {tokens[1]} if it does not.")
-        else:
-            choices = "1, 2, 3, 4 or 5"
-            instruction = ("Which level describes the answer best? An answer that does not respond to "
-                           "the question is level 1. Reply with exactly one digit from 1 to 5.")
+        instruction, choices = verdict_instruction(criterion.kind, tokens)
         values = {**self._common_values(sample, rollout),
                   "criterion": describe_criteria([criterion]).removeprefix("- "),
                   "instruction": instruction, "choices": choices}
@@ -250,18 +245,9 @@ class RubricJudge(PointwiseJudge):
                                              "rationale": ""}
         return self._scored(sample, rollout, log, per_criterion, rationale=rationale_text)
 
-    def _logprob_parser(self, criterion: Criterion):  # type: ignore[no-untyped-def]
-        tokens = self.criterion_tokens(criterion)
-        case_sensitive = self.options.case_sensitive_tokens
-
-        def parse(completion: Completion) -> tuple[float, float]:
-            mass = candidate_mass(completion, tokens, case_sensitive=case_sensitive)
-            if criterion.kind == "check":
-                probability = p_pass(mass, tokens[0], tokens[1])
-                return probability, probability
-            return expected_likert(mass, tokens)
-
-        return parse
+    def _logprob_parser(self, criterion: Criterion) -> Callable[[Completion], tuple[float, float]]:
+        return verdict_parser(criterion.kind, self.criterion_tokens(criterion),
+                              case_sensitive=self.options.case_sensitive_tokens)
 
     async def _rationale(self, sample: Sample, rollout: Rollout) -> tuple[str, CallLog]:
         values = {**self._common_values(sample, rollout),
