@@ -278,6 +278,13 @@ def test_validation_suite_and_recipe_load() -> None:
     assert suite.regression is not None
     items = load_regression_items(suite.regression, suite)
     assert {item.expect for item in items} == {"pass", "fail"} and len(items) >= 12
+    # the agreement section's held-out judge shows the expert review (use_reference): every labelled
+    # review must carry it, or that judge leaves them all unscored
+    heldout = load_reward_config(EXAMPLE / "heldout_reward.yaml")
+    assert heldout.judges[0].options["use_reference"] is True
+    labelled = [json.loads(line) for line in (DATA / "validation_labelled.jsonl").read_text().splitlines()]
+    experts = {row["id"].split(":")[0]: row["answer"] for row in labelled if row["category"] == "expert"}
+    assert all(row["reference"] == experts[row["id"].split(":")[0]] for row in labelled)
     recipe = load_recipe(EXAMPLE / "recipe.yaml", overrides=["trainer.max_steps=1", "sft.max_steps=1"])
     assert recipe.model.name_or_path == "smollm2-135m-instruct"
     assert recipe.path(recipe.data.train).is_file() and recipe.path(str(recipe.reward)).is_file()

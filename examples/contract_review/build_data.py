@@ -1198,7 +1198,7 @@ def validation_files(evaluation: list[dict[str, Any]]) -> tuple[dict[str, Any], 
         reviews = {"expert": row["reference"], **bad_reviews(row)}
         for kind, answer in reviews.items():
             labelled.append({"id": f"{row['id']}:{kind}", "prompt": prompt, "answer": answer,
-                             "score": human[kind], "category": kind})
+                             "reference": row["reference"], "score": human[kind], "category": kind})
             if kind == "expert":
                 cases.append({"id": f"{row['id']}:expert", "prompt": prompt, "answer": answer,
                               "expect": "pass", "note": "the expert reference comments"})
