@@ -113,3 +113,25 @@ def test_a_failed_validation_gate_stops_the_run_before_training(tmp_path: Path):
     stages = json.loads((tmp_path / "run" / "stages.json").read_text())["stages"]
     assert list(stages) == ["baseline_eval"]
     assert not (tmp_path / "run" / "rft").exists()
+
+
+def test_rft_can_start_from_the_sft_model(tmp_path: Path):
+    recipe = write_recipe(tmp_path)
+    overrides = ["workflow.rft_from=sft", "validation.suite=null", "trainer.max_steps=1"]
+    Workflow(recipe, overrides, backends=backends(), stop_after="rft").run()
+    run_dir = tmp_path / "run"
+    stages = json.loads((run_dir / "stages.json").read_text())["stages"]
+    merged_sft = run_dir / "sft" / "final" / "merged"
+    assert Path(stages["rft"]["outputs"]["started_from"]) == merged_sft
+    adapter = json.loads((run_dir / "rft" / "final" / "adapter_config.json").read_text())
+    assert Path(adapter["base_model_name_or_path"]) == merged_sft  # the RFT adapter sits on the SFT model
+
+
+def test_rft_from_sft_without_an_sft_stage_is_a_config_error(tmp_path: Path):
+    from judgerl.errors import ConfigError
+
+    recipe = write_recipe(tmp_path)
+    workflow = Workflow(recipe, ["workflow.rft_from=sft", "workflow.sft=false"], backends=backends())
+    with pytest.raises(ConfigError, match="rft_from: sft needs the SFT stage's merged model") as info:
+        workflow.rft_recipe()
+    assert info.value.field == "workflow.rft_from"

@@ -186,10 +186,25 @@ class Workflow:
     def rft(self) -> dict[str, Any]:
         from judgerl.train.grpo import train
 
-        output = self.recipe.output_dir
-        result = train(self.recipe, resume=_has_checkpoints(output), skip_validation=True,
+        recipe = self.rft_recipe()
+        output = recipe.output_dir
+        result = train(recipe, resume=_has_checkpoints(output), skip_validation=True,
                        backends=self.backends, console=self.console)
-        return {"model": result.final_dir, "metrics": result.metrics_path}
+        return {"model": result.final_dir, "metrics": result.metrics_path,
+                "started_from": recipe.model.name_or_path}
+
+    def rft_recipe(self) -> Recipe:
+        """The recipe RFT trains with: as written, or starting from the SFT model (workflow.rft_from)."""
+        if self.recipe.workflow.rft_from == "base":
+            return self.recipe
+        start = trained_model(self.recipe.sft_output_dir)
+        if not self.recipe.workflow.sft or not (start / "config.json").is_file():
+            raise ConfigError(f"workflow.rft_from: sft needs the SFT stage's merged model, not found in "
+                              f"{self.recipe.sft_output_dir} (set workflow.sft: true and "
+                              "logging.save_merged: true)",
+                              path=self.recipe.source, field="workflow.rft_from")
+        model = self.recipe.model.model_copy(update={"name_or_path": str(start)})
+        return self.recipe.model_copy(update={"model": model})
 
     def final_eval(self) -> dict[str, Any]:
         models: dict[str, str | Path] = {}

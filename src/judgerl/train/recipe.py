@@ -231,6 +231,10 @@ class WorkflowSection(_Section):
 
     run_dir: str | None = Field(default=None, description="the run directory; default: logging.output_dir")
     sft: bool = Field(default=True, description="train the SFT baseline to compare with RFT")
+    rft_from: Literal["base", "sft"] = Field(
+        default="base", description="start RFT from the base model, or from the SFT baseline's merged "
+        "model (a warm start: a policy that never writes the output format gets the same reward for "
+        "every rollout, so GRPO has nothing to learn from); needs sft: true")
     validation_gate: bool = Field(
         default=True, description="stop before training when the judge fails the validation suite "
                                   "(false: record the figures only)")
