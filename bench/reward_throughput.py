@@ -3,12 +3,14 @@
 Why: the runtime's job is to keep a judge endpoint busy without tripping its limits. This
 prints, in one run, the figures that say whether it does (issue 3, item 6):
 
-1. achieved calls/s / ideal min(C/L, RPM/60) through `JudgeRuntime` (target >= 0.90);
+1. achieved calls/s / ideal min(C/L, RPM/60) through `JudgeRuntime` (target >= 0.90), and where
+   the time went (start-up, the server's hold, the client's turnaround per round; from the fake
+   server's timestamps, see `explain`);
 2. the same batch the naive way (one thread per sample, no limits, no retries, as in common
    reward-Lambda examples), with its 429 count;
 3. retry amplification (HTTP attempts / logical calls) when every 5th request is answered 429
    (expected 1.25), and the number of requests sent inside an announced Retry-After window
-   (must be 0), counted by an observer below the runtime (an httpx transport wrapper);
+   (must be 0), counted by an observer below the runtime (aiohttp trace callbacks);
 4. judge calls saved by the cache and the in-batch dedup on a batch where half the answers repeat.
 
 The fake judge (tests/fake_openai.py) runs in its own process on 127.0.0.1: fixed latency L,
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import subprocess
@@ -33,10 +36,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 from judgerl.backends.base import CompletionRequest
-from judgerl.backends.openai_compat import POOL_SHARD_SIZE, OpenAICompatBackend, parse_retry_after
+from judgerl.backends.openai_compat import OpenAICompatBackend, parse_retry_after
 from judgerl.config import RuntimeConfig
 from judgerl.reward.runtime import JudgeRuntime
 
@@ -44,44 +48,34 @@ ROOT = Path(__file__).resolve().parents[1]
 FAKE_SERVER = ROOT / "tests" / "fake_openai.py"
 
 
-class ObservingTransport(httpx.AsyncBaseTransport):
-    """Counts requests handed to the network inside a Retry-After window the client has seen.
+class RetryAfterObserver:
+    """Counts requests put on the wire inside a Retry-After window the client has already seen.
 
-    It sits below the runtime (between httpx's client and its connection pools), so it sees
-    what really goes out. Pools are sharded like the backend's own (small pools are cheaper).
+    It hooks into the HTTP client itself (aiohttp trace callbacks), below the runtime, so it sees
+    what really goes out: a request counts when its headers are written to the socket, and a
+    window opens when a 429's headers arrive (before the runtime has even read the answer).
     """
 
-    def __init__(self, connections: int) -> None:
-        shards = max(1, -(-connections // POOL_SHARD_SIZE))
-        self.inner = [httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=POOL_SHARD_SIZE))
-                      for _ in range(shards)]
-        self.loads = [0] * shards
+    def __init__(self) -> None:
         self.windows: list[tuple[float, float]] = []
         self.sent = 0
         self.sent_in_window = 0
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_request_headers_sent.append(self._on_sent)
+        self.trace.on_request_end.append(self._on_answer)
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def _on_sent(self, _session: Any, _context: Any, _params: Any) -> None:
         now = time.monotonic()
         self.sent += 1
         if any(start <= now < end for start, end in self.windows[-256:]):
             self.sent_in_window += 1
-        index = min(range(len(self.inner)), key=self.loads.__getitem__)
-        self.loads[index] += 1
-        try:
-            response = await self.inner[index].handle_async_request(request)
-            await response.aread()
-        finally:
-            self.loads[index] -= 1
-        if response.status_code == 429:
-            wait = parse_retry_after(response.headers)
+
+    async def _on_answer(self, _session: Any, _context: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        if params.response.status == 429:
+            wait = parse_retry_after(params.response.headers)
             if wait:
                 seen = time.monotonic()
                 self.windows.append((seen, seen + wait))
-        return response
-
-    async def aclose(self) -> None:
-        for transport in self.inner:
-            await transport.aclose()
 
 
 class FakeJudge:
@@ -121,10 +115,11 @@ def judge_request(text: str) -> CompletionRequest:
 
 async def run_runtime(url: str, prompts: list[str], concurrency: int, *, rpm: float | None = None,
                       cache_path: str | None = None, dedup: bool = False,
-                      transport: ObservingTransport | None = None) -> tuple[float, dict[str, Any], int]:
-    """Score `prompts` through the runtime; returns (seconds, stats snapshot, failed calls)."""
+                      observer: RetryAfterObserver | None = None,
+                      ) -> tuple[float, float, dict[str, Any], int]:
+    """Score `prompts` through the runtime; returns (start time, seconds, stats snapshot, failed calls)."""
     backend = OpenAICompatBackend(url, "fake-judge", max_concurrency=concurrency, timeout_s=30,
-                                  rpm=rpm, transport=transport)
+                                  rpm=rpm, trace_configs=[observer.trace] if observer else None)
     config = RuntimeConfig(cache_path=cache_path, dedup=dedup, max_attempts=8, retry_after_cap_s=10)
     runtime = JudgeRuntime({"judge": backend}, config)
     started = time.monotonic()
@@ -132,7 +127,7 @@ async def run_runtime(url: str, prompts: list[str], concurrency: int, *, rpm: fl
     elapsed = time.monotonic() - started
     snapshot = runtime.stats.snapshot()
     await runtime.aclose()
-    return elapsed, snapshot, sum(not result.ok for result in results)
+    return started, elapsed, snapshot, sum(not result.ok for result in results)
 
 
 def run_naive(url: str, prompts: list[str]) -> tuple[float, dict[int, int]]:
@@ -161,6 +156,33 @@ def run_naive(url: str, prompts: list[str]) -> tuple[float, dict[int, int]]:
     elapsed = time.monotonic() - started
     client.close()
     return elapsed, statuses
+
+
+def explain(timing: dict[str, Any], started: float, elapsed: float, n: int, concurrency: int,
+            latency: float, ideal: float) -> dict[str, float] | None:
+    """Split phase 1's time from the server's timestamps, print it, and return the parts.
+
+    The calls go in rounds: each of the C slots serves about N/C calls one after another, so the
+    run lasts about: start-up (until the first request is at the server) + rounds x the server's
+    hold (L plus its timer lateness) + (rounds - 1) x the turnaround (an answer leaves the server
+    -> the next request is fully read on the freed slot: the client's event loop, HTTP and runtime
+    work, and both processes' scheduling) + the end (the last answer reaching the client).
+    """
+    if timing.get("first_arrival") is None or timing.get("refill_gap_mean_s") is None:
+        return None
+    rounds = math.ceil(n / concurrency)
+    parts = {"rounds": rounds, "best_ratio_for_n": round(n / ideal / (rounds * latency), 3),
+             "startup_s": timing["first_arrival"] - started,
+             "hold_s": timing["hold_mean_s"], "turnaround_s": timing["refill_gap_mean_s"],
+             "end_s": started + elapsed - timing["last_finish"]}
+    modelled = (parts["startup_s"] + rounds * parts["hold_s"] + (rounds - 1) * parts["turnaround_s"]
+                + parts["end_s"])
+    print(f"   where the time went: {rounds} rounds of L (the best N={n} allows: {rounds * latency:.2f} s, "
+          f"ratio {parts['best_ratio_for_n']:.3f}); start-up {parts['startup_s'] * 1000:.0f} ms; "
+          f"server hold L + {(parts['hold_s'] - latency) * 1000:.1f} ms; turnaround "
+          f"{parts['turnaround_s'] * 1000:.1f} ms per round; end {parts['end_s'] * 1000:.0f} ms; "
+          f"together {modelled:.2f} s of the {elapsed:.2f} s")
+    return {key: round(value, 4) for key, value in parts.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         # 1. the runtime at full speed
         judge.configure(every_nth_429=None)
         cpu_started = time.process_time()
-        elapsed, snapshot, failed = asyncio.run(run_runtime(judge.url, prompts, concurrency, rpm=args.rpm))
+        started, elapsed, snapshot, failed = asyncio.run(
+            run_runtime(judge.url, prompts, concurrency, rpm=args.rpm))
         cpu_ms = (time.process_time() - cpu_started) / n * 1000
         server = judge.stats()
         rate = n / elapsed
@@ -206,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"1. runtime:   {n} calls in {elapsed:.2f} s = {rate:.1f} calls/s; "
               f"ratio to ideal {rate / ideal:.3f} (target >= 0.90); 429s {figures['runtime']['server_429']}, "
               f"failed {failed}, max in flight {server['max_concurrent']}; client CPU {cpu_ms:.2f} ms/call")
+        if args.rpm is None:
+            figures["runtime"]["where_the_time_went"] = explain(server["timing"], started, elapsed, n,
+                                                                 concurrency, latency, ideal)
 
         # 2. the naive baseline
         judge.configure(every_nth_429=None)
@@ -224,10 +250,10 @@ def main(argv: list[str] | None = None) -> int:
 
         # 3. retry amplification with every 5th request answered 429
         judge.configure(every_nth_429=5, nth_retry_after_s=args.nth_retry_after, window_grace_s=0.005)
-        observer = ObservingTransport(concurrency)
-        elapsed, snapshot, failed = asyncio.run(
+        observer = RetryAfterObserver()
+        _started, elapsed, snapshot, failed = asyncio.run(
             run_runtime(judge.url, [p + " (retry phase)" for p in prompts], concurrency, rpm=args.rpm,
-                        transport=observer))
+                        observer=observer))
         server = judge.stats()
         amplification = server["requests"] / n
         figures["retries"] = {"seconds": round(elapsed, 2), "http_attempts": server["requests"],
@@ -246,11 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         random.Random(0).shuffle(half)
         with tempfile.TemporaryDirectory() as folder:
             cache = str(Path(folder) / "cache.sqlite")
-            elapsed, snapshot, _failed = asyncio.run(
+            _started, elapsed, snapshot, _failed = asyncio.run(
                 run_runtime(judge.url, half, concurrency, cache_path=cache, dedup=True))
             first_requests = judge.stats()["requests"]
             judge.configure()
-            elapsed_again, snapshot_again, _ = asyncio.run(
+            _started, elapsed_again, snapshot_again, _ = asyncio.run(
                 run_runtime(judge.url, half, concurrency, cache_path=cache, dedup=True))
             second_requests = judge.stats()["requests"]
         figures["cache"] = {"calls": n, "unique": len(set(half)), "judge_requests": first_requests,

@@ -160,7 +160,28 @@ class FakeOpenAIServer:
                     "total_connections": self.total_connections,
                     "status_counts": {str(key): value for key, value in self.status_counts.items()},
                     "windows": len(self.windows), "arrivals_in_window": self.arrivals_in_window,
-                    "client_disconnects": self.client_disconnects}
+                    "client_disconnects": self.client_disconnects, "timing": self._timing()}
+
+    def _timing(self) -> dict[str, float | None]:
+        """Where a throughput run's time went, seen from the server (times on `time.monotonic()`,
+        which is system-wide on Linux, so a client in another process can compare its own).
+
+        `hold_mean_s`: arrival (request fully read) to answer, mean over answered requests;
+        `refill_gap_mean_s`: with `concurrency_limit` C and a client that keeps C in flight, the
+        k-th answer frees the slot that the (k+C)-th arrival takes; the mean gap between the two
+        is the client's turnaround (answer on the wire -> next request fully read here).
+        """
+        done = [(r.arrived, r.finished) for r in self.requests
+                if r.finished is not None and r.status == 200 and r.path.endswith(CHAT_SUFFIX)]
+        if not done:
+            return dict.fromkeys(("first_arrival", "last_finish", "hold_mean_s", "refill_gap_mean_s"))
+        arrivals = sorted(arrived for arrived, _ in done)
+        finishes = sorted(finished for _, finished in done)
+        limit = self.concurrency_limit or 0
+        gaps = [arrivals[k + limit] - finishes[k] for k in range(len(done) - limit)] if limit else []
+        return {"first_arrival": arrivals[0], "last_finish": finishes[-1],
+                "hold_mean_s": sum(finished - arrived for arrived, finished in done) / len(done),
+                "refill_gap_mean_s": sum(gaps) / len(gaps) if gaps else None}
 
     def wait_until(self, predicate: Callable[[FakeOpenAIServer], bool], timeout_s: float = 5.0) -> bool:
         """Poll `predicate(self)` until true or the timeout; returns the last value."""

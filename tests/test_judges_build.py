@@ -39,7 +39,8 @@ def test_unknown_type_and_backend_name_the_field() -> None:
     ("pairwise", {"tie_margin": 0.7}, "judges.q.tie_margin"),
     ("group", {"max_tokens": 0}, "judges.q.max_tokens"),
     ("group", {"empty_answer_score": 2}, "judges.q.empty_answer_score"),
-    ("rubric", {"criteria": CHECK, "pass_token": "X", "fail_token": "X", "scoring": "logprob"}, "judges.q.fail_token"),
+    ("rubric", {"criteria": CHECK, "pass_token": "X", "fail_token": "X", "scoring": "logprob"},
+     "judges.q.fail_token"),
 ])
 def test_bad_options(judge_type: str, options: dict, field: str) -> None:
     with pytest.raises(ConfigError) as info:

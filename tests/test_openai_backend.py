@@ -5,14 +5,17 @@ Over real HTTP to the fake server on loopback, one attempt per call (no runtime 
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 
+import aiohttp
 import pytest
 
 from fake_openai import FakeOpenAIServer, Reply
 from judgerl.backends import build_backend
 from judgerl.backends.base import CompletionRequest
-from judgerl.backends.openai_compat import OpenAICompatBackend
+from judgerl.backends.openai_compat import HTTPAnswer, OpenAICompatBackend, environment_proxy
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import BackendConfig
 from judgerl.errors import BackendError, ConfigError, FatalBackendError
@@ -43,6 +46,7 @@ async def test_completion_fields_and_body(fake_openai: FakeOpenAIServer,
     assert sent["stop"] == ["\n\n"] and sent["temperature"] == 0.2
     assert sent["response_format"] == {"type": "json_object"}
     assert "logprobs" not in sent
+    assert fake_openai.chat_requests[0].headers["content-type"] == "application/json"
 
 
 def test_json_schema_and_unsupported_json_mode() -> None:
@@ -218,3 +222,87 @@ def test_network_guard_blocks_non_loopback() -> None:
         sock.connect(("192.0.2.1", 443))  # TEST-NET-1: never reached
     assert _blocked_attempts == ["('192.0.2.1', 443)"]
     _blocked_attempts.clear()  # expected here; any other test that tries fails at teardown
+
+
+async def test_plain_text_error_body_is_the_message(fake_openai: FakeOpenAIServer,
+                                                    backend: OpenAICompatBackend) -> None:
+    fake_openai.script(Reply(status=502, body="upstream judge is down", headers={"retry-after-ms": "150"}))
+    with pytest.raises(BackendError) as caught:
+        await backend.complete(request())
+    assert str(caught.value) == "http_502: upstream judge is down"
+    assert caught.value.retryable and caught.value.retry_after == 0.15
+
+
+async def test_connections_are_bounded_and_kept_alive(fake_openai: FakeOpenAIServer) -> None:
+    fake_openai.default = Reply(text="ok", delay_s=0.05)
+    backend = OpenAICompatBackend(fake_openai.url, "m", max_concurrency=3)
+    completions = await asyncio.gather(*(backend.complete(request()) for _ in range(12)))
+    assert [completion.text for completion in completions] == ["ok"] * 12
+    # never more than max_concurrency requests or connections at the server; the 3 are reused
+    assert fake_openai.max_concurrent == 3 and fake_openai.total_connections == 3
+    await backend.aclose()
+    assert await asyncio.to_thread(fake_openai.wait_until, lambda s: s.open_connections == 0, 3.0)
+
+
+async def test_trace_configs_see_every_request_and_answer(fake_openai: FakeOpenAIServer) -> None:
+    sent: list[str] = []
+    statuses: list[int] = []
+    trace = aiohttp.TraceConfig()
+
+    async def on_sent(_session: object, _context: object,
+                      params: aiohttp.TraceRequestHeadersSentParams) -> None:
+        sent.append(str(params.url))
+
+    async def on_end(_session: object, _context: object, params: aiohttp.TraceRequestEndParams) -> None:
+        statuses.append(params.response.status)
+
+    trace.on_request_headers_sent.append(on_sent)
+    trace.on_request_end.append(on_end)
+    fake_openai.script(Reply(status=429, headers={"Retry-After": "1"}), Reply(text="fine"))
+    backend = OpenAICompatBackend(fake_openai.url, "m", trace_configs=[trace])
+    with pytest.raises(BackendError, match=r"^http_429"):
+        await backend.complete(request())
+    assert (await backend.complete(request())).text == "fine"
+    await backend.aclose()
+    assert sent == [fake_openai.url + "/chat/completions"] * 2 and statuses == [429, 200]
+
+
+def test_environment_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                 "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert environment_proxy("https://api.example.com/v1/chat/completions") is None
+    monkeypatch.setenv("HTTPS_PROXY", "proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert environment_proxy("https://api.example.com/v1/chat/completions") == "http://proxy.internal:3128"
+    assert environment_proxy("http://api.example.com/v1/chat/completions") is None  # no HTTP_PROXY
+    assert environment_proxy("https://127.0.0.1:8000/v1/chat/completions") is None  # NO_PROXY
+
+
+def test_error_text_uses_the_declared_charset() -> None:
+    answer = HTTPAnswer(500, {"content-type": "text/plain; charset=latin-1"}, "überlastet".encode("latin-1"))
+    assert answer.text == "überlastet"
+    assert HTTPAnswer(500, {"content-type": "text/plain; charset=nonsense"}, b"busy").text == "busy"
+
+
+async def test_redirects_are_not_followed(fake_openai: FakeOpenAIServer,
+                                          backend: OpenAICompatBackend) -> None:
+    fake_openai.script(Reply(status=307, body="", headers={"location": "/v1/elsewhere"}))
+    with pytest.raises(BackendError, match=r"^bad_response") as caught:
+        await backend.complete(request())
+    assert caught.value.status == 307 and fake_openai.request_count == 1
+
+
+async def test_fake_server_timing_splits_hold_and_turnaround(fake_openai: FakeOpenAIServer,
+                                                             backend: OpenAICompatBackend) -> None:
+    """The throughput benchmark explains its figure with these server-side timings."""
+    fake_openai.concurrency_limit = 1
+    fake_openai.default = Reply(text="ok", delay_s=0.05)
+    started = time.monotonic()
+    for _ in range(3):
+        await backend.complete(request())
+        await asyncio.sleep(0.02)  # the client's turnaround, at least
+    timing = fake_openai.stats()["timing"]
+    assert started < timing["first_arrival"] < timing["last_finish"] < time.monotonic()
+    assert 0.05 <= timing["hold_mean_s"] < 0.15
+    assert 0.02 <= timing["refill_gap_mean_s"] < 0.5  # 2 refills of the one slot

@@ -19,8 +19,8 @@ from judgerl.prompting import (
     parse_prompt,
 )
 
-SHIPPED = ["rubric", "rubric_logprob", "rationale", "pairwise", "pairwise_logprob", "group", "itemized_rubric",
-           "itemized_rubric_logprob"]
+SHIPPED = ["rubric", "rubric_logprob", "rationale", "pairwise", "pairwise_logprob", "group",
+           "itemized_rubric", "itemized_rubric_logprob"]
 
 
 def test_fill_is_one_pass_so_values_stay_literal() -> None:

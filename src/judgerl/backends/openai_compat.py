@@ -1,11 +1,16 @@
 """The OpenAI-compatible chat-completions backend (OpenAI, vLLM, Ollama, llama.cpp server, ...).
 
 Why: nearly every judge endpoint speaks `POST {base_url}/chat/completions`. This module makes
-exactly one attempt per call over shared `httpx.AsyncClient`s (`max_concurrency` keep-alive
-connections in all, spread over small pools because httpx's pool costs O(connections) CPU per
-request: measured 5.7 ms of CPU per call with one 64-connection pool, 1.6-2.2 ms with 4-8) and
-turns every failure into a `BackendError` that says whether a retry can help, so that the
-runtime (reward/runtime.py) can decide; it never retries itself.
+exactly one attempt per call over one shared `aiohttp.ClientSession` per event loop
+(`max_concurrency` keep-alive connections) and turns every failure into a `BackendError` that
+says whether a retry can help, so that the runtime (reward/runtime.py) can decide; it never
+retries itself.
+
+Why aiohttp and not httpx: the client's CPU per request decides how busy one event loop can
+keep a judge. Measured on loopback with 64 calls in flight: httpx costs 1.7-2 ms of CPU per
+request (5.7 ms with one 64-connection pool; its pure-Python h11 parser and its pool work),
+aiohttp 0.4 ms (C HTTP parser). At a few hundred calls/s the httpx time, spent in bursts when
+many answers arrive together, delayed each call by tens of ms (bench/reward_throughput.py).
 
 Classification:
 
@@ -33,8 +38,13 @@ import os
 import re
 import ssl
 import time
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 
 from judgerl.backends.base import Backend, Completion, CompletionRequest, TokenLogprob, Usage
@@ -44,9 +54,6 @@ from judgerl.errors import BackendError, ConfigError, FatalBackendError
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 FATAL_STATUSES = frozenset({400, 401, 403, 404, 422})
 _CONTEXT_LENGTH = re.compile(r"context[ _]length|maximum context|too many tokens|prompt is too long", re.I)
-#: connections per httpx pool: httpx's pool does O(connections) work (a poll per idle connection)
-#: on every request, so `max_concurrency` connections are spread over several small pools
-POOL_SHARD_SIZE = 4
 #: default base URLs of the aliases of type `openai`
 DEFAULT_BASE_URLS = {
     "vllm": "http://127.0.0.1:8000/v1",
@@ -58,7 +65,7 @@ OPTIONS = frozenset({"base_url", "api_key", "api_key_env", "supports_json_mode",
                      "headers", "extra_body", "max_tokens_field"})
 
 
-def parse_retry_after(headers: httpx.Headers | dict[str, str], *, now: float | None = None) -> float | None:
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait from `retry-after-ms` (fractional ms) or `Retry-After` (seconds or HTTP-date).
 
     >>> parse_retry_after({"retry-after-ms": "250"})
@@ -96,12 +103,38 @@ def _finite_float(raw: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _server_message(response: httpx.Response) -> str:
+@dataclass(frozen=True)
+class HTTPAnswer:
+    """One HTTP response, read in full: what the classification and the parsing look at."""
+
+    status: int
+    headers: Mapping[str, str]  # case-insensitive (aiohttp's CIMultiDictProxy)
+    content: bytes
+    reason: str = ""
+
+    def json(self) -> Any:
+        """The body as JSON (UTF-8/16/32 detected); raises ValueError when it is not JSON."""
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        charset = "utf-8"
+        for part in self.headers.get("content-type", "").split(";")[1:]:
+            name, _, value = part.strip().partition("=")
+            if name.lower() == "charset" and value:
+                charset = value.strip('"')
+        try:
+            return self.content.decode(charset, errors="replace")
+        except LookupError:  # an unknown charset name
+            return self.content.decode("utf-8", errors="replace")
+
+
+def _server_message(response: HTTPAnswer) -> str:
     """The server's own error text (OpenAI `{"error": {"message"}}`, vLLM, Ollama, plain text)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip()[:500] or response.reason_phrase
+        return response.text.strip()[:500] or response.reason
     if isinstance(body, dict):
         error = body.get("error", body)
         if isinstance(error, dict):
@@ -113,6 +146,20 @@ def _server_message(response: httpx.Response) -> str:
         if body.get("detail"):
             return str(body["detail"])[:500]
     return json.dumps(body)[:500]
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy that HTTP(S)_PROXY / ALL_PROXY / NO_PROXY name for `url`, as httpx would use it.
+
+    Read once per session: aiohttp's own `trust_env` looks it up (and ~/.netrc) in a worker
+    thread on every request, which costs more than the request.
+    """
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or (parts.hostname and urllib.request.proxy_bypass_environment(parts.hostname, proxies)):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 def _logsumexp(values: list[float]) -> float:
@@ -148,14 +195,18 @@ def candidate_logprobs(first: TokenLogprob, candidates: list[str]) -> dict[str, 
 class OpenAICompatBackend(Backend):
     """Chat completions over HTTP. One attempt per `complete` call.
 
-    Connections: at most `max_concurrency`, kept alive, in pools of `POOL_SHARD_SIZE` (each
-    request goes to the least busy pool); one set of pools per event loop.
+    Connections: at most `max_concurrency`, kept alive, in one `aiohttp.TCPConnector` per event
+    loop. Timeouts as before with httpx: `timeout_s` bounds the wait for a connection slot and
+    each read of the answer; connecting is bounded by min(`timeout_s`, 10 s). The environment's
+    HTTP(S)_PROXY / NO_PROXY and SSL_CERT_FILE / SSL_CERT_DIR are honoured.
 
     `api_key` or `api_key_env` (the name of an environment variable) sets a bearer token.
     `supports_json_mode` sends `response_format` for `request.json_mode` (a `json_schema`
     format when the request has a `response_schema` and `supports_json_schema`). `headers` and
     `extra_body` are added to every request, and `request.extra` to that request's body (both are
-    part of the cache key). `transport` replaces httpx's (for tests and probes).
+    part of the cache key). `trace_configs` (aiohttp `TraceConfig`s) let a probe watch every
+    request that goes out, below the runtime (the throughput benchmark counts requests sent
+    inside a Retry-After window with one).
     """
 
     kind = "openai"
@@ -165,7 +216,7 @@ class OpenAICompatBackend(Backend):
                  supports_json_mode: bool = False, supports_json_schema: bool | None = None,
                  headers: dict[str, str] | None = None, extra_body: dict[str, Any] | None = None,
                  max_tokens_field: str = "max_tokens", rpm: float | None = None, tpm: float | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 trace_configs: Sequence[aiohttp.TraceConfig] | None = None) -> None:
         super().__init__(model, max_concurrency=max_concurrency)
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}",
@@ -187,14 +238,14 @@ class OpenAICompatBackend(Backend):
         self._headers = {"content-type": "application/json", **(headers or {})}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
-        self._transport = transport
-        self._clients: list[httpx.AsyncClient] = []
-        self._loads: list[int] = []
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._trace_configs = list(trace_configs or [])
+        self._proxy = environment_proxy(self.url)
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def from_config(cls, config: BackendConfig, *, transport: httpx.AsyncBaseTransport | None = None,
-                    ) -> OpenAICompatBackend:
+    def from_config(cls, config: BackendConfig, *,
+                    trace_configs: Sequence[aiohttp.TraceConfig] | None = None) -> OpenAICompatBackend:
         """Build from a `BackendConfig` of type openai / vllm / ollama / llamacpp."""
         options = config.options
         unknown = sorted(set(options) - OPTIONS)
@@ -217,7 +268,7 @@ class OpenAICompatBackend(Backend):
                    supports_json_schema=options.get("supports_json_schema"),
                    headers=options.get("headers"), extra_body=options.get("extra_body"),
                    max_tokens_field=str(options.get("max_tokens_field", "max_tokens")),
-                   rpm=config.rpm, tpm=config.tpm, transport=transport)
+                   rpm=config.rpm, tpm=config.tpm, trace_configs=trace_configs)
 
     def cache_identity(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.model, "json_mode": self.supports_json_mode,
@@ -253,44 +304,46 @@ class OpenAICompatBackend(Backend):
         body.update(request.extra)
         return body
 
-    def _client_for_loop(self) -> tuple[int, httpx.AsyncClient]:
-        """The least busy client of this event loop's pool shards (made on first use)."""
+    def _session_for_loop(self) -> aiohttp.ClientSession:
+        """This event loop's session (made on first use; a session belongs to one loop)."""
         loop = asyncio.get_running_loop()
-        if not self._clients or self._client_loop is not loop or self._clients[0].is_closed:
-            shards = 1 if self._transport is not None else math.ceil(self.max_concurrency / POOL_SHARD_SIZE)
-            size = math.ceil(self.max_concurrency / shards)
-            limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-            timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0))
-            # One TLS context for all shards (loading the CA bundle costs ~0.2 s each); none for http.
-            verify: ssl.SSLContext | bool = (httpx.create_ssl_context()
-                                             if self.base_url.startswith("https://") else False)
-            self._clients = [httpx.AsyncClient(limits=limits, timeout=timeout, headers=self._headers,
-                                               transport=self._transport, verify=verify)
-                             for _ in range(shards)]
-            self._loads = [0] * shards
-            self._client_loop = loop
-        index = min(range(len(self._clients)), key=self._loads.__getitem__)
-        return index, self._clients[index]
+        session = self._session
+        if session is None or self._session_loop is not loop or session.closed:
+            if session is not None and self._session_loop is not None and self._session_loop.is_closed():
+                session.detach()  # its loop is gone: it cannot be closed any more, only dropped quietly
+            # One TLS context, made as httpx makes it (certifi, or SSL_CERT_FILE / SSL_CERT_DIR);
+            # none for http.
+            tls: ssl.SSLContext | bool = (httpx.create_ssl_context()
+                                          if self.base_url.startswith("https://") else False)
+            connector = aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=0, ssl=tls)
+            timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout_s,
+                                            sock_connect=min(self.timeout_s, 10.0),
+                                            sock_read=self.timeout_s)
+            session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self._headers,
+                                            trace_configs=self._trace_configs or None)
+            self._session, self._session_loop = session, loop
+        return session
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        index, client = self._client_for_loop()
-        body = self.build_body(request)
-        self._loads[index] += 1
+        session = self._session_for_loop()
+        # encoded as httpx encodes `json=`: compact, UTF-8, no NaN
+        payload = json.dumps(self.build_body(request), ensure_ascii=False, separators=(",", ":"),
+                             allow_nan=False).encode()
         try:
-            response = await client.post(self.url, json=body)
-        except httpx.TimeoutException as exc:
+            async with session.post(self.url, data=payload, proxy=self._proxy,
+                                    allow_redirects=False) as reply:  # as httpx: redirects are answers
+                response = HTTPAnswer(reply.status, reply.headers, await reply.read(), reply.reason or "")
+        except asyncio.TimeoutError as exc:  # aiohttp's connect / read timeouts are TimeoutErrors too
             raise BackendError(f"timeout: {type(exc).__name__} from {self.url}", retryable=True) from exc
-        except httpx.TransportError as exc:
-            # connect errors, resets, a body cut short (RemoteProtocolError), ...
+        except aiohttp.ClientError as exc:
+            # refused connections, resets, a body cut short (ClientPayloadError), bad HTTP, ...
             raise BackendError(f"connection_error: {type(exc).__name__}: {exc or 'no detail'}",
                                retryable=True) from exc
-        finally:
-            self._loads[index] -= 1
         self._raise_for_status(response)
         return self._parse(response, request)
 
-    def _raise_for_status(self, response: httpx.Response) -> None:
-        status = response.status_code
+    def _raise_for_status(self, response: HTTPAnswer) -> None:
+        status = response.status
         if status < 400:
             return
         message = _server_message(response)
@@ -308,25 +361,25 @@ class OpenAICompatBackend(Backend):
 
     # -- the response ----------------------------------------------------------------------
 
-    def _parse(self, response: httpx.Response, request: CompletionRequest) -> Completion:
+    def _parse(self, response: HTTPAnswer, request: CompletionRequest) -> Completion:
         try:
             data = response.json()
         except ValueError as exc:
             raise BackendError(f"bad_response: body is not valid JSON ({len(response.content)} bytes)",
-                               retryable=True, status=response.status_code) from exc
+                               retryable=True, status=response.status) from exc
         if not isinstance(data, dict):
             raise BackendError("bad_response: body is not a JSON object", retryable=True,
-                               status=response.status_code)
+                               status=response.status)
         choices = data.get("choices")
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-            raise BackendError("bad_response: no choices", retryable=True, status=response.status_code)
+            raise BackendError("bad_response: no choices", retryable=True, status=response.status)
         choice = choices[0]
         message = choice.get("message") or {}
         text = message.get("content") if isinstance(message, dict) else None
         if not isinstance(text, str):
             refusal = message.get("refusal") if isinstance(message, dict) else None
             detail = f"refusal: {refusal}" if refusal else "no message content"
-            raise BackendError(f"bad_response: {detail}", retryable=True, status=response.status_code)
+            raise BackendError(f"bad_response: {detail}", retryable=True, status=response.status)
         logprobs = self._parse_logprobs(choice.get("logprobs"))
         candidates = None
         if request.candidate_tokens and logprobs:
@@ -360,11 +413,13 @@ class OpenAICompatBackend(Backend):
         return tokens
 
     async def aclose(self) -> None:
-        clients, self._clients = self._clients, []
-        if self._client_loop is not asyncio.get_running_loop():
-            # Clients made on another (finished) event loop cannot be closed from this one; their
-            # connections belong to that loop and are released with it.
+        session, self._session = self._session, None
+        if session is None or session.closed:
             return
-        for client in clients:
-            if not client.is_closed:
-                await client.aclose()
+        if self._session_loop is not asyncio.get_running_loop():
+            # A session made on another (finished) event loop cannot be closed from this one; its
+            # connections belong to that loop and are released with it.
+            if self._session_loop is None or self._session_loop.is_closed():
+                session.detach()
+            return
+        await session.close()
