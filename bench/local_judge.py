@@ -5,19 +5,30 @@ parsed text. This script measures that claim on the same judgments, and how good
 judge is on the vendored LLMBar natural pairs.
 
     .venv/bin/python bench/local_judge.py                 # 200 judgments each way + LLMBar (100 pairs)
-    .venv/bin/python bench/local_judge.py --n 40 --pairs 20   # quicker
-    .venv/bin/python bench/local_judge.py --designs       # compare prompt / token designs
+    .venv/bin/python bench/local_judge.py --items probes --n 200 --pairs 0 --gen-tokens 64
+    .venv/bin/python bench/local_judge.py --prompts       # compare judge prompts (probes, demo criteria)
+    .venv/bin/python bench/local_judge.py --designs       # compare raw prompt / token designs
 
 What it prints:
-1. the same N pointwise judgments ("does this answer follow the instruction?", LLMBar outputs,
-   then the built-in probes) scored (a) by the probabilities of the verdict tokens, one forward
-   pass each, batched, and (b) by generating up to `--gen-tokens` tokens and parsing the first
-   verdict word; judgments/s of each, the ratio, their agreement and (b)'s parse failures;
+1. the same N pointwise judgments, rendered by the rubric judge (`scoring: logprob`) in the setup
+   shipped for the embedded judge (`--setup`, default: the rubric_logprob_fewshot prompt, plain
+   text, Yes/No, as in the demo's reward), on the built-in probes (or LLMBar outputs), scored
+   (a) by the probabilities of the verdict tokens, one forward pass each, batched, and (b) by
+   generating up to `--gen-tokens` tokens from the same prompt and parsing the first verdict
+   word; judgments/s of each, the ratio, their agreement and (b)'s parse failures. Both sides
+   run on the same backend with the same batching and the same prefix KV cache (shared
+   prompt prefixes computed once; `--prefix-cache-tokens 0` switches it off for both).
+   `--design NAME` renders the probes with a raw design of 4. instead of the rubric judge
+   (short prompts without fences: how the figures before the judge's template were taken);
 2. the default pairwise judge's accuracy on LLMBar natural (both orders, P(A) vs P(B));
-3. with `--designs`: several prompt/token designs on the built-in right-vs-wrong probes (paired
-   accuracy, AUC) and on LLMBar pairs.
+3. with `--prompts`: judge prompt / token / template choices through the rubric judge, on the
+   probes (right vs wrong answer) and on the demo's own tone criteria (friendly, on_topic) with
+   the demo's data (reference replies vs rude and off-topic ones): AUC per criterion;
+4. with `--designs`: several raw prompt/token designs on the probes (paired accuracy, AUC) and on
+   LLMBar pairs.
 
-The machine's cores may be shared: timings are the wall time of this process and noisy.
+The machine's cores may be shared: timings are the wall time of this process and noisy; set the
+glibc malloc variables of `judgerl.backends.local.RECOMMENDED_MALLOC_ENV` before starting.
 """
 
 from __future__ import annotations
@@ -35,7 +46,11 @@ from pathlib import Path
 from typing import Any
 
 from judgerl.backends.base import CompletionRequest
-from judgerl.backends.local import LocalBackend
+from judgerl.backends.local import DEFAULT_PREFIX_CACHE_TOKENS, LocalBackend
+from judgerl.config import JudgeConfig, read_yaml
+from judgerl.judges.rubric import RubricJudge
+from judgerl.reward.runtime import JudgeRuntime
+from judgerl.types import Rollout, Sample
 
 LLMBAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "judge-validation" / \
     "llmbar-natural" / "dataset.json"
@@ -174,8 +189,145 @@ PAIRWISE_DESIGNS = [
            chat_template=False),
 ]
 
-DEFAULT_POINTWISE = "yesno-fewshot-raw"
 DEFAULT_PAIRWISE = "ab-chat"
+
+
+# ------------------------------------------------------------------------------ judge setups
+
+
+@dataclass
+class JudgeItem:
+    """One pointwise judgment: an answer to a question, judged on one criterion of the judge."""
+
+    question: str
+    answer: str
+    reference: str | None
+    criterion: str
+    good: bool | None = None  # the expected verdict, where known
+
+
+@dataclass
+class JudgeSetup:
+    """How the rubric judge (`scoring: logprob`) asks the local model: a prompt template (a shipped
+    name or a file), the verdict tokens, the chat template on or off (the backend's
+    `chat_template` option) and whether the reference answer is shown (`use_reference`)."""
+
+    name: str
+    prompt: str
+    tokens: tuple[str, str] = ("Yes", "No")
+    chat_template: bool = False
+    use_reference: bool = False
+
+    def judge(self, backend: LocalBackend, criteria: list[dict[str, Any]]) -> RubricJudge:
+        source = {"prompt_file": self.prompt} if self.prompt.endswith(".txt") else {"prompt": self.prompt}
+        config = JudgeConfig(name="bench", type="rubric", backend="judge", scoring="logprob",
+                             criteria=criteria, pass_token=self.tokens[0], fail_token=self.tokens[1],
+                             use_reference=self.use_reference, **source)
+        return RubricJudge(config, JudgeRuntime({"judge": backend}))
+
+    def requests(self, judge: RubricJudge, items: list[JudgeItem]) -> list[CompletionRequest]:
+        """The judge's own rendering of each item (what `judgerl` sends in production)."""
+        criteria = {criterion.name: criterion for criterion in judge.options.criteria}
+        requests = []
+        for index, item in enumerate(items):
+            sample = Sample(id=f"item-{index}", messages=[{"role": "user", "content": item.question}],
+                            reference=item.reference)
+            request = judge.logprob_request(sample, Rollout(sample.id, item.answer), criteria[item.criterion])
+            request.extra["chat_template"] = self.chat_template
+            requests.append(request)
+        return requests
+
+
+#: the setup the embedded judge ships with (the demo's reward uses it; chosen with `--prompts`):
+#: the few-shot template, plain text (backend `chat_template: false`), Yes/No, no reference
+SHIPPED_SETUP = JudgeSetup("fewshot-plain-yesno", "rubric_logprob_fewshot")
+
+PROMPT_SETUPS = [
+    JudgeSetup("default-chat-passfail", "rubric_logprob", ("PASS", "FAIL"), chat_template=True),
+    JudgeSetup("default-chat-yesno", "rubric_logprob", ("Yes", "No"), chat_template=True),
+    JudgeSetup("default-plain-yesno", "rubric_logprob", ("Yes", "No")),
+    JudgeSetup("fewshot-chat-yesno", "rubric_logprob_fewshot", chat_template=True),
+    SHIPPED_SETUP,
+    JudgeSetup("default-chat-passfail-ref", "rubric_logprob", ("PASS", "FAIL"), chat_template=True,
+               use_reference=True),
+    JudgeSetup("fewshot-plain-yesno-ref", "rubric_logprob_fewshot", use_reference=True),
+]
+
+CORRECT = [{"name": "correct", "description": "The answer to the question is correct."}]
+FOLLOWS = [{"name": "follows", "description": "The output follows the instruction."}]
+
+#: rude replies for the demo's `friendly` criterion (written for this benchmark)
+RUDE = ["Not our problem. Stop writing to us.", "Figure it out yourself, I'm busy.",
+        "That's your own fault, deal with it.", "Read the website before bothering us.",
+        "We don't care. Go away.", "Stop complaining, nobody else has this issue.",
+        "Ugh, another pointless question.", "Whatever. Not my job."]
+
+
+def probe_items() -> list[JudgeItem]:
+    """The probes, right then wrong answer, with the right answer as the reference."""
+    return [JudgeItem(q, answer, right, "correct", answer == right)
+            for q, right, wrong in PROBES for answer in (right, wrong)]
+
+
+def demo_judge_criteria() -> list[dict[str, Any]]:
+    """The criteria of the demo reward's judge (src/judgerl/demo/reward.yaml)."""
+    from importlib import resources
+
+    reward = read_yaml(Path(str(resources.files("judgerl") / "demo" / "reward.yaml")))
+    return list(reward["judges"][0]["criteria"])
+
+
+def demo_items() -> list[JudgeItem]:
+    """The demo's prompts: the reference reply (good) on every criterion, a rude reply (bad on
+    `friendly`) and another prompt's reference reply (bad on `on_topic`)."""
+    from importlib import resources
+
+    folder = resources.files("judgerl") / "demo"
+    rows = [json.loads(line) for name in ("train.jsonl", "eval.jsonl")
+            for line in (folder / name).read_text().splitlines() if line.strip()]
+    items: list[JudgeItem] = []
+    for index, row in enumerate(rows):
+        other = rows[(index + len(rows) // 2) % len(rows)]["reference"]
+        for criterion in ("friendly", "on_topic"):
+            items.append(JudgeItem(row["prompt"], row["reference"], row["reference"], criterion, True))
+        items.append(JudgeItem(row["prompt"], RUDE[index % len(RUDE)], row["reference"], "friendly", False))
+        items.append(JudgeItem(row["prompt"], other, row["reference"], "on_topic", False))
+    return items
+
+
+async def judge_probabilities(backend: LocalBackend, setup: JudgeSetup, criteria: list[dict[str, Any]],
+                              items: list[JudgeItem]) -> list[float]:
+    judge = setup.judge(backend, criteria)
+    completions = await gather_all(backend, setup.requests(judge, items))
+    return [p_first(c.candidate_logprobs, setup.tokens) for c in completions]
+
+
+def separation(items: list[JudgeItem], probs: list[float], criterion: str) -> tuple[float, float, float]:
+    """AUC of good vs bad answers on one criterion, and the mean P(pass) of each."""
+    good = [p for item, p in zip(items, probs, strict=True) if item.criterion == criterion and item.good]
+    bad = [p for item, p in zip(items, probs, strict=True) if item.criterion == criterion and not item.good]
+    return auc(good, bad), sum(good) / len(good), sum(bad) / len(bad)
+
+
+async def run_prompts(backend: LocalBackend) -> None:
+    """Judge prompt / token / template choices through the rubric judge."""
+    probes, demo = probe_items(), demo_items()
+    criteria = demo_judge_criteria()
+    print("\n== rubric judge setups: probes (20 right vs 20 wrong, criterion `correct`) and the demo's "
+          f"criteria ({len(demo) // 4} prompts: reference reply vs rude / another prompt's reply) ==")
+    print(f"{'setup':<28} {'probes AUC':>10} {'P right/wrong':>14} {'friendly AUC':>12} "
+          f"{'on_topic AUC':>12} {'P good/bad':>11} {'s':>6}")
+    for setup in PROMPT_SETUPS:
+        started = time.perf_counter()
+        probe_probs = await judge_probabilities(backend, setup, CORRECT, probes)
+        demo_probs = await judge_probabilities(backend, setup, criteria, demo)
+        probe_auc, right, wrong = separation(probes, probe_probs, "correct")
+        friendly = separation(demo, demo_probs, "friendly")
+        on_topic = separation(demo, demo_probs, "on_topic")
+        good = (friendly[1] + on_topic[1]) / 2
+        bad = (friendly[2] + on_topic[2]) / 2
+        print(f"{setup.name:<28} {probe_auc:>10.2f} {right:>6.2f}/{wrong:<7.2f} {friendly[0]:>12.2f} "
+              f"{on_topic[0]:>12.2f} {good:>5.2f}/{bad:<5.2f} {time.perf_counter() - started:>6.1f}")
 
 
 def p_first(candidate_logprobs: dict[str, float], tokens: tuple[str, str]) -> float:
@@ -248,14 +400,14 @@ async def pairwise_accuracy(backend: LocalBackend, design: Design,
 # ------------------------------------------------------------------------------ main bench
 
 
-def pointwise_items(n: int, source: str = "llmbar") -> list[tuple[str, str]]:
-    """N (question, answer) items: LLMBar outputs first, then the probes (or the probes only,
-    repeated up to N: the short-prompt case, where the two methods' costs differ most)."""
-    items: list[tuple[str, str]] = []
+def pointwise_items(n: int, source: str = "llmbar") -> list[JudgeItem]:
+    """N items: LLMBar outputs (no reference, criterion `follows`) then the probes (with their
+    reference, criterion `correct`), or the probes only, repeated up to N: the short-prompt case."""
+    items: list[JudgeItem] = []
     if source == "llmbar":
         for row in json.loads(LLMBAR.read_text()):
-            items += [(row["input"], row["output_1"]), (row["input"], row["output_2"])]
-    items += [(q, a) for q, right, wrong in PROBES for a in (right, wrong)]
+            items += [JudgeItem(row["input"], row[key], None, "follows") for key in ("output_1", "output_2")]
+    items += probe_items()
     if source == "probes" and len(items) < n:  # the short probes, repeated to N judgments
         items = items * -(-n // len(items))
     return items[:n]
@@ -270,21 +422,35 @@ def parse_verdict(text: str, tokens: tuple[str, str]) -> bool | None:
 
 
 async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
-                    items_source: str = "llmbar") -> dict[str, Any]:
-    design = next(d for d in POINTWISE_DESIGNS if d.name == DEFAULT_POINTWISE)
+                    items_source: str = "llmbar", setup: JudgeSetup = SHIPPED_SETUP,
+                    design: Design | None = None) -> dict[str, Any]:
+    """The main comparison; `design` replaces the rubric judge's rendering by a raw prompt design
+    (what the previous figures used: no fences, no judge template)."""
     items = pointwise_items(n, items_source)
-    scoring = [design.request(q, a) for q, a in items]
+    if design is None:
+        judge = setup.judge(backend, CORRECT + FOLLOWS)
+        scoring = setup.requests(judge, items)
+        tokens, label = setup.tokens, (f"rubric judge, {setup.name}: {judge.prompt.version}, "
+                                       f"{'/'.join(setup.tokens)}, chat template "
+                                       f"{'on' if setup.chat_template else 'off'}")
+    else:
+        scoring = [design.request(item.question, item.answer) for item in items]
+        tokens, label = design.tokens, f"raw design {design.name}, not the judge's rendering"
+    engine = backend.load()
+    before = engine.stats.snapshot()
     started = time.perf_counter()
     scored = await gather_all(backend, scoring)
     logprob_s = time.perf_counter() - started
-    probs = [p_first(c.candidate_logprobs, design.tokens) for c in scored]
+    middle = engine.stats.snapshot()
+    probs = [p_first(c.candidate_logprobs, tokens) for c in scored]
 
     generating = [CompletionRequest(messages=r.messages, max_tokens=gen_tokens, temperature=0.0,
                                     extra=dict(r.extra)) for r in scoring]
     started = time.perf_counter()
     generated = await gather_all(backend, generating)
     generate_s = time.perf_counter() - started
-    verdicts = [parse_verdict(c.text, design.tokens) for c in generated]
+    after = engine.stats.snapshot()
+    verdicts = [parse_verdict(c.text, tokens) for c in generated]
     parsed = [(p > 0.5, v) for p, v in zip(probs, verdicts, strict=True) if v is not None]
     agreement = sum(a == b for a, b in parsed) / len(parsed) if parsed else float("nan")
 
@@ -294,26 +460,35 @@ async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
     accuracy, consistent, bias = (await pairwise_accuracy(backend, pair_design, data) if data
                                   else (float("nan"),) * 3)
     pairwise_s = time.perf_counter() - started
+    prompt_tokens = sum(c.usage.prompt_tokens for c in scored)
     result = {
-        "judgments": len(items), "design": design.name, "gen_tokens": gen_tokens,
+        "judgments": len(items), "prompt": label, "gen_tokens": gen_tokens,
+        "prefix_cache_tokens": engine.prefix_store.max_tokens,
         "logprob_judgments_per_s": len(items) / logprob_s,
         "generate_judgments_per_s": len(items) / generate_s,
         "ratio": generate_s / logprob_s, "agreement": agreement, "generate_unparsed": verdicts.count(None),
         "generate_tokens": sum(c.usage.completion_tokens for c in generated),
+        "prompt_tokens_per_judgment": prompt_tokens / len(items),
+        "logprob_prefill_tokens": middle["prefill_tokens"] - before["prefill_tokens"],
+        "generate_prefill_tokens": after["prefill_tokens"] - middle["prefill_tokens"],
         "llmbar_pairs": len(data), "llmbar_design": pair_design.name, "llmbar_accuracy": accuracy,
         "llmbar_position_consistency": consistent, "llmbar_mean_p_first": bias, "llmbar_s": pairwise_s,
     }
-    print(f"\n== {len(items)} pointwise judgments ({design.name}) ==")
+    print(f"\n== {len(items)} pointwise judgments ({label}) ==")
+    print(f"prompt              : {result['prompt_tokens_per_judgment']:.0f} tokens per judgment; prefix KV "
+          f"cache {result['prefix_cache_tokens']} tokens; tokens run: {result['logprob_prefill_tokens']} "
+          f"(prob-weighted) and {result['generate_prefill_tokens']} (generate prefill) of {prompt_tokens}")
     print(f"probability-weighted: {result['logprob_judgments_per_s']:.2f} judgments/s ({logprob_s:.1f} s)")
     print(f"generate-then-parse : {result['generate_judgments_per_s']:.2f} judgments/s ({generate_s:.1f} s, "
           f"max {gen_tokens} tokens, {result['generate_tokens']} generated)")
     print(f"ratio               : {result['ratio']:.1f}x")
     print(f"agreement           : {agreement:.2f} on {len(parsed)} parsed; "
           f"{result['generate_unparsed']} of {len(items)} generations had no verdict word")
-    print(f"\n== default pairwise judge ({pair_design.name}) on LLMBar natural: {len(data)} pairs, "
-          "both orders ==")
-    print(f"accuracy {accuracy:.2f}, position-consistent {consistent:.2f}, mean P(first shown) {bias:.3f} "
-          f"({pairwise_s:.1f} s)")
+    if data:
+        print(f"\n== default pairwise judge ({pair_design.name}) on LLMBar natural: {len(data)} pairs, "
+              "both orders ==")
+        print(f"accuracy {accuracy:.2f}, position-consistent {consistent:.2f}, "
+              f"mean P(first shown) {bias:.3f} ({pairwise_s:.1f} s)")
     return result
 
 
@@ -328,17 +503,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--items", choices=["llmbar", "probes"], default="llmbar",
                         help="pointwise items: LLMBar outputs (long) then probes, or the short probes only")
-    parser.add_argument("--designs", action="store_true", help="compare prompt/token designs instead")
+    parser.add_argument("--setup", default=SHIPPED_SETUP.name, choices=[s.name for s in PROMPT_SETUPS],
+                        help="the rubric judge setup of the pointwise judgments")
+    parser.add_argument("--design", default=None,
+                        help="score with this raw pointwise design instead of the rubric judge (probes only)")
+    parser.add_argument("--prefix-cache-tokens", type=int, default=DEFAULT_PREFIX_CACHE_TOKENS,
+                        help="the local backend's prefix KV cache budget (0: off)")
+    parser.add_argument("--prompts", action="store_true", help="compare rubric judge setups instead")
+    parser.add_argument("--designs", action="store_true", help="compare raw prompt/token designs instead")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
-    backend = LocalBackend(args.model, max_concurrency=args.batch, dtype=args.dtype, threads=args.threads)
+    backend = LocalBackend(args.model, max_concurrency=args.batch, dtype=args.dtype, threads=args.threads,
+                           prefix_cache_tokens=args.prefix_cache_tokens)
     started = time.perf_counter()
     engine = backend.load()
     print(f"model {engine.path} ({args.dtype}) ready in {time.perf_counter() - started:.1f} s")
     if args.designs:
         asyncio.run(run_designs(backend, args.pairs))
         return 0
-    result = asyncio.run(run_bench(backend, args.n, args.pairs, args.gen_tokens, args.items))
+    if args.prompts:
+        asyncio.run(run_prompts(backend))
+        return 0
+    setup = next(setup for setup in PROMPT_SETUPS if setup.name == args.setup)
+    design = next((d for d in POINTWISE_DESIGNS if d.name == args.design), None)
+    if args.design and (design is None or args.items != "probes"):
+        parser.error("--design takes a pointwise design name and --items probes")
+    result = asyncio.run(run_bench(backend, args.n, args.pairs, args.gen_tokens, args.items, setup, design))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

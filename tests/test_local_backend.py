@@ -117,6 +117,74 @@ def test_from_config_takes_the_documented_options_and_rejects_others() -> None:
         LocalBackend(dtype="int3")
 
 
+# --------------------------------------------------------------------------- prefix KV reuse
+
+GUIDELINE = ("Guideline for reviewing service agreements. Every agreement must name the governing law "
+             "and the courts that hear disputes. Liability must be capped at the fees of the last twelve "
+             "months, except for gross negligence. Either party may end the agreement with thirty days "
+             "of written notice. Personal data may only be processed on documented instructions, and "
+             "sub-processors need prior written approval. Invoices are due within thirty days. ") * 5
+# (repeated to ~450 tokens, the size of a real guideline: shorter shared prefixes are not worth
+# a forward pass of their own, see PREFIX_PASS_COST)
+
+
+def prefix_batch() -> list[CompletionRequest]:
+    """Eight scoring requests as judges send them: three few-shot probes (the same instructions and
+    worked examples, then a different reference / answer), two answers x two criteria of an
+    itemized rubric (a long shared guideline, each answer shared by its two requests, the
+    criterion last), and one request that shares nothing."""
+    pairs = (("Paris", "Paris"), ("4", "7"), ("Mars", "Venus"))
+    requests = [judge_request(ref, answer) for ref, answer in pairs]
+    for answer in ("The liability cap is missing.", "The notice period of ten days is too short."):
+        for criterion in ("grounded in the contract", "actionable"):
+            prompt = (f"{GUIDELINE}\n\nReview comment: {answer}\nCriterion: the comment is {criterion}.\n"
+                      "Does the comment meet the criterion? Answer:")
+            requests.append(CompletionRequest(messages=[{"role": "user", "content": prompt}], max_tokens=1,
+                                              candidate_tokens=["Yes", "No"], extra={"chat_template": False}))
+    requests.append(CompletionRequest(messages=[{"role": "user", "content": "Is 7 prime? Yes or No."}],
+                                      max_tokens=1, candidate_tokens=["Yes", "No"]))
+    return requests
+
+
+async def test_prefix_reuse_gives_the_scores_of_the_uncached_pass(backend: LocalBackend) -> None:
+    engine = backend.load()
+    assert engine.prefix_reuse  # llama layers: full attention everywhere
+    requests = prefix_batch()
+    budget = engine.prefix_store.max_tokens
+    try:
+        engine.prefix_store.max_tokens = 0  # off: every row runs whole, left-padded
+        plain = await asyncio.gather(*(backend.complete(r) for r in requests))
+        engine.prefix_store.clear()
+        engine.prefix_store.max_tokens = 8192
+        first = backend.stats
+        cached = await asyncio.gather(*(backend.complete(r) for r in requests))
+        second = backend.stats
+        again = await asyncio.gather(*(backend.complete(r) for r in requests))
+        third = backend.stats
+    finally:
+        engine.prefix_store.max_tokens = budget
+    for alone, shared, reused in zip(plain, cached, again, strict=True):
+        assert set(shared.candidate_logprobs) == set(alone.candidate_logprobs)
+        for token, value in alone.candidate_logprobs.items():
+            assert shared.candidate_logprobs[token] == pytest.approx(value, abs=1e-4)
+            assert reused.candidate_logprobs[token] == pytest.approx(value, abs=1e-4)
+        assert shared.usage == alone.usage  # usage counts the whole prompt either way
+    prompt_tokens = sum(c.usage.prompt_tokens for c in cached)
+    ran_first = second["prefill_tokens"] - first["prefill_tokens"]
+    ran_again = third["prefill_tokens"] - second["prefill_tokens"]
+    assert second["prefix_groups"] > first["prefix_groups"]
+    assert ran_first < 0.6 * prompt_tokens, (ran_first, prompt_tokens)  # shared prefixes ran once
+    assert ran_again < ran_first  # the next batch finds them in the store
+    assert third["prefix_cache_tokens"] > 0 and third["prefix_cache_bytes"] > 0
+
+
+def test_prefix_cache_budget_is_an_option() -> None:
+    local = LocalBackend.from_config(BackendConfig(type="local", model="x.gguf", prefix_cache_tokens=0))
+    assert local.prefix_cache_tokens == 0
+    with pytest.raises(ConfigError, match="prefix_cache_tokens"):
+        LocalBackend(prefix_cache_tokens=-1)
+
+
 # --------------------------------------------------------------------------- generation (slow)
 
 
@@ -171,6 +239,29 @@ async def test_batched_generation_equals_one_by_one_and_keeps_the_loop_free(back
         alone = await backend.complete(request)
         assert alone.text == batched.text
         assert batched.usage.completion_tokens <= request.max_tokens
+
+
+@pytest.mark.slow
+async def test_generation_on_shared_prefixes_equals_uncached_generation(backend: LocalBackend) -> None:
+    shared = GUIDELINE + "\n\nIn one sentence, "
+    requests = [CompletionRequest(messages=[{"role": "user", "content": shared + task}], max_tokens=10 + i)
+                for i, task in enumerate(["what is the notice period?", "what must be named?",
+                                          "when are invoices due?"])]
+    requests.append(CompletionRequest(messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8))
+    engine = backend.load()
+    budget = engine.prefix_store.max_tokens
+    try:
+        engine.prefix_store.max_tokens = 0
+        plain = await asyncio.gather(*(backend.complete(r) for r in requests))
+        engine.prefix_store.max_tokens = 8192
+        before = backend.stats
+        cached = await asyncio.gather(*(backend.complete(r) for r in requests))
+        after = backend.stats
+    finally:
+        engine.prefix_store.max_tokens = budget
+    assert after["prefix_groups"] > before["prefix_groups"]
+    for alone, shared_run in zip(plain, cached, strict=True):
+        assert shared_run.text == alone.text and shared_run.usage == alone.usage
 
 
 async def test_chat_template_is_applied_unless_switched_off(backend: LocalBackend,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -38,10 +38,11 @@ class CompletionRequest:
     tag: str = ""
 
     def cache_payload(self) -> dict[str, Any]:
-        """Everything that changes the output, and nothing that does not."""
-        payload = asdict(self)
-        del payload["tag"]
-        return payload
+        """Everything that changes the output, and nothing that does not.
+
+        A shallow dict (the values are shared, not copied): it is only serialised for the cache
+        key, and `asdict`'s deep copy cost ~3x as much per judgment."""
+        return {item.name: getattr(self, item.name) for item in fields(self) if item.name != "tag"}
 
     def fingerprint(self) -> str:
         """A stable hash of the rendered messages (the journal's prompt hash)."""

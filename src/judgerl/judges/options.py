@@ -8,10 +8,11 @@ Each judge extends `JudgeOptions` with its own fields, documented where they are
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from judgerl.config import JudgeConfig, parse_model
 from judgerl.prompting import PromptTemplate, fence, load_prompt, load_prompt_file
@@ -28,6 +29,9 @@ class JudgeOptions(BaseModel):
     prompt_file: str | None = Field(
         default=None, description="your own template (relative to the config file); it must start "
         "with '# version: ...' and may use the placeholders the judge documents")
+    prompt: str | None = Field(
+        default=None, description="a template shipped with judgerl, by name (a file of "
+        "judgerl/judges/prompts/, e.g. rubric_logprob_fewshot); instead of prompt_file")
     scoring: Literal["generate", "logprob"] = Field(
         default="generate", description="generate: the judge writes JSON that is parsed strictly; "
         "logprob: verdicts read from the probabilities of the answer tokens (one token, no parsing)")
@@ -42,6 +46,21 @@ class JudgeOptions(BaseModel):
                               "asked for at the verdict position")
     case_sensitive_tokens: bool = Field(default=True, description="logprob mode: 'pass' does not "
                                         "count as 'PASS' unless this is false")
+
+    @model_validator(mode="after")
+    def _shipped_prompt(self) -> JudgeOptions:
+        """`prompt: NAME` is short for `prompt_file:` the shipped template NAME (checked here)."""
+        if self.prompt is not None:
+            if self.prompt_file is not None:
+                raise ValueError("give `prompt` (a shipped template) or `prompt_file` (your own), not both")
+            shipped = resources.files("judgerl.judges").joinpath("prompts", f"{self.prompt}.txt")
+            if "/" in self.prompt or not shipped.is_file():
+                names = sorted(item.name.removesuffix(".txt")
+                               for item in resources.files("judgerl.judges").joinpath("prompts").iterdir()
+                               if item.name.endswith(".txt"))
+                raise ValueError(f"no shipped prompt '{self.prompt}'; shipped: {names}")
+            self.prompt_file = str(shipped)
+        return self
 
 
 def parse_options(model: type[OptionsT], config: JudgeConfig) -> OptionsT:
