@@ -6,6 +6,7 @@ judge is on the vendored LLMBar natural pairs.
 
     .venv/bin/python bench/local_judge.py                 # 200 judgments each way + LLMBar (100 pairs)
     .venv/bin/python bench/local_judge.py --items probes --n 200 --pairs 0 --gen-tokens 64
+    .venv/bin/python bench/local_judge.py --items probes --n 200 --pairs 0 --gen-tokens 64 --criteria 2
     .venv/bin/python bench/local_judge.py --prompts       # compare judge prompts (probes, demo criteria)
     .venv/bin/python bench/local_judge.py --designs       # compare raw prompt / token designs
 
@@ -18,6 +19,8 @@ What it prints:
    word; judgments/s of each, the ratio, their agreement and (b)'s parse failures. Both sides
    run on the same backend with the same batching and the same prefix KV cache (shared
    prompt prefixes computed once; `--prefix-cache-tokens 0` switches it off for both).
+   `--criteria 2` judges half as many answers on two criteria each (a rubric's shape: the
+   requests of one answer share all but the criterion line);
    `--design NAME` renders the probes with a raw design of 4. instead of the rubric judge
    (short prompts without fences: how the figures before the judge's template were taken);
 2. the default pairwise judge's accuracy on LLMBar natural (both orders, P(A) vs P(B));
@@ -400,6 +403,17 @@ async def pairwise_accuracy(backend: LocalBackend, design: Design,
 # ------------------------------------------------------------------------------ main bench
 
 
+def per_answer_criteria(items: list[JudgeItem], criteria: int) -> list[JudgeItem]:
+    """With 2, the same number of judgments as half the answers, each judged on `correct` and
+    `follows` (a rubric of two criteria, as the demo's judge asks; the requests of one answer share
+    everything up to the criterion line, which the local backend packs into one trie)."""
+    if criteria == 1:
+        return items
+    half = items[: (len(items) + 1) // 2]
+    return [JudgeItem(i.question, i.answer, i.reference, name, i.good if name == i.criterion else None)
+            for i in half for name in ("correct", "follows")][: len(items)]
+
+
 def pointwise_items(n: int, source: str = "llmbar") -> list[JudgeItem]:
     """N items: LLMBar outputs (no reference, criterion `follows`) then the probes (with their
     reference, criterion `correct`), or the probes only, repeated up to N: the short-prompt case."""
@@ -423,10 +437,10 @@ def parse_verdict(text: str, tokens: tuple[str, str]) -> bool | None:
 
 async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
                     items_source: str = "llmbar", setup: JudgeSetup = SHIPPED_SETUP,
-                    design: Design | None = None) -> dict[str, Any]:
+                    design: Design | None = None, criteria: int = 1) -> dict[str, Any]:
     """The main comparison; `design` replaces the rubric judge's rendering by a raw prompt design
     (what the previous figures used: no fences, no judge template)."""
-    items = pointwise_items(n, items_source)
+    items = per_answer_criteria(pointwise_items(n, items_source), criteria)
     if design is None:
         judge = setup.judge(backend, CORRECT + FOLLOWS)
         scoring = setup.requests(judge, items)
@@ -462,7 +476,7 @@ async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
     pairwise_s = time.perf_counter() - started
     prompt_tokens = sum(c.usage.prompt_tokens for c in scored)
     result = {
-        "judgments": len(items), "prompt": label, "gen_tokens": gen_tokens,
+        "judgments": len(items), "criteria_per_answer": criteria, "prompt": label, "gen_tokens": gen_tokens,
         "prefix_cache_tokens": engine.prefix_store.max_tokens,
         "logprob_judgments_per_s": len(items) / logprob_s,
         "generate_judgments_per_s": len(items) / generate_s,
@@ -474,7 +488,7 @@ async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
         "llmbar_pairs": len(data), "llmbar_design": pair_design.name, "llmbar_accuracy": accuracy,
         "llmbar_position_consistency": consistent, "llmbar_mean_p_first": bias, "llmbar_s": pairwise_s,
     }
-    print(f"\n== {len(items)} pointwise judgments ({label}) ==")
+    print(f"\n== {len(items)} pointwise judgments ({label}; {criteria} criteria per answer) ==")
     print(f"prompt              : {result['prompt_tokens_per_judgment']:.0f} tokens per judgment; prefix KV "
           f"cache {result['prefix_cache_tokens']} tokens; tokens run: {result['logprob_prefill_tokens']} "
           f"(prob-weighted) and {result['generate_prefill_tokens']} (generate prefill) of {prompt_tokens}")
@@ -509,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="score with this raw pointwise design instead of the rubric judge (probes only)")
     parser.add_argument("--prefix-cache-tokens", type=int, default=DEFAULT_PREFIX_CACHE_TOKENS,
                         help="the local backend's prefix KV cache budget (0: off)")
+    parser.add_argument("--criteria", type=int, choices=[1, 2], default=1,
+                        help="criteria per answer: 2 judges half the answers on two criteria each")
     parser.add_argument("--prompts", action="store_true", help="compare rubric judge setups instead")
     parser.add_argument("--designs", action="store_true", help="compare raw prompt/token designs instead")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -528,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     design = next((d for d in POINTWISE_DESIGNS if d.name == args.design), None)
     if args.design and (design is None or args.items != "probes"):
         parser.error("--design takes a pointwise design name and --items probes")
-    result = asyncio.run(run_bench(backend, args.n, args.pairs, args.gen_tokens, args.items, setup, design))
+    result = asyncio.run(run_bench(backend, args.n, args.pairs, args.gen_tokens, args.items, setup, design,
+                                   args.criteria))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

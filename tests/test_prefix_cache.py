@@ -11,7 +11,7 @@ import random
 import pytest
 import torch
 
-from judgerl.backends.prefix_cache import Group, PrefixStore, common_prefix, plan_groups
+from judgerl.backends.prefix_cache import Group, PrefixStore, common_prefix, pack_suffixes, plan_groups
 
 
 def kv(tokens: int, layers: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -107,3 +107,21 @@ def test_store_evicts_least_recently_used_and_zero_disables() -> None:
     assert len(off) == 0
     with pytest.raises(ValueError):
         PrefixStore(max_tokens=-1)
+
+
+def test_suffixes_pack_into_a_trie_whose_parents_come_first() -> None:
+    # two answers x two criteria after a group's prefix: each answer's tokens once, then the criteria
+    answer_a, answer_b, criteria = [11, 12, 13], [21, 22], ([31, 32], [41])
+    suffixes = [[*answer, *criterion] for answer in (answer_a, answer_b) for criterion in criteria]
+    packed = pack_suffixes(suffixes)
+    assert len(packed.tokens) == 3 + 2 + 1 + 2 + 2 + 1
+    assert packed.saved == sum(map(len, suffixes)) - len(packed.tokens) == 5
+    for row, suffix in enumerate(suffixes):  # walking up from a row's end spells the row backwards
+        node, spelled = packed.ends[row], []
+        while node >= 0:
+            assert packed.parents[node] < node
+            spelled.append(packed.tokens[node])
+            node = packed.parents[node]
+        assert spelled[::-1] == suffix and packed.depths[packed.ends[row]] == len(suffix) - 1
+    with pytest.raises(ValueError, match="at least one token"):
+        pack_suffixes([[1], []])

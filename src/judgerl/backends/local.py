@@ -48,7 +48,14 @@ from pathlib import Path
 from typing import Any
 
 from judgerl.backends.base import Backend, Completion, CompletionRequest, TokenLogprob, Usage
-from judgerl.backends.prefix_cache import Group, PrefixKV, PrefixStore, plan_groups
+from judgerl.backends.prefix_cache import (
+    Group,
+    PackedSuffixes,
+    PrefixKV,
+    PrefixStore,
+    pack_suffixes,
+    plan_groups,
+)
 from judgerl.config import BackendConfig
 from judgerl.errors import BackendError, ConfigError, FatalBackendError, JudgerlError
 
@@ -93,12 +100,14 @@ class EngineStats:
     prefill_tokens: int = 0  # prompt tokens run through the model (padding excluded)
     prefix_tokens_reused: int = 0  # prompt tokens whose key/values came from a shared prefix instead
     prefix_groups: int = 0  # groups of rows run on a shared prefix
+    tree_passes: int = 0  # scoring groups packed as a trie of their suffixes
 
     def snapshot(self) -> dict[str, Any]:
         return {"requests": self.requests, "forward_passes": self.forward_passes,
                 "batches": list(self.batches), "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "prefill_tokens": self.prefill_tokens,
-                "prefix_tokens_reused": self.prefix_tokens_reused, "prefix_groups": self.prefix_groups}
+                "prefix_tokens_reused": self.prefix_tokens_reused, "prefix_groups": self.prefix_groups,
+                "tree_passes": self.tree_passes}
 
 
 @dataclass
@@ -120,6 +129,11 @@ class _Prefill:
 #: a pass of its own): 2.4 judgments/s against 3.3 as one group on the cached examples.
 PREFIX_MIN_TOKENS = 16
 PREFIX_PASS_COST = 128
+#: scoring rows packed as a trie (backends/prefix_cache.py: `pack_suffixes`) when that saves this
+#: share of their suffix tokens, up to this many packed tokens (the packed sequence attends to
+#: itself through a [tokens x tokens] mask, so it must stay short)
+TREE_MIN_SAVED = 0.2
+TREE_MAX_TOKENS = 2048
 
 
 class LocalEngine:
@@ -303,8 +317,8 @@ class LocalEngine:
         KV cache, attention mask and last positions to continue from), on shared prefixes where
         the plan finds them. Rows come back in `order` (a permutation of the batch)."""
         groups = self._plan(rows)
-        parts = [self._suffix_pass([rows[i] for i in group.rows], group.prefix, keep_cache) if group.prefix
-                 else self._plain_pass([rows[i] for i in group.rows], keep_cache) for group in groups]
+        parts = [self._group_pass([rows[i] for i in group.rows], group.prefix, keep_cache)
+                 for group in groups]
         order = [row for group in groups for row in group.rows]
         if len(parts) == 1:
             return _Prefill(order, *parts[0])
@@ -321,6 +335,48 @@ class LocalEngine:
             return [Group(list(range(len(rows))), 0)]
         return plan_groups(rows, self.prefix_store.match, min_prefix=PREFIX_MIN_TOKENS,
                            pass_cost=PREFIX_PASS_COST)
+
+    def _group_pass(self, rows: list[list[int]], prefix: int, keep_cache: bool) -> tuple[Any, Any, Any, Any]:
+        """One group's pass: packed as a trie when scoring rows share enough beyond the prefix,
+        else padded rows on the prefix's key/values, else whole padded rows."""
+        if not keep_cache and self.prefix_reuse and self.prefix_store.max_tokens > 0:
+            packed = pack_suffixes([row[prefix:] for row in rows])
+            whole = len(packed.tokens) + packed.saved
+            if packed.saved >= TREE_MIN_SAVED * whole and len(packed.tokens) <= TREE_MAX_TOKENS:
+                return self._tree_pass(rows[0][:prefix], packed)
+        if prefix:
+            return self._suffix_pass(rows, prefix, keep_cache)
+        return self._plain_pass(rows, keep_cache)
+
+    def _tree_pass(self, prefix_tokens: list[int], packed: PackedSuffixes) -> tuple[Any, None, None, None]:
+        """Scoring rows whose suffixes share tokens: the trie's tokens in one sequence on the
+        prefix's key/values; each attends to the prefix, its ancestors and itself."""
+        import torch
+
+        prefix = len(prefix_tokens)
+        count = len(packed.tokens)
+        ancestors = torch.zeros((count, count), dtype=torch.bool)
+        for node, parent in enumerate(packed.parents):
+            if parent >= 0:
+                ancestors[node] = ancestors[parent]
+            ancestors[node, node] = True
+        allowed = torch.cat([torch.ones((count, prefix), dtype=torch.bool), ancestors], dim=1)[None, None]
+        if self.model.config._attn_implementation == "sdpa":
+            mask = allowed.to(self.device)
+        else:  # eager attention adds the mask to the scores
+            mask = torch.zeros(allowed.shape, dtype=self.model.dtype)
+            mask = mask.masked_fill(~allowed, torch.finfo(self.model.dtype).min).to(self.device)
+        input_ids = torch.tensor([packed.tokens], dtype=torch.long, device=self.device)
+        positions = torch.tensor([packed.depths], dtype=torch.long, device=self.device) + prefix
+        cache = self._expanded_cache(self._prefix_kv(prefix_tokens), 1) if prefix else None
+        self.stats.prefill_tokens += count
+        self.stats.prefix_tokens_reused += prefix * len(packed.ends) + packed.saved
+        self.stats.tree_passes += 1
+        self.stats.prefix_groups += 1 if prefix else 0
+        out = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                            past_key_values=cache, use_cache=prefix > 0,
+                            logits_to_keep=torch.tensor(packed.ends, device=self.device))
+        return out.logits[0], None, None, None
 
     def _plain_pass(self, rows: list[list[int]], keep_cache: bool) -> tuple[Any, Any, Any, Any]:
         """Whole rows, left-padded: (last logits, cache or None, mask, last positions)."""

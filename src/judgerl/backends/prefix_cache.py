@@ -206,3 +206,52 @@ class PrefixStore:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+@dataclass
+class PackedSuffixes:
+    """Suffixes of a group packed as a trie, flattened so that a parent comes before its children.
+
+    Scoring rows often share more than their group's prefix: the criteria of one answer share the
+    question and the answer, and only the criterion line differs. Packed this way, each distinct
+    token (with its distinct history) runs once; a token attends to the group's prefix, its
+    ancestors and itself, at position prefix + depth. `ends[row]` is the node of the row's last token.
+    """
+
+    tokens: list[int]
+    parents: list[int]  # -1: the first token of a suffix
+    depths: list[int]
+    ends: list[int]
+
+    @property
+    def saved(self) -> int:
+        """Tokens the packing saves over running every suffix whole."""
+        return sum(self.depths[end] + 1 for end in self.ends) - len(self.tokens)
+
+
+def pack_suffixes(suffixes: Sequence[Sequence[int]]) -> PackedSuffixes:
+    """The trie of non-empty token suffixes, flattened in order of first appearance.
+
+    >>> packed = pack_suffixes([[5, 6, 7], [5, 6, 8], [5, 6, 7]])
+    >>> packed.tokens, packed.parents, packed.ends, packed.saved
+    ([5, 6, 7, 8], [-1, 0, 1, 1], [2, 3, 2], 5)
+    """
+    packed = PackedSuffixes([], [], [], [])
+    children: list[dict[int, int]] = []
+    roots: dict[int, int] = {}
+    for suffix in suffixes:
+        if not suffix:
+            raise ValueError("every suffix needs at least one token (the one the verdict is read after)")
+        level, parent = roots, -1
+        for depth, token in enumerate(suffix):
+            node = level.get(token)
+            if node is None:
+                node = len(packed.tokens)
+                packed.tokens.append(int(token))
+                packed.parents.append(parent)
+                packed.depths.append(depth)
+                children.append({})
+                level[token] = node
+            level, parent = children[node], node
+        packed.ends.append(parent)
+    return packed
