@@ -196,7 +196,8 @@ class LocalEngine:
 
         try:
             layers = DynamicCache(config=self.model.config).layers
-        except Exception:  # an architecture whose cache cannot be built from its config
+        except Exception as exc:  # an architecture whose cache cannot be built from its config
+            log.info("cannot build a KV cache from %s's config (%s): no prefix KV reuse", self.path, exc)
             return False
         return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
