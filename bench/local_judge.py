@@ -400,6 +400,19 @@ async def pairwise_accuracy(backend: LocalBackend, design: Design,
     return correct / len(data), consistent / len(data), sum(firsts) / len(firsts)
 
 
+async def pointwise_pair_accuracy(backend: LocalBackend, setup: JudgeSetup,
+                                  data: list[dict[str, Any]]) -> float:
+    """Each LLMBar output judged alone by the rubric judge (`follows`, in `setup`), the pair won by
+    the higher P(pass): position-free by construction (ties count as misses)."""
+    items = [JudgeItem(row["input"], row[key], None, "follows") for row in data
+             for key in ("output_1", "output_2")]
+    scored = await gather_all(backend, setup.requests(setup.judge(backend, FOLLOWS), items))
+    probs = [p_first(c.candidate_logprobs, setup.tokens) for c in scored]
+    wins = [(1 if probs[2 * i] > probs[2 * i + 1] else 2 if probs[2 * i] < probs[2 * i + 1] else 0)
+            for i in range(len(data))]
+    return sum(win == row["label"] for win, row in zip(wins, data, strict=True)) / len(data)
+
+
 # ------------------------------------------------------------------------------ main bench
 
 
@@ -474,6 +487,7 @@ async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
     accuracy, consistent, bias = (await pairwise_accuracy(backend, pair_design, data) if data
                                   else (float("nan"),) * 3)
     pairwise_s = time.perf_counter() - started
+    pointwise_pairs = await pointwise_pair_accuracy(backend, setup, data) if data else float("nan")
     prompt_tokens = sum(c.usage.prompt_tokens for c in scored)
     result = {
         "judgments": len(items), "criteria_per_answer": criteria, "prompt": label, "gen_tokens": gen_tokens,
@@ -487,6 +501,7 @@ async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
         "generate_prefill_tokens": after["prefill_tokens"] - middle["prefill_tokens"],
         "llmbar_pairs": len(data), "llmbar_design": pair_design.name, "llmbar_accuracy": accuracy,
         "llmbar_position_consistency": consistent, "llmbar_mean_p_first": bias, "llmbar_s": pairwise_s,
+        "llmbar_pointwise_accuracy": pointwise_pairs,
     }
     print(f"\n== {len(items)} pointwise judgments ({label}; {criteria} criteria per answer) ==")
     print(f"prompt              : {result['prompt_tokens_per_judgment']:.0f} tokens per judgment; prefix KV "
@@ -503,6 +518,8 @@ async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
               "both orders ==")
         print(f"accuracy {accuracy:.2f}, position-consistent {consistent:.2f}, "
               f"mean P(first shown) {bias:.3f} ({pairwise_s:.1f} s)")
+        print(f"each output judged alone ({setup.name}, `follows`), higher P(pass) wins: accuracy "
+              f"{pointwise_pairs:.2f} (position-free)")
     return result
 
 
