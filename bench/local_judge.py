@@ -51,6 +51,7 @@ from typing import Any
 from judgerl.backends.base import CompletionRequest
 from judgerl.backends.local import DEFAULT_PREFIX_CACHE_TOKENS, LocalBackend
 from judgerl.config import JudgeConfig, read_yaml
+from judgerl.judges.logprob import p_pass
 from judgerl.judges.rubric import RubricJudge
 from judgerl.reward.runtime import JudgeRuntime
 from judgerl.types import Rollout, Sample
@@ -335,8 +336,7 @@ async def run_prompts(backend: LocalBackend) -> None:
 
 def p_first(candidate_logprobs: dict[str, float], tokens: tuple[str, str]) -> float:
     """P(first token) normalised over the two tokens."""
-    good, bad = (math.exp(candidate_logprobs[token]) for token in tokens)
-    return good / (good + bad)
+    return p_pass({token: math.exp(candidate_logprobs[token]) for token in tokens}, *tokens)
 
 
 def auc(positives: list[float], negatives: list[float]) -> float:

@@ -25,8 +25,10 @@ Why it is built this way:
   longest cached match, and only the rows' suffixes run, on a copy-free expansion of the prefix
   cache to the group's size (suffixes left-padded between prefix and suffix, mask 0 on the pads,
   positions continuing from the prefix length). The scores equal the uncached pass's (float
-  rounding aside; tested). Used for models whose layers all use full attention (llama, qwen,
-  ...); models with sliding-window layers (gemma 3) run uncached.
+  rounding aside; tested). Scoring rows that share more than the group's prefix (the criteria of
+  one answer) are packed as a trie into one sequence with a tree attention mask (sdpa attention
+  only), so each shared token runs once. Used for models whose layers all use full attention
+  (llama, qwen, ...); models with sliding-window layers (gemma 3) run uncached.
 
 Other `request.extra` keys: `chat_template: false` sends the message contents as plain text
 (base models have no template); a last message with role "assistant" is continued, not closed.
@@ -160,6 +162,8 @@ class LocalEngine:
         self._candidate_cache: dict[str, tuple[int, ...]] = {}
         self.prefix_store = PrefixStore(prefix_cache_tokens)
         self.prefix_reuse = self._full_attention_only()
+        # trie-packed scoring passes a [tokens x tokens] boolean mask, which the sdpa attention takes as is
+        self.tree_scoring = self.prefix_reuse and self.model.config._attn_implementation == "sdpa"
         if not self.prefix_reuse:
             log.info("%s has sliding-window or other non-full-attention layers: no prefix KV reuse", path)
         self._rng = torch.Generator().manual_seed(int.from_bytes(__import__("os").urandom(4), "little"))
@@ -340,10 +344,9 @@ class LocalEngine:
     def _group_pass(self, rows: list[list[int]], prefix: int, keep_cache: bool) -> tuple[Any, Any, Any, Any]:
         """One group's pass: packed as a trie when scoring rows share enough beyond the prefix,
         else padded rows on the prefix's key/values, else whole padded rows."""
-        if not keep_cache and self.prefix_reuse and self.prefix_store.max_tokens > 0:
+        if not keep_cache and self.tree_scoring and self.prefix_store.max_tokens > 0:
             packed = pack_suffixes([row[prefix:] for row in rows])
-            whole = len(packed.tokens) + packed.saved
-            if packed.saved >= TREE_MIN_SAVED * whole and len(packed.tokens) <= TREE_MAX_TOKENS:
+            if packed.saved >= TREE_MIN_SAVED * packed.whole and len(packed.tokens) <= TREE_MAX_TOKENS:
                 return self._tree_pass(rows[0][:prefix], packed)
         if prefix:
             return self._suffix_pass(rows, prefix, keep_cache)
@@ -361,20 +364,16 @@ class LocalEngine:
             if parent >= 0:
                 ancestors[node] = ancestors[parent]
             ancestors[node, node] = True
-        allowed = torch.cat([torch.ones((count, prefix), dtype=torch.bool), ancestors], dim=1)[None, None]
-        if self.model.config._attn_implementation == "sdpa":
-            mask = allowed.to(self.device)
-        else:  # eager attention adds the mask to the scores
-            mask = torch.zeros(allowed.shape, dtype=self.model.dtype)
-            mask = mask.masked_fill(~allowed, torch.finfo(self.model.dtype).min).to(self.device)
+        mask = torch.cat([torch.ones((count, prefix), dtype=torch.bool), ancestors], dim=1)[None, None]
         input_ids = torch.tensor([packed.tokens], dtype=torch.long, device=self.device)
         positions = torch.tensor([packed.depths], dtype=torch.long, device=self.device) + prefix
         cache = self._expanded_cache(self._prefix_kv(prefix_tokens), 1) if prefix else None
         self.stats.prefill_tokens += count
         self.stats.prefix_tokens_reused += prefix * len(packed.ends) + packed.saved
         self.stats.tree_passes += 1
-        self.stats.prefix_groups += 1 if prefix else 0
-        out = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+        if prefix:
+            self.stats.prefix_groups += 1
+        out = self._forward(input_ids=input_ids, attention_mask=mask.to(self.device), position_ids=positions,
                             past_key_values=cache, use_cache=prefix > 0,
                             logits_to_keep=torch.tensor(packed.ends, device=self.device))
         return out.logits[0], None, None, None

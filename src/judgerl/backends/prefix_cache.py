@@ -224,9 +224,14 @@ class PackedSuffixes:
     ends: list[int]
 
     @property
+    def whole(self) -> int:
+        """Tokens of all suffixes, each run whole."""
+        return sum(self.depths[end] + 1 for end in self.ends)
+
+    @property
     def saved(self) -> int:
         """Tokens the packing saves over running every suffix whole."""
-        return sum(self.depths[end] + 1 for end in self.ends) - len(self.tokens)
+        return self.whole - len(self.tokens)
 
 
 def pack_suffixes(suffixes: Sequence[Sequence[int]]) -> PackedSuffixes:
