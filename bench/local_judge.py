@@ -9,6 +9,7 @@ judge is on the vendored LLMBar natural pairs.
     .venv/bin/python bench/local_judge.py --items probes --n 200 --pairs 0 --gen-tokens 64 --criteria 2
     .venv/bin/python bench/local_judge.py --prompts       # compare judge prompts (probes, demo criteria)
     .venv/bin/python bench/local_judge.py --designs       # compare raw prompt / token designs
+    .venv/bin/python bench/local_judge.py --tiny          # smoke run (CI): it works, figures not meaningful
 
 What it prints:
 1. the same N pointwise judgments, rendered by the rubric judge (`scoring: logprob`) in the setup
@@ -55,9 +56,9 @@ from judgerl.judges.logprob import p_pass
 from judgerl.judges.rubric import RubricJudge
 from judgerl.reward.runtime import JudgeRuntime
 from judgerl.types import Rollout, Sample
+from judgerl.validate.datasets import find_data_dir
 
-LLMBAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "judge-validation" / \
-    "llmbar-natural" / "dataset.json"
+LLMBAR = find_data_dir() / "llmbar-natural" / "dataset.json"
 
 #: (question, clearly right answer, clearly wrong answer)
 PROBES: list[tuple[str, str, str]] = [
@@ -545,7 +546,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", action="store_true", help="compare rubric judge setups instead")
     parser.add_argument("--designs", action="store_true", help="compare raw prompt/token designs instead")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a smoke run: 4 short probes, 2 LLMBar pairs, 4-token verdicts")
     args = parser.parse_args(argv)
+    if args.tiny:
+        args.n, args.pairs, args.gen_tokens, args.items = 4, 2, 4, "probes"
     backend = LocalBackend(args.model, max_concurrency=args.batch, dtype=args.dtype, threads=args.threads,
                            prefix_cache_tokens=args.prefix_cache_tokens)
     started = time.perf_counter()

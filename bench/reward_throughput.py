@@ -18,6 +18,7 @@ and beyond C requests in flight it answers 429 with Retry-After.
 
     .venv/bin/python bench/reward_throughput.py                # N=2000, L=0.2 s, C=64
     .venv/bin/python bench/reward_throughput.py --n 300 --latency 0.1 --concurrency 16   # quick
+    .venv/bin/python bench/reward_throughput.py --tiny     # smoke run (CI): it works, figures not meaningful
 """
 
 from __future__ import annotations
@@ -195,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nth-retry-after", type=float, default=0.05,
                         help="Retry-After of the every-5th 429 (amplification phase)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a seconds-long smoke run (N=40, L=20 ms, C=8); figures not meaningful, exit 0")
     args = parser.parse_args(argv)
+    if args.tiny:
+        args.n, args.latency, args.concurrency, args.retry_after = 40, 0.02, 8, 0.05
     n, latency, concurrency = args.n, args.latency, args.concurrency
     prompts = [f"answer number {index}: the contract's clause {index % 97} limits liability"
                for index in range(n)]
@@ -298,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"ratio": figures["runtime"]["ratio_to_ideal"],
                "amplification": figures["retries"]["amplification"]}
     print("PASS" if ok else "BELOW TARGET", json.dumps(summary))
-    return 0 if ok else 1
+    return 0 if ok or args.tiny else 1
 
 
 if __name__ == "__main__":

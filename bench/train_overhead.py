@@ -14,6 +14,7 @@ OpenAI-compatible judge on 127.0.0.1 with a fixed latency per request (tests/fak
 (b) judgerl: `judgerl.train.grpo.GrpoRun` (the `judgerl train` code path, monitors included).
 
     .venv/bin/python bench/train_overhead.py [--steps 4] [--latency 0.1] [--batch 8]
+    .venv/bin/python bench/train_overhead.py --tiny     # smoke run (CI): it works, figures not meaningful
 
 Prints both step times and the ratio (b)/(a); the target is <= 1.0.
 """
@@ -63,10 +64,11 @@ def reward_config(url: str) -> dict[str, Any]:
 
 def recipe_for(workdir: Path, url: str, steps: int, batch: int, output: str) -> Any:
     from judgerl.train.recipe import load_recipe
+    from judgerl.workflow import DEMO_RECIPE
 
     return load_recipe({
         "model": {"name_or_path": str(workdir / "model"), "lora": {"enabled": False}},
-        "data": {"train": str(ROOT / "examples" / "demo" / "train.jsonl")},
+        "data": {"train": str(DEMO_RECIPE.parent / "train.jsonl")},
         "reward": reward_config(url),
         "rollout": {"number_generation": 4, "max_new_tokens": 16},
         "trainer": {"max_steps": steps, "global_batch_size": batch, "save_steps": 10_000, "save_top_k": 1,
@@ -139,7 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=4, help="GRPO steps per run")
     parser.add_argument("--latency", type=float, default=0.1, help="judge latency per request, seconds")
     parser.add_argument("--batch", type=int, default=8, help="completions per step (global batch)")
+    parser.add_argument("--tiny", action="store_true", help="a smoke run: 1 GRPO step, 4 completions")
     args = parser.parse_args(argv)
+    if args.tiny:
+        args.steps, args.batch, args.latency = 1, 4, 0.01
 
     import transformers
 

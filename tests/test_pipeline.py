@@ -136,3 +136,32 @@ def test_score_batch_can_be_awaited_from_a_foreign_event_loop():
         rewards = asyncio.run(from_other_loop())
         again = asyncio.run(from_other_loop())  # a second loop: the runtime's loop is unaffected
     assert [r.status for r in rewards + again] == ["ok"] * 4
+
+
+def test_closing_the_loop_cancels_and_awaits_what_a_failed_batch_left_behind() -> None:
+    """A gather whose first judgment raises leaves the others running; close() must finish them
+    on the loop (their cleanup runs), not leave them to die later on a closed loop."""
+    from judgerl.reward.loop import LoopThread
+
+    loop = LoopThread()
+    cleaned_up: list[int] = []
+
+    async def slow_judgment(index: int) -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            cleaned_up.append(index)
+
+    async def failing() -> None:
+        await asyncio.sleep(0.01)
+        raise ValueError("the first judgment fails")
+
+    async def batch() -> None:
+        await asyncio.gather(failing(), *(slow_judgment(index) for index in range(3)))
+
+    with pytest.raises(ValueError, match="first judgment"):
+        loop.run(batch())
+    assert cleaned_up == []  # still running after the batch raised
+    loop.close()
+    assert sorted(cleaned_up) == [0, 1, 2]
+    assert loop.loop.is_closed()

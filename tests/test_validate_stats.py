@@ -1,8 +1,8 @@
 """Validation's plain-Python statistics, its loaders for the vendored and user sets, and suite parsing.
 
 The statistics are checked against independent formulas (hypothesis) and known values; the
-loaders against the vendored files in shared/data/judge-validation (found as users would find
-them) and against bad user files, whose errors must name the file, line and field.
+loaders against the sets shipped inside the package (found as users would find them) and
+against bad user files, whose errors must name the file, line and field.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import judgerl
 from judgerl.errors import ConfigError, DataError
 from judgerl.validate import stats
 from judgerl.validate.datasets import (
@@ -106,12 +107,23 @@ def test_max_chars_keeps_short_items_before_the_limit() -> None:
         load_source(DataSource(dataset="llmbar-natural", max_chars=10), Path.cwd(), where="x")
 
 
-def test_data_dir_from_the_environment_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    real = find_data_dir()
-    monkeypatch.setenv("JUDGERL_SHARED_DATA", str(real.parent))  # shared/data also works
-    assert find_data_dir() == real
-    monkeypatch.setenv("JUDGERL_SHARED_DATA", str(tmp_path))
-    with pytest.raises(ConfigError, match="JUDGERL_SHARED_DATA"):
+def test_data_dir_is_the_packaged_one_unless_the_environment_names_another(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("JUDGERL_VALIDATION_DATA", raising=False)
+    packaged = find_data_dir()
+    package_root = Path(judgerl.__file__).resolve().parent
+    assert packaged.is_relative_to(package_root)
+    assert (packaged / "llmbar-natural" / "LICENSE").is_file()
+    assert (packaged / "evalbiasbench" / "LICENSE").is_file()
+    own = tmp_path / "mine" / "judge-validation" / "llmbar-natural"
+    own.mkdir(parents=True)
+    rows = json.loads((packaged / "llmbar-natural" / "dataset.json").read_text(encoding="utf-8"))[:3]
+    (own / "dataset.json").write_text(json.dumps(rows), encoding="utf-8")
+    monkeypatch.setenv("JUDGERL_VALIDATION_DATA", str(tmp_path / "mine"))  # the folder above works too
+    assert find_data_dir() == own.parent
+    assert len(load_llmbar_natural()) == 3
+    monkeypatch.setenv("JUDGERL_VALIDATION_DATA", str(tmp_path))
+    with pytest.raises(ConfigError, match="JUDGERL_VALIDATION_DATA"):
         find_data_dir()
 
 

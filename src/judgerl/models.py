@@ -180,7 +180,10 @@ def _cached_conversion(gguf_path: Path, name: str, root: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-{target.name}-", dir=root))
     try:
         started = time.perf_counter()
-        convert_gguf(gguf_path, tmp)
+        try:
+            convert_gguf(gguf_path, tmp)
+        except (ValueError, KeyError, IndexError) as exc:  # what gguf's reader raises on a bad file
+            raise ConfigError(f"not a readable GGUF model file: {exc}", path=str(gguf_path)) from exc
         try:
             os.rename(tmp, target)
         except OSError:

@@ -138,6 +138,16 @@ TREE_MIN_SAVED = 0.2
 TREE_MAX_TOKENS = 2048
 
 
+def kv_cache_name() -> str:
+    """What this transformers release calls the KV cache in a forward call and its output:
+    `cache` from 5.2x on, `past_key_values` before (the old name still works there but warns on
+    every forward pass)."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {}) else \
+        "past_key_values"
+
+
 class LocalEngine:
     """One loaded model + tokenizer and the worker thread that runs every batch on it."""
 
@@ -151,13 +161,17 @@ class LocalEngine:
         self.device = device
         self.max_batch_size = max_batch_size
         started = time.perf_counter()
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+            self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"cannot load the model folder: {exc}", path=str(path)) from exc
         self.model.to(device).eval()
         self.load_s = time.perf_counter() - started
         self.pad_id = self._pad_id()
         self.eos_ids = self._eos_ids()
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
+        self.cache_name = kv_cache_name()
         self.stats = EngineStats()
         self._candidate_cache: dict[str, tuple[int, ...]] = {}
         self.prefix_store = PrefixStore(prefix_cache_tokens)
@@ -315,7 +329,13 @@ class LocalEngine:
 
     def _forward(self, **kwargs: Any) -> Any:
         self.stats.forward_passes += 1
+        if "past_key_values" in kwargs and self.cache_name != "past_key_values":
+            kwargs[self.cache_name] = kwargs.pop("past_key_values")
         return self.model(**kwargs)
+
+    def _cache_of(self, out: Any) -> Any:
+        """The KV cache a forward pass returned (read by its current name: no deprecation path)."""
+        return getattr(out, self.cache_name)
 
     def _prefill(self, rows: list[list[int]], *, keep_cache: bool) -> _Prefill:
         """One batch's prompt pass: the next-token logits of every row (and, for generation, the
@@ -384,7 +404,7 @@ class LocalEngine:
         self.stats.prefill_tokens += sum(len(row) for row in rows)
         out = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                             use_cache=keep_cache, logits_to_keep=1)
-        return (out.logits[:, -1, :], out.past_key_values if keep_cache else None, mask,
+        return (out.logits[:, -1, :], self._cache_of(out) if keep_cache else None, mask,
                 positions[:, -1:])
 
     def _suffix_pass(self, rows: list[list[int]], prefix: int, keep_cache: bool) -> tuple[Any, Any, Any, Any]:
@@ -404,7 +424,7 @@ class LocalEngine:
         out = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                             past_key_values=self._expanded_cache(kv, len(rows)), use_cache=True,
                             logits_to_keep=1)
-        return (out.logits[:, -1, :], out.past_key_values if keep_cache else None, mask,
+        return (out.logits[:, -1, :], self._cache_of(out) if keep_cache else None, mask,
                 positions[:, -1:])
 
     def _prefix_kv(self, tokens: list[int]) -> PrefixKV:
@@ -426,7 +446,7 @@ class LocalEngine:
         out = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                             past_key_values=self._expanded_cache(cached, 1) if cached else None,
                             use_cache=True, logits_to_keep=1)
-        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        kv = [(layer.keys, layer.values) for layer in self._cache_of(out).layers]
         self.prefix_store.put(tokens, kv)
         return kv
 
@@ -531,7 +551,7 @@ class LocalEngine:
                 step = torch.tensor(next_tokens, dtype=torch.long, device=self.device)[:, None]
                 out = self._forward(input_ids=step, attention_mask=mask, position_ids=positions,
                                     past_key_values=cache, use_cache=True)
-                cache = out.past_key_values
+                cache = self._cache_of(out)
                 logits = out.logits[:, -1, :].float()
         return [self._completion(requests[row], ids, outputs[row], records[row], finish[row] or "length")
                 for row, (_, ids) in enumerate(ready)]

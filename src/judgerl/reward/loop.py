@@ -9,12 +9,16 @@ and bridging callers to it keeps every limit process-wide and every connection r
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+CLOSE_TIMEOUT_S = 5.0
 
 
 class LoopThread:
@@ -49,8 +53,31 @@ class LoopThread:
         return await asyncio.wrap_future(self.submit(coro))
 
     def close(self) -> None:
+        """Cancel and await every task still on the loop, then stop and close it.
+
+        A failed batch can leave tasks behind (the other judgments of a `gather` whose first one
+        raised); closing the loop under them would print "Event loop is closed" tracebacks later,
+        when they are garbage-collected, after the user already has the one error that matters.
+        """
         if self._loop.is_closed():
             return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
+        if self._thread.is_alive():
+            try:
+                self.submit(_cancel_pending()).result(timeout=CLOSE_TIMEOUT_S)
+            except FutureTimeoutError:
+                log.warning("tasks still running %.0f s after they were cancelled; closing anyway",
+                            CLOSE_TIMEOUT_S)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=CLOSE_TIMEOUT_S)
+        if not self._loop.is_running():
+            self._loop.close()
+
+
+async def _cancel_pending() -> None:
+    """Cancel every other task on the running loop and wait until each has finished."""
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()

@@ -3,7 +3,8 @@ file, or items written inline in the suite.
 
 Why a module: the same probes (accuracy against humans, position bias, verbosity) should run on
 public data with one command and on the user's own data without code. Two vendored sets ship
-beside the repository in `shared/data/judge-validation/` (see the README there):
+inside the package, in `judgerl/data/judge-validation/` (licences and provenance in the README
+there), so they work from a wheel with no download and nothing beside the checkout:
 
 - `llmbar-natural`: 100 instruction-following pairs from LLMBar, `label` 1 or 2 names the better
   output;
@@ -11,9 +12,9 @@ beside the repository in `shared/data/judge-validation/` (see the README there):
   every row, so the loader swaps every other pair of each type (`balance=True`) to keep an "always A" judge
   from scoring 100 %.
 
-The folder is found from `$JUDGERL_SHARED_DATA` (the `judge-validation` folder or a folder that
-holds `judge-validation/` or `data/judge-validation/`), else by walking up from the working
-directory and from this file to a `shared/data/judge-validation` folder.
+The packaged folder is used unless a suite names its own (`data_dir:`) or `$JUDGERL_VALIDATION_DATA`
+points to a folder of the same layout (a user's own, newer copy of the sets); judgerl never searches
+outside its own files.
 
 A user labelled file is JSONL, one object per line, all rows of one kind:
 
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
 
 Label = Literal["a", "b", "tie"]
 BUILTIN_DATASETS = ("llmbar-natural", "evalbiasbench")
-ENV_VAR = "JUDGERL_SHARED_DATA"
+ENV_VAR = "JUDGERL_VALIDATION_DATA"
+PACKAGED_DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "judge-validation"
 _SWAP = {"a": "b", "b": "a", "tie": "tie"}
 
 
@@ -96,29 +98,21 @@ Item = PairItem | AnswerItem
 
 
 def find_data_dir(explicit: str | Path | None = None) -> Path:
-    """The `judge-validation` folder: `explicit`, `$JUDGERL_SHARED_DATA`, or found by walking up."""
+    """The `judge-validation` folder: `explicit`, `$JUDGERL_VALIDATION_DATA`, or the packaged one."""
     if explicit is not None:
         path = Path(explicit)
         if not path.is_dir():
             raise ConfigError("judge-validation data folder not found", path=str(path))
         return path
-    candidates: list[Path] = []
     env = os.environ.get(ENV_VAR)
     if env:
         root = Path(env)
-        candidates += [root, root / "judge-validation", root / "data" / "judge-validation"]
-        for candidate in candidates:
+        for candidate in (root, root / "judge-validation"):
             if _is_data_dir(candidate):
                 return candidate
         raise ConfigError(f"${ENV_VAR}={env} holds no judge-validation data "
                           f"(expected llmbar-natural/ or evalbiasbench/ in it or in judge-validation/)")
-    for start in (Path.cwd().resolve(), Path(__file__).resolve().parent):
-        for folder in (start, *start.parents):
-            candidate = folder / "shared" / "data" / "judge-validation"
-            if _is_data_dir(candidate):
-                return candidate
-    raise ConfigError(f"could not find shared/data/judge-validation; set ${ENV_VAR} to its path "
-                      f"or give an explicit `path:` in the suite")
+    return PACKAGED_DATA_DIR
 
 
 def _is_data_dir(path: Path) -> bool:

@@ -71,8 +71,8 @@ class DataSource(BaseModel):
     max_chars: int | None = Field(default=None, ge=1, description="skip items whose prompt and "
                                   "answers together are longer (keeps CPU runs short); before `limit`")
     biases: list[str] | None = Field(default=None, description="evalbiasbench: keep these bias types")
-    data_dir: str | None = Field(default=None, description="the judge-validation folder, when it "
-                                 "cannot be found automatically")
+    data_dir: str | None = Field(default=None, description="another copy of the judge-validation "
+                                 "folder (default: the one shipped in the package)")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSource:
