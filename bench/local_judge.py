@@ -54,7 +54,7 @@ from judgerl.backends.local import DEFAULT_PREFIX_CACHE_TOKENS, LocalBackend
 from judgerl.config import JudgeConfig, read_yaml
 from judgerl.judges.logprob import p_pass
 from judgerl.judges.rubric import RubricJudge
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
 from judgerl.types import Rollout, Sample
 from judgerl.validate.datasets import find_data_dir
 

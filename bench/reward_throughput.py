@@ -43,7 +43,7 @@ import httpx
 from judgerl.backends.base import CompletionRequest
 from judgerl.backends.openai_compat import OpenAICompatBackend, parse_retry_after
 from judgerl.config import RuntimeConfig
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_SERVER = ROOT / "tests" / "fake_openai.py"

@@ -24,7 +24,7 @@ from judgerl.config import CheckConfig, JudgeConfig, RewardConfig
 from judgerl.errors import BackendError
 from judgerl.judges.base import PointwiseJudge
 from judgerl.reward.pipeline import RewardPipeline
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
 from judgerl.types import Rollout, Sample, Score
 
 

@@ -14,7 +14,7 @@ from judgerl.backends.base import CompletionRequest
 from judgerl.backends.bedrock import BedrockBackend, classify
 from judgerl.config import BackendConfig, RuntimeConfig
 from judgerl.errors import BackendError, FatalBackendError
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
 
 MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
 

@@ -22,7 +22,7 @@ from judgerl.data import load_samples
 from judgerl.judges import build_judge
 from judgerl.judges.itemized import ItemizedRubricJudge
 from judgerl.reward.pipeline import RewardPipeline
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
 from judgerl.train.recipe import load_recipe
 from judgerl.types import Rollout, Sample
 from judgerl.validate.suite import load_regression_items, load_suite

@@ -20,7 +20,7 @@ from judgerl.backends.base import CompletionRequest
 from judgerl.backends.openai_compat import OpenAICompatBackend
 from judgerl.config import RuntimeConfig
 from judgerl.errors import FatalBackendError
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "max_attempts": 3, "deadline_s": 20.0}
 

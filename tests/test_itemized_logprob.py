@@ -15,7 +15,7 @@ from judgerl.config import JudgeConfig
 from judgerl.errors import BackendError, ConfigError
 from judgerl.judges import build_judge
 from judgerl.judges.itemized import ItemizedRubricJudge
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
 from judgerl.types import Rollout, Sample
 
 LEVELS = {level: f"level {level}" for level in range(1, 6)}

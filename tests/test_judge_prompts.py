@@ -17,7 +17,7 @@ from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import JudgeConfig, load_reward_config
 from judgerl.errors import ConfigError
 from judgerl.judges.rubric import RubricJudge
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
 from judgerl.types import Rollout, Sample
 
 CRITERIA = [{"name": "friendly", "description": "The reply is polite."},

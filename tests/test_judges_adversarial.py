@@ -16,7 +16,7 @@ from judgerl.errors import DataError
 from judgerl.judges import build_judge
 from judgerl.judges.adversarial import AdversarialItem, load_adversarial_set
 from judgerl.judges.parsing import CriterionSpec, parse_rubric
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
 from judgerl.types import Rollout, Sample
 
 ITEMS = load_adversarial_set()

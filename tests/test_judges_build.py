@@ -11,7 +11,7 @@ from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import JudgeConfig, load_reward_config
 from judgerl.errors import ConfigError
 from judgerl.judges import JUDGE_TYPES, build_judge
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
 from judgerl.types import Rollout, Sample
 
 CHECK = [{"name": "ok", "description": "Answers the question."}]

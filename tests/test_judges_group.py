@@ -14,7 +14,7 @@ from judgerl.config import JudgeConfig
 from judgerl.errors import ConfigError
 from judgerl.judges import build_judge
 from judgerl.judges.group import GroupJudge
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
 from judgerl.types import Rollout, Sample
 
 SAMPLE = Sample("s1", [{"role": "user", "content": "Name a prime number above 10."}], reference="11")

@@ -15,7 +15,7 @@ from judgerl.config import JudgeConfig, RuntimeConfig
 from judgerl.errors import BackendError, ConfigError
 from judgerl.judges import build_judge
 from judgerl.judges.rubric import RubricJudge
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
 from judgerl.types import Rollout, Sample
 
 CRITERIA = [

@@ -11,7 +11,7 @@ from judgerl.config import CheckConfig, JudgeConfig, RewardConfig
 from judgerl.errors import ConfigError, FailureBudgetExceeded
 from judgerl.judges.base import PointwiseJudge
 from judgerl.reward.pipeline import RewardPipeline
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
 from judgerl.types import Rollout, Sample, Score
 
 
@@ -141,7 +141,7 @@ def test_score_batch_can_be_awaited_from_a_foreign_event_loop():
 def test_closing_the_loop_cancels_and_awaits_what_a_failed_batch_left_behind() -> None:
     """A gather whose first judgment raises leaves the others running; close() must finish them
     on the loop (their cleanup runs), not leave them to die later on a closed loop."""
-    from judgerl.reward.loop import LoopThread
+    from judgerl.runtime.loop import LoopThread
 
     loop = LoopThread()
     cleaned_up: list[int] = []

@@ -13,8 +13,8 @@ from judgerl.backends.base import Completion, CompletionRequest, Usage
 from judgerl.backends.openai_compat import OpenAICompatBackend
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import RuntimeConfig
-from judgerl.reward.cache import CompletionCache, cache_key
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.cache import CompletionCache, cache_key
+from judgerl.runtime.model_runtime import JudgeRuntime
 
 
 def request(text: str, **fields: object) -> CompletionRequest:
@@ -106,7 +106,7 @@ def test_cache_is_safe_across_processes(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import sys
         from judgerl.backends.base import Completion, Usage
-        from judgerl.reward.cache import CompletionCache
+        from judgerl.runtime.cache import CompletionCache
         cache = CompletionCache({str(path)!r})
         for i in range(150):
             cache.put(f"{{sys.argv[1]}}-{{i}}", Completion(f"text {{i}}", "m", Usage(i, 1)))

@@ -13,8 +13,8 @@ from judgerl.backends.base import Completion, CompletionRequest, Usage
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import Price, RuntimeConfig
 from judgerl.errors import BackendError, DataError
-from judgerl.reward.journal import Journal, read_journal
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.journal import Journal, read_journal
+from judgerl.runtime.model_runtime import JudgeRuntime
 
 
 def test_each_record_is_on_disk_before_the_next(tmp_path: Path) -> None:

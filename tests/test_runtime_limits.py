@@ -13,8 +13,8 @@ from judgerl.backends.openai_compat import OpenAICompatBackend
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import RuntimeConfig
 from judgerl.errors import BackendError, ConfigError, FatalBackendError
-from judgerl.reward.ratelimit import RateLimiter, TokenBucket
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.ratelimit import RateLimiter, TokenBucket
 
 
 def request(text: str, max_tokens: int = 16) -> CompletionRequest:

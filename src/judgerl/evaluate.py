@@ -173,8 +173,8 @@ class EndpointGenerator(Generator):
         self, spec: ModelSpec, sampling: SamplingConfig, runtime_config: RuntimeConfig | None = None
     ) -> None:
         from judgerl.backends import build_backend
-        from judgerl.reward.loop import LoopThread
-        from judgerl.reward.runtime import JudgeRuntime
+        from judgerl.runtime.loop import LoopThread
+        from judgerl.runtime.model_runtime import JudgeRuntime
 
         assert spec.endpoint is not None
         self.sampling = sampling

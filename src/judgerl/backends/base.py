@@ -1,7 +1,7 @@
 """The one seam between judgerl and a model: `Backend.complete(request) -> Completion`.
 
 A backend is the only code that talks to a model. It does one attempt per call and says, by the
-`BackendError` it raises, whether a retry could help; the runtime (reward/runtime.py) decides
+`BackendError` it raises, whether a retry could help; the runtime (runtime/model_runtime.py) decides
 whether and when to retry. Nothing else retries.
 """
 

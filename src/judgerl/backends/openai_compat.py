@@ -3,7 +3,7 @@
 Why: nearly every judge endpoint speaks `POST {base_url}/chat/completions`. This module makes
 exactly one attempt per call over one shared `aiohttp.ClientSession` per event loop
 (`max_concurrency` keep-alive connections) and turns every failure into a `BackendError` that
-says whether a retry can help, so that the runtime (reward/runtime.py) can decide; it never
+says whether a retry can help, so that the runtime (runtime/model_runtime.py) can decide; it never
 retries itself.
 
 Why aiohttp and not httpx: the client's CPU per request decides how busy one event loop can

@@ -19,7 +19,7 @@ from judgerl.judges.rubric import RubricJudge
 
 if TYPE_CHECKING:
     from judgerl.config import JudgeConfig
-    from judgerl.reward.runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import JudgeRuntime
 
 JUDGE_TYPES: dict[str, type[Judge]] = {
     "rubric": RubricJudge,

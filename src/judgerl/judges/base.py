@@ -20,7 +20,7 @@ from judgerl.types import Rollout, Sample, Score, Verdict
 if TYPE_CHECKING:
     from judgerl.backends.base import CompletionRequest
     from judgerl.config import JudgeConfig
-    from judgerl.reward.runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import JudgeRuntime
 
 
 class Judge(ABC):

@@ -19,7 +19,7 @@ from judgerl.errors import JudgeParseError
 from judgerl.prompting import PromptTemplate
 
 if TYPE_CHECKING:
-    from judgerl.reward.runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import JudgeRuntime
 
 T = TypeVar("T")
 

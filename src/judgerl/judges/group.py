@@ -42,7 +42,7 @@ from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:
     from judgerl.config import JudgeConfig
-    from judgerl.reward.runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import JudgeRuntime
 
 DEFAULT_INSTRUCTIONS = ("Judge each answer on correctness first, then completeness and faithfulness to "
                         "the question, then clarity and concision.")

@@ -71,7 +71,7 @@ from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:
     from judgerl.config import JudgeConfig
-    from judgerl.reward.runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import JudgeRuntime
 
 PLACEHOLDERS = {"question", "reference", "items", "count", "ids", "criteria", "answer_format"}
 LOGPROB_PLACEHOLDERS = {"question", "reference", "item", "item_id", "count", "criterion", "instruction",

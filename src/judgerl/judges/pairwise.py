@@ -45,7 +45,7 @@ from judgerl.types import Rollout, Sample, Score, Verdict, Winner
 
 if TYPE_CHECKING:
     from judgerl.config import JudgeConfig
-    from judgerl.reward.runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import JudgeRuntime
 
 DEFAULT_INSTRUCTIONS = ("Decide which answer responds to the question better: correct first, then "
                         "complete and faithful to what was asked, then clear and concise.")

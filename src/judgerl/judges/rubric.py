@@ -47,7 +47,7 @@ from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:
     from judgerl.config import JudgeConfig
-    from judgerl.reward.runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import JudgeRuntime
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]*$"
 

@@ -1,1 +1,4 @@
-"""The reward side of judgerl: pipeline (checks -> gate -> judges -> aggregate) and its runtime."""
+"""The reward: the pipeline (checks -> gate -> judges -> aggregate), the aggregation formula and dry run.
+
+The model-call runtime it drives lives one layer down, in `judgerl.runtime`.
+"""

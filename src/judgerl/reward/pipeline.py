@@ -23,8 +23,8 @@ from judgerl.config import CheckConfig, RewardConfig, load_reward_config
 from judgerl.errors import ConfigError, FailureBudgetExceeded
 from judgerl.judges.base import Judge
 from judgerl.reward.aggregate import Formula, weighted_mean
-from judgerl.reward.loop import LoopThread
-from judgerl.reward.runtime import JudgeRuntime
+from judgerl.runtime.loop import LoopThread
+from judgerl.runtime.model_runtime import JudgeRuntime
 from judgerl.types import Reward, Rollout, Sample, Score
 
 NEUTRAL_SCORE = 0.5

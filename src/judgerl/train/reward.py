@@ -34,7 +34,7 @@ from judgerl.train.monitors import SignalTracker
 from judgerl.types import Reward, Rollout, Sample
 
 METRIC_PREFIX = "reward"
-#: counters of the runtime's stats (reward/accounting.py) logged per step as `judge/<name>`
+#: counters of the runtime's stats (runtime/accounting.py) logged per step as `judge/<name>`
 JUDGE_COUNTERS = ("calls", "backend_calls", "attempts", "cache_hits", "dedup_hits", "failed", "prompt_tokens",
                   "completion_tokens", "total_tokens", "cost_usd")
 

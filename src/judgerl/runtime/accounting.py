@@ -1,0 +1,112 @@
+"""Accounting of judge calls: counts, tokens, cost, latency percentiles, errors by reason.
+
+Why: judge calls are the main running cost of RLAIF and the main source of slowness; users need
+to see per run (and per training step) how many calls were made, how many the cache and the
+in-batch dedup saved, how many HTTP attempts the retries cost, what it cost in USD, and why calls
+failed. `JudgeRuntime.stats.snapshot()` returns all of it as a plain dict.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from typing import Any
+
+from judgerl.backends.base import Usage
+from judgerl.config import Price
+
+LATENCY_WINDOW = 10_000
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in [0, 100]) or None for no values.
+
+    >>> percentile([1.0, 2.0, 3.0, 4.0], 50), percentile([1.0, 2.0, 3.0, 4.0], 95), percentile([], 50)
+    (2.0, 4.0, None)
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+class RuntimeStats:
+    """Thread-safe counters of one runtime. Token and cost figures count fresh calls only."""
+
+    def __init__(self, prices: dict[str, Price] | None = None) -> None:
+        self.prices = prices or {}
+        self._lock = threading.Lock()
+        self.calls = 0            # logical complete() calls, including cache and dedup hits
+        self.backend_calls = 0    # logical calls that went to a backend
+        self.attempts = 0         # attempts sent to a backend (HTTP requests)
+        self.cache_hits = 0
+        self.dedup_hits = 0
+        self.ok = 0
+        self.failed = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost_usd = 0.0
+        self.errors: Counter[str] = Counter()          # final error reason -> logical calls
+        self.attempt_errors: Counter[str] = Counter()  # error reason -> attempts
+        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+
+    def count_call(self) -> None:
+        with self._lock:
+            self.calls += 1
+
+    def count_hit(self, *, dedup: bool) -> None:
+        with self._lock:
+            if dedup:
+                self.dedup_hits += 1
+            else:
+                self.cache_hits += 1
+
+    def count_attempt(self, error_reason: str | None = None) -> None:
+        with self._lock:
+            self.attempts += 1
+            if error_reason:
+                self.attempt_errors[error_reason] += 1
+
+    def count_result(self, *, model: str, usage: Usage | None, latency_s: float,
+                     error_reason: str | None) -> None:
+        """One logical call that went to the backend has finished (ok or failed)."""
+        with self._lock:
+            self.backend_calls += 1
+            self._latencies.append(latency_s)
+            if error_reason is not None:
+                self.failed += 1
+                self.errors[error_reason] += 1
+                return
+            self.ok += 1
+            if usage is not None:
+                self.prompt_tokens += usage.prompt_tokens
+                self.completion_tokens += usage.completion_tokens
+                price = self.prices.get(model)
+                if price is not None:
+                    self.cost_usd += (usage.prompt_tokens * price.input_per_mtok
+                                      + usage.completion_tokens * price.output_per_mtok) / 1e6
+
+    def snapshot(self) -> dict[str, Any]:
+        """All figures as a plain, JSON-ready dict."""
+        with self._lock:
+            latencies = list(self._latencies)
+            return {
+                "calls": self.calls,
+                "backend_calls": self.backend_calls,
+                "attempts": self.attempts,
+                "retry_amplification": (round(self.attempts / self.backend_calls, 4)
+                                        if self.backend_calls else None),
+                "cache_hits": self.cache_hits,
+                "dedup_hits": self.dedup_hits,
+                "ok": self.ok,
+                "failed": self.failed,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+                "cost_usd": round(self.cost_usd, 6),
+                "latency_p50_s": percentile(latencies, 50),
+                "latency_p95_s": percentile(latencies, 95),
+                "errors": dict(self.errors),
+                "attempt_errors": dict(self.attempt_errors),
+            }

@@ -1,0 +1,385 @@
+"""The reward runtime: every judge call in the process goes through one `JudgeRuntime`.
+
+Why one place: concurrency limits, rate limits, retries, the circuit breaker, the cache, the
+journal and the accounting only work if no call goes around them. Judges ask
+`runtime.complete(backend_name, request)` and get a `CallResult`; a failure that retrying
+cannot fix in time comes back as `CallResult(completion=None, error=...)` so that the judge
+can report "unscored" with the reason. A fatal error (bad request, bad key, unknown model)
+raises `FatalBackendError`, because every other call would fail the same way.
+
+One logical call, step by step:
+
+1. the SQLite cache (content-addressed; `use_cache=False` skips it) and the in-flight table
+   (an identical call already in flight is awaited, not repeated);
+2. a concurrency slot of the backend (`backend.max_concurrency`); the call's total deadline
+   (`deadline_s`) starts when it first gets a slot, so queueing behind a slow backend is not
+   counted against it;
+3. the Retry-After gate: while a 429 / 503 `Retry-After` window of that backend is open, nothing
+   is sent to it (a window longer than `retry_after_cap_s` fails the call fast);
+4. the RPM / TPM buckets (`backend.rpm`, `backend.tpm`; TPM charged with the prompt estimate plus
+   `max_tokens`, corrected with the real usage);
+5. the circuit breaker (open: fail fast as "circuit_open"; half-open: one probe);
+6. one attempt, bounded by `backend.timeout_s` and the deadline; then retry on retryable errors:
+   the server's Retry-After when given (shared by every call of that backend), otherwise
+   exponential backoff with full jitter, up to `max_attempts`.
+
+The error of a failed `CallResult` starts with a short machine-readable reason: "timeout",
+"http_429", "http_503", "connection_error", "bad_response", "circuit_open",
+"deadline_exceeded", "retry_after_too_long", "context_length", "backend_error".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import re
+import sys
+import time
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from judgerl.backends.base import Backend, Completion, CompletionRequest
+from judgerl.config import RuntimeConfig
+from judgerl.errors import BackendError, ConfigError, FatalBackendError
+from judgerl.runtime.accounting import RuntimeStats
+from judgerl.runtime.breaker import CircuitBreaker
+from judgerl.runtime.cache import CompletionCache, cache_key
+from judgerl.runtime.journal import Journal
+from judgerl.runtime.ratelimit import RateLimiter, RetryAfterGate, estimate_tokens
+
+#: statuses after which a backend is never called again in this run
+STICKY_FATAL_STATUSES = frozenset({401, 403, 404})
+_REASON = re.compile(r"^([a-z][a-z0-9_]*)(?::|$)")
+
+
+@dataclass
+class CallResult:
+    """The outcome of one logical call (possibly several HTTP attempts)."""
+
+    completion: Completion | None
+    error: str | None = None
+    attempts: int = 1
+    latency_s: float = 0.0
+    cached: bool = False
+    deduplicated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.completion is not None
+
+    @property
+    def reason(self) -> str | None:
+        """The machine-readable prefix of `error` ("timeout", "http_429", ...), or None.
+
+        >>> CallResult(None, error="bad_response: empty choices").reason
+        'bad_response'
+        """
+        return None if self.error is None else self.error.split(":", 1)[0]
+
+
+def error_reason(exc: BackendError) -> str:
+    """The short reason of a backend error: its message's `slug:` prefix, else `http_<status>`.
+
+    >>> error_reason(BackendError("bad_response: empty choices", retryable=True, status=200))
+    'bad_response'
+    >>> error_reason(BackendError("Throttled by the service", retryable=True, status=429))
+    'http_429'
+    """
+    match = _REASON.match(str(exc))
+    if match:
+        return match.group(1)
+    if exc.status is not None:
+        return f"http_{exc.status}"
+    return "backend_error"
+
+
+def _format_error(reason: str, detail: str | None) -> str:
+    if not detail or detail == reason:
+        return reason
+    return detail if detail.startswith(reason + ":") else f"{reason}: {detail}"
+
+
+if sys.version_info >= (3, 11):
+    _timeout = asyncio.timeout
+else:  # pragma: no cover - Python 3.10
+    @asynccontextmanager
+    async def _timeout(delay: float | None) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        assert task is not None
+        handle = asyncio.get_running_loop().call_later(delay, task.cancel) if delay is not None else None
+        try:
+            yield
+        except asyncio.CancelledError as exc:
+            if handle is not None and handle.when() <= asyncio.get_running_loop().time():
+                raise asyncio.TimeoutError from exc
+            raise
+        finally:
+            if handle is not None:
+                handle.cancel()
+
+
+class _BackendState:
+    """Everything the runtime keeps per backend that is not tied to an event loop."""
+
+    def __init__(self, name: str, backend: Backend, config: RuntimeConfig) -> None:
+        self.name = name
+        self.backend = backend
+        self.limiter = RateLimiter(getattr(backend, "rpm", None), getattr(backend, "tpm", None),
+                                   burst_s=config.rate_burst_s)
+        self.gate = RetryAfterGate()
+        self.breaker = CircuitBreaker(config.breaker_window, config.breaker_failure_ratio,
+                                      config.breaker_cooldown_s)
+        timeout = getattr(backend, "timeout_s", None)
+        self.timeout_s: float = float(timeout) if timeout else math.inf
+        self.fatal: FatalBackendError | None = None
+        self.identity = backend.cache_identity()
+
+
+class _LoopState:
+    """Semaphores and in-flight futures belong to one event loop; one of these per loop."""
+
+    def __init__(self, states: dict[str, _BackendState]) -> None:
+        self.semaphores = {name: asyncio.Semaphore(state.backend.max_concurrency)
+                           for name, state in states.items()}
+        self.inflight: dict[str, asyncio.Future[CallResult]] = {}
+
+
+class JudgeRuntime:
+    """Makes model calls for judges under the configured limits.
+
+    `base_dir` resolves a relative `cache_path` / `journal_path` (default: the working folder).
+    Limits are per process and per event loop: run all judge work on one loop (the reward
+    pipeline does) to keep them process-wide.
+    """
+
+    def __init__(self, backends: dict[str, Backend], config: RuntimeConfig | None = None, *,
+                 base_dir: str | Path | None = None, rng: random.Random | None = None) -> None:
+        self.backends = backends
+        self.config = config or RuntimeConfig()
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        self._states = {name: _BackendState(name, backend, self.config)
+                        for name, backend in backends.items()}
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary())
+        self._rng = rng or random.Random()
+        self.stats = RuntimeStats(self.config.prices)
+        self.cache = (CompletionCache(base / self.config.cache_path)
+                      if self.config.cache_path else None)
+        self.journal = Journal(base / self.config.journal_path if self.config.journal_path else None)
+
+    # -- public ----------------------------------------------------------------------------
+
+    @property
+    def journal_entries(self) -> list[dict[str, Any]]:
+        """Every `record()`ed entry of this run, in order."""
+        return self.journal.entries
+
+    def backend(self, name: str) -> Backend:
+        if name not in self.backends:
+            raise ConfigError(f"unknown backend '{name}'; known: {sorted(self.backends)}",
+                              field="backend")
+        return self.backends[name]
+
+    def breaker_state(self, name: str) -> str:
+        """"closed", "open" or "half-open" for backend `name`."""
+        self.backend(name)
+        return self._states[name].breaker.state
+
+    async def complete(self, backend_name: str, request: CompletionRequest, *,
+                       use_cache: bool = True) -> CallResult:
+        """One logical call: a `CallResult` with the completion or the reason it failed.
+
+        Raises `FatalBackendError` for 400/401/403/404 (after a 401/403/404 every later call
+        to that backend raises at once). `use_cache=False` bypasses the cache and the dedup
+        (for repeated sampling, e.g. a consistency check).
+        """
+        self.backend(backend_name)
+        state = self._states[backend_name]
+        self.stats.count_call()
+        if state.fatal is not None:
+            raise state.fatal
+        started = time.monotonic()
+        if not use_cache or (self.cache is None and not self.config.dedup):
+            return await self._call(state, request, None, started)
+        key = cache_key(state.identity, request)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.stats.count_hit(dedup=False)
+                return CallResult(hit, attempts=0, latency_s=time.monotonic() - started, cached=True)
+        if not self.config.dedup:
+            return await self._call(state, request, key, started)
+        return await self._deduplicated(state, request, key, started)
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Keep one judgment's record: appended to the JSONL journal (flushed) and kept in memory."""
+        self.journal.write(entry)
+
+    async def aclose(self) -> None:
+        """Close the backends, the cache and the journal. Safe to call twice."""
+        for backend in self.backends.values():
+            await backend.aclose()
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
+        self.journal.close()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _loop_state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        loop_state = self._loops.get(loop)
+        if loop_state is None:
+            loop_state = self._loops[loop] = _LoopState(self._states)
+        return loop_state
+
+    async def _deduplicated(self, state: _BackendState, request: CompletionRequest, key: str,
+                            started: float) -> CallResult:
+        inflight = self._loop_state().inflight
+        while (shared := inflight.get(key)) is not None:
+            try:
+                result = await asyncio.shield(shared)
+            except asyncio.CancelledError:
+                if shared.cancelled():
+                    continue  # the call we were sharing was cancelled, not us: make our own
+                raise
+            self.stats.count_hit(dedup=True)
+            return replace(result, attempts=0, deduplicated=True, latency_s=time.monotonic() - started)
+        future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
+        inflight[key] = future
+        try:
+            result = await self._call(state, request, key, started)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: sharing calls re-raise it; no "never retrieved" warning
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            inflight.pop(key, None)
+
+    def _fail(self, state: _BackendState, reason: str, detail: str | None, attempts: int,
+              started: float) -> CallResult:
+        latency = time.monotonic() - started
+        self.stats.count_result(model=state.backend.model, usage=None, latency_s=latency,
+                                error_reason=reason)
+        return CallResult(None, error=_format_error(reason, detail), attempts=attempts, latency_s=latency)
+
+    async def _call(self, state: _BackendState, request: CompletionRequest, key: str | None,
+                    started: float) -> CallResult:
+        """Attempts with retries; returns a CallResult or raises FatalBackendError."""
+        config = self.config
+        semaphore = self._loop_state().semaphores[state.name]
+        estimate = estimate_tokens(request.messages) + request.max_tokens
+        attempts = 0
+        deadline: float | None = None
+        while True:
+            if state.breaker.state == "open":
+                return self._fail(state, "circuit_open", f"backend '{state.name}' is failing; "
+                                  f"calls fail fast for {config.breaker_cooldown_s:g}s", attempts, started)
+            async with semaphore:
+                if deadline is None:
+                    deadline = time.monotonic() + config.deadline_s
+                quota_spent = False
+                while True:  # gate and quota; no await between the last check and the send
+                    wait = state.gate.remaining()
+                    if wait > config.retry_after_cap_s:
+                        return self._fail(state, "retry_after_too_long",
+                                          f"backend '{state.name}' asked for a {wait:.3g}s pause, over the "
+                                          f"cap of {config.retry_after_cap_s:g}s", attempts, started)
+                    if wait > 0:
+                        if time.monotonic() + wait > deadline:
+                            return self._fail(state, "deadline_exceeded", "waiting for Retry-After",
+                                              attempts, started)
+                        await asyncio.sleep(wait)
+                        continue
+                    if state.limiter.active and not quota_spent:
+                        await state.limiter.acquire(estimate)
+                        quota_spent = True
+                        continue
+                    break
+                now = time.monotonic()
+                if now >= deadline:
+                    return self._fail(state, "deadline_exceeded", None, attempts, started)
+                if not state.breaker.allow():
+                    return self._fail(state, "circuit_open", f"backend '{state.name}' is failing",
+                                      attempts, started)
+                attempts += 1
+                limit = min(state.timeout_s, deadline - now)
+                retry_after: float | None = None
+                try:
+                    async with _timeout(limit):
+                        completion = await state.backend.complete(request)
+                except asyncio.CancelledError:
+                    state.breaker.release_probe()  # the caller went away; the outcome is unknown
+                    raise
+                except asyncio.TimeoutError:
+                    state.breaker.record(False)
+                    if limit < state.timeout_s:
+                        self.stats.count_attempt("deadline_exceeded")
+                        return self._fail(state, "deadline_exceeded", f"after {attempts} attempt(s)",
+                                          attempts, started)
+                    reason, detail = "timeout", f"no answer within {limit:g}s"
+                    self.stats.count_attempt(reason)
+                except FatalBackendError as exc:
+                    state.breaker.release_probe()
+                    reason = error_reason(exc)
+                    self.stats.count_attempt(reason)
+                    self.stats.count_result(model=state.backend.model, usage=None,
+                                            latency_s=time.monotonic() - started, error_reason=reason)
+                    if exc.status in STICKY_FATAL_STATUSES:
+                        state.fatal = exc
+                    raise
+                except BackendError as exc:
+                    reason, detail = error_reason(exc), str(exc)
+                    self.stats.count_attempt(reason)
+                    if exc.retry_after is not None:
+                        # Close the gate before anything else can run: no other call of this
+                        # backend may be sent inside the window.
+                        state.gate.close_for(max(0.0, exc.retry_after))
+                        retry_after = exc.retry_after
+                    if exc.status == 429:
+                        state.breaker.release_probe()  # rate limiting says nothing about health
+                    else:
+                        state.breaker.record(False)
+                    if not exc.retryable:
+                        return self._fail(state, reason, detail, attempts, started)
+                else:
+                    state.breaker.record(True)
+                    self.stats.count_attempt()
+                    actual = completion.usage.total_tokens if completion.usage else 0
+                    state.limiter.correct(estimate, actual or estimate)
+                    if key is not None and self.cache is not None:
+                        self.cache.put(key, completion)
+                    latency = time.monotonic() - started
+                    self.stats.count_result(model=state.backend.model, usage=completion.usage,
+                                            latency_s=latency, error_reason=None)
+                    return CallResult(completion, attempts=attempts, latency_s=latency)
+
+                # a retryable failure: decide whether and when to try again
+                if attempts >= config.max_attempts:
+                    return self._fail(state, reason, f"{detail} (after {attempts} attempts)",
+                                      attempts, started)
+                if retry_after is not None:
+                    if retry_after > config.retry_after_cap_s:
+                        return self._fail(state, "retry_after_too_long",
+                                          f"{reason}: server asked to wait {retry_after:.3g}s, over the "
+                                          f"cap of {config.retry_after_cap_s:g}s", attempts, started)
+                    delay = 0.0  # the gate holds this call, and every other one, for the window
+                else:
+                    ceiling = min(config.backoff_max_s, config.backoff_base_s * 2 ** (attempts - 1))
+                    delay = self._rng.uniform(0.0, ceiling)
+                if time.monotonic() + max(delay, state.gate.remaining()) > deadline:
+                    return self._fail(state, "deadline_exceeded", f"{detail} (after {attempts} attempts)",
+                                      attempts, started)
+            if delay > 0:
+                await asyncio.sleep(delay)  # outside the slot: other calls go on meanwhile
