@@ -54,7 +54,7 @@ from judgerl.backends.local import DEFAULT_PREFIX_CACHE_TOKENS, LocalBackend
 from judgerl.config import JudgeConfig, read_yaml
 from judgerl.judges.logprob import p_pass
 from judgerl.judges.rubric import RubricJudge
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Rollout, Sample
 from judgerl.validate.datasets import find_data_dir
 
@@ -228,7 +228,7 @@ class JudgeSetup:
         config = JudgeConfig(name="bench", type="rubric", backend="judge", scoring="logprob",
                              criteria=criteria, pass_token=self.tokens[0], fail_token=self.tokens[1],
                              use_reference=self.use_reference, **source)
-        return RubricJudge(config, JudgeRuntime({"judge": backend}))
+        return RubricJudge(config, ModelRuntime({"judge": backend}))
 
     def requests(self, judge: RubricJudge, items: list[JudgeItem]) -> list[CompletionRequest]:
         """The judge's own rendering of each item (what `judgerl` sends in production)."""

@@ -3,7 +3,7 @@
 Why: the runtime's job is to keep a judge endpoint busy without tripping its limits. This
 prints, in one run, the figures that say whether it does (issue 3, item 6):
 
-1. achieved calls/s / ideal min(C/L, RPM/60) through `JudgeRuntime` (target >= 0.90), and where
+1. achieved calls/s / ideal min(C/L, RPM/60) through `ModelRuntime` (target >= 0.90), and where
    the time went (start-up, the server's hold, the client's turnaround per round; from the fake
    server's timestamps, see `explain`);
 2. the same batch the naive way (one thread per sample, no limits, no retries, as in common
@@ -43,7 +43,7 @@ import httpx
 from judgerl.backends.base import CompletionRequest
 from judgerl.backends.openai_compat import OpenAICompatBackend, parse_retry_after
 from judgerl.config import RuntimeConfig
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_SERVER = ROOT / "tests" / "fake_openai.py"
@@ -122,7 +122,7 @@ async def run_runtime(url: str, prompts: list[str], concurrency: int, *, rpm: fl
     backend = OpenAICompatBackend(url, "fake-judge", max_concurrency=concurrency, timeout_s=30,
                                   rpm=rpm, trace_configs=[observer.trace] if observer else None)
     config = RuntimeConfig(cache_path=cache_path, dedup=dedup, max_attempts=8, retry_after_cap_s=10)
-    runtime = JudgeRuntime({"judge": backend}, config)
+    runtime = ModelRuntime({"judge": backend}, config)
     started = time.monotonic()
     results = await asyncio.gather(*(runtime.complete("judge", judge_request(text)) for text in prompts))
     elapsed = time.monotonic() - started

@@ -24,14 +24,14 @@ from judgerl.config import CheckConfig, JudgeConfig, RewardConfig
 from judgerl.errors import BackendError
 from judgerl.judges.base import PointwiseJudge
 from judgerl.reward.pipeline import RewardPipeline
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Rollout, Sample, Score
 
 
 class ReferenceJudge(PointwiseJudge):
     """Asks the scripted backend whether the answer contains the reference."""
 
-    def __init__(self, config: JudgeConfig, runtime: JudgeRuntime) -> None:
+    def __init__(self, config: JudgeConfig, runtime: ModelRuntime) -> None:
         super().__init__(config, runtime)
         self.seen: list[tuple[str, str, str | None, str]] = []
 
@@ -67,7 +67,7 @@ def make_pipeline(*, latency_s: float = 0.0, failure_policy: str = "unscored",
         failure_policy=failure_policy, failure_budget=failure_budget,
         runtime={"max_attempts": 1},
     )
-    runtime = JudgeRuntime({"judge": backend}, config.runtime)
+    runtime = ModelRuntime({"judge": backend}, config.runtime)
     judge = ReferenceJudge(config.judges[0], runtime)
     return RewardPipeline(config, runtime, [(config.checks[0], starts_well)], [judge]), judge, backend
 

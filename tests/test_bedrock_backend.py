@@ -14,7 +14,7 @@ from judgerl.backends.base import CompletionRequest
 from judgerl.backends.bedrock import BedrockBackend, classify
 from judgerl.config import BackendConfig, RuntimeConfig
 from judgerl.errors import BackendError, FatalBackendError
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 
 MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
 
@@ -122,7 +122,7 @@ def test_timeouts_and_unknown_errors_are_retryable():
 
 async def test_the_runtime_retries_throttling_and_stops_on_fatal():
     backend = stubbed_backend()
-    runtime = JudgeRuntime({"judge": backend}, RuntimeConfig(max_attempts=3, backoff_base_s=0.0,
+    runtime = ModelRuntime({"judge": backend}, RuntimeConfig(max_attempts=3, backoff_base_s=0.0,
                                                             backoff_max_s=0.0))
     with Stubber(backend.client) as stub:
         stub.add_client_error("converse", service_error_code="ThrottlingException", http_status_code=429)

@@ -22,7 +22,7 @@ from judgerl.data import load_samples
 from judgerl.judges import build_judge
 from judgerl.judges.itemized import ItemizedRubricJudge
 from judgerl.reward.pipeline import RewardPipeline
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.train.recipe import load_recipe
 from judgerl.types import Rollout, Sample
 from judgerl.validate.suite import load_regression_items, load_suite
@@ -107,9 +107,9 @@ CRITERIA = [{"name": name, "kind": "likert", "description": f"{name} of the comm
             for name in DIMENSIONS]
 
 
-def make_judge(responder: Any, **options: Any) -> tuple[ItemizedRubricJudge, ScriptedBackend, JudgeRuntime]:
+def make_judge(responder: Any, **options: Any) -> tuple[ItemizedRubricJudge, ScriptedBackend, ModelRuntime]:
     backend = ScriptedBackend(responder)
-    runtime = JudgeRuntime({"judge": backend})
+    runtime = ModelRuntime({"judge": backend})
     config = JudgeConfig(name="review_quality", type="itemized_rubric", **{"criteria": CRITERIA, **options})
     judge = build_judge(config, runtime)
     assert isinstance(judge, ItemizedRubricJudge)

@@ -1,7 +1,7 @@
 """The fault matrix of the reward runtime: one test per fault, over real HTTP on loopback.
 
 Each row scripts the fake OpenAI server (tests/fake_openai.py) and calls it through
-`JudgeRuntime` + `OpenAICompatBackend`, checking the outcome (an answer, or an error with the
+`ModelRuntime` + `OpenAICompatBackend`, checking the outcome (an answer, or an error with the
 reason), the number of HTTP attempts, and the timing of retries. Rows that need a judge (garbage
 or NaN verdicts, group ids, swapped pairwise parses, the failure budget) live with the judges.
 """
@@ -20,16 +20,16 @@ from judgerl.backends.base import CompletionRequest
 from judgerl.backends.openai_compat import OpenAICompatBackend
 from judgerl.config import RuntimeConfig
 from judgerl.errors import FatalBackendError
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "max_attempts": 3, "deadline_s": 20.0}
 
 
 def make_runtime(server: FakeOpenAIServer, *, timeout_s: float = 5.0, max_concurrency: int = 8,
-                 **runtime: object) -> JudgeRuntime:
+                 **runtime: object) -> ModelRuntime:
     backend = OpenAICompatBackend(server.url, "judge-model", timeout_s=timeout_s,
                                   max_concurrency=max_concurrency)
-    return JudgeRuntime({"judge": backend}, RuntimeConfig(**{**FAST, **runtime}))
+    return ModelRuntime({"judge": backend}, RuntimeConfig(**{**FAST, **runtime}))
 
 
 def request(text: str = "judge this") -> CompletionRequest:

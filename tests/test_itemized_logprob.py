@@ -15,7 +15,7 @@ from judgerl.config import JudgeConfig
 from judgerl.errors import BackendError, ConfigError
 from judgerl.judges import build_judge
 from judgerl.judges.itemized import ItemizedRubricJudge
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Rollout, Sample
 
 LEVELS = {level: f"level {level}" for level in range(1, 6)}
@@ -51,9 +51,9 @@ def distribution(probabilities: dict[str, float]) -> Any:
 
 
 def make_judge(responder: Any, criteria: list[dict[str, Any]] | None = None,
-               **options: Any) -> tuple[ItemizedRubricJudge, ScriptedBackend, JudgeRuntime]:
+               **options: Any) -> tuple[ItemizedRubricJudge, ScriptedBackend, ModelRuntime]:
     backend = ScriptedBackend(responder)
-    runtime = JudgeRuntime({"judge": backend})
+    runtime = ModelRuntime({"judge": backend})
     config = JudgeConfig(name="quality", type="itemized_rubric", scoring="logprob",
                          **{"criteria": criteria or LIKERT, **options})
     judge = build_judge(config, runtime)

@@ -17,7 +17,7 @@ from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import JudgeConfig, load_reward_config
 from judgerl.errors import ConfigError
 from judgerl.judges.rubric import RubricJudge
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Rollout, Sample
 
 CRITERIA = [{"name": "friendly", "description": "The reply is polite."},
@@ -27,7 +27,7 @@ CRITERIA = [{"name": "friendly", "description": "The reply is polite."},
 def fewshot_judge(**options: object) -> RubricJudge:
     config = JudgeConfig(name="tone", type="rubric", scoring="logprob", criteria=CRITERIA,
                          pass_token="Yes", fail_token="No", **{"prompt": "rubric_logprob_fewshot", **options})
-    return RubricJudge(config, JudgeRuntime({"judge": ScriptedBackend(lambda request: "Yes")}))
+    return RubricJudge(config, ModelRuntime({"judge": ScriptedBackend(lambda request: "Yes")}))
 
 
 def test_the_fewshot_prompt_is_chosen_by_name_and_ends_at_the_verdict() -> None:

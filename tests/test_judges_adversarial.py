@@ -16,7 +16,7 @@ from judgerl.errors import DataError
 from judgerl.judges import build_judge
 from judgerl.judges.adversarial import AdversarialItem, load_adversarial_set
 from judgerl.judges.parsing import CriterionSpec, parse_rubric
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Rollout, Sample
 
 ITEMS = load_adversarial_set()
@@ -50,7 +50,7 @@ def fenced_body(content: str, label: str) -> tuple[str, str, str]:
 
 def capture(**judge: Any) -> tuple[Any, ScriptedBackend]:
     backend = ScriptedBackend(lambda request: "not used")
-    runtime = JudgeRuntime({"judge": backend})
+    runtime = ModelRuntime({"judge": backend})
     return build_judge(JudgeConfig(name="j", **judge), runtime), backend
 
 

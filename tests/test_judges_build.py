@@ -11,14 +11,14 @@ from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import JudgeConfig, load_reward_config
 from judgerl.errors import ConfigError
 from judgerl.judges import JUDGE_TYPES, build_judge
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Rollout, Sample
 
 CHECK = [{"name": "ok", "description": "Answers the question."}]
 
 
-def runtime(answer: str = "") -> JudgeRuntime:
-    return JudgeRuntime({"judge": ScriptedBackend(lambda request: answer)})
+def runtime(answer: str = "") -> ModelRuntime:
+    return ModelRuntime({"judge": ScriptedBackend(lambda request: answer)})
 
 
 def test_registry_names() -> None:

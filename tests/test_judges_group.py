@@ -14,16 +14,16 @@ from judgerl.config import JudgeConfig
 from judgerl.errors import ConfigError
 from judgerl.judges import build_judge
 from judgerl.judges.group import GroupJudge
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Rollout, Sample
 
 SAMPLE = Sample("s1", [{"role": "user", "content": "Name a prime number above 10."}], reference="11")
 ROLLOUTS = [Rollout("s1", "13", id="x0"), Rollout("s1", "12", id="x1"), Rollout("s1", "17", id="x2")]
 
 
-def make(responder: Any, **options: Any) -> tuple[GroupJudge, ScriptedBackend, JudgeRuntime]:
+def make(responder: Any, **options: Any) -> tuple[GroupJudge, ScriptedBackend, ModelRuntime]:
     backend = ScriptedBackend(responder)
-    runtime = JudgeRuntime({"judge": backend})
+    runtime = ModelRuntime({"judge": backend})
     judge = build_judge(JudgeConfig(name="rank", type="group", **options), runtime)
     assert isinstance(judge, GroupJudge)
     return judge, backend, runtime

@@ -14,15 +14,15 @@ from judgerl.config import JudgeConfig
 from judgerl.errors import BackendError
 from judgerl.judges import build_judge
 from judgerl.judges.pairwise import PairwiseJudge
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Rollout, Sample
 
 SAMPLE = Sample("s1", [{"role": "user", "content": "Name a prime number above 10."}], reference="11")
 
 
-def make(responder: Any, **options: Any) -> tuple[PairwiseJudge, ScriptedBackend, JudgeRuntime]:
+def make(responder: Any, **options: Any) -> tuple[PairwiseJudge, ScriptedBackend, ModelRuntime]:
     backend = ScriptedBackend(responder)
-    runtime = JudgeRuntime({"judge": backend})
+    runtime = ModelRuntime({"judge": backend})
     judge = build_judge(JudgeConfig(name="pref", type="pairwise", **options), runtime)
     assert isinstance(judge, PairwiseJudge)
     return judge, backend, runtime

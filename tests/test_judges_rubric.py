@@ -1,4 +1,4 @@
-"""RubricJudge through the real JudgeRuntime with a scripted (not a model) backend."""
+"""RubricJudge through the real ModelRuntime with a scripted (not a model) backend."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from judgerl.config import JudgeConfig, RuntimeConfig
 from judgerl.errors import BackendError, ConfigError
 from judgerl.judges import build_judge
 from judgerl.judges.rubric import RubricJudge
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Rollout, Sample
 
 CRITERIA = [
@@ -26,9 +26,9 @@ CRITERIA = [
 SAMPLE = Sample("s1", [{"role": "user", "content": "What is the capital of France?"}], reference="Paris.")
 
 
-def make(responder: Any, **options: Any) -> tuple[RubricJudge, ScriptedBackend, JudgeRuntime]:
+def make(responder: Any, **options: Any) -> tuple[RubricJudge, ScriptedBackend, ModelRuntime]:
     backend = ScriptedBackend(responder)
-    runtime = JudgeRuntime({"judge": backend})
+    runtime = ModelRuntime({"judge": backend})
     config = JudgeConfig(name="quality", type="rubric", **{"criteria": CRITERIA, **options})
     judge = build_judge(config, runtime)
     assert isinstance(judge, RubricJudge)
@@ -195,7 +195,7 @@ async def test_logprob_mode_with_generated_rationale() -> None:
 
 async def test_every_judgment_reaches_the_journal_file(tmp_path: Path) -> None:
     answers = iter([verdict(True, 5), "garbage", "garbage"])
-    runtime = JudgeRuntime({"judge": ScriptedBackend(lambda request: next(answers))},
+    runtime = ModelRuntime({"judge": ScriptedBackend(lambda request: next(answers))},
                            RuntimeConfig(journal_path=str(tmp_path / "journal.jsonl")))
     judge = build_judge(JudgeConfig(name="quality", type="rubric", criteria=CRITERIA), runtime)
     await judge.score(SAMPLE, Rollout("s1", "Paris", id="good"))
@@ -227,7 +227,7 @@ async def test_truncated_answer_reason_says_so() -> None:
     ({"criteria": CRITERIA + CRITERIA[:1]}, "judges.quality.criteria"),
 ])
 def test_bad_options_name_the_field(options: dict[str, Any], field: str) -> None:
-    runtime = JudgeRuntime({"judge": ScriptedBackend(lambda request: "")})
+    runtime = ModelRuntime({"judge": ScriptedBackend(lambda request: "")})
     with pytest.raises(ConfigError) as info:
         build_judge(JudgeConfig(name="quality", type="rubric", **options), runtime)
     assert info.value.field == field

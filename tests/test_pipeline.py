@@ -11,7 +11,7 @@ from judgerl.config import CheckConfig, JudgeConfig, RewardConfig
 from judgerl.errors import ConfigError, FailureBudgetExceeded
 from judgerl.judges.base import PointwiseJudge
 from judgerl.reward.pipeline import RewardPipeline
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Rollout, Sample, Score
 
 
@@ -39,7 +39,7 @@ def build(**config_fields) -> tuple[RewardPipeline, ScriptedBackend]:
         judges=[JudgeConfig(name="quality", type="custom", weight=3.0)],
         **config_fields,
     )
-    runtime = JudgeRuntime({"judge": backend}, config.runtime)
+    runtime = ModelRuntime({"judge": backend}, config.runtime)
     judge = LengthJudge(config.judges[0], runtime)
     return RewardPipeline(config, runtime, [(config.checks[0], starts_with_brace)], [judge]), backend
 

@@ -14,7 +14,7 @@ from judgerl.backends.openai_compat import OpenAICompatBackend
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import RuntimeConfig
 from judgerl.runtime.cache import CompletionCache, cache_key
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 
 
 def request(text: str, **fields: object) -> CompletionRequest:
@@ -24,11 +24,11 @@ def request(text: str, **fields: object) -> CompletionRequest:
 async def test_cache_persists_across_runtimes(fake_openai: FakeOpenAIServer, tmp_path: Path) -> None:
     fake_openai.default = Reply(text="verdict", logprobs=[("verdict", -0.1, {"verdict": -0.1})])
     config = RuntimeConfig(cache_path="cache.sqlite")
-    first_runtime = JudgeRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")}, config,
+    first_runtime = ModelRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")}, config,
                                  base_dir=tmp_path)
     first = await first_runtime.complete("judge", request("q", logprobs=True))
     await first_runtime.aclose()
-    second_runtime = JudgeRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")}, config,
+    second_runtime = ModelRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")}, config,
                                   base_dir=tmp_path)
     again = await second_runtime.complete("judge", request("q", logprobs=True))
     other = await second_runtime.complete("judge", request("q", logprobs=True, temperature=0.7))
@@ -53,7 +53,7 @@ async def test_cache_key_depends_on_backend_identity_not_on_url() -> None:
 
 async def test_failures_are_not_cached(fake_openai: FakeOpenAIServer, tmp_path: Path) -> None:
     fake_openai.script(Reply(status=500), Reply(text="good"))
-    runtime = JudgeRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")},
+    runtime = ModelRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")},
                            RuntimeConfig(cache_path=str(tmp_path / "c.sqlite"), max_attempts=1))
     failed = await runtime.complete("judge", request("q"))
     retried = await runtime.complete("judge", request("q"))
@@ -63,7 +63,7 @@ async def test_failures_are_not_cached(fake_openai: FakeOpenAIServer, tmp_path: 
 
 async def test_identical_calls_in_flight_are_made_once(fake_openai: FakeOpenAIServer) -> None:
     fake_openai.default = Reply(text="same", delay_s=0.1)
-    runtime = JudgeRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")}, RuntimeConfig())
+    runtime = ModelRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")}, RuntimeConfig())
     batch = [request("repeated answer")] * 6 + [request("other answer")] * 2
     results = await asyncio.gather(*(runtime.complete("judge", item) for item in batch))
     snapshot = runtime.stats.snapshot()
@@ -75,7 +75,7 @@ async def test_identical_calls_in_flight_are_made_once(fake_openai: FakeOpenAISe
 
 
 async def test_use_cache_false_repeats_the_call(fake_openai: FakeOpenAIServer, tmp_path: Path) -> None:
-    runtime = JudgeRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")},
+    runtime = ModelRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")},
                            RuntimeConfig(cache_path=str(tmp_path / "c.sqlite")))
     results = await asyncio.gather(*(runtime.complete("judge", request("q"), use_cache=False)
                                      for _ in range(3)))
@@ -90,7 +90,7 @@ async def test_a_cancelled_leader_does_not_strand_its_followers() -> None:
         return "done"
 
     backend = ScriptedBackend(slow)
-    runtime = JudgeRuntime({"judge": backend}, RuntimeConfig())
+    runtime = ModelRuntime({"judge": backend}, RuntimeConfig())
     leader = asyncio.create_task(runtime.complete("judge", request("q")))
     await asyncio.sleep(0.01)
     follower = asyncio.create_task(runtime.complete("judge", request("q")))

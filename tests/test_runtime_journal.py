@@ -14,11 +14,11 @@ from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import Price, RuntimeConfig
 from judgerl.errors import BackendError, DataError
 from judgerl.runtime.journal import Journal, read_journal
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 
 
 def test_each_record_is_on_disk_before_the_next(tmp_path: Path) -> None:
-    runtime = JudgeRuntime({}, RuntimeConfig(journal_path="runs/journal.jsonl"), base_dir=tmp_path)
+    runtime = ModelRuntime({}, RuntimeConfig(journal_path="runs/journal.jsonl"), base_dir=tmp_path)
     path = tmp_path / "runs" / "journal.jsonl"
     runtime.record({"sample_id": "s1", "outcome": "ok", "scores": {"q": 0.8}})
     # read by another file handle while the runtime is still open (what a SIGKILL would leave)
@@ -60,7 +60,7 @@ async def test_accounting_snapshot() -> None:
     backend = ScriptedBackend(answer, model="judge-m", latency_s=0.05)
     config = RuntimeConfig(max_attempts=2, backoff_base_s=0.01,
                            prices={"judge-m": Price(input_per_mtok=3.0, output_per_mtok=15.0)})
-    runtime = JudgeRuntime({"judge": backend}, config)
+    runtime = ModelRuntime({"judge": backend}, config)
     requests = [CompletionRequest(messages=[{"role": "user", "content": text}])
                 for text in ("a", "b", "a", "fail")]
     await asyncio.gather(*(runtime.complete("judge", item) for item in requests))

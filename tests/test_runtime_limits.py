@@ -13,7 +13,7 @@ from judgerl.backends.openai_compat import OpenAICompatBackend
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import RuntimeConfig
 from judgerl.errors import BackendError, ConfigError, FatalBackendError
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.runtime.ratelimit import RateLimiter, TokenBucket
 
 
@@ -24,7 +24,7 @@ def request(text: str, max_tokens: int = 16) -> CompletionRequest:
 async def test_concurrency_is_bounded_per_backend(fake_openai: FakeOpenAIServer) -> None:
     fake_openai.default = Reply(delay_s=0.1)
     backend = OpenAICompatBackend(fake_openai.url, "m", max_concurrency=5)
-    runtime = JudgeRuntime({"judge": backend}, RuntimeConfig())
+    runtime = ModelRuntime({"judge": backend}, RuntimeConfig())
     results = await asyncio.gather(*(runtime.complete("judge", request(f"q{i}")) for i in range(20)))
     await runtime.aclose()
     assert all(result.ok for result in results)
@@ -35,7 +35,7 @@ async def test_concurrency_is_bounded_per_backend(fake_openai: FakeOpenAIServer)
 async def test_rpm_bucket_spaces_requests() -> None:
     backend = ScriptedBackend(lambda _request: "ok", max_concurrency=50)
     backend.rpm = 600  # type: ignore[attr-defined]  # 10 per second, burst of 10
-    runtime = JudgeRuntime({"judge": backend}, RuntimeConfig())
+    runtime = ModelRuntime({"judge": backend}, RuntimeConfig())
     started = time.monotonic()
     results = await asyncio.gather(*(runtime.complete("judge", request(f"q{i}")) for i in range(20)))
     elapsed = time.monotonic() - started
@@ -59,7 +59,7 @@ def test_tpm_bucket_charges_up_front_and_corrects() -> None:
 async def test_tpm_limit_slows_large_requests() -> None:
     backend = ScriptedBackend(lambda _request: Completion("ok", "m", Usage(10, 90)), max_concurrency=50)
     backend.tpm = 6000  # type: ignore[attr-defined]  # 100 tokens/s
-    runtime = JudgeRuntime({"judge": backend}, RuntimeConfig())
+    runtime = ModelRuntime({"judge": backend}, RuntimeConfig())
     started = time.monotonic()
     await asyncio.gather(*(runtime.complete("judge", request(f"q{i}", max_tokens=96)) for i in range(3)))
     assert time.monotonic() - started >= 1.5  # ~100 tokens each at 100 tokens/s, first one free
@@ -70,7 +70,7 @@ async def test_breaker_opens_fails_fast_and_recovers(fake_openai: FakeOpenAIServ
     backend = OpenAICompatBackend(fake_openai.url, "m")
     config = RuntimeConfig(max_attempts=1, breaker_window=4, breaker_failure_ratio=0.75,
                            breaker_cooldown_s=0.3)
-    runtime = JudgeRuntime({"judge": backend}, config)
+    runtime = ModelRuntime({"judge": backend}, config)
     for i in range(4):
         assert (await runtime.complete("judge", request(f"q{i}"))).reason == "http_500"
     assert runtime.breaker_state("judge") == "open"
@@ -93,7 +93,7 @@ async def test_breaker_reopens_when_the_probe_fails() -> None:
 
     config = RuntimeConfig(max_attempts=1, breaker_window=2, breaker_failure_ratio=1.0,
                            breaker_cooldown_s=0.1)
-    runtime = JudgeRuntime({"judge": ScriptedBackend(down)}, config)
+    runtime = ModelRuntime({"judge": ScriptedBackend(down)}, config)
     for i in range(2):
         await runtime.complete("judge", request(f"q{i}"))
     await asyncio.sleep(0.12)
@@ -103,7 +103,7 @@ async def test_breaker_reopens_when_the_probe_fails() -> None:
 
 async def test_fatal_error_is_sticky(fake_openai: FakeOpenAIServer) -> None:
     fake_openai.default = Reply(status=401, error="invalid api key")
-    runtime = JudgeRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")}, RuntimeConfig())
+    runtime = ModelRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")}, RuntimeConfig())
     with pytest.raises(FatalBackendError, match="invalid api key"):
         await runtime.complete("judge", request("a"))
     with pytest.raises(FatalBackendError, match="invalid api key"):
@@ -113,14 +113,14 @@ async def test_fatal_error_is_sticky(fake_openai: FakeOpenAIServer) -> None:
 
 
 async def test_unknown_backend_is_a_config_error() -> None:
-    runtime = JudgeRuntime({"judge": ScriptedBackend(lambda _r: "ok")})
+    runtime = ModelRuntime({"judge": ScriptedBackend(lambda _r: "ok")})
     with pytest.raises(ConfigError, match="unknown backend 'jugde'"):
         await runtime.complete("jugde", request("a"))
 
 
 def test_runtime_works_from_successive_event_loops(fake_openai: FakeOpenAIServer) -> None:
     """Sync callers that use asyncio.run per batch get fresh semaphores and a fresh HTTP client."""
-    runtime = JudgeRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")}, RuntimeConfig())
+    runtime = ModelRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")}, RuntimeConfig())
     first = asyncio.run(runtime.complete("judge", request("a")))
     second = asyncio.run(runtime.complete("judge", request("b")))
     asyncio.run(runtime.aclose())

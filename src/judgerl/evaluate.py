@@ -165,7 +165,7 @@ class LocalGenerator(Generator):
 
 
 class EndpointGenerator(Generator):
-    """Samples from an OpenAI-compatible server through a JudgeRuntime (retries, limits apply)."""
+    """Samples from an OpenAI-compatible server through a ModelRuntime (retries, limits apply)."""
 
     NAME = "policy"
 
@@ -174,13 +174,13 @@ class EndpointGenerator(Generator):
     ) -> None:
         from judgerl.backends import build_backend
         from judgerl.runtime.loop import LoopThread
-        from judgerl.runtime.model_runtime import JudgeRuntime
+        from judgerl.runtime.model_runtime import ModelRuntime
 
         assert spec.endpoint is not None
         self.sampling = sampling
         self.loop = LoopThread(name="judgerl-eval-endpoint")
         backend = build_backend(spec.endpoint)
-        self.runtime = JudgeRuntime({self.NAME: backend}, runtime_config or RuntimeConfig())
+        self.runtime = ModelRuntime({self.NAME: backend}, runtime_config or RuntimeConfig())
 
     def generate(self, samples: Sequence[Sample]) -> list[list[Generation]]:
         return self.loop.run(self._generate(samples))

@@ -19,7 +19,7 @@ from judgerl.judges.rubric import RubricJudge
 
 if TYPE_CHECKING:
     from judgerl.config import JudgeConfig
-    from judgerl.runtime.model_runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import ModelRuntime
 
 JUDGE_TYPES: dict[str, type[Judge]] = {
     "rubric": RubricJudge,
@@ -29,7 +29,7 @@ JUDGE_TYPES: dict[str, type[Judge]] = {
 }
 
 
-def build_judge(config: JudgeConfig, runtime: JudgeRuntime, base_dir: Path | None = None) -> Judge:
+def build_judge(config: JudgeConfig, runtime: ModelRuntime, base_dir: Path | None = None) -> Judge:
     """Build the judge `config.type` names; relative paths (prompt_file) resolve against `base_dir`."""
     judge_type = JUDGE_TYPES.get(config.type)
     if judge_type is None:

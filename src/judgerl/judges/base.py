@@ -6,7 +6,7 @@ Three shapes of judge exist (ARCHITECTURE.md, "Contracts that matter"):
   win rate against a reference or round robin inside the group;
 - group (`score_group`): all k answers of one prompt in one call, matched by id.
 The pipeline only calls `score_group`, so it treats all three alike. Judges never retry or
-talk to a model directly: they go through the `JudgeRuntime`.
+talk to a model directly: they go through the `ModelRuntime`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from judgerl.types import Rollout, Sample, Score, Verdict
 if TYPE_CHECKING:
     from judgerl.backends.base import CompletionRequest
     from judgerl.config import JudgeConfig
-    from judgerl.runtime.model_runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import ModelRuntime
 
 
 class Judge(ABC):
@@ -28,7 +28,7 @@ class Judge(ABC):
 
     kind: str = "judge"
 
-    def __init__(self, config: JudgeConfig, runtime: JudgeRuntime) -> None:
+    def __init__(self, config: JudgeConfig, runtime: ModelRuntime) -> None:
         self.config = config
         self.runtime = runtime
         self.name = config.name

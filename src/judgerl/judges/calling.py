@@ -19,7 +19,7 @@ from judgerl.errors import JudgeParseError
 from judgerl.prompting import PromptTemplate
 
 if TYPE_CHECKING:
-    from judgerl.runtime.model_runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import ModelRuntime
 
 T = TypeVar("T")
 
@@ -66,7 +66,7 @@ class CallOutcome(Generic[T]):
         return self.reason is None
 
 
-async def call_and_parse(runtime: JudgeRuntime, backend_name: str, request: CompletionRequest,
+async def call_and_parse(runtime: ModelRuntime, backend_name: str, request: CompletionRequest,
                          parse: Callable[[Completion], T], *, reasks: int = 1) -> CallOutcome[T]:
     """Call the model and parse its answer; on `JudgeParseError` re-ask up to `reasks` times.
 
@@ -102,7 +102,7 @@ async def call_and_parse(runtime: JudgeRuntime, backend_name: str, request: Comp
     return CallOutcome(None, f"parse_error: {error}", log)
 
 
-def record_judgment(runtime: JudgeRuntime, *, judge: str, kind: str, prompt: PromptTemplate,
+def record_judgment(runtime: ModelRuntime, *, judge: str, kind: str, prompt: PromptTemplate,
                     sample_id: str, rollout_ids: list[str], log: CallLog, outcome: str,
                     reason: str | None, scores: Any = None, rationale: str = "",
                     extra: dict[str, Any] | None = None) -> dict[str, Any]:

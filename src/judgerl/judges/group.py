@@ -42,7 +42,7 @@ from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:
     from judgerl.config import JudgeConfig
-    from judgerl.runtime.model_runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import ModelRuntime
 
 DEFAULT_INSTRUCTIONS = ("Judge each answer on correctness first, then completeness and faithfulness to "
                         "the question, then clarity and concision.")
@@ -79,7 +79,7 @@ class GroupJudge(Judge):
 
     kind = "group"
 
-    def __init__(self, config: JudgeConfig, runtime: JudgeRuntime, *, base_dir: Path | None = None) -> None:
+    def __init__(self, config: JudgeConfig, runtime: ModelRuntime, *, base_dir: Path | None = None) -> None:
         super().__init__(config, runtime)
         self.options = parse_options(GroupOptions, config)
         if self.options.scoring != "generate":

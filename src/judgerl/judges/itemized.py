@@ -71,7 +71,7 @@ from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:
     from judgerl.config import JudgeConfig
-    from judgerl.runtime.model_runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import ModelRuntime
 
 PLACEHOLDERS = {"question", "reference", "items", "count", "ids", "criteria", "answer_format"}
 LOGPROB_PLACEHOLDERS = {"question", "reference", "item", "item_id", "count", "criterion", "instruction",
@@ -178,7 +178,7 @@ class ItemizedRubricJudge(PointwiseJudge):
 
     kind = "itemized_rubric"
 
-    def __init__(self, config: JudgeConfig, runtime: JudgeRuntime, *, base_dir: Path | None = None) -> None:
+    def __init__(self, config: JudgeConfig, runtime: ModelRuntime, *, base_dir: Path | None = None) -> None:
         super().__init__(config, runtime)
         self.options = parse_options(ItemizedOptions, config)
         field = f"judges.{config.name}.prompt_file"

@@ -45,7 +45,7 @@ from judgerl.types import Rollout, Sample, Score, Verdict, Winner
 
 if TYPE_CHECKING:
     from judgerl.config import JudgeConfig
-    from judgerl.runtime.model_runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import ModelRuntime
 
 DEFAULT_INSTRUCTIONS = ("Decide which answer responds to the question better: correct first, then "
                         "complete and faithful to what was asked, then clear and concise.")
@@ -86,7 +86,7 @@ class PairwiseJudge(ComparingJudge):
 
     kind = "pairwise"
 
-    def __init__(self, config: JudgeConfig, runtime: JudgeRuntime, *, base_dir: Path | None = None) -> None:
+    def __init__(self, config: JudgeConfig, runtime: ModelRuntime, *, base_dir: Path | None = None) -> None:
         super().__init__(config, runtime)
         self.options = parse_options(PairwiseOptions, config)
         default = "pairwise" if self.options.scoring == "generate" else "pairwise_logprob"

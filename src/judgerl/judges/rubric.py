@@ -47,7 +47,7 @@ from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:
     from judgerl.config import JudgeConfig
-    from judgerl.runtime.model_runtime import JudgeRuntime
+    from judgerl.runtime.model_runtime import ModelRuntime
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]*$"
 
@@ -142,7 +142,7 @@ class RubricJudge(PointwiseJudge):
 
     kind = "rubric"
 
-    def __init__(self, config: JudgeConfig, runtime: JudgeRuntime, *, base_dir: Path | None = None) -> None:
+    def __init__(self, config: JudgeConfig, runtime: ModelRuntime, *, base_dir: Path | None = None) -> None:
         super().__init__(config, runtime)
         self.options = parse_options(RubricOptions, config)
         field = f"judges.{config.name}.prompt_file"

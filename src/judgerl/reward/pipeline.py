@@ -24,7 +24,7 @@ from judgerl.errors import ConfigError, FailureBudgetExceeded
 from judgerl.judges.base import Judge
 from judgerl.reward.aggregate import Formula, weighted_mean
 from judgerl.runtime.loop import LoopThread
-from judgerl.runtime.model_runtime import JudgeRuntime
+from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Reward, Rollout, Sample, Score
 
 NEUTRAL_SCORE = 0.5
@@ -34,7 +34,7 @@ RewardCallback = Callable[[Reward], None]
 class RewardPipeline:
     """Scores rollouts with the checks and judges of one `RewardConfig`."""
 
-    def __init__(self, config: RewardConfig, runtime: JudgeRuntime,
+    def __init__(self, config: RewardConfig, runtime: ModelRuntime,
                  checks: Sequence[tuple[CheckConfig, Callable[[Sample, Rollout], Score]]],
                  judges: Sequence[Judge]) -> None:
         self.config = config
@@ -65,7 +65,7 @@ class RewardPipeline:
         if backends is None:
             backends = {name: build_backend(backend_config, config.base_dir)
                         for name, backend_config in config.backends.items()}
-        runtime = JudgeRuntime(backends, config.runtime, base_dir=config.base_dir)
+        runtime = ModelRuntime(backends, config.runtime, base_dir=config.base_dir)
         for judge_config in config.judges:
             if judge_config.backend not in backends:
                 raise ConfigError(f"backend '{judge_config.backend}' is not defined in `backends` "

@@ -4,5 +4,6 @@ from judgerl.runtime.model_runtime import (  # noqa: F401
     STICKY_FATAL_STATUSES,
     CallResult,
     JudgeRuntime,
+    ModelRuntime,
     error_reason,
 )

@@ -3,7 +3,7 @@
 Why: judge calls are the main running cost of RLAIF and the main source of slowness; users need
 to see per run (and per training step) how many calls were made, how many the cache and the
 in-batch dedup saved, how many HTTP attempts the retries cost, what it cost in USD, and why calls
-failed. `JudgeRuntime.stats.snapshot()` returns all of it as a plain dict.
+failed. `ModelRuntime.stats.snapshot()` returns all of it as a plain dict.
 """
 
 from __future__ import annotations

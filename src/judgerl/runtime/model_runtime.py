@@ -1,7 +1,7 @@
-"""The reward runtime: every judge call in the process goes through one `JudgeRuntime`.
+"""The model-call runtime: every model call in the process (judge or policy) goes through one `ModelRuntime`.
 
 Why one place: concurrency limits, rate limits, retries, the circuit breaker, the cache, the
-journal and the accounting only work if no call goes around them. Judges ask
+journal and the accounting only work if no call goes around them. Judges (and the evaluation) ask
 `runtime.complete(backend_name, request)` and get a `CallResult`; a failure that retrying
 cannot fix in time comes back as `CallResult(completion=None, error=...)` so that the judge
 can report "unscored" with the reason. A fatal error (bad request, bad key, unknown model)
@@ -149,8 +149,8 @@ class _LoopState:
         self.inflight: dict[str, asyncio.Future[CallResult]] = {}
 
 
-class JudgeRuntime:
-    """Makes model calls for judges under the configured limits.
+class ModelRuntime:
+    """Makes model calls (a judge's, or the evaluation's policy sampling) under the configured limits.
 
     `base_dir` resolves a relative `cache_path` / `journal_path` (default: the working folder).
     Limits are per process and per event loop: run all judge work on one loop (the reward
@@ -383,3 +383,7 @@ class JudgeRuntime:
                                       attempts, started)
             if delay > 0:
                 await asyncio.sleep(delay)  # outside the slot: other calls go on meanwhile
+
+
+#: the name before the runtime served policy sampling too; kept for one release
+JudgeRuntime = ModelRuntime
