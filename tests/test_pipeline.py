@@ -165,3 +165,24 @@ def test_closing_the_loop_cancels_and_awaits_what_a_failed_batch_left_behind() -
     loop.close()
     assert sorted(cleaned_up) == [0, 1, 2]
     assert loop.loop.is_closed()
+
+
+def test_dry_run_is_a_pipeline_feature_and_calls_no_model():
+    """`from_config(dry_run=True)`: every backend is a DryRunBackend that answers for the pipeline's
+    own judges, so the rubric judge parses its neutral answer and the reward is `ok`."""
+    from pathlib import Path
+
+    from judgerl.reward.dry_run import DryRunBackend
+
+    config = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "reward_rubric.yaml"
+    with RewardPipeline.from_config(str(config), dry_run=True) as pipeline:
+        backends = pipeline.runtime.backends
+        assert backends and all(isinstance(backend, DryRunBackend) for backend in backends.values())
+        assert all(set(backend.judges) == {judge.name for judge in pipeline.judges}
+                   for backend in backends.values())
+        sample = Sample("s1", [{"role": "user", "content": "What is the capital of France?"}],
+                        reference="Paris")
+        rewards = pipeline.score_batch_sync([(sample, Rollout("s1", '{"answer": "Paris"}', id="s1#0"))])
+    assert rewards[0].status in {"ok", "gated"}, rewards[0]
+    with pytest.raises(ConfigError, match="not both"):
+        RewardPipeline.from_config(str(config), dry_run=True, backends={})

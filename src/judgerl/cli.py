@@ -71,12 +71,10 @@ def score(
         console.print(f"[yellow]... and {len(errors) - 20} more bad rows[/]")
     if not items:
         raise DataError("no valid rollouts to score", path=str(input))
-    backends = dry_run_backends(reward_config) if dry_run else None
-    with RewardPipeline.from_config(reward_config, backends=backends) as pipeline, Progress(
+    with RewardPipeline.from_config(reward_config, dry_run=dry_run) as pipeline, Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=console,
     ) as progress:
-        attach_dry_run(pipeline)
         task = progress.add_task("scoring", total=len(items))
         summary = score_file(pipeline, items, output, batch_size=batch_size, resume=resume,
                              progress=lambda n: progress.advance(task, n))
@@ -213,11 +211,8 @@ def evaluate(
             status.update(f"evaluating {label}: {done[label]} prompts scored")
 
         with ExitStack() as stack:
-            pipelines = [stack.enter_context(RewardPipeline.from_config(
-                config, backends=dry_run_backends(config) if dry_run else None))
-                for config in (reward_config, heldout_config) if config is not None]
-            for pipeline in pipelines if dry_run else []:
-                attach_dry_run(pipeline)
+            pipelines = [stack.enter_context(RewardPipeline.from_config(config, dry_run=dry_run))
+                         for config in (reward_config, heldout_config) if config is not None]
             result = evaluate_models(
                 models, samples, pipelines[0], k=k, heldout_reward_config=pipelines[1] if heldout else None,
                 schema_check_name=schema_check, out_dir=out, sampling=sampling, resume=resume,
@@ -327,19 +322,6 @@ def demo(
     report_path = Workflow(DEMO_RECIPE, settings, console=console).run()
     elapsed = time.monotonic() - started
     console.print(f"[bold green]demo finished in {elapsed:.0f} s; report:[/] {report_path}")
-
-
-def dry_run_backends(reward_config: Any) -> dict[str, Any]:
-    """Scripted stand-ins for every configured backend; judges attach themselves when built."""
-    from judgerl.backends.dry_run import DryRunBackend
-
-    return {name: DryRunBackend() for name in reward_config.backends}
-
-
-def attach_dry_run(pipeline: Any) -> None:
-    for backend in pipeline.runtime.backends.values():
-        if hasattr(backend, "judges"):
-            backend.judges.update({judge.name: judge for judge in pipeline.judges})
 
 
 def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:

@@ -23,6 +23,7 @@ from judgerl.config import CheckConfig, RewardConfig, load_reward_config
 from judgerl.errors import ConfigError, FailureBudgetExceeded
 from judgerl.judges.base import Judge
 from judgerl.reward.aggregate import Formula, weighted_mean
+from judgerl.reward.dry_run import DryRunBackend
 from judgerl.runtime.loop import LoopThread
 from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Reward, Rollout, Sample, Score
@@ -55,13 +56,20 @@ class RewardPipeline:
     @classmethod
     def from_config(cls, source: RewardConfig | str | dict[str, Any], *,
                     backends: dict[str, Backend] | None = None,
-                    overrides: list[str] | None = None) -> RewardPipeline:
-        """Build from a config (path, dict or model). `backends` replaces the configured ones."""
+                    overrides: list[str] | None = None, dry_run: bool = False) -> RewardPipeline:
+        """Build from a config (path, dict or model). `backends` replaces the configured ones;
+        `dry_run` replaces each by a `DryRunBackend` (no model is called; judges answer neutrally)."""
         from judgerl.backends import build_backend
         from judgerl.checks import build_check
         from judgerl.judges import build_judge
 
         config = source if isinstance(source, RewardConfig) else load_reward_config(source, overrides)
+        dry_run_backends: list[DryRunBackend] = []
+        if dry_run:
+            if backends is not None:
+                raise ConfigError("dry run replaces every backend: pass `backends` or `dry_run`, not both")
+            dry_run_backends = [DryRunBackend() for _ in config.backends]
+            backends = dict(zip(config.backends, dry_run_backends, strict=True))
         if backends is None:
             backends = {name: build_backend(backend_config, config.base_dir)
                         for name, backend_config in config.backends.items()}
@@ -74,6 +82,8 @@ class RewardPipeline:
         checks = [(check_config, build_check(check_config, config.base_dir))
                   for check_config in config.checks]
         judges = [build_judge(judge_config, runtime, config.base_dir) for judge_config in config.judges]
+        for backend in dry_run_backends:
+            backend.serve(judges)
         return cls(config, runtime, checks, judges)
 
     # -- scoring ---------------------------------------------------------------------------
@@ -127,7 +137,7 @@ class RewardPipeline:
         Safe to await from any event loop: the work runs on the pipeline's own loop.
         `on_reward` is called (on that loop's thread) as each reward is ready.
         """
-        rewards = await self._loop_thread().arun(self._score_batch(items, on_reward))
+        rewards = await self.loop_thread().arun(self._score_batch(items, on_reward))
         if enforce_budget:
             self.check_failure_budget(rewards)
         return rewards
@@ -136,7 +146,7 @@ class RewardPipeline:
                          on_reward: RewardCallback | None = None,
                          enforce_budget: bool = True) -> list[Reward]:
         """`score_batch` for synchronous callers (verl, Lambda, scripts)."""
-        rewards = self._loop_thread().run(self._score_batch(items, on_reward))
+        rewards = self.loop_thread().run(self._score_batch(items, on_reward))
         if enforce_budget:
             self.check_failure_budget(rewards)
         return rewards
@@ -205,7 +215,9 @@ class RewardPipeline:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _loop_thread(self) -> LoopThread:
+    def loop_thread(self) -> LoopThread:
+        """The pipeline's own event loop (one thread), started on first use: judge work that is not
+        `score_batch` (the validation's probes) runs here too, under the same runtime limits."""
         if self._loop is None:
             self._loop = LoopThread()
         return self._loop

@@ -88,7 +88,7 @@ class _Runner:
         self.progress = progress
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.pipeline._loop_thread().run(coro)
+        return self.pipeline.loop_thread().run(coro)
 
     def ticker(self, section: str, total: int) -> Tick:
         done = [0]

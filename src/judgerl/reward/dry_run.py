@@ -1,11 +1,17 @@
-"""The scripted backend behind `judgerl score --dry-run`: every judge gets a neutral, well-formed
-answer, so a config can be tried end to end (checks, gates, prompts, aggregation, output files)
-without calling or paying for a model.
+"""Dry run: every judge gets a neutral, well-formed answer, so a reward config can be tried end to end
+(checks, gates, prompts, aggregation, output files) without calling or paying for a model.
+
+Why in the reward layer: a dry-run answer is written by the judge that asked
+(`Judge.dry_run_answer`), so the stand-in backend must know the pipeline's judges.
+`RewardPipeline.from_config(..., dry_run=True)` puts one `DryRunBackend` in place of every
+configured backend and hands it the judges it serves; `judgerl score --dry-run` and
+`judgerl evaluate --dry-run` only pass the flag.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from judgerl.backends.base import Completion, CompletionRequest, Usage
@@ -21,6 +27,10 @@ class DryRunBackend(ScriptedBackend):
     def __init__(self) -> None:
         super().__init__(self._answer, model="dry-run")
         self.judges: dict[str, Judge] = {}
+
+    def serve(self, judges: Iterable[Judge]) -> None:
+        """Answer for these judges (each by its own `dry_run_answer`)."""
+        self.judges.update({judge.name: judge for judge in judges})
 
     def _answer(self, request: CompletionRequest) -> str | Completion:
         if request.candidate_tokens:
