@@ -115,7 +115,7 @@ def run_plain(workdir: Path, url: str, steps: int, batch: int) -> float:
     from trl import GRPOTrainer
 
     from judgerl.train.grpo import grpo_config
-    from judgerl.train.prompts import grpo_dataset, load_split
+    from judgerl.train.splits import grpo_dataset, load_split
 
     recipe = recipe_for(workdir, url, steps, batch, "plain")
     tokenizer = AutoTokenizer.from_pretrained(str(workdir / "model"))

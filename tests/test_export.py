@@ -85,8 +85,8 @@ def write_validation(run: Path) -> dict[str, Any]:
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from judgerl.evaluate import ModelSpec, evaluate_models
     from judgerl.policy import SamplingConfig
-    from judgerl.train.prompts import load_split
     from judgerl.train.recipe import load_recipe
+    from judgerl.train.splits import load_split
 
     root = tmp_path_factory.mktemp("export")
     base = build_tiny_model_dir(root / "model")

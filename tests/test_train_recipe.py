@@ -123,7 +123,7 @@ def test_validation_gate_stops_training_before_the_model_loads(tmp_path: Path) -
 
 def test_the_shipped_demo_recipe_loads() -> None:
     from judgerl.config import load_reward_config
-    from judgerl.train.prompts import load_split
+    from judgerl.train.splits import load_split
 
     recipe = load_recipe(Path(__file__).parents[1] / "src" / "judgerl" / "demo" / "recipe.yaml")
     assert len(load_split(recipe, "train")) >= 16 and load_split(recipe, "eval")

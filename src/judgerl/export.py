@@ -717,7 +717,7 @@ def _check_samples(
     if data is not None:
         known = {sample.id: sample for sample in load_samples_strict(data)}
     elif files.recipe is not None and files.recipe.data.eval:
-        from judgerl.train.prompts import load_split
+        from judgerl.train.splits import load_split
 
         known = {sample.id: sample for sample in load_split(files.recipe, "eval")}
     order: list[str] = []

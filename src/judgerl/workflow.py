@@ -136,7 +136,7 @@ class Workflow:
         from judgerl.evaluate import ModelSpec, evaluate_models
         from judgerl.policy import SamplingConfig
         from judgerl.train.grpo import reward_config
-        from judgerl.train.prompts import load_split
+        from judgerl.train.splits import load_split
 
         recipe, evaluation = self.recipe, self.recipe.evaluation
         samples = load_split(recipe, "eval")[: evaluation.limit]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from judgerl.backends.base import Completion, CompletionRequest
 from judgerl.errors import JudgeParseError
-from judgerl.prompting import PromptTemplate
+from judgerl.judges.templates import PromptTemplate
 
 if TYPE_CHECKING:
     from judgerl.runtime.model_runtime import ModelRuntime

@@ -37,7 +37,7 @@ from judgerl.judges.options import (
     reference_block,
 )
 from judgerl.judges.parsing import parse_group
-from judgerl.prompting import fence
+from judgerl.judges.templates import fence
 from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:

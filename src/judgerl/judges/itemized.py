@@ -66,7 +66,7 @@ from judgerl.judges.parsing import (
     validate_answer,
 )
 from judgerl.judges.rubric import CriteriaOptions, Criterion, describe_criteria
-from judgerl.prompting import fence
+from judgerl.judges.templates import fence
 from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:

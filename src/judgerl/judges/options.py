@@ -15,7 +15,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from judgerl.config import JudgeConfig, parse_model
-from judgerl.prompting import PromptTemplate, fence, load_prompt, load_prompt_file
+from judgerl.judges.templates import PromptTemplate, fence, load_prompt, load_prompt_file
 from judgerl.types import Sample
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)

@@ -40,7 +40,7 @@ from judgerl.judges.calling import CallLog, CallOutcome, call_and_parse, record_
 from judgerl.judges.logprob import candidate_mass, pairwise_prob_first
 from judgerl.judges.options import JudgeOptions, choose_prompt, is_empty, parse_options, question_block
 from judgerl.judges.parsing import PairwiseAnswer, parse_pairwise
-from judgerl.prompting import fence
+from judgerl.judges.templates import fence
 from judgerl.types import Rollout, Sample, Score, Verdict, Winner
 
 if TYPE_CHECKING:

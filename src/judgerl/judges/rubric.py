@@ -42,7 +42,7 @@ from judgerl.judges.options import (
     reference_block,
 )
 from judgerl.judges.parsing import CriterionSpec, parse_rubric
-from judgerl.prompting import fence, load_prompt
+from judgerl.judges.templates import fence, load_prompt
 from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:

@@ -50,9 +50,9 @@ from judgerl.train.monitors import (
     load_exploit_matcher,
 )
 from judgerl.train.policy import load_policy, lora_config, save_final
-from judgerl.train.prompts import grpo_dataset, load_split
 from judgerl.train.recipe import Recipe, batch_layout, world_size
 from judgerl.train.reward import TrainingReward
+from judgerl.train.splits import grpo_dataset, load_split
 
 
 @dataclass

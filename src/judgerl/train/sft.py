@@ -22,8 +22,8 @@ from judgerl.train.checkpoints import resume_point
 from judgerl.train.grpo import TrainResult, checkpointing_arg, optimizer_args, tensorboard_callback
 from judgerl.train.monitors import MetricsJsonl, RichProgress
 from judgerl.train.policy import load_policy, lora_config, save_final
-from judgerl.train.prompts import load_split, sft_dataset
 from judgerl.train.recipe import Recipe, batch_layout, world_size
+from judgerl.train.splits import load_split, sft_dataset
 
 
 def sft_config(recipe: Recipe, *, processes: int | None = None) -> Any:

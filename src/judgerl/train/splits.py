@@ -1,4 +1,4 @@
-"""The recipe's data files as judgerl Samples and as the datasets TRL's trainers take.
+"""The recipe's data splits as judgerl Samples and as the datasets TRL's trainers take.
 
 Why: GRPO and SFT must see the same prompts, with the same system prompt, so that base, SFT and
 RFT models are compared on equal terms. Rows are read by `judgerl.data` (errors name the file,

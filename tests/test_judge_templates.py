@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from judgerl.errors import ConfigError
-from judgerl.prompting import (
+from judgerl.judges.templates import (
     PromptTemplate,
     fence,
     fill_template,
