@@ -29,7 +29,7 @@ from judgerl.evaluate import (
     parse_model_option,
     read_rows,
 )
-from judgerl.policy import Generation, SamplingConfig
+from judgerl.models.policy import Generation, SamplingConfig
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.types import Sample
 

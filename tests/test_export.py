@@ -84,7 +84,7 @@ def write_validation(run: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from judgerl.evaluate import ModelSpec, evaluate_models
-    from judgerl.policy import SamplingConfig
+    from judgerl.models.policy import SamplingConfig
     from judgerl.train.recipe import load_recipe
     from judgerl.train.splits import load_split
 

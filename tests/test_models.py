@@ -1,4 +1,4 @@
-"""Packaged models and the GGUF -> Hugging Face folder conversion cache (judgerl.models).
+"""Packaged models and the GGUF -> Hugging Face folder conversion cache (judgerl.models.packaged).
 
 Fast tests exercise the cache logic with a stand-in converter; the real conversion of the
 packaged SmolLM2 GGUF is built once per test session (the fixture below shares its folder with
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from judgerl import models
 from judgerl.errors import ConfigError
 from judgerl.models import PACKAGED_MODELS, packaged_gguf, resolve_model
+from judgerl.models import packaged as models
 
 SMOLLM = "smollm2-135m-instruct"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from judgerl.errors import ConfigError
-from judgerl.policy import (
+from judgerl.models.policy import (
     SamplingConfig,
     adapter_base,
     latest_checkpoint,

@@ -191,7 +191,7 @@ def evaluate(
 
     from judgerl.config import load_reward_config
     from judgerl.evaluate import evaluate_models, load_eval_samples, parse_endpoint_option, parse_model_option
-    from judgerl.policy import SamplingConfig
+    from judgerl.models.policy import SamplingConfig
     from judgerl.reward.pipeline import RewardPipeline
 
     models = dict(parse_model_option(text, dtype=dtype) for text in model or [])

@@ -34,7 +34,7 @@ from typing import Any
 
 from judgerl.config import BackendConfig, RewardConfig, RuntimeConfig
 from judgerl.errors import ConfigError, DataError
-from judgerl.policy import Generation, SamplingConfig
+from judgerl.models.policy import Generation, SamplingConfig
 from judgerl.types import Reward, Rollout, Sample
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class Generator:
 
 class LocalGenerator(Generator):
     def __init__(self, spec: ModelSpec, sampling: SamplingConfig) -> None:
-        from judgerl.policy import load_policy
+        from judgerl.models.policy import load_policy
 
         self.policy = load_policy(str(spec.source), merge_adapter=spec.merge_adapter, dtype=spec.dtype)
         self.sampling = sampling

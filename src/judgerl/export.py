@@ -207,7 +207,7 @@ def weights_digest(folder: str | os.PathLike[str]) -> dict[str, str]:
 
 def _evaluated_folder(summary: dict[str, Any], run_dir: Path) -> Path | None:
     """The local folder an evaluation sampled from (its `model` field), or None (an endpoint)."""
-    from judgerl.policy import resolve_spec
+    from judgerl.models.policy import resolve_spec
 
     model = summary.get("model")
     if not isinstance(model, str):
@@ -240,7 +240,7 @@ def reference_label(files: RunFiles, checkpoint: Path) -> str | None:
 
 def select_checkpoint(files: RunFiles, which: str = "last") -> Selection:
     """The checkpoint to ship: "last", "best" or a path (see the module docstring for the rule)."""
-    from judgerl.policy import resolve_spec
+    from judgerl.models.policy import resolve_spec
 
     rft = files.rft_dir
     if which not in ("last", "best"):
@@ -350,7 +350,7 @@ def write_merged(checkpoint: Path, out: Path, *, dtype: str | None = None) -> st
     """
     import torch
 
-    from judgerl.policy import adapter_base, is_adapter_dir, load_policy, resolve_spec
+    from judgerl.models.policy import adapter_base, is_adapter_dir, load_policy, resolve_spec
 
     base = resolve_spec(adapter_base(checkpoint)) if is_adapter_dir(checkpoint) else checkpoint
     dtype = dtype or base_dtype(base)
@@ -367,7 +367,7 @@ def write_merged(checkpoint: Path, out: Path, *, dtype: str | None = None) -> st
 
 def write_adapter(checkpoint: Path, out: Path) -> None:
     """The adapter files and the tokenizer of a LoRA checkpoint (no optimizer / trainer state)."""
-    from judgerl.policy import adapter_base, is_adapter_dir, resolve_spec
+    from judgerl.models.policy import adapter_base, is_adapter_dir, resolve_spec
 
     if not is_adapter_dir(checkpoint):
         raise ConfigError(
@@ -427,7 +427,7 @@ def export_run(
     The folder is written next to `output` and renamed into place when complete and checked.
     """
     from judgerl.model_card import card_inputs, render_card
-    from judgerl.policy import adapter_base, is_adapter_dir
+    from judgerl.models.policy import adapter_base, is_adapter_dir
 
     files = read_run(run_dir)
     out = Path(output) if output is not None else files.run_dir / "export"
@@ -749,7 +749,7 @@ def load_export(export_dir: str | os.PathLike[str], dtype: Any = None) -> tuple[
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from judgerl.policy import adapter_base, is_adapter_dir, resolve_spec
+    from judgerl.models.policy import adapter_base, is_adapter_dir, resolve_spec
 
     folder = Path(export_dir)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -771,7 +771,7 @@ def compare_logits(
     weight shows up here whatever the judge and the sampling."""
     import torch
 
-    from judgerl.policy import load_policy
+    from judgerl.models.policy import load_policy
 
     model, tokenizer = load_export(export)
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
@@ -833,7 +833,7 @@ def _compare_scores(
     z: float,
 ) -> None:
     from judgerl.evaluate import ModelSpec, evaluate_models, find_schema_check
-    from judgerl.policy import SamplingConfig
+    from judgerl.models.policy import SamplingConfig
 
     label = result.reference_label
     summary = files.summaries.get(label or "", {})

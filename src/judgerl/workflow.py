@@ -134,7 +134,7 @@ class Workflow:
 
     def evaluate(self, models: dict[str, str | Path]) -> dict[str, Any]:
         from judgerl.evaluate import ModelSpec, evaluate_models
-        from judgerl.policy import SamplingConfig
+        from judgerl.models.policy import SamplingConfig
         from judgerl.train.grpo import reward_config
         from judgerl.train.splits import load_split
 

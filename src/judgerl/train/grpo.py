@@ -49,7 +49,7 @@ from judgerl.train.monitors import (
     SignalTracker,
     load_exploit_matcher,
 )
-from judgerl.train.policy import load_policy, lora_config, save_final
+from judgerl.train.policy import load_for_training, lora_config, save_final
 from judgerl.train.recipe import Recipe, batch_layout, world_size
 from judgerl.train.reward import TrainingReward
 from judgerl.train.splits import grpo_dataset, load_split
@@ -179,7 +179,7 @@ class GrpoRun:
             self.pipeline, self.samples + eval_samples, tracker=self.tracker, held_out=self.held_out,
             held_out_sample=monitors.held_out_sample, seed=recipe.trainer.seed,
             completions_path=completions_path if recipe.logging.completions else None)
-        model, self.tokenizer, self.model_folder = load_policy(recipe.model)
+        model, self.tokenizer, self.model_folder = load_for_training(recipe.model)
         chat = self.tokenizer.chat_template is not None
         self.alarm = HackingAlarm(self.tracker, self.console)
         callbacks: list[Any] = [MetricsJsonl(self.metrics_path, self.tracker, trim=[completions_path]),

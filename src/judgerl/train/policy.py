@@ -15,7 +15,7 @@ from judgerl.models import resolve_model
 from judgerl.train.recipe import ModelSection
 
 
-def load_policy(section: ModelSection) -> tuple[Any, Any, Path]:
+def load_for_training(section: ModelSection) -> tuple[Any, Any, Path]:
     """(model, tokenizer, folder) for the recipe's model section."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -21,7 +21,7 @@ from rich.console import Console
 from judgerl.train.checkpoints import resume_point
 from judgerl.train.grpo import TrainResult, checkpointing_arg, optimizer_args, tensorboard_callback
 from judgerl.train.monitors import MetricsJsonl, RichProgress
-from judgerl.train.policy import load_policy, lora_config, save_final
+from judgerl.train.policy import load_for_training, lora_config, save_final
 from judgerl.train.recipe import Recipe, batch_layout, world_size
 from judgerl.train.splits import load_split, sft_dataset
 
@@ -62,7 +62,7 @@ def sft(recipe: Recipe, *, resume: bool = False, console: Console | None = None)
     output_dir = recipe.sft_output_dir
     resume_from = resume_point(output_dir, resume=resume, overwrite=recipe.logging.overwrite)
     train_samples, eval_samples = load_split(recipe, "train"), load_split(recipe, "eval")
-    model, tokenizer, _ = load_policy(recipe.model)
+    model, tokenizer, _ = load_for_training(recipe.model)
     chat = tokenizer.chat_template is not None
     metrics_path = output_dir / "metrics.jsonl"
     callbacks: list[Any] = [MetricsJsonl(metrics_path, key="loss")]
