@@ -19,7 +19,9 @@ import pytest
 
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.errors import ConfigError
-from judgerl.evaluate import (
+from judgerl.models.policy import Generation, SamplingConfig
+from judgerl.reward.pipeline import RewardPipeline
+from judgerl.run.evaluate import (
     EvalSummary,
     Generator,
     ModelSpec,
@@ -29,8 +31,6 @@ from judgerl.evaluate import (
     parse_model_option,
     read_rows,
 )
-from judgerl.models.policy import Generation, SamplingConfig
-from judgerl.reward.pipeline import RewardPipeline
 from judgerl.types import Sample
 
 REWARD = {

@@ -2,7 +2,7 @@
 
 The run is built from real artefacts, cheaply: a tiny base model (tests/tiny_policy.py), two LoRA
 checkpoints written by peft with random (non-zero) adapter weights and a trainer_state.json, an SFT
-adapter, `judgerl.evaluate` run on base / SFT / both RFT checkpoints with greedy decoding, and a
+adapter, `judgerl.run.evaluate` run on base / SFT / both RFT checkpoints with greedy decoding, and a
 validation report written through judgerl.validate's own classes. The judge is the configured
 `scripted` backend (it says so in its name): it answers a fixed verdict, so the rewards vary by
 the deterministic checks only. The export is reloaded with plain transformers / peft.
@@ -20,7 +20,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from judgerl.export import (
+from judgerl.run.export import (
     ExportCheckFailed,
     RunFiles,
     check_export,
@@ -29,7 +29,7 @@ from judgerl.export import (
     read_run,
     select_checkpoint,
 )
-from judgerl.model_card import fmt, front_matter
+from judgerl.run.model_card import fmt, front_matter
 from tiny_policy import build_tiny_model_dir
 
 PROMPTS = ["Say yes in JSON.", "What is the capital of France?", "Say hello.", "Give a score."]
@@ -83,8 +83,8 @@ def write_validation(run: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from judgerl.evaluate import ModelSpec, evaluate_models
     from judgerl.models.policy import SamplingConfig
+    from judgerl.run.evaluate import ModelSpec, evaluate_models
     from judgerl.train.recipe import load_recipe
     from judgerl.train.splits import load_split
 

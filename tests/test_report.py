@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from judgerl.cli import app
-from judgerl.report import component_curves, render_report, series, validation_sections
+from judgerl.run.report import component_curves, render_report, series, validation_sections
 
 EVIL = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -15,7 +15,7 @@ import yaml
 
 from judgerl.backends.base import CompletionRequest
 from judgerl.backends.scripted import ScriptedBackend
-from judgerl.workflow import STAGES, Workflow
+from judgerl.run.workflow import STAGES, Workflow
 from tiny_policy import build_tiny_model_dir
 
 PROMPTS = ["Say hello.", "Name a colour.", "Count to three.", "Name a fruit.", "Say thanks.", "Name a day."]

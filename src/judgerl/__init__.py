@@ -17,8 +17,7 @@ from judgerl.errors import (
 )
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.types import Reward, Rollout, Sample, Score, Verdict
-
-__version__ = "0.1.0"
+from judgerl.version import __version__
 
 __all__ = [
     "BackendError",

@@ -61,7 +61,7 @@ def score(
     from judgerl.data import load_rollouts
     from judgerl.errors import DataError
     from judgerl.reward.pipeline import RewardPipeline
-    from judgerl.scoring import score_file
+    from judgerl.run.score import score_file
 
     reward_config = load_reward_config(config, overrides or [])
     items, errors = load_rollouts(input)
@@ -190,9 +190,14 @@ def evaluate(
     from contextlib import ExitStack
 
     from judgerl.config import load_reward_config
-    from judgerl.evaluate import evaluate_models, load_eval_samples, parse_endpoint_option, parse_model_option
     from judgerl.models.policy import SamplingConfig
     from judgerl.reward.pipeline import RewardPipeline
+    from judgerl.run.evaluate import (
+        evaluate_models,
+        load_eval_samples,
+        parse_endpoint_option,
+        parse_model_option,
+    )
 
     models = dict(parse_model_option(text, dtype=dtype) for text in model or [])
     for text in endpoint or []:
@@ -233,7 +238,7 @@ def report(
         "--output", "-o", help="HTML file (default RUN_DIR/report.html).")] = None,
 ) -> None:
     """Render RUN_DIR/report.html: one self-contained page with PNG plots; prints its path."""
-    from judgerl.report import render_report
+    from judgerl.run.report import render_report
 
     typer.echo(str(render_report(run_dir, output=output)))
 
@@ -262,7 +267,7 @@ def export_command(
     z: Annotated[float, typer.Option(help="Check: allowed difference in standard errors.")] = 3.0,
 ) -> None:
     """Export a run as a Hugging Face model folder (merged LoRA) with a model card, then check it."""
-    from judgerl.export import ExportCheckFailed, check_export, export_run
+    from judgerl.run.export import ExportCheckFailed, check_export, export_run
 
     try:
         if check_only:
@@ -298,7 +303,7 @@ def run(
 
     Resumable: a rerun continues from the first stage that did not finish.
     """
-    from judgerl.workflow import Workflow
+    from judgerl.run.workflow import Workflow
 
     report_path = Workflow(recipe, overrides or [], skip_validation=skip_validation, console=console,
                            stop_after=stop_after).run()
@@ -314,7 +319,7 @@ def demo(
         "--quick", help="A few steps and prompts: checks that everything works in a few minutes.")] = False,
 ) -> None:
     """Run the whole workflow offline on a shipped task with the embedded local models."""
-    from judgerl.workflow import DEMO_RECIPE, QUICK_OVERRIDES, Workflow
+    from judgerl.run.workflow import DEMO_RECIPE, QUICK_OVERRIDES, Workflow
 
     started = time.monotonic()
     settings = [f"workflow.run_dir={run_dir.resolve()}", *(QUICK_OVERRIDES if quick else []),

@@ -213,6 +213,10 @@ class RewardPipeline:
         return Reward(sample_id=sample.id, rollout_id=rollout.id, value=value, components=components,
                       rationale=rationale, status="ok", details=details)
 
+    def runtime_stats(self) -> dict[str, Any]:
+        """The runtime's accounting now (calls, tokens, cost, latencies): `RuntimeStats.snapshot()`."""
+        return self.runtime.stats.snapshot()
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def loop_thread(self) -> LoopThread:

@@ -110,3 +110,16 @@ class RuntimeStats:
                 "errors": dict(self.errors),
                 "attempt_errors": dict(self.attempt_errors),
             }
+
+
+def stats_delta(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+    """What was spent between two `RuntimeStats.snapshot()`s (a runtime shared by several runs or
+    steps): counters as differences, latencies and the retry amplification as they are now."""
+    delta: dict[str, Any] = {}
+    for key, value in after.items():
+        old = (before or {}).get(key)
+        counter = isinstance(value, (int, float)) and not key.startswith(("latency", "retry_amp"))
+        delta[key] = value - old if counter and isinstance(old, (int, float)) else value
+        if isinstance(delta[key], float):
+            delta[key] = round(delta[key], 6)
+    return delta

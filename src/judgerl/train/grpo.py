@@ -39,7 +39,6 @@ from typing import Any
 from rich.console import Console
 
 from judgerl.backends.base import Backend
-from judgerl.config import RewardConfig, load_reward_config
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.train.checkpoints import resume_point
 from judgerl.train.monitors import (
@@ -66,15 +65,6 @@ class TrainResult:
     seconds: float
     alarms: list[tuple[int, str]] = field(default_factory=list)
     stopped_early: bool = False
-
-
-def reward_config(recipe: Recipe, source: str | dict[str, Any], overrides: list[str]) -> RewardConfig:
-    """A reward config named by the recipe: a path (resolved next to the recipe) or inline."""
-    if isinstance(source, dict):
-        config = load_reward_config(source, overrides)
-        config.locate(recipe.base_dir, recipe.source)
-        return config
-    return load_reward_config(recipe.path(source), overrides)
 
 
 def optimizer_args(recipe: Recipe, per_device: int, accumulation: int, learning_rate: float,
@@ -164,14 +154,12 @@ class GrpoRun:
         self.resume_from = resume_point(output_dir, resume=resume, overwrite=recipe.logging.overwrite)
         self.samples = load_split(recipe, "train")
         eval_samples = load_split(recipe, "eval")
-        self.pipeline = RewardPipeline.from_config(
-            reward_config(recipe, recipe.reward, recipe.reward_overrides), backends=backends)
+        self.pipeline = RewardPipeline.from_config(recipe.training_reward_config(), backends=backends)
         monitors = recipe.monitors
+        held_out_config = recipe.held_out_reward_config()
         self.held_out = None
-        if monitors.held_out_reward is not None:
-            self.held_out = RewardPipeline.from_config(
-                reward_config(recipe, monitors.held_out_reward, recipe.held_out_overrides),
-                backends=held_out_backends)
+        if held_out_config is not None:
+            self.held_out = RewardPipeline.from_config(held_out_config, backends=held_out_backends)
         self.tracker = SignalTracker(monitors, load_exploit_matcher())
         self.metrics_path = output_dir / "metrics.jsonl"
         completions_path = output_dir / "completions.jsonl"
@@ -248,6 +236,6 @@ def run_validation_gate(recipe: Recipe, *, backends: dict[str, Backend] | None =
 
     suite = recipe.path(recipe.validation.suite or "")
     console.print(f"validating the judge against {suite} before training ...", highlight=False)
-    report = validate_and_gate(reward_config(recipe, recipe.reward, recipe.reward_overrides), suite,
+    report = validate_and_gate(recipe.training_reward_config(), suite,
                                backends=backends, output_dir=recipe.output_dir / "validation")
     console.print(f"judge validation passed ({len(report.sections)} sections)", highlight=False)

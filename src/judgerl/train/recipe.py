@@ -23,7 +23,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from judgerl.config import FileBacked, apply_overrides, parse_model, read_yaml
+from judgerl.config import (
+    FileBacked,
+    RewardConfig,
+    apply_overrides,
+    load_reward_config,
+    parse_model,
+    read_yaml,
+)
 from judgerl.errors import ConfigError
 from judgerl.models import DEFAULT_POLICY_MODEL
 
@@ -286,6 +293,32 @@ class Recipe(_Section, FileBacked):
     @property
     def held_out_overrides(self) -> list[str]:
         return list(self._held_out_overrides)
+
+    # -- the reward configs the recipe names (each resolved here, once, the same way) ---------
+
+    def training_reward_config(self) -> RewardConfig:
+        """`reward`: the reward GRPO trains on (and the validation gate measures)."""
+        return self._reward_config(self.reward, self._reward_overrides)
+
+    def held_out_reward_config(self) -> RewardConfig | None:
+        """`monitors.held_out_reward`: the second judge watched for reward hacking, or None."""
+        source = self.monitors.held_out_reward
+        return self._reward_config(source, self._held_out_overrides) if source is not None else None
+
+    def evaluation_heldout_reward_config(self) -> RewardConfig | None:
+        """`evaluation.heldout_reward`, else the monitors' held-out reward: the evaluation's second
+        judge, or None."""
+        if self.evaluation.heldout_reward is not None:
+            return self._reward_config(self.evaluation.heldout_reward, self._heldout_eval_overrides)
+        return self.held_out_reward_config()
+
+    def _reward_config(self, source: str | dict[str, Any], overrides: list[str]) -> RewardConfig:
+        """A reward config named by the recipe: a path (resolved next to the recipe) or inline."""
+        if isinstance(source, dict):
+            config = load_reward_config(source, overrides)
+            config.locate(self.base_dir, self.source)
+            return config
+        return load_reward_config(self.path(source), overrides)
 
     @property
     def output_dir(self) -> Path:

@@ -29,7 +29,7 @@ from typing import Any
 from judgerl.adapters.trl import completion_text, log_rewards
 from judgerl.data import JsonlWriter
 from judgerl.reward.pipeline import RewardPipeline
-from judgerl.scoring import runtime_snapshot
+from judgerl.runtime.accounting import stats_delta
 from judgerl.train.monitors import SignalTracker
 from judgerl.types import Reward, Rollout, Sample
 
@@ -55,7 +55,7 @@ class TrainingReward:
         self.completions_path = completions_path
         self._writer: JsonlWriter | None = None
         self._random = random.Random(seed)
-        self._last_stats = runtime_snapshot(pipeline)
+        self._last_stats = pipeline.runtime_stats()
         self.calls = 0
 
     def items(self, completions: Sequence[Any], ids: Sequence[str]) -> list[tuple[Sample, Rollout]]:
@@ -111,11 +111,10 @@ class TrainingReward:
             values = [value for reward in rewards if (value := reward.components.get(name)) is not None]
             if values:
                 metrics[f"{METRIC_PREFIX}/{name}/std"] = statistics.pstdev(values)
-        stats = runtime_snapshot(self.pipeline)
-        for key in JUDGE_COUNTERS:
-            now, before = stats.get(key), self._last_stats.get(key)
-            if isinstance(now, (int, float)) and isinstance(before, (int, float)):
-                metrics[f"judge/{key}"] = float(now - before)
+        stats = self.pipeline.runtime_stats()
+        spent = stats_delta(self._last_stats, stats)
+        metrics.update({f"judge/{key}": float(spent[key]) for key in JUDGE_COUNTERS
+                        if isinstance(spent.get(key), (int, float))})
         self._last_stats = stats
         return metrics
 

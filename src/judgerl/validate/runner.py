@@ -134,7 +134,7 @@ def run_validation(config: RewardConfig | str | Path | dict[str, Any],
             result.seconds = time.monotonic() - section_started
             check_section(result, section.thresholds(name))
             report.sections.append(result)
-        report.runtime = pipeline.runtime.stats.snapshot()
+        report.runtime = pipeline.runtime_stats()
     report.seconds = time.monotonic() - started
     if output_dir is not None:
         write_report(report, output_dir)

@@ -1,0 +1,1000 @@
+"""`judgerl report RUN_DIR`: one self-contained HTML page that says whether training helped.
+
+Why: the decision after an RFT run ("deploy or not") needs, at a glance, schema validity and
+judge scores per model (base vs SFT vs RFT), whether the gain holds under a held-out judge, the
+reward curve and what the judge cost, whether the judge passed validation, and real answers with
+the judge's reasons. This module reads whatever parts of the run directory exist (see the layout
+in ARCHITECTURE.md / the README) and skips the rest:
+
+    eval/<label>/summary.json, samples.jsonl    tables, bar charts, best and worst answers
+    rft/metrics.jsonl (sft/metrics.jsonl)       curves: any numeric key per step is plotted
+    validation/report.json                      pass/fail per section, figures vs thresholds
+    export/ (README.md)                         links to the exported model and its card
+    stages.json                                 which stages finished
+
+Plots are PNGs drawn with matplotlib's Agg canvas (no display, no pyplot state), saved under
+RUN_DIR/plots/ and embedded as base64 data URIs, so report.html opens offline, alone, with no
+script, stylesheet or font from anywhere. Every text from the run (answers, rationales,
+prompts, labels) is HTML-escaped: a completion is data, never markup.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from judgerl.errors import ConfigError, DataError
+from judgerl.run.evaluate import load_eval_summaries, read_rows
+
+MAX_SAMPLES_SHOWN = 3  # best and worst answers per model
+MAX_TEXT = 2000  # characters of an answer or rationale shown
+MAX_EXTRA_CURVES = 16
+REWARD_KEYS = ("reward_mean", "reward", "rewards/judgerl/mean", "train/reward")
+REWARD_STD_KEYS = ("reward_std", "rewards/judgerl/std", "train/reward_std")
+UNSCORED_KEYS = ("unscored_share", "reward/unscored_frac", "unscored_frac", "unscored")
+COST_KEYS = ("cost", "cost_usd", "judge/cost_usd", "judge_cost_usd")
+TOKEN_KEYS = ("judge/total_tokens", "judge_tokens", "tokens")
+HELDOUT_KEYS = ("held_out_mean", "heldout_mean", "heldout/reward_mean")
+NOT_CURVES = {"step", "time", "epoch", "global_step"}
+VALIDATION_FILES = ("report.json", "validation.json")
+COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+
+
+# -- reading the run ---------------------------------------------------------------------------
+
+
+@dataclass
+class RunData:
+    """Everything the report shows; each part is empty when its stage did not run."""
+
+    run_dir: Path
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    sft_metrics: list[dict[str, Any]] = field(default_factory=list)
+    validation: dict[str, Any] | None = None
+    validation_path: Path | None = None
+    stages: dict[str, Any] = field(default_factory=dict)
+    export_dir: Path | None = None
+    model_card: Path | None = None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a torn last line is skipped, non-object rows are errors."""
+    rows = read_rows(path)
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise DataError("expected a JSON object per line", path=str(path), line=number)
+    return rows
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read JSON: {exc}", path=str(path)) from exc
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> RunData:
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ConfigError(f"run directory {run} does not exist", field="RUN_DIR")
+    data = RunData(run_dir=run, summaries=load_eval_summaries(run))
+    for label in data.summaries:
+        data.samples[label] = read_jsonl(run / "eval" / label / "samples.jsonl")
+    data.metrics = read_jsonl(run / "rft" / "metrics.jsonl")
+    data.sft_metrics = read_jsonl(run / "sft" / "metrics.jsonl")
+    for name in VALIDATION_FILES:
+        path = run / "validation" / name
+        if path.is_file():
+            data.validation, data.validation_path = _read_json(path), path
+            break
+    if (run / "stages.json").is_file():
+        stages = _read_json(run / "stages.json")
+        data.stages = stages.get("stages", {}) if isinstance(stages, dict) else {}
+    if (run / "export").is_dir():
+        data.export_dir = run / "export"
+        card = run / "export" / "README.md"
+        data.model_card = card if card.is_file() else None
+    return data
+
+
+# -- metrics parsing ---------------------------------------------------------------------------
+
+
+def flatten(row: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a metrics row, nested keys joined with '/'.
+
+    >>> flatten({"step": 1, "reward_mean": 0.5, "components": {"schema": 1}, "note": "x", "ok": True})
+    {'step': 1.0, 'reward_mean': 0.5, 'components/schema': 1.0}
+    """
+    flat: dict[str, float] = {}
+    for key, value in row.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, prefix=f"{name}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            flat[name] = float(value)
+    return flat
+
+
+def series(rows: Sequence[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """{key: [(step, value), ...]} for every numeric key; the step is `step` or the row number.
+
+    A step logged twice (a resumed run) keeps its last value.
+    """
+    found: dict[str, dict[float, float]] = {}
+    for number, row in enumerate(rows, start=1):
+        flat = flatten(row)
+        step = flat.get("step", float(number))
+        for key, value in flat.items():
+            if key not in NOT_CURVES:
+                found.setdefault(key, {})[step] = value
+    return {key: sorted(points.items()) for key, points in found.items()}
+
+
+def _first(curves: dict[str, Any], keys: Iterable[str]) -> str | None:
+    return next((key for key in keys if key in curves), None)
+
+
+def component_curves(curves: dict[str, Any]) -> dict[str, str]:
+    """{component name: key} for per-component means: components/<name> or reward/<name>[/mean].
+
+    >>> component_curves({"components/schema": [], "reward/quality/mean": [], "reward/quality/std": [],
+    ...                   "reward/unscored_frac": [], "loss": []})
+    {'schema': 'components/schema', 'quality': 'reward/quality/mean'}
+    """
+    found: dict[str, str] = {}
+    for key in curves:
+        match = re.fullmatch(r"(?:components|reward)/(.+?)(?:/mean)?", key)
+        if not match or key.endswith("/std"):
+            continue
+        name = match.group(1)
+        if name in {"unscored_frac", "gated_frac", "unscored_share", "gated_share"} or "/" in name:
+            continue
+        found.setdefault(name, key)
+    return found
+
+
+# -- plots -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plot:
+    name: str  # file name under plots/
+    caption: str
+    png: bytes
+
+    def img(self) -> str:
+        data = base64.b64encode(self.png).decode("ascii")
+        return (
+            f'<figure><img alt="{esc(self.caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{esc(self.caption)}</figcaption></figure>"
+        )
+
+
+def _figure(width: float = 7.5, height: float = 3.6) -> Any:
+    # A bare Figure renders with the Agg canvas: no pyplot, no display, no global state.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _integer_steps(*axes: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in axes:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _bar_labels(axis: Any, bars: Any, digits: int = 2) -> None:
+    for bar in bars:
+        height = bar.get_height()
+        if not math.isnan(height):
+            axis.annotate(
+                f"{height:.{digits}f}",
+                (bar.get_x() + bar.get_width() / 2, height),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
+
+
+def bar_plot(
+    name: str,
+    title: str,
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    *,
+    ylabel: str,
+    unit_range: bool = True,
+) -> Plot | None:
+    """One bar per model; a missing value is left out (shown as 'n/a')."""
+    if not any(value is not None for value in values):
+        return None
+    figure = _figure(max(4.0, 1.2 * len(labels) + 2), 3.4)
+    axis = figure.add_subplot()
+    heights = [math.nan if value is None else value for value in values]
+    bars = axis.bar(
+        labels,
+        [0 if math.isnan(h) else h for h in heights],
+        color=[COLORS[index % len(COLORS)] for index in range(len(labels))],
+    )
+    for bar, height in zip(bars, heights, strict=True):
+        if math.isnan(height):
+            bar.set_height(0)
+            axis.annotate("n/a", (bar.get_x() + bar.get_width() / 2, 0), ha="center", va="bottom", fontsize=8)
+        else:
+            axis.annotate(
+                f"{height:.3f}",
+                (bar.get_x() + bar.get_width() / 2, height),
+                ha="center",
+                va="bottom",
+                fontsize=9,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
+    axis.set_title(title)
+    axis.set_ylabel(ylabel)
+    if unit_range:
+        axis.set_ylim(0, 1.08)
+    axis.grid(axis="y", alpha=0.3)
+    return Plot(name, title, _png(figure))
+
+
+def grouped_plot(
+    name: str,
+    title: str,
+    groups: Sequence[str],
+    series_values: dict[str, Sequence[float | None]],
+    *,
+    ylabel: str = "mean score (0-1)",
+) -> Plot | None:
+    """Bars grouped by `groups` (x axis), one colour per series (a model or a figure)."""
+    if not groups or not any(v is not None for values in series_values.values() for v in values):
+        return None
+    count = max(1, len(series_values))
+    width = 0.8 / count
+    figure = _figure(max(5.0, 0.9 * len(groups) * max(1, count / 2) + 2.5), 3.8)
+    axis = figure.add_subplot()
+    for index, (label, values) in enumerate(series_values.items()):
+        positions = [group + (index - (count - 1) / 2) * width for group in range(len(groups))]
+        heights = [math.nan if value is None else value for value in values]
+        bars = axis.bar(
+            positions, heights, width=width * 0.95, label=label, color=COLORS[index % len(COLORS)]
+        )
+        if len(groups) * count <= 24:
+            _bar_labels(axis, bars)
+    axis.set_xticks(
+        range(len(groups)),
+        groups,
+        rotation=20 if len(groups) > 4 else 0,
+        ha="right" if len(groups) > 4 else "center",
+    )
+    axis.set_ylim(0, 1.12)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize=8, ncols=min(4, count), loc="upper left")
+    return Plot(name, title, _png(figure))
+
+
+def reward_curve_plot(curves: dict[str, list[tuple[float, float]]]) -> Plot | None:
+    reward_key = _first(curves, REWARD_KEYS)
+    components = component_curves(curves)
+    if reward_key is None and not components:
+        return None
+    figure = _figure(8.0, 3.8)
+    left, right = figure.subplots(1, 2)
+    if reward_key is not None:
+        steps, values = zip(*curves[reward_key], strict=True)
+        left.plot(
+            steps,
+            values,
+            marker="o",
+            markersize=3,
+            color=COLORS[0],
+            label="reward" if reward_key in ("reward", "reward_mean") else f"reward ({reward_key})",
+        )
+        std_key = _first(curves, REWARD_STD_KEYS)
+        if std_key is not None:
+            spread = dict(curves[std_key])
+            lower = [value - spread.get(step, 0.0) for step, value in curves[reward_key]]
+            upper = [value + spread.get(step, 0.0) for step, value in curves[reward_key]]
+            left.fill_between(steps, lower, upper, alpha=0.2, color=COLORS[0], label="± std")
+        heldout_key = _first(curves, HELDOUT_KEYS)
+        if heldout_key is not None:
+            held_steps, held_values = zip(*curves[heldout_key], strict=True)
+            left.plot(
+                held_steps, held_values, marker="s", markersize=3, color=COLORS[1], label="held-out judge"
+            )
+        left.legend(fontsize=8)
+    left.set_title("Reward per step")
+    left.set_xlabel("step")
+    left.grid(alpha=0.3)
+    for index, (component, key) in enumerate(components.items()):
+        steps, values = zip(*curves[key], strict=True)
+        right.plot(
+            steps, values, marker="o", markersize=3, label=component, color=COLORS[index % len(COLORS)]
+        )
+    right.set_title("Components per step (mean)")
+    right.set_xlabel("step")
+    _integer_steps(left, right)
+    right.grid(alpha=0.3)
+    if components:
+        right.legend(fontsize=8)
+    return Plot("reward_curve.png", "Reward and components over training steps", _png(figure))
+
+
+def unscored_cost_plot(curves: dict[str, list[tuple[float, float]]]) -> Plot | None:
+    unscored_key = _first(curves, UNSCORED_KEYS)
+    cost_key = _first(curves, COST_KEYS)
+    if cost_key is not None and not any(value for _, value in curves[cost_key]):
+        cost_key = None  # no price table: all zero; tokens say more
+    spend_key = cost_key or _first(curves, TOKEN_KEYS)
+    if unscored_key is None and spend_key is None:
+        return None
+    figure = _figure(8.0, 3.2)
+    left, right = figure.subplots(1, 2)
+    for axis, key, title, color in (
+        (left, unscored_key, "Unscored share per step", COLORS[3]),
+        (right, spend_key, "Judge cost per step (USD)" if cost_key else "Judge tokens per step", COLORS[2]),
+    ):
+        axis.grid(alpha=0.3)
+        axis.set_xlabel("step")
+        if key is None:
+            axis.text(
+                0.5, 0.5, "not logged", ha="center", va="center", transform=axis.transAxes, color="gray"
+            )
+            axis.set_title(title)
+            continue
+        steps, values = zip(*curves[key], strict=True)
+        axis.plot(steps, values, marker="o", markersize=3, color=color)
+        axis.set_title(title)
+    left.set_ylim(bottom=0)
+    _integer_steps(left, right)
+    return Plot("unscored_cost.png", "Unscored share and judge cost (or tokens) per step", _png(figure))
+
+
+def extra_curves_plot(
+    curves: dict[str, list[tuple[float, float]]], used: set[str], name: str, title: str
+) -> Plot | None:
+    """Small multiples of every other numeric key (loss, KL, length, hacking signals, ...)."""
+    keys = [key for key in curves if key not in used and len(curves[key]) > 0][:MAX_EXTRA_CURVES]
+    if not keys:
+        return None
+    columns = min(4, len(keys))
+    rows = math.ceil(len(keys) / columns)
+    figure = _figure(2.4 * columns + 1, 2.0 * rows + 0.4)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for index, key in enumerate(keys):
+        axis = axes[index // columns][index % columns]
+        steps, values = zip(*curves[key], strict=True)
+        axis.plot(steps, values, marker="o", markersize=2, color=COLORS[index % len(COLORS)])
+        axis.set_title(key if len(key) <= 28 else "…" + key[-27:], fontsize=8)
+        axis.tick_params(labelsize=7)
+        _integer_steps(axis)
+        axis.grid(alpha=0.3)
+    for index in range(len(keys), rows * columns):
+        axes[index // columns][index % columns].set_visible(False)
+    figure.suptitle(title, fontsize=10)
+    return Plot(name, title, _png(figure))
+
+
+def validation_plot(report: dict[str, Any]) -> Plot | None:
+    """Per section: each figure as a bar, its threshold as a tick, red when it failed."""
+    sections = [section for section in validation_sections(report) if section["figures"]]
+    if not sections:
+        return None
+    total = sum(len(section["figures"]) for section in sections)
+    figure = _figure(8.0, 0.32 * total + 0.7 * len(sections) + 0.6)
+    axes = figure.subplots(
+        len(sections), 1, squeeze=False, height_ratios=[len(s["figures"]) + 1 for s in sections]
+    )
+    for axis, section in zip((row[0] for row in axes), sections, strict=True):
+        names = list(section["figures"])
+        values = [section["figures"][name] for name in names]
+        colors = [
+            "#c44e52"
+            if name in section["failed"]
+            else "#55a868"
+            if name in section["thresholds"]
+            else "#8c8c8c"
+            for name in names
+        ]
+        positions = list(range(len(names)))
+        axis.barh(positions, [0 if value is None else value for value in values], color=colors)
+        for position, name in zip(positions, names, strict=True):
+            threshold = section["thresholds"].get(name)
+            if threshold is not None:
+                axis.plot(
+                    [threshold["bound"]] * 2, [position - 0.4, position + 0.4], color="black", linewidth=2
+                )
+            interval = section["intervals"].get(name)
+            if interval:
+                axis.plot(interval, [position, position], color="black", linewidth=1)
+        axis.set_yticks(positions, names, fontsize=8)
+        axis.invert_yaxis()
+        axis.set_title(f"{section['name']}: {section['status']}", fontsize=9, loc="left")
+        axis.tick_params(axis="x", labelsize=8)
+        axis.grid(axis="x", alpha=0.3)
+    figure.suptitle(
+        "Judge validation (bar: figure, black tick: threshold, line: 95% CI; red: failed)", fontsize=9
+    )
+    return Plot("validation.png", "Judge validation figures against their thresholds", _png(figure))
+
+
+# -- validation report (read generically) --------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def validation_sections(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Normalised sections: name, status, figures, intervals, thresholds, failed figures.
+
+    Accepts `sections` as a list of dicts with `name` or a mapping name -> section; figures come
+    from `figures` (or `metrics`), else from the section's own numeric keys.
+    """
+    raw = report.get("sections", {})
+    items = (
+        list(raw.items())
+        if isinstance(raw, dict)
+        else [
+            (str(section.get("name", f"section {index + 1}")), section)
+            for index, section in enumerate(raw)
+            if isinstance(section, dict)
+        ]
+    )
+    sections = []
+    for name, section in items:
+        if not isinstance(section, dict):
+            continue
+        source = section.get("figures", section.get("metrics"))
+        if not isinstance(source, dict):
+            source = {
+                key: value
+                for key, value in section.items()
+                if _number(value) is not None and key not in {"seconds", "threshold"}
+            }
+        figures = {
+            str(key): _number(value)
+            for key, value in source.items()
+            if _number(value) is not None or value is None
+        }
+        intervals = {}
+        for key, value in (section.get("intervals") or {}).items():
+            if isinstance(value, (list, tuple)) and len(value) == 2:
+                low, high = _number(value[0]), _number(value[1])
+                if low is not None and high is not None:
+                    intervals[str(key)] = [low, high]
+        thresholds = {
+            str(item["figure"]): item
+            for item in section.get("thresholds") or []
+            if isinstance(item, dict) and "figure" in item and _number(item.get("bound")) is not None
+        }
+        failed = {str(item.get("figure")) for item in section.get("failures") or [] if isinstance(item, dict)}
+        passed = section.get("passed", section.get("pass", section.get("ok")))
+        status = (
+            "skipped"
+            if section.get("skipped")
+            else "passed"
+            if passed is True
+            else "FAILED"
+            if passed is False
+            else "no verdict"
+        )
+        sections.append(
+            {
+                "name": str(name),
+                "status": status,
+                "figures": figures,
+                "intervals": intervals,
+                "thresholds": thresholds,
+                "failed": failed,
+                "skipped": section.get("skipped"),
+                "counts": section.get("counts") if isinstance(section.get("counts"), dict) else {},
+                "notes": [str(note) for note in section.get("notes") or []],
+            }
+        )
+    return sections
+
+
+# -- html --------------------------------------------------------------------------------------
+
+
+def esc(value: Any) -> str:
+    """HTML-escape any value (quotes included).
+
+    >>> esc('<script>alert("x")</script>')
+    '&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;'
+    """
+    return html.escape(str(value), quote=True)
+
+
+def num(value: Any, digits: int = 3) -> str:
+    """A figure for a table cell.
+
+    >>> num(0.12345), num(None), num(12), num(0.000123)
+    ('0.123', '–', '12', '0.000123')
+    """
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) >= 10**-digits or value == 0 else f"{value:.3g}"
+    return esc(value)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric_from: int = 1) -> str:
+    head = "".join(f"<th>{esc(header)}</th>" for header in headers)
+    body = []
+    for row in rows:
+        cells = []
+        for index, cell in enumerate(row):
+            if isinstance(cell, Raw):
+                cells.append(f"<td>{cell.html}</td>")
+            elif index >= numeric_from and (isinstance(cell, (int, float)) or cell is None):
+                cells.append(f'<td class="num">{num(cell)}</td>')
+            else:
+                cells.append(f"<td>{esc(cell)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+@dataclass
+class Raw:
+    """Already-safe HTML for a table cell (built here from escaped parts)."""
+
+    html: str
+
+
+def _status(status: str) -> Raw:
+    css = "pass" if status == "passed" else "fail" if status == "FAILED" else "muted"
+    return Raw(f'<span class="{css}">{esc(status)}</span>')
+
+
+def _clip(text: Any) -> str:
+    text = "" if text is None else str(text)
+    return (
+        text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + f"\n… ({len(text) - MAX_TEXT} more characters)"
+    )
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+
+def _heldout(summary: dict[str, Any], key: str) -> Any:
+    return (summary.get("heldout") or {}).get(key)
+
+
+def _judge(summary: dict[str, Any], key: str) -> Any:
+    return (summary.get("judge") or {}).get(key)
+
+
+def evaluation_section(data: RunData, plots: list[Plot]) -> str:
+    if not data.summaries:
+        return (
+            "<h2 id='evaluation'>Evaluation</h2>"
+            "<p class='muted'>No evaluation in this run (no eval/*/summary.json).</p>"
+        )
+    labels = list(data.summaries)
+    summaries = data.summaries
+    parts = ["<h2 id='evaluation'>Evaluation</h2>"]
+    rows = [
+        [
+            label,
+            s.get("model", ""),
+            s.get("k"),
+            s.get("prompts"),
+            s.get("samples"),
+            s.get("reward_mean"),
+            s.get("schema_validity"),
+            _heldout(s, "reward_mean"),
+            s.get("unscored_share"),
+            s.get("completion_tokens_mean"),
+        ]
+        for label, s in summaries.items()
+    ]
+    parts.append(
+        table(
+            [
+                "model",
+                "source",
+                "k",
+                "prompts",
+                "samples",
+                "mean reward",
+                "schema validity",
+                "held-out judge",
+                "unscored share",
+                "mean tokens",
+            ],
+            rows,
+            numeric_from=2,
+        )
+    )
+    for plot in (
+        bar_plot(
+            "schema_validity.png",
+            "Schema validity per model",
+            labels,
+            [s.get("schema_validity") for s in summaries.values()],
+            ylabel="share of valid answers",
+        ),
+        grouped_plot(
+            "judge_scores.png",
+            "Aggregate reward and judge score per model",
+            ["mean reward", "mean of k", "best of k", "held-out judge"],
+            {
+                label: [
+                    s.get("reward_mean"),
+                    s.get("mean_of_k"),
+                    s.get("best_of_k"),
+                    _heldout(s, "reward_mean"),
+                ]
+                for label, s in summaries.items()
+            },
+        ),
+    ):
+        if plot is not None:
+            plots.append(plot)
+            parts.append(plot.img())
+    components = list(dict.fromkeys(name for s in summaries.values() for name in s.get("components") or {}))
+    plot = grouped_plot(
+        "components.png",
+        "Per-component scores per model",
+        components,
+        {
+            label: [(s.get("components") or {}).get(name) for name in components]
+            for label, s in summaries.items()
+        },
+    )
+    if plot is not None:
+        plots.append(plot)
+        parts += [
+            "<h3>Per-component scores</h3>",
+            plot.img(),
+            table(
+                ["component", *labels],
+                [
+                    [name, *[(s.get("components") or {}).get(name) for s in summaries.values()]]
+                    for name in components
+                ],
+            ),
+        ]
+    criteria = list(dict.fromkeys(name for s in summaries.values() for name in s.get("criteria") or {}))
+    plot = grouped_plot(
+        "criteria.png",
+        "Per-criterion judge scores per model",
+        criteria,
+        {label: [(s.get("criteria") or {}).get(name) for name in criteria] for label, s in summaries.items()},
+    )
+    if plot is not None:
+        plots.append(plot)
+        parts += [
+            "<h3>Per-criterion judge scores</h3>",
+            plot.img(),
+            table(
+                ["criterion", *labels],
+                [
+                    [name, *[(s.get("criteria") or {}).get(name) for s in summaries.values()]]
+                    for name in criteria
+                ],
+            ),
+        ]
+    parts.append("<h3 id='best-of-k'>Best-of-k</h3>")
+    parts.append(
+        "<p>Mean over prompts of the best (max) and the average of each prompt's k scored answers.</p>"
+    )
+    parts.append(
+        table(
+            ["model", "k", "mean of k", "best of k", "gain", "prompts scored"],
+            [
+                [
+                    label,
+                    s.get("k"),
+                    s.get("mean_of_k"),
+                    s.get("best_of_k"),
+                    _minus(s.get("best_of_k"), s.get("mean_of_k")),
+                    s.get("prompts_scored"),
+                ]
+                for label, s in summaries.items()
+            ],
+        )
+    )
+    if any(s.get("heldout") for s in summaries.values()):
+        parts.append("<h3 id='heldout'>Held-out judge</h3>")
+        parts.append(
+            "<p>A second judge (a modified rubric or prompt) that training never saw: a gain that "
+            "shows under the training judge but not here is a sign of reward hacking.</p>"
+        )
+        parts.append(
+            table(
+                [
+                    "model",
+                    "training reward",
+                    "held-out judge",
+                    "gap",
+                    "held-out mean of k",
+                    "held-out best of k",
+                    "held-out unscored",
+                ],
+                [
+                    [
+                        label,
+                        s.get("reward_mean"),
+                        _heldout(s, "reward_mean"),
+                        _minus(s.get("reward_mean"), _heldout(s, "reward_mean")),
+                        _heldout(s, "mean_of_k"),
+                        _heldout(s, "best_of_k"),
+                        _heldout(s, "unscored_share"),
+                    ]
+                    for label, s in summaries.items()
+                ],
+            )
+        )
+    if any(s.get("judge") for s in summaries.values()):
+        parts.append("<h3>Judge use during evaluation</h3>")
+        parts.append(
+            table(
+                ["model", "calls", "cache hits", "failed", "tokens", "cost (USD)", "latency p50 (s)"],
+                [
+                    [
+                        label,
+                        _judge(s, "calls"),
+                        _judge(s, "cache_hits"),
+                        _judge(s, "failed"),
+                        _judge(s, "total_tokens"),
+                        _judge(s, "cost_usd"),
+                        _judge(s, "latency_p50_s"),
+                    ]
+                    for label, s in summaries.items()
+                ],
+            )
+        )
+    return "\n".join(parts)
+
+
+def _minus(a: Any, b: Any) -> float | None:
+    return round(a - b, 6) if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
+
+
+def training_section(data: RunData, plots: list[Plot]) -> str:
+    parts = ["<h2 id='training'>Training</h2>"]
+    if not data.metrics and not data.sft_metrics:
+        return (
+            parts[0] + "<p class='muted'>No training metrics in this run (rft/metrics.jsonl is absent).</p>"
+        )
+    curves = series(data.metrics)
+    used: set[str] = set()
+    if data.metrics:
+        steps = sorted({step for points in curves.values() for step, _ in points})
+        parts.append(
+            f"<p>{len(data.metrics)} logged steps"
+            + (f" (step {num(steps[0], 0)} to {num(steps[-1], 0)})" if steps else "")
+            + ".</p>"
+        )
+        for plot in (reward_curve_plot(curves), unscored_cost_plot(curves)):
+            if plot is not None:
+                plots.append(plot)
+                parts.append(plot.img())
+        used = {
+            key
+            for key in (
+                _first(curves, REWARD_KEYS),
+                _first(curves, REWARD_STD_KEYS),
+                _first(curves, HELDOUT_KEYS),
+                _first(curves, UNSCORED_KEYS),
+                _first(curves, COST_KEYS),
+                _first(curves, TOKEN_KEYS),
+            )
+            if key
+        }
+        used |= set(component_curves(curves).values())
+        plot = extra_curves_plot(curves, used, "training_other.png", "Other logged figures per step")
+        if plot is not None:
+            plots.append(plot)
+            parts.append(plot.img())
+        alarms = [(row.get("step"), alarm) for row in data.metrics for alarm in row.get("alarms") or []]
+        if alarms:
+            parts.append("<h3>Reward-hacking alarms</h3>")
+            parts.append(table(["step", "alarm"], [[step, alarm] for step, alarm in alarms], numeric_from=0))
+    if data.sft_metrics:
+        plot = extra_curves_plot(series(data.sft_metrics), set(), "sft_curves.png", "SFT baseline training")
+        if plot is not None:
+            plots.append(plot)
+            parts += ["<h3>SFT baseline</h3>", plot.img()]
+    return "\n".join(parts)
+
+
+def validation_section(data: RunData, plots: list[Plot]) -> str:
+    parts = ["<h2 id='validation'>Judge validation</h2>"]
+    report = data.validation
+    if not isinstance(report, dict):
+        return (
+            parts[0]
+            + "<p class='muted'>No judge validation in this run (validation/report.json is absent).</p>"
+        )
+    verdict = report.get("passed")
+    text = "PASSED" if verdict is True else "FAILED" if verdict is False else "no overall verdict"
+    css = "pass" if verdict is True else "fail" if verdict is False else "muted"
+    judge = f" for judge <code>{esc(report['judge'])}</code>" if report.get("judge") else ""
+    parts.append(f'<p>Validation{judge}: <span class="{css}">{text}</span>.</p>')
+    failures = [item.get("message") or item for item in report.get("failures") or []]
+    if failures:
+        parts.append("<ul>" + "".join(f"<li class='fail'>{esc(item)}</li>" for item in failures) + "</ul>")
+    sections = validation_sections(report)
+    if sections:
+        rows = [
+            [section["name"], _status(section["status"]), _figure_lines(section), _counts(section)]
+            for section in sections
+        ]
+        parts.append(table(["section", "result", "figures", "counts"], rows, numeric_from=99))
+    plot = validation_plot(report)
+    if plot is not None:
+        plots.append(plot)
+        parts.append(plot.img())
+    if data.validation_path and (data.validation_path.parent / "report.md").is_file():
+        parts.append("<p>Full report: <a href='validation/report.md'>validation/report.md</a></p>")
+    return "\n".join(parts)
+
+
+def _figure_lines(section: dict[str, Any]) -> Raw:
+    """One line per figure: its value and, when gated, the threshold it needs."""
+    lines = []
+    for name, value in section["figures"].items():
+        line = f"{esc(name)} = {num(value)}"
+        threshold = section["thresholds"].get(name)
+        if threshold is not None:
+            sign = "≥" if threshold.get("kind") == "min" else "≤"
+            line += f" (needs {sign} {num(threshold['bound'])})"
+        lines.append(line)
+    return Raw("<br>".join(lines))
+
+
+def _counts(section: dict[str, Any]) -> Raw:
+    return Raw(esc(", ".join(f"{key}: {value}" for key, value in section["counts"].items())))
+
+
+def samples_section(data: RunData) -> str:
+    parts = [
+        "<h2 id='samples'>Best and worst answers</h2>",
+        "<p>Per model, the highest and lowest scored answers with the judge's rationale.</p>",
+    ]
+    shown = False
+    for label, rows in data.samples.items():
+        scored = [
+            row for row in rows if row.get("status") in ("ok", "gated") and row.get("reward") is not None
+        ]
+        if not scored:
+            continue
+        shown = True
+        ranked = sorted(scored, key=lambda row: float(row["reward"]), reverse=True)
+        best = ranked[:MAX_SAMPLES_SHOWN]
+        worst = [row for row in ranked[::-1][:MAX_SAMPLES_SHOWN] if row not in best]
+        parts.append(f"<h3>{esc(label)}</h3>")
+        for kind, chosen in (("best", best), ("worst", worst)):
+            for row in chosen:
+                parts.append(_sample_html(row, kind))
+        unscored = [row for row in rows if row.get("status") == "unscored"]
+        if unscored:
+            reasons: dict[str, int] = {}
+            for row in unscored:
+                key = str(row.get("reason") or "unknown")[:120]
+                reasons[key] = reasons.get(key, 0) + 1
+            parts.append(f"<p class='muted'>{len(unscored)} unscored answers (left out of every mean):</p>")
+            parts.append(table(["reason", "count"], sorted(reasons.items(), key=lambda item: -item[1])))
+    if not shown:
+        parts.append("<p class='muted'>No scored answers to show.</p>")
+    return "\n".join(parts)
+
+
+def _sample_html(row: dict[str, Any], kind: str) -> str:
+    components = ", ".join(
+        f"{esc(name)}={num(value)}" for name, value in (row.get("components") or {}).items()
+    )
+    held = row.get("heldout") or {}
+    held_text = f" · held-out {num(held.get('reward'))}" if held else ""
+    return (
+        f'<div class="sample {kind}"><p><b>{kind}</b> · reward <b>{num(row.get("reward"))}</b>'
+        f" ({esc(row.get('status'))}){held_text} · prompt <code>{esc(row.get('prompt_id'))}</code>"
+        f" #{esc(row.get('k'))} · {components}</p>"
+        f"<p class='muted'>Prompt:</p><pre>{esc(_clip(row.get('prompt')))}</pre>"
+        f"<p class='muted'>Answer:</p><pre>{esc(_clip(row.get('completion')))}</pre>"
+        f"<p class='muted'>Judge's rationale:</p><pre>{esc(_clip(row.get('rationale')) or '(none)')}</pre>"
+        "</div>"
+    )
+
+
+def export_section(data: RunData) -> str:
+    if data.export_dir is None:
+        return ""
+    parts = ["<h2 id='export'>Export</h2>", "<p>Exported model folder: <a href='export/'>export/</a>"]
+    if data.model_card is not None:
+        parts.append(" · model card: <a href='export/README.md'>export/README.md</a>")
+    parts.append("</p>")
+    return "".join(parts)
+
+
+def stages_section(data: RunData) -> str:
+    if not data.stages:
+        return ""
+    rows = []
+    for name, stage in data.stages.items():
+        stage = stage if isinstance(stage, dict) else {"status": stage}
+        rows.append([name, stage.get("status", ""), stage.get("finished_at", "")])
+    return "<h2 id='stages'>Stages</h2>" + table(["stage", "status", "finished at"], rows, numeric_from=99)
+
+
+# -- entry point -----------------------------------------------------------------------------------
+
+
+def render_report(run_dir: str | os.PathLike[str], *, output: str | os.PathLike[str] | None = None) -> Path:
+    """Write RUN_DIR/report.html (and RUN_DIR/plots/*.png); return the HTML path."""
+    data = load_run(run_dir)
+    plots: list[Plot] = []
+    body = [
+        "<nav>"
+        + "".join(
+            f"<a href='#{anchor}'>{title}</a>"
+            for anchor, title in (
+                ("evaluation", "Evaluation"),
+                ("training", "Training"),
+                ("validation", "Judge validation"),
+                ("samples", "Samples"),
+            )
+        )
+        + "</nav>",
+        stages_section(data),
+        evaluation_section(data, plots),
+        training_section(data, plots),
+        validation_section(data, plots),
+        samples_section(data),
+        export_section(data),
+    ]
+    plot_dir = data.run_dir / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    for plot in plots:
+        (plot_dir / plot.name).write_bytes(plot.png)
+    from judgerl.version import __version__
+
+    template = Template(
+        resources.files("judgerl.run").joinpath("templates").joinpath("report.html").read_text(encoding="utf-8")
+    )
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = template.substitute(
+        title=esc(f"judgerl report: {data.run_dir.resolve().name}"),
+        subtitle=esc(f"run directory {data.run_dir} · generated {generated} · {len(plots)} plots"),
+        version=esc(__version__),
+        body="\n".join(part for part in body if part),
+    )
+    target = Path(output) if output is not None else data.run_dir / "report.html"
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(target)
+    return target
