@@ -22,7 +22,6 @@ from judgerl.run.export import (  # noqa: F401
     numbered_checkpoints,
     read_run,
     reference_label,
-    reward_configs,
     select_checkpoint,
     weights_digest,
     write_adapter,
