@@ -63,8 +63,8 @@ def reward_config(url: str) -> dict[str, Any]:
 
 
 def recipe_for(workdir: Path, url: str, steps: int, batch: int, output: str) -> Any:
+    from judgerl.run.workflow import DEMO_RECIPE
     from judgerl.train.recipe import load_recipe
-    from judgerl.workflow import DEMO_RECIPE
 
     return load_recipe({
         "model": {"name_or_path": str(workdir / "model"), "lora": {"enabled": False}},
