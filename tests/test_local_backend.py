@@ -117,6 +117,38 @@ def test_from_config_takes_the_documented_options_and_rejects_others() -> None:
         LocalBackend(dtype="int3")
 
 
+def test_a_relative_model_path_resolves_against_the_reward_configs_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the folder beside the config wins over the working folder (the `base_dir`
+    branch of build_backend could never run, so `models/judge` was looked up in the cwd)."""
+    from judgerl.config import load_reward_config
+    from judgerl.reward.pipeline import RewardPipeline
+
+    config_dir = tmp_path / "configs"
+    (config_dir / "models" / "judge").mkdir(parents=True)
+    (config_dir / "reward.yaml").write_text(
+        "backends:\n  judge: {type: local, model: models/judge}\n"
+        "checks:\n  - {name: fmt, type: json_valid}\n", encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_reward_config(config_dir / "reward.yaml")
+    with RewardPipeline.from_config(config) as pipeline:
+        assert pipeline.runtime.backends["judge"].model == str((config_dir / "models" / "judge").resolve())
+    packaged = LocalBackend.from_config(BackendConfig(type="local", model=SMOLLM), base_dir=config_dir)
+    assert packaged.model == SMOLLM
+
+
+def test_engines_compare_by_identity_and_are_hashable() -> None:
+    """Regression: a `@dataclass` LocalEngine with its own `__init__` compared every engine equal
+    (no fields) and was unhashable; engines are shared objects, keyed by identity."""
+    from judgerl.backends.local import LocalEngine
+
+    first, second = object.__new__(LocalEngine), object.__new__(LocalEngine)
+    assert first != second and first == first
+    assert len({first, second}) == 2
+
+
 # --------------------------------------------------------------------------- prefix KV reuse
 
 GUIDELINE = ("Guideline for reviewing service agreements. Every agreement must name the governing law "

@@ -11,7 +11,6 @@ usual local port), `scripted` (options `answer`: a string, or a mapping sent as 
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +60,7 @@ def build_backend(config: BackendConfig, base_dir: str | Path | None = None) -> 
     elif kind == "local":
         from judgerl.backends.local import LocalBackend
 
-        if "base_dir" in inspect.signature(LocalBackend.from_config).parameters:
-            backend = LocalBackend.from_config(config, base_dir=base_dir)
-        else:
-            backend = LocalBackend.from_config(config)
+        backend = LocalBackend.from_config(config, base_dir=base_dir)
     elif kind == "bedrock":
         try:
             from judgerl.backends.bedrock import BedrockBackend

@@ -705,8 +705,12 @@ class LocalBackend(Backend):
         self._engine: LocalEngine | None = None
 
     @classmethod
-    def from_config(cls, config: BackendConfig) -> LocalBackend:
-        """Build from a `backends:` entry: `type: local`, `model`, and the options above."""
+    def from_config(cls, config: BackendConfig, base_dir: str | Path | None = None) -> LocalBackend:
+        """Build from a `backends:` entry: `type: local`, `model`, and the options above.
+
+        A relative `model` path is taken from `base_dir` (the reward config's folder) when it names
+        a file or folder there; anything else (a packaged name, a cached hub id) is passed on as is.
+        """
         options = config.options
         known = {"dtype", "device", "max_batch_wait_s", "threads", "chat_template", "prefix_cache_tokens"}
         unknown = sorted(set(options) - known)
@@ -715,7 +719,8 @@ class LocalBackend(Backend):
                               field=unknown[0])
         from judgerl.models import DEFAULT_JUDGE_MODEL
 
-        return cls(config.model or DEFAULT_JUDGE_MODEL, max_concurrency=config.max_concurrency, **options)
+        return cls(model_beside(config.model or DEFAULT_JUDGE_MODEL, base_dir),
+                   max_concurrency=config.max_concurrency, **options)
 
     def load(self) -> LocalEngine:
         """Load (or join) the shared engine now; `complete` does this on its first call."""
@@ -754,6 +759,18 @@ class LocalBackend(Backend):
     def cache_identity(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.model, "dtype": self.dtype,
                 "chat_template": self.chat_template}
+
+
+def model_beside(model: str, base_dir: str | Path | None) -> str:
+    """`model` as a path under `base_dir` when it is a relative path that exists there, else as is.
+
+    >>> model_beside("smollm2-135m-instruct", "/nowhere")
+    'smollm2-135m-instruct'
+    """
+    if base_dir is None or Path(model).is_absolute():
+        return model
+    candidate = Path(base_dir) / model
+    return str(candidate.resolve()) if candidate.exists() else model
 
 
 def logsumexp(values: list[float]) -> float:
