@@ -192,7 +192,7 @@ def test_from_config_and_registry(tmp_path) -> None:
     backend = build_backend(config, tmp_path)
     assert isinstance(backend, OpenAICompatBackend)
     assert backend.base_url == "http://127.0.0.1:8000/v1" and backend.max_concurrency == 3
-    assert backend.rpm == 120 and backend.timeout_s == 7 and backend.supports_json_mode
+    assert backend.limits.rpm == 120 and backend.limits.timeout_s == 7 and backend.supports_json_mode
     with pytest.raises(ConfigError, match="base_url"):
         build_backend(BackendConfig(type="openai", model="gpt"), tmp_path)
     with pytest.raises(ConfigError, match="unknown option") as caught:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from fake_openai import FakeOpenAIServer, Reply
-from judgerl.backends.base import Completion, CompletionRequest, Usage
+from judgerl.backends.base import BackendLimits, Completion, CompletionRequest, Usage
 from judgerl.backends.openai_compat import OpenAICompatBackend
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import RuntimeConfig
@@ -33,8 +33,8 @@ async def test_concurrency_is_bounded_per_backend(fake_openai: FakeOpenAIServer)
 
 
 async def test_rpm_bucket_spaces_requests() -> None:
-    backend = ScriptedBackend(lambda _request: "ok", max_concurrency=50)
-    backend.rpm = 600  # type: ignore[attr-defined]  # 10 per second, burst of 10
+    # 600 rpm: 10 per second, burst of 10
+    backend = ScriptedBackend(lambda _request: "ok", max_concurrency=50, limits=BackendLimits(rpm=600))
     runtime = ModelRuntime({"judge": backend}, RuntimeConfig())
     started = time.monotonic()
     results = await asyncio.gather(*(runtime.complete("judge", request(f"q{i}")) for i in range(20)))
@@ -57,8 +57,8 @@ def test_tpm_bucket_charges_up_front_and_corrects() -> None:
 
 
 async def test_tpm_limit_slows_large_requests() -> None:
-    backend = ScriptedBackend(lambda _request: Completion("ok", "m", Usage(10, 90)), max_concurrency=50)
-    backend.tpm = 6000  # type: ignore[attr-defined]  # 100 tokens/s
+    backend = ScriptedBackend(lambda _request: Completion("ok", "m", Usage(10, 90)), max_concurrency=50,
+                              limits=BackendLimits(tpm=6000))  # 100 tokens/s
     runtime = ModelRuntime({"judge": backend}, RuntimeConfig())
     started = time.monotonic()
     await asyncio.gather(*(runtime.complete("judge", request(f"q{i}", max_tokens=96)) for i in range(3)))

@@ -1,8 +1,10 @@
 """Backends: the one seam between judgerl and a model, and `build_backend` to make one from config.
 
-Why a registry: a reward config names a backend by `type`; this module maps the type to the
-class and keeps heavy dependencies (torch for `local`, boto3 for `bedrock`) out of the import of
-judgerl until a config asks for them.
+Why a registry: a reward config names a backend by `type`; `BACKEND_TYPES` maps the type to the
+class (as "module:Class", imported when a config asks for it, so that torch for `local` and boto3
+for `bedrock` stay out of `import judgerl`). Each class declares its options as a pydantic
+`Options` model and builds itself in `from_config`, with the limits the runtime enforces
+(`rpm`, `tpm`, `timeout_s`) as its `limits`.
 
 Types: `openai` (aliases `vllm`, `ollama`, `llamacpp`, which default `base_url` to the server's
 usual local port), `scripted` (options `answer`: a string, or a mapping sent as JSON, and
@@ -11,70 +13,56 @@ usual local port), `scripted` (options `answer`: a string, or a mapping sent as 
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
 
-from judgerl.backends.base import Backend, Completion, CompletionRequest, TokenLogprob, Usage
+from judgerl.backends.base import (
+    Backend,
+    BackendLimits,
+    BackendOptions,
+    Completion,
+    CompletionRequest,
+    TokenLogprob,
+    Usage,
+)
 from judgerl.config import BackendConfig
 from judgerl.errors import ConfigError
 
-OPENAI_TYPES = frozenset({"openai", "vllm", "ollama", "llamacpp"})
-TYPES = sorted(OPENAI_TYPES | {"scripted", "local", "bedrock"})
+_OPENAI = "judgerl.backends.openai_compat:OpenAICompatBackend"
+BACKEND_TYPES: dict[str, str] = {
+    "openai": _OPENAI,
+    "vllm": _OPENAI,
+    "ollama": _OPENAI,
+    "llamacpp": _OPENAI,
+    "scripted": "judgerl.backends.scripted:ScriptedBackend",
+    "local": "judgerl.backends.local:LocalBackend",
+    "bedrock": "judgerl.backends.bedrock:BedrockBackend",
+}
+TYPES = sorted(BACKEND_TYPES)
+#: the extra that installs a type's dependencies
+EXTRAS = {"local": "local", "bedrock": "bedrock"}
 
-__all__ = ["TYPES", "Backend", "Completion", "CompletionRequest", "TokenLogprob", "Usage", "build_backend"]
+__all__ = ["BACKEND_TYPES", "TYPES", "Backend", "BackendLimits", "BackendOptions", "Completion",
+           "CompletionRequest", "TokenLogprob", "Usage", "backend_class", "build_backend"]
 
 
-def _scripted(config: BackendConfig) -> Backend:
-    from judgerl.backends.scripted import ScriptedBackend, constant_responder
-
-    options = config.options
-    unknown = sorted(set(options) - {"answer", "latency_s"})
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} for a scripted backend; known: answer, latency_s",
-                          field=unknown[0])
-    answer: Any = options.get("answer", "")
-    if not isinstance(answer, (str, dict, list)):
-        raise ConfigError("must be a string or a mapping", field="answer")
-    latency = options.get("latency_s", 0.0)
-    if not isinstance(latency, (int, float)) or latency < 0:
-        raise ConfigError("must be a number >= 0", field="latency_s")
-    return ScriptedBackend(constant_responder(answer), model=config.model or "scripted",
-                           latency_s=float(latency), max_concurrency=config.max_concurrency)
+def backend_class(kind: str) -> type[Backend]:
+    """The class behind a backend `type`, imported now."""
+    target = BACKEND_TYPES.get(kind)
+    if target is None:
+        raise ConfigError(f"unknown backend type '{kind}'; known: {TYPES}", field="type")
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if kind not in EXTRAS:
+            raise
+        raise ConfigError(f"the {kind} backend needs `pip install judgerl[{EXTRAS[kind]}]` ({exc})",
+                          field="type") from exc
+    backend_type: type[Backend] = getattr(module, class_name)
+    return backend_type
 
 
 def build_backend(config: BackendConfig, base_dir: str | Path | None = None) -> Backend:
-    """Make the backend a config describes. `base_dir` resolves relative paths (local models).
-
-    The runtime reads `rpm`, `tpm` and `timeout_s` attributes of a backend for its rate limits
-    and per-attempt timeout; they are set here from the config (for a `local` backend,
-    `timeout_s` only when the config sets it).
-    """
-    kind = config.type
-    backend: Backend
-    if kind in OPENAI_TYPES:
-        from judgerl.backends.openai_compat import OpenAICompatBackend
-
-        backend = OpenAICompatBackend.from_config(config)
-    elif kind == "scripted":
-        backend = _scripted(config)
-    elif kind == "local":
-        from judgerl.backends.local import LocalBackend
-
-        backend = LocalBackend.from_config(config, base_dir=base_dir)
-    elif kind == "bedrock":
-        try:
-            from judgerl.backends.bedrock import BedrockBackend
-        except ImportError as exc:
-            raise ConfigError(f"the bedrock backend needs `pip install judgerl[bedrock]` ({exc})",
-                              field="type") from exc
-        backend = BedrockBackend.from_config(config)
-    else:
-        raise ConfigError(f"unknown backend type '{kind}'; known: {TYPES}", field="type")
-    for field in ("rpm", "tpm", "timeout_s"):
-        explicit = field in config.model_fields_set
-        # An in-process model has no per-attempt timeout unless the config asks for one: a slow
-        # CPU batch is not a hung server.
-        default_ok = not (kind == "local" and field == "timeout_s")
-        if explicit or (default_ok and getattr(backend, field, None) is None):
-            setattr(backend, field, getattr(config, field))
-    return backend
+    """Make the backend a config describes. `base_dir` resolves relative paths (local models)."""
+    return backend_class(config.type).from_config(config, base_dir)

@@ -11,7 +11,14 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import Self
+
+from judgerl.config import BackendConfig
+from judgerl.errors import ConfigError
 
 
 @dataclass
@@ -91,15 +98,74 @@ class Completion:
                    candidate_logprobs=data.get("candidate_logprobs"))
 
 
+class BackendLimits(BaseModel):
+    """The limits the runtime enforces on a backend's calls: the backend declares them, the runtime
+    (runtime/model_runtime.py) reads them. `timeout_s` None: no per-attempt timeout."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rpm: float | None = Field(default=None, gt=0, description="requests per minute")
+    tpm: float | None = Field(default=None, gt=0, description="tokens per minute")
+    timeout_s: float | None = Field(default=None, gt=0, description="per-attempt timeout")
+
+    @classmethod
+    def from_config(cls, config: BackendConfig, *, timeout_by_default: bool = True) -> BackendLimits:
+        """The config's limits; `timeout_by_default=False` takes `timeout_s` only when the config
+        sets it (an in-process model has no timeout unless asked: a slow CPU batch is not a hung
+        server)."""
+        explicit = "timeout_s" in config.model_fields_set
+        return cls(rpm=config.rpm, tpm=config.tpm,
+                   timeout_s=config.timeout_s if timeout_by_default or explicit else None)
+
+
+class BackendOptions(BaseModel):
+    """Base of each backend type's own options (the keys of a `backends:` entry beyond
+    `BackendConfig`'s fields): an unknown or bad option is a `ConfigError` naming it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def of(cls, config: BackendConfig) -> Self:
+        """The options of `config`, validated.
+
+        >>> BackendOptions.of(BackendConfig(type="scripted", colour="red"))
+        Traceback (most recent call last):
+        ...
+        judgerl.errors.ConfigError: field 'colour': unknown option for a scripted backend; known: []
+        """
+        try:
+            return cls.model_validate(config.options)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or None
+            if first["type"] == "extra_forbidden":
+                known = sorted(cls.model_fields)
+                raise ConfigError(f"unknown option for a {config.type} backend; known: {known}",
+                                  field=field) from exc
+            raise ConfigError(str(first["msg"]), field=field) from exc
+
+
 class Backend(ABC):
-    """A model endpoint. Subclasses make exactly one attempt per `complete` call."""
+    """A model endpoint. Subclasses make exactly one attempt per `complete` call.
+
+    A type that a config can name declares its `Options` and builds itself in `from_config`;
+    `judgerl.backends.BACKEND_TYPES` maps the config's `type` to the class.
+    """
 
     #: short kind name ("openai", "scripted", "local", "bedrock"), part of the cache key
     kind: str = "backend"
+    #: the type's own options, validated by `from_config`
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
 
-    def __init__(self, model: str, *, max_concurrency: int = 16) -> None:
+    def __init__(self, model: str, *, max_concurrency: int = 16, limits: BackendLimits | None = None) -> None:
         self.model = model
         self.max_concurrency = max_concurrency
+        self.limits = limits or BackendLimits()
+
+    @classmethod
+    def from_config(cls, config: BackendConfig, base_dir: str | Path | None = None) -> Backend:
+        """Build from a `backends:` entry; `base_dir` (the config's folder) resolves relative paths."""
+        raise ConfigError(f"a {cls.__name__} cannot be built from a config", field="type")
 
     @abstractmethod
     async def complete(self, request: CompletionRequest) -> Completion:

@@ -35,9 +35,12 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from judgerl.backends.base import Backend, Completion, CompletionRequest, Usage
+from pydantic import ConfigDict, Field
+
+from judgerl.backends.base import Backend, BackendLimits, BackendOptions, Completion, CompletionRequest, Usage
 from judgerl.errors import BackendError, ConfigError, FatalBackendError
 
 if TYPE_CHECKING:
@@ -126,15 +129,37 @@ def _retry_after(value: Any) -> float | None:
         return None
 
 
+class BedrockOptions(BackendOptions):
+    """The options of a `bedrock` backend; the inference keys go to Converse's inferenceConfig."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    region: str | None = Field(default=None, alias="region_name", description="AWS region")
+    profile: str | None = Field(default=None, description="AWS profile")
+    inference_config: dict[str, Any] = Field(default_factory=dict, description="Converse inferenceConfig")
+    max_tokens: int | None = Field(default=None, alias="maxTokens")
+    temperature: float | None = None
+    top_p: float | None = Field(default=None, alias="topP")
+    stop_sequences: list[str] | None = Field(default=None, alias="stopSequences")
+
+    def inference(self) -> dict[str, Any]:
+        """The inference keys given at the top level, then `inference_config` over them."""
+        given = {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                 "stop_sequences": self.stop_sequences}
+        return {**{key: value for key, value in given.items() if value is not None}, **self.inference_config}
+
+
 class BedrockBackend(Backend):
     """Judge calls to a Bedrock model through `bedrock-runtime.converse`, one attempt per call."""
 
     kind = "bedrock"
+    Options = BedrockOptions
 
     def __init__(self, model_id: str, *, region: str | None = None, profile: str | None = None,
                  inference_config: dict[str, Any] | None = None, max_concurrency: int = 16,
-                 timeout_s: float = 60.0, client: Any = None) -> None:
-        super().__init__(model_id, max_concurrency=max_concurrency)
+                 timeout_s: float = 60.0, client: Any = None, limits: BackendLimits | None = None) -> None:
+        super().__init__(model_id, max_concurrency=max_concurrency,
+                         limits=limits or BackendLimits(timeout_s=timeout_s))
         self.region = region
         self.profile = profile
         self.timeout_s = timeout_s
@@ -143,16 +168,15 @@ class BedrockBackend(Backend):
         self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_config(cls, config: BackendConfig) -> BedrockBackend:
-        options = config.options
+    def from_config(cls, config: BackendConfig, base_dir: str | Path | None = None) -> BedrockBackend:
+        """`type: bedrock`, `model` (a Bedrock model id or inference profile) and the options above."""
+        options = cls.Options.of(config)
         if not config.model:
             raise ConfigError("a bedrock backend needs `model` (a Bedrock model id or inference profile)",
                               field="backends.model")
-        inference = {key: options[key] for key in INFERENCE_KEYS if key in options}
-        inference.update(options.get("inference_config") or {})
-        return cls(config.model, region=options.get("region") or options.get("region_name"),
-                   profile=options.get("profile"), inference_config=inference,
-                   max_concurrency=config.max_concurrency, timeout_s=config.timeout_s)
+        return cls(config.model, region=options.region, profile=options.profile,
+                   inference_config=options.inference(), max_concurrency=config.max_concurrency,
+                   timeout_s=config.timeout_s, limits=BackendLimits.from_config(config))
 
     @property
     def client(self) -> Any:

@@ -49,7 +49,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from judgerl.backends.base import Backend, Completion, CompletionRequest, TokenLogprob, Usage
+from pydantic import Field
+
+from judgerl.backends.base import (
+    Backend,
+    BackendLimits,
+    BackendOptions,
+    Completion,
+    CompletionRequest,
+    TokenLogprob,
+    Usage,
+)
 from judgerl.backends.prefix_cache import (
     Group,
     PackedSuffixes,
@@ -671,6 +681,18 @@ def loaded_engines() -> dict[tuple[str, str, str], LocalEngine]:
     return dict(_ENGINES)
 
 
+class LocalOptions(BackendOptions):
+    """The options of a `local` backend (see `LocalBackend`)."""
+
+    dtype: str = Field(default="float32", description=f"one of {DTYPES}")
+    device: str = Field(default="cpu", description="torch device")
+    max_batch_wait_s: float = Field(default=0.01, ge=0, description="a batch waits this long for more")
+    threads: int | None = Field(default=None, ge=1, description="torch intra-op threads (process-wide)")
+    chat_template: bool = Field(default=True, description="false: prompts as plain text")
+    prefix_cache_tokens: int = Field(default=DEFAULT_PREFIX_CACHE_TOKENS, ge=0,
+                                     description="prefix KV cache budget in tokens (0: no prefix reuse)")
+
+
 class LocalBackend(Backend):
     """A model run in-process by transformers; see the module docstring.
 
@@ -683,12 +705,14 @@ class LocalBackend(Backend):
     """
 
     kind = "local"
+    Options = LocalOptions
 
     def __init__(self, model: str = "smollm2-135m-instruct", *, max_concurrency: int = 8,
                  dtype: str = "float32", device: str = "cpu", max_batch_wait_s: float = 0.01,
                  threads: int | None = None, chat_template: bool = True,
-                 prefix_cache_tokens: int = DEFAULT_PREFIX_CACHE_TOKENS) -> None:
-        super().__init__(model, max_concurrency=max_concurrency)
+                 prefix_cache_tokens: int = DEFAULT_PREFIX_CACHE_TOKENS,
+                 limits: BackendLimits | None = None) -> None:
+        super().__init__(model, max_concurrency=max_concurrency, limits=limits)
         if dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {DTYPES}, not {dtype!r}", field="dtype")
         if max_batch_wait_s < 0:
@@ -711,16 +735,12 @@ class LocalBackend(Backend):
         A relative `model` path is taken from `base_dir` (the reward config's folder) when it names
         a file or folder there; anything else (a packaged name, a cached hub id) is passed on as is.
         """
-        options = config.options
-        known = {"dtype", "device", "max_batch_wait_s", "threads", "chat_template", "prefix_cache_tokens"}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"unknown option(s) for a local backend: {unknown}; known: {sorted(known)}",
-                              field=unknown[0])
+        options = cls.Options.of(config)
         from judgerl.models import DEFAULT_JUDGE_MODEL
 
         return cls(model_beside(config.model or DEFAULT_JUDGE_MODEL, base_dir),
-                   max_concurrency=config.max_concurrency, **options)
+                   max_concurrency=config.max_concurrency, **options.model_dump(),
+                   limits=BackendLimits.from_config(config, timeout_by_default=False))
 
     def load(self) -> LocalEngine:
         """Load (or join) the shared engine now; `complete` does this on its first call."""

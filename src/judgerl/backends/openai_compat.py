@@ -42,12 +42,22 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
+from pydantic import Field
 
-from judgerl.backends.base import Backend, Completion, CompletionRequest, TokenLogprob, Usage
+from judgerl.backends.base import (
+    Backend,
+    BackendLimits,
+    BackendOptions,
+    Completion,
+    CompletionRequest,
+    TokenLogprob,
+    Usage,
+)
 from judgerl.config import BackendConfig
 from judgerl.errors import BackendError, ConfigError, FatalBackendError
 
@@ -60,9 +70,19 @@ DEFAULT_BASE_URLS = {
     "ollama": "http://127.0.0.1:11434/v1",
     "llamacpp": "http://127.0.0.1:8080/v1",
 }
-#: the options `from_config` accepts besides BackendConfig's own fields
-OPTIONS = frozenset({"base_url", "api_key", "api_key_env", "supports_json_mode", "supports_json_schema",
-                     "headers", "extra_body", "max_tokens_field"})
+
+
+class OpenAIOptions(BackendOptions):
+    """The options of an `openai` / `vllm` / `ollama` / `llamacpp` backend."""
+
+    base_url: str | None = Field(default=None, description="the /v1 URL (local servers: a default)")
+    api_key: str | None = Field(default=None, description="the key itself (prefer api_key_env)")
+    api_key_env: str | None = Field(default=None, description="environment variable holding the key")
+    supports_json_mode: bool = Field(default=False, description="send response_format json_object")
+    supports_json_schema: bool | None = Field(default=None, description="send JSON schemas")
+    headers: dict[str, str] | None = Field(default=None, description="added to every request")
+    extra_body: dict[str, Any] | None = Field(default=None, description="added to every request body")
+    max_tokens_field: str = Field(default="max_tokens", description="max_tokens or max_completion_tokens")
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -210,6 +230,7 @@ class OpenAICompatBackend(Backend):
     """
 
     kind = "openai"
+    Options = OpenAIOptions
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
                  api_key_env: str | None = None, timeout_s: float = 60.0, max_concurrency: int = 16,
@@ -217,7 +238,8 @@ class OpenAICompatBackend(Backend):
                  headers: dict[str, str] | None = None, extra_body: dict[str, Any] | None = None,
                  max_tokens_field: str = "max_tokens", rpm: float | None = None, tpm: float | None = None,
                  trace_configs: Sequence[aiohttp.TraceConfig] | None = None) -> None:
-        super().__init__(model, max_concurrency=max_concurrency)
+        super().__init__(model, max_concurrency=max_concurrency,
+                         limits=BackendLimits(rpm=rpm, tpm=tpm, timeout_s=timeout_s))
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}",
                               field="base_url")
@@ -228,8 +250,6 @@ class OpenAICompatBackend(Backend):
         self.base_url = base_url.rstrip("/")
         self.url = f"{self.base_url}/chat/completions"
         self.timeout_s = timeout_s
-        self.rpm = rpm
-        self.tpm = tpm
         self.supports_json_mode = supports_json_mode
         self.supports_json_schema = (supports_json_mode if supports_json_schema is None
                                      else supports_json_schema)
@@ -244,30 +264,22 @@ class OpenAICompatBackend(Backend):
         self._session_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def from_config(cls, config: BackendConfig, *,
+    def from_config(cls, config: BackendConfig, base_dir: str | Path | None = None, *,
                     trace_configs: Sequence[aiohttp.TraceConfig] | None = None) -> OpenAICompatBackend:
         """Build from a `BackendConfig` of type openai / vllm / ollama / llamacpp."""
-        options = config.options
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise ConfigError(f"unknown option(s) {unknown} for a {config.type} backend; "
-                              f"known: {sorted(OPTIONS)}", field=unknown[0])
-        base_url = options.get("base_url") or DEFAULT_BASE_URLS.get(config.type)
+        options = cls.Options.of(config)
+        base_url = options.base_url or DEFAULT_BASE_URLS.get(config.type)
         if not base_url:
             raise ConfigError(f"a backend of type '{config.type}' needs base_url "
                               "(e.g. http://127.0.0.1:8000/v1)", field="base_url")
         if not config.model:
             raise ConfigError(f"a backend of type '{config.type}' needs a model name", field="model")
-        for name in ("headers", "extra_body"):
-            if options.get(name) is not None and not isinstance(options[name], dict):
-                raise ConfigError("must be a mapping", field=name)
-        return cls(str(base_url), config.model, api_key=options.get("api_key"),
-                   api_key_env=options.get("api_key_env"), timeout_s=config.timeout_s,
-                   max_concurrency=config.max_concurrency,
-                   supports_json_mode=bool(options.get("supports_json_mode", False)),
-                   supports_json_schema=options.get("supports_json_schema"),
-                   headers=options.get("headers"), extra_body=options.get("extra_body"),
-                   max_tokens_field=str(options.get("max_tokens_field", "max_tokens")),
+        return cls(base_url, config.model, api_key=options.api_key, api_key_env=options.api_key_env,
+                   timeout_s=config.timeout_s, max_concurrency=config.max_concurrency,
+                   supports_json_mode=options.supports_json_mode,
+                   supports_json_schema=options.supports_json_schema,
+                   headers=options.headers, extra_body=options.extra_body,
+                   max_tokens_field=options.max_tokens_field,
                    rpm=config.rpm, tpm=config.tpm, trace_configs=trace_configs)
 
     def cache_identity(self) -> dict[str, Any]:

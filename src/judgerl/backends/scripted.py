@@ -9,9 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-from judgerl.backends.base import Backend, Completion, CompletionRequest, Usage
+from pydantic import Field
+
+from judgerl.backends.base import Backend, BackendLimits, BackendOptions, Completion, CompletionRequest, Usage
+from judgerl.config import BackendConfig
 
 Responder = Callable[[CompletionRequest], "str | Completion | Awaitable[str | Completion]"]
 
@@ -29,12 +33,25 @@ class ScriptedBackend(Backend):
 
     kind = "scripted"
 
+    class Options(BackendOptions):
+        answer: str | dict[str, Any] | list[Any] = Field(
+            default="", description="the answer to every request: a string, or a mapping sent as JSON")
+        latency_s: float = Field(default=0.0, ge=0, description="a fixed delay per call")
+
     def __init__(self, responder: Responder, *, model: str = "scripted", latency_s: float = 0.0,
-                 max_concurrency: int = 64) -> None:
-        super().__init__(model, max_concurrency=max_concurrency)
+                 max_concurrency: int = 64, limits: BackendLimits | None = None) -> None:
+        super().__init__(model, max_concurrency=max_concurrency, limits=limits)
         self.responder = responder
         self.latency_s = latency_s
         self.calls: list[CompletionRequest] = []
+
+    @classmethod
+    def from_config(cls, config: BackendConfig, base_dir: str | Path | None = None) -> ScriptedBackend:
+        """`type: scripted` with options `answer` and `latency_s`."""
+        options = cls.Options.of(config)
+        return cls(constant_responder(options.answer), model=config.model or "scripted",
+                   latency_s=options.latency_s, max_concurrency=config.max_concurrency,
+                   limits=BackendLimits.from_config(config))
 
     async def complete(self, request: CompletionRequest) -> Completion:
         self.calls.append(request)
@@ -50,7 +67,7 @@ class ScriptedBackend(Backend):
                           usage=Usage(_approx_tokens(prompt_text), _approx_tokens(str(answer))))
 
 
-def constant_responder(answer: str | dict[str, Any]) -> Responder:
+def constant_responder(answer: str | dict[str, Any] | list[Any]) -> Responder:
     """A responder that always gives the same answer (a dict is sent as JSON).
 
     >>> constant_responder({"score": 1})(None)

@@ -16,10 +16,10 @@ One logical call, step by step:
    counted against it;
 3. the Retry-After gate: while a 429 / 503 `Retry-After` window of that backend is open, nothing
    is sent to it (a window longer than `retry_after_cap_s` fails the call fast);
-4. the RPM / TPM buckets (`backend.rpm`, `backend.tpm`; TPM charged with the prompt estimate plus
+4. the RPM / TPM buckets (`backend.limits.rpm`, `.tpm`; TPM charged with the prompt estimate plus
    `max_tokens`, corrected with the real usage);
 5. the circuit breaker (open: fail fast as "circuit_open"; half-open: one probe);
-6. one attempt, bounded by `backend.timeout_s` and the deadline; then retry on retryable errors:
+6. one attempt, bounded by `backend.limits.timeout_s` and the deadline; then retry on retryable errors:
    the server's Retry-After when given (shared by every call of that backend), otherwise
    exponential backoff with full jitter, up to `max_attempts`.
 
@@ -129,13 +129,12 @@ class _BackendState:
     def __init__(self, name: str, backend: Backend, config: RuntimeConfig) -> None:
         self.name = name
         self.backend = backend
-        self.limiter = RateLimiter(getattr(backend, "rpm", None), getattr(backend, "tpm", None),
-                                   burst_s=config.rate_burst_s)
+        limits = backend.limits
+        self.limiter = RateLimiter(limits.rpm, limits.tpm, burst_s=config.rate_burst_s)
         self.gate = RetryAfterGate()
         self.breaker = CircuitBreaker(config.breaker_window, config.breaker_failure_ratio,
                                       config.breaker_cooldown_s)
-        timeout = getattr(backend, "timeout_s", None)
-        self.timeout_s: float = float(timeout) if timeout else math.inf
+        self.timeout_s: float = limits.timeout_s if limits.timeout_s is not None else math.inf
         self.fatal: FatalBackendError | None = None
         self.identity = backend.cache_identity()
 
