@@ -344,3 +344,13 @@ def test_cli_passes_and_takes_suite_overrides(tmp_path: Path) -> None:
                                    "-o", str(tmp_path / "o"),
                                    "--set", "suite.bias.position.min_consistency=1.0"])
     assert bad.exit_code == 2 and "min_consistency" in bad.output
+
+
+def test_every_section_type_of_the_suite_has_a_runner() -> None:
+    """One registry: a new section class in validate/suite.py must be given its runner."""
+    from judgerl.validate import suite
+    from judgerl.validate.runner import SECTION_RUNNERS
+
+    section_types = {value for value in vars(suite).values() if isinstance(value, type)
+                     and issubclass(value, suite.Section) and value is not suite.Section}
+    assert section_types == set(SECTION_RUNNERS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +39,7 @@ from judgerl.validate.suite import (
     AgreementSection,
     AttackProbe,
     ConsistencySection,
+    DataSource,
     HumanLabelsSection,
     PositionProbe,
     RegressionSection,
@@ -130,7 +132,8 @@ def run_validation(config: RewardConfig | str | Path | dict[str, Any],
                                   suite=suite.source)
         for name, section in suite.sections():
             section_started = time.monotonic()
-            result = _run_section(name, section, suite, probe, runner, other_backends, progress)
+            context = SectionContext(name, suite, probe, runner, other_backends, progress)
+            result = _run_section(section, context)
             result.seconds = time.monotonic() - section_started
             check_section(result, section.thresholds(name))
             report.sections.append(result)
@@ -150,53 +153,80 @@ def validate_and_gate(config: RewardConfig | str | Path | dict[str, Any],
     return gate_or_raise(run_validation(config, suite, **options))
 
 
-def _run_section(name: str, section: Section, suite: Suite, probe: JudgeProbe, runner: _Runner,
-                 other_backends: dict[str, Backend] | None, progress: Progress | None) -> SectionResult:
-    bootstrap = suite.bootstrap
-    if isinstance(section, AgreementSection):
-        return _agreement(name, section, suite, probe, runner, other_backends, progress)
-    if isinstance(section, RegressionSection):
-        cases = load_regression_items(section, suite)
-        return runner.run(run_regression(cases, probe, tick=runner.ticker(name, len(cases)), name=name))
-    if isinstance(section, AttackProbe):
-        items = load_source(section.data, suite.base_dir, where=f"{name}.data") if section.data else []
-        adversarial: list[Any] = []
-        if section.adversarial_set is not False:
-            path = None if section.adversarial_set is True else suite.resolve(str(section.adversarial_set))
-            adversarial = load_adversarial_set(path)[: section.adversarial_limit]
-        attacks = build_attacks(section, items, adversarial)
-        tick = runner.ticker(name, len(attacks))
-        return runner.run(run_attacks(section, probe, attacks, tick=tick, name=name))
-    assert isinstance(section, (ConsistencySection, HumanLabelsSection, PositionProbe, VerbosityProbe))
-    items = load_source(section.data, suite.base_dir, where=f"{name}.data")
-    if isinstance(section, ConsistencySection):
-        units = len(items) * (1 if probe.kind == "pairwise" else 2) * section.repeats
-        return runner.run(run_consistency(section, probe, items, tick=runner.ticker(name, units), name=name))
-    if isinstance(section, HumanLabelsSection):
-        return runner.run(run_human_labels(section, probe, items, bootstrap,
-                                           tick=runner.ticker(name, len(items)), name=name))
-    if isinstance(section, PositionProbe):
-        pairs = pairs_only(items, where=f"{name}.data")
-        tick = runner.ticker(name, len(pairs))
-        return runner.run(run_position(section, probe, pairs, tick=tick, name=name))
-    pairs = pairs_only(items, where=f"{name}.data", labelled=True)
+@dataclass(frozen=True)
+class SectionContext:
+    """What every section runner gets besides its own section: its name in the suite, the suite,
+    the judge under test (as a probe), the runner on the pipeline's loop, and for agreement the
+    backends of a second reward config."""
+
+    name: str
+    suite: Suite
+    probe: JudgeProbe
+    runner: _Runner
+    other_backends: dict[str, Backend] | None
+    progress: Progress | None
+
+    def load(self, data: DataSource) -> Any:
+        """The section's data rows (errors name `<section>.data`)."""
+        return load_source(data, self.suite.base_dir, where=f"{self.name}.data")
+
+
+def _consistency(section: ConsistencySection, ctx: SectionContext) -> SectionResult:
+    items = ctx.load(section.data)
+    units = len(items) * (1 if ctx.probe.kind == "pairwise" else 2) * section.repeats
+    return ctx.runner.run(run_consistency(section, ctx.probe, items, tick=ctx.runner.ticker(ctx.name, units),
+                                          name=ctx.name))
+
+
+def _human_labels(section: HumanLabelsSection, ctx: SectionContext) -> SectionResult:
+    items = ctx.load(section.data)
+    return ctx.runner.run(run_human_labels(section, ctx.probe, items, ctx.suite.bootstrap,
+                                           tick=ctx.runner.ticker(ctx.name, len(items)), name=ctx.name))
+
+
+def _regression(section: RegressionSection, ctx: SectionContext) -> SectionResult:
+    cases = load_regression_items(section, ctx.suite)
+    return ctx.runner.run(run_regression(cases, ctx.probe, tick=ctx.runner.ticker(ctx.name, len(cases)),
+                                         name=ctx.name))
+
+
+def _position(section: PositionProbe, ctx: SectionContext) -> SectionResult:
+    pairs = pairs_only(ctx.load(section.data), where=f"{ctx.name}.data")
+    tick = ctx.runner.ticker(ctx.name, len(pairs))
+    return ctx.runner.run(run_position(section, ctx.probe, pairs, tick=tick, name=ctx.name))
+
+
+def _verbosity(section: VerbosityProbe, ctx: SectionContext) -> SectionResult:
+    pairs = pairs_only(ctx.load(section.data), where=f"{ctx.name}.data", labelled=True)
     comparisons = len(pairs) * (1 + len(section.styles))
-    return runner.run(run_verbosity(section, probe, pairs, tick=runner.ticker(name, comparisons), name=name))
+    tick = ctx.runner.ticker(ctx.name, comparisons)
+    return ctx.runner.run(run_verbosity(section, ctx.probe, pairs, tick=tick, name=ctx.name))
 
 
-def _agreement(name: str, section: AgreementSection, suite: Suite, probe: JudgeProbe, runner: _Runner,
-               other_backends: dict[str, Backend] | None, progress: Progress | None) -> SectionResult:
-    items = load_source(section.data, suite.base_dir, where=f"{name}.data")
+def _attacks(section: AttackProbe, ctx: SectionContext) -> SectionResult:
+    items = ctx.load(section.data) if section.data else []
+    adversarial: list[Any] = []
+    if section.adversarial_set is not False:
+        path = None if section.adversarial_set is True else ctx.suite.resolve(str(section.adversarial_set))
+        adversarial = load_adversarial_set(path)[: section.adversarial_limit]
+    attacks = build_attacks(section, items, adversarial)
+    tick = ctx.runner.ticker(ctx.name, len(attacks))
+    return ctx.runner.run(run_attacks(section, ctx.probe, attacks, tick=tick, name=ctx.name))
+
+
+def _agreement(section: AgreementSection, ctx: SectionContext) -> SectionResult:
+    name, suite, probe, runner = ctx.name, ctx.suite, ctx.probe, ctx.runner
+    items = ctx.load(section.data)
     other = section.other
     if other.config is None:
         other_judge = pick_judge(runner.pipeline, other.judge, where=f"{name}.other.judge")
         other_probe = JudgeProbe(other_judge, pass_threshold=suite.pass_threshold)
         return _agree(name, section, suite, probe, other_probe, items, runner, runner)
     other_config = prepare_config(suite.resolve(other.config), other.overrides, use_cache=suite.use_cache)
-    with RewardPipeline.from_config(other_config, backends=other_backends) as other_pipeline:
+    with RewardPipeline.from_config(other_config, backends=ctx.other_backends) as other_pipeline:
         other_judge = pick_judge(other_pipeline, other.judge, where=f"{name}.other.judge")
         other_probe = JudgeProbe(other_judge, pass_threshold=suite.pass_threshold)
-        other_runner = _Runner(other_pipeline, progress)
+        other_runner = _Runner(other_pipeline, ctx.progress)
         return _agree(name, section, suite, probe, other_probe, items, runner, other_runner)
 
 
@@ -210,3 +240,22 @@ def _agree(name: str, section: AgreementSection, suite: Suite, first: JudgeProbe
     first_judgments = first_runner.run(collect(first, units, tick=tick))
     second_judgments = second_runner.run(collect(second, units, tick=tick))
     return summarize(units, first, second, first_judgments, second_judgments, suite.bootstrap, name=name)
+
+
+#: each section type of the suite and the function that runs it (one registry, like CHECK_TYPES)
+SECTION_RUNNERS: dict[type[Section], Callable[[Any, SectionContext], SectionResult]] = {
+    ConsistencySection: _consistency,
+    AgreementSection: _agreement,
+    HumanLabelsSection: _human_labels,
+    RegressionSection: _regression,
+    PositionProbe: _position,
+    VerbosityProbe: _verbosity,
+    AttackProbe: _attacks,
+}
+
+
+def _run_section(section: Section, ctx: SectionContext) -> SectionResult:
+    run = SECTION_RUNNERS.get(type(section))
+    if run is None:
+        raise ConfigError(f"no runner for the section type {type(section).__name__}", field=ctx.name)
+    return run(section, ctx)
