@@ -26,11 +26,10 @@ from judgerl.run.evaluate import (
     Generator,
     ModelSpec,
     evaluate_models,
-    load_eval_summaries,
     parse_endpoint_option,
     parse_model_option,
-    read_rows,
 )
+from judgerl.run.folder import load_eval_summaries, read_rows
 from judgerl.types import Sample
 
 REWARD = {

@@ -496,3 +496,16 @@ def write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
             count += 1
     os.replace(tmp, path)
     return count
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """A whole JSON file; unreadable or invalid JSON is a DataError naming the file (and line)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc}", path=str(path)) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON: {exc.msg}", path=str(path), line=exc.lineno) from exc

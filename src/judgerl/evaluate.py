@@ -1,7 +1,6 @@
 """Moved to `judgerl.run.evaluate` (evaluation of policies); this path re-exports it for one release."""
 
 from judgerl.run.evaluate import (  # noqa: F401
-    CANONICAL_ORDER,
     LABEL_PATTERN,
     SCHEMA_CHECK_TYPES,
     SCORED,
@@ -18,13 +17,16 @@ from judgerl.run.evaluate import (  # noqa: F401
     find_schema_check,
     k_figures,
     load_eval_samples,
-    load_eval_summaries,
     open_generator,
-    ordered_labels,
     parse_endpoint_option,
     parse_model_option,
-    read_rows,
     sample_seed,
     score_chunk,
     summarize_rows,
+)
+from judgerl.run.folder import (  # noqa: F401
+    CANONICAL_ORDER,
+    load_eval_summaries,
+    ordered_labels,
+    read_rows,
 )

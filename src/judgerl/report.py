@@ -1,5 +1,7 @@
 """Moved to `judgerl.run.report` (the run report); this path re-exports it for one release."""
 
+from judgerl.run.folder import VALIDATION_FILES  # noqa: F401
+from judgerl.run.folder import read_objects as read_jsonl  # noqa: F401
 from judgerl.run.report import (  # noqa: F401
     COLORS,
     COST_KEYS,
@@ -12,7 +14,6 @@ from judgerl.run.report import (  # noqa: F401
     REWARD_STD_KEYS,
     TOKEN_KEYS,
     UNSCORED_KEYS,
-    VALIDATION_FILES,
     Plot,
     Raw,
     RunData,
@@ -26,7 +27,6 @@ from judgerl.run.report import (  # noqa: F401
     grouped_plot,
     load_run,
     num,
-    read_jsonl,
     render_report,
     reward_curve_plot,
     samples_section,

@@ -25,7 +25,7 @@ import os
 import re
 import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -35,14 +35,13 @@ from typing import Any
 from judgerl.config import BackendConfig, RewardConfig, RuntimeConfig
 from judgerl.errors import ConfigError, DataError
 from judgerl.models.policy import Generation, SamplingConfig
+from judgerl.run.folder import read_rows
 from judgerl.runtime.accounting import stats_delta
 from judgerl.types import Reward, Rollout, Sample
 
 log = logging.getLogger(__name__)
 
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-#: labels shown first, in this order, by reports and tables
-CANONICAL_ORDER = ("base", "sft", "rft")
 SCHEMA_CHECK_TYPES = ("json_schema", "json_valid")
 SCORED = ("ok", "gated")
 
@@ -115,17 +114,6 @@ def check_label(label: str) -> str:
             f"label {label!r} must be letters, digits, '_', '.' or '-' (it names a folder)", field="label"
         )
     return label
-
-
-def ordered_labels(labels: Iterable[str]) -> list[str]:
-    """base, sft, rft first (in that order), then the others alphabetically.
-
-    >>> ordered_labels(["rft", "zeta", "base", "api"])
-    ['base', 'rft', 'api', 'zeta']
-    """
-    labels = list(labels)
-    known = [label for label in CANONICAL_ORDER if label in labels]
-    return known + sorted(label for label in labels if label not in CANONICAL_ORDER)
 
 
 # -- generators --------------------------------------------------------------------------------
@@ -468,26 +456,6 @@ def _share(rows: Sequence[dict[str, Any]], predicate: Callable[[dict[str, Any]],
 # -- rows on disk ------------------------------------------------------------------------------
 
 
-def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The rows of a samples.jsonl; a torn last line (a killed run) is skipped, others are errors."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if number == len(lines):
-                log.warning("%s: ignoring a torn last line", path)
-                break
-            raise DataError(f"not JSON: {exc.msg}", path=str(path), line=number) from exc
-    return rows
-
-
 def _keep_complete(path: Path, k: int) -> set[str]:
     """Rewrite samples.jsonl with only the prompts that have all k rows; return their ids."""
     rows = read_rows(path)
@@ -501,20 +469,6 @@ def _keep_complete(path: Path, k: int) -> set[str]:
     tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept), encoding="utf-8")
     tmp.replace(path)
     return complete
-
-
-def load_eval_summaries(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """{label: summary} for every RUN_DIR/eval/<label>/summary.json, base/sft/rft first."""
-    found = {}
-    for path in sorted(Path(run_dir, "eval").glob("*/summary.json")):
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"cannot read an evaluation summary: {exc}", path=str(path)) from exc
-        if not isinstance(summary, dict):
-            raise DataError("an evaluation summary must be a JSON object", path=str(path))
-        found[path.parent.name] = summary
-    return {label: found[label] for label in ordered_labels(found)}
 
 
 def load_eval_samples(

@@ -52,7 +52,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from judgerl.errors import ConfigError, DataError, JudgerlError
+from judgerl.errors import ConfigError, JudgerlError
+from judgerl.run.folder import RunFolder, read_json, read_rows, read_run_folder
 from judgerl.types import Sample
 
 log = logging.getLogger(__name__)
@@ -87,59 +88,9 @@ class ExportCheckFailed(JudgerlError):
 # -- the run -----------------------------------------------------------------------------------
 
 
-@dataclass
-class RunFiles:
-    """What an export reads from a run directory (each piece optional but the checkpoints)."""
-
-    run_dir: Path
-    recipe: Any | None = None  # judgerl.train.recipe.Recipe
-    recipe_raw: dict[str, Any] | None = None
-    recipe_error: str | None = None
-    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    validation: dict[str, Any] | None = None
-    stages: dict[str, Any] | None = None
-
-    @property
-    def rft_dir(self) -> Path:
-        own = self.run_dir / "rft"
-        if own.is_dir() or self.recipe is None:
-            return own
-        return self.recipe.output_dir
-
-
-def read_run(run_dir: str | os.PathLike[str]) -> RunFiles:
-    """Read recipe.yaml, eval/*/summary.json, validation/report.json and stages.json of a run."""
-    from judgerl.config import read_yaml
-    from judgerl.run.evaluate import load_eval_summaries
-
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise ConfigError(f"run directory {run} does not exist", field="RUN_DIR")
-    files = RunFiles(run_dir=run, summaries=load_eval_summaries(run))
-    recipe_path = run / "recipe.yaml"
-    if recipe_path.is_file():
-        from judgerl.train.recipe import load_recipe
-
-        files.recipe_raw = read_yaml(recipe_path)
-        try:
-            files.recipe = load_recipe(recipe_path)
-        except JudgerlError as exc:  # the card still shows the raw recipe; the check needs a valid one
-            files.recipe_error = str(exc)
-            log.warning("%s does not validate: %s", recipe_path, exc)
-    for name in ("report.json", "validation.json"):
-        if (run / "validation" / name).is_file():
-            files.validation = _read_json(run / "validation" / name)
-            break
-    if (run / "stages.json").is_file():
-        files.stages = _read_json(run / "stages.json")
-    return files
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read JSON: {exc}", path=str(path)) from exc
+#: what an export reads from a run folder (the one reader is judgerl.run.folder)
+RunFiles = RunFolder
+read_run = read_run_folder
 
 
 # -- which checkpoint --------------------------------------------------------------------------
@@ -276,7 +227,7 @@ def _best(files: RunFiles, candidates: list[Path]) -> Selection:
         state_path = candidate / "trainer_state.json"
         if not state_path.is_file():
             continue
-        state = _read_json(state_path)
+        state = read_json(state_path)
         best_path = state.get("best_model_checkpoint")
         if best_path:
             folder = Path(best_path)
@@ -314,7 +265,7 @@ def base_dtype(folder: Path) -> str:
     config_path = folder / "config.json"
     if not config_path.is_file():
         return "float32"
-    config = _read_json(config_path)
+    config = read_json(config_path)
     dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
     return dtype if dtype in LOGIT_TOLERANCE else "float32"
 
@@ -521,7 +472,7 @@ def _recipe_model(files: RunFiles) -> str | None:
 
 def _model_name(folder: Path) -> str:
     """What a full checkpoint was fine-tuned from: config `_name_or_path`, else the folder."""
-    config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
     return str(config.get("_name_or_path") or folder)
 
 
@@ -646,7 +597,7 @@ def check_export(
     """
     export = Path(export_dir)
     files = run if isinstance(run, RunFiles) else read_run(run)
-    provenance = _read_json(export / PROVENANCE) if (export / PROVENANCE).is_file() else {}
+    provenance = read_json(export / PROVENANCE) if (export / PROVENANCE).is_file() else {}
     source = (
         Path(source)
         if source is not None
@@ -671,7 +622,6 @@ def check_export(
 
 
 def _reference_rows(run_dir: Path, label: str) -> list[dict[str, Any]]:
-    from judgerl.run.evaluate import read_rows
 
     return read_rows(run_dir / "eval" / label / "samples.jsonl")
 
@@ -849,7 +799,6 @@ def _compare_scores(
             resume=False,
             schema_check_name=summary.get("schema_check"),
         )
-        from judgerl.run.evaluate import read_rows
 
         mine = read_rows(Path(scratch) / "eval" / "export" / "samples.jsonl")
     ids = {sample.id for sample in samples}
@@ -866,7 +815,7 @@ def _compare_scores(
         comparison = compare_figure(name, theirs, mine, value, atol=atol, z=z)
         if comparison.reference is not None or comparison.export is not None:
             result.comparisons.append(comparison)
-    provenance = _read_json(export / PROVENANCE) if (export / PROVENANCE).is_file() else {}
+    provenance = read_json(export / PROVENANCE) if (export / PROVENANCE).is_file() else {}
     dtype = provenance.get("dtype") or "float32"
     if temperature == 0 and dtype == "float32":
         result.exact_text = True

@@ -4,7 +4,7 @@ Why: the decision after an RFT run ("deploy or not") needs, at a glance, schema 
 judge scores per model (base vs SFT vs RFT), whether the gain holds under a held-out judge, the
 reward curve and what the judge cost, whether the judge passed validation, and real answers with
 the judge's reasons. This module reads whatever parts of the run directory exist (see the layout
-in ARCHITECTURE.md / the README) and skips the rest:
+in run/folder.py) and skips the rest:
 
     eval/<label>/summary.json, samples.jsonl    tables, bar charts, best and worst answers
     rft/metrics.jsonl (sft/metrics.jsonl)       curves: any numeric key per step is plotted
@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import os
 import re
@@ -35,8 +34,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from judgerl.errors import ConfigError, DataError
-from judgerl.run.evaluate import load_eval_summaries, read_rows
+from judgerl.run.folder import read_objects, read_run_folder
 
 MAX_SAMPLES_SHOWN = 3  # best and worst answers per model
 MAX_TEXT = 2000  # characters of an answer or rationale shown
@@ -48,7 +46,6 @@ COST_KEYS = ("cost", "cost_usd", "judge/cost_usd", "judge_cost_usd")
 TOKEN_KEYS = ("judge/total_tokens", "judge_tokens", "tokens")
 HELDOUT_KEYS = ("held_out_mean", "heldout_mean", "heldout/reward_mean")
 NOT_CURVES = {"step", "time", "epoch", "global_step"}
-VALIDATION_FILES = ("report.json", "validation.json")
 COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 
 
@@ -71,43 +68,16 @@ class RunData:
     model_card: Path | None = None
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a torn last line is skipped, non-object rows are errors."""
-    rows = read_rows(path)
-    for number, row in enumerate(rows, start=1):
-        if not isinstance(row, dict):
-            raise DataError("expected a JSON object per line", path=str(path), line=number)
-    return rows
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read JSON: {exc}", path=str(path)) from exc
-
-
 def load_run(run_dir: str | os.PathLike[str]) -> RunData:
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise ConfigError(f"run directory {run} does not exist", field="RUN_DIR")
-    data = RunData(run_dir=run, summaries=load_eval_summaries(run))
+    folder = read_run_folder(run_dir)
+    run = folder.run_dir
+    data = RunData(run_dir=run, summaries=folder.summaries, validation=folder.validation,
+                   validation_path=folder.validation_path, stages=folder.stages,
+                   export_dir=folder.export_dir, model_card=folder.model_card)
     for label in data.summaries:
-        data.samples[label] = read_jsonl(run / "eval" / label / "samples.jsonl")
-    data.metrics = read_jsonl(run / "rft" / "metrics.jsonl")
-    data.sft_metrics = read_jsonl(run / "sft" / "metrics.jsonl")
-    for name in VALIDATION_FILES:
-        path = run / "validation" / name
-        if path.is_file():
-            data.validation, data.validation_path = _read_json(path), path
-            break
-    if (run / "stages.json").is_file():
-        stages = _read_json(run / "stages.json")
-        data.stages = stages.get("stages", {}) if isinstance(stages, dict) else {}
-    if (run / "export").is_dir():
-        data.export_dir = run / "export"
-        card = run / "export" / "README.md"
-        data.model_card = card if card.is_file() else None
+        data.samples[label] = read_objects(run / "eval" / label / "samples.jsonl")
+    data.metrics = read_objects(run / "rft" / "metrics.jsonl")
+    data.sft_metrics = read_objects(run / "sft" / "metrics.jsonl")
     return data
 
 

@@ -23,6 +23,7 @@ import yaml
 from rich.console import Console
 
 from judgerl.errors import ConfigError
+from judgerl.run.folder import STAGES_FILE, read_stages
 from judgerl.train.recipe import Recipe, load_recipe
 
 STAGES = ("baseline_eval", "validation", "sft", "rft", "final_eval", "export", "report")
@@ -41,9 +42,7 @@ class StageLog:
 
     @classmethod
     def open(cls, run_dir: Path) -> StageLog:
-        path = run_dir / "stages.json"
-        stages = json.loads(path.read_text())["stages"] if path.exists() else {}
-        return cls(path, stages)
+        return cls(run_dir / STAGES_FILE, read_stages(run_dir))
 
     def done(self, stage: str) -> bool:
         return self.stages.get(stage, {}).get("status") in {"done", "skipped"}

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from judgerl.data import read_json
 from judgerl.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def _is_data_dir(path: Path) -> bool:
 def load_llmbar_natural(path: str | Path | None = None, *, limit: int | None = None) -> list[PairItem]:
     """LLMBar natural pairs; `path` is the dataset.json file or the data folder."""
     file = _dataset_file(path, "llmbar-natural", "dataset.json")
-    rows = _read_json(file)
+    rows = read_json(file)
     if not isinstance(rows, list):
         raise DataError("expected a JSON list of rows", path=str(file))
     items = []
@@ -149,7 +150,7 @@ def load_evalbiasbench(path: str | Path | None = None, *, limit: int | None = No
     pair of each type is swapped, since the better response is always first in the file.
     """
     file = _dataset_file(path, "evalbiasbench", "biasbench.json")
-    data = _read_json(file)
+    data = read_json(file)
     if not isinstance(data, dict):
         raise DataError("expected a JSON object from bias type to rows", path=str(file))
     wanted = set(biases) if biases is not None else None
@@ -187,12 +188,6 @@ def _dataset_file(path: str | Path | None, name: str, filename: str) -> Path:
             return candidate
     raise ConfigError(f"no {name} data ({filename}) at this path", path=str(path))
 
-
-def _read_json(file: Path) -> Any:
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON: {exc.msg}", path=str(file), line=exc.lineno) from exc
 
 
 def _required(row: Any, field: str, file: Path, where: str) -> Any:
