@@ -26,7 +26,8 @@ PACKAGE_DIR = ROOT / "src" / "judgerl"
 #: lowest first; a module may import its own layer and those before it. A module belongs to the
 #: layer of the longest prefix that names it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("core", ("judgerl.errors", "judgerl.types", "judgerl.config", "judgerl.data", "judgerl.version")),
+    ("core", ("judgerl.errors", "judgerl.types", "judgerl.config", "judgerl.data", "judgerl.version",
+              "judgerl.atomic")),
     ("models", ("judgerl.models",)),
     ("backends", ("judgerl.backends",)),
     ("runtime", ("judgerl.runtime",)),

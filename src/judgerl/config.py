@@ -12,7 +12,7 @@ that each module documents its own options where they are defined.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -239,6 +239,34 @@ def parse_model(model_type: type[BaseModel], data: dict[str, Any], *, path: str 
         raise error from exc
 
 
+FileBackedT = TypeVar("FileBackedT", bound=FileBacked)
+
+
+def read_source(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str | None, Path]:
+    """(data, file, folder) of a config given as a YAML path, or as a dict (no file; the working
+    folder)."""
+    if isinstance(source, dict):
+        return dict(source), None, Path.cwd()
+    return read_yaml(source), str(source), Path(source).resolve().parent
+
+
+def build_file_backed(model_type: type[FileBackedT], data: dict[str, Any], overrides: list[str] | None,
+                      path: str | None, base_dir: Path) -> FileBackedT:
+    """Apply dotted overrides to `data`, validate it as `model_type` (errors name file and field)
+    and remember where it came from: the last steps of loading any YAML config."""
+    apply_overrides(data, overrides or [])
+    model: FileBackedT = parse_model(model_type, data, path=path)
+    model.locate(base_dir, path)
+    return model
+
+
+def load_file_backed(model_type: type[FileBackedT], source: str | Path | dict[str, Any],
+                     overrides: list[str] | None = None) -> FileBackedT:
+    """Read a config (YAML path or dict), apply overrides, validate and locate it."""
+    data, path, base_dir = read_source(source)
+    return build_file_backed(model_type, data, overrides, path, base_dir)
+
+
 def load_reward_config(source: str | Path | dict[str, Any], overrides: list[str] | None = None,
                        ) -> RewardConfig:
     """Load a reward config from a YAML file or a dict, applying dotted overrides.
@@ -246,12 +274,4 @@ def load_reward_config(source: str | Path | dict[str, Any], overrides: list[str]
     Relative paths inside the file (schemas, caches) are resolved against the file's folder by
     the components that read them, through `RewardConfig.base_dir`.
     """
-    if isinstance(source, dict):
-        data, path, base_dir = dict(source), None, Path.cwd()
-    else:
-        path = str(source)
-        data, base_dir = read_yaml(source), Path(source).resolve().parent
-    apply_overrides(data, overrides or [])
-    config: RewardConfig = parse_model(RewardConfig, data, path=path)
-    config.locate(base_dir, path)
-    return config
+    return load_file_backed(RewardConfig, source, overrides)

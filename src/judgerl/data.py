@@ -231,14 +231,21 @@ def _kind(value: Any) -> str:
             float: "a number"}.get(type(value), f"a {type(value).__name__}")
 
 
-def _reference_text(value: Any) -> str | None:
+def reference_text(value: Any) -> str | None:
+    """A reference answer as text: strings as they are, numbers as Python writes them, structured
+    values as JSON (keys sorted). Data files and every adapter go through this one function, so a
+    reference reads the same whichever way it came in.
+
+    >>> reference_text({"answer": 4}), reference_text(4), reference_text(0.5), reference_text(None)
+    ('{"answer": 4}', '4', '0.5', None)
+    """
     if value is None:
         return None
     if isinstance(value, str):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def _parse_sample(row: Any, line: int, path: str, fields: _Fields,
@@ -292,7 +299,7 @@ def _parse_sample(row: Any, line: int, path: str, fields: _Fields,
     used.update(key for key in fields.reference if key in row and row[key] is None)
     metadata = {key: value for key, value in nested.items() if key != reference_key}
     metadata.update({key: value for key, value in row.items() if key not in used})
-    return Sample(id=sample_id, messages=messages, reference=_reference_text(reference), metadata=metadata)
+    return Sample(id=sample_id, messages=messages, reference=reference_text(reference), metadata=metadata)
 
 
 def _fields(prompt_field: str, messages_field: str, id_field: str, reference_field: str | None) -> _Fields:

@@ -110,3 +110,12 @@ class Reward:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def rollout_id(sample_id: str, index: int | str) -> str:
+    """The id of a sample's `index`-th rollout, the one form every consumer uses.
+
+    >>> rollout_id("q7", 2)
+    'q7#2'
+    """
+    return f"{sample_id}#{index}"

@@ -28,6 +28,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from judgerl.data import reference_text
 from judgerl.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -103,21 +104,6 @@ def content_text(content: Any) -> str:
     if isinstance(content, list):
         return "".join(content_text(part) for part in content if isinstance(part, (dict, str)))
     return str(content)
-
-
-def reference_text(value: Any) -> str | None:
-    """A reference answer as text: strings as they are, structured values as JSON.
-
-    >>> reference_text({"answer": 4})
-    '{"answer": 4}'
-    >>> reference_text(None) is None
-    True
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def prompt_sample_id(messages: Any, reference: str | None = None, row_id: Any = None) -> str:

@@ -55,7 +55,7 @@ from judgerl.adapters import (
     reference_text,
 )
 from judgerl.reward.pipeline import NEUTRAL_SCORE, RewardPipeline
-from judgerl.types import Reward, Rollout, Sample
+from judgerl.types import Reward, Rollout, Sample, rollout_id
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def handle(event: Any, context: Any = None, *,
         occurrence = seen_rollouts.get(rollout.id, 0)
         seen_rollouts[rollout.id] = occurrence + 1
         if occurrence:
-            rollout.id = f"{rollout.id}#{occurrence}"
+            rollout.id = rollout_id(rollout.id, occurrence)
         valid.append((index, (sample, rollout)))
     if valid:
         rewards = score_items(pipeline, [item for _index, item in valid], _deadline_s(context))

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from judgerl.adapters import component_values, numeric_value, prompt_sample_id, reference_text
 from judgerl.errors import ConfigError, FailureBudgetExceeded, FatalBackendError, JudgerlError
 from judgerl.reward.pipeline import RewardPipeline
-from judgerl.types import Rollout, Sample
+from judgerl.types import Rollout, Sample, rollout_id
 
 logger = logging.getLogger("judgerl.serve")
 
@@ -107,7 +107,7 @@ def build_items(body: RewardRequest) -> list[tuple[Sample, Rollout]]:
         seen[sample_id] = occurrence + 1
         sample = Sample(id=sample_id, messages=messages, reference=reference)
         items.append((sample, Rollout(sample_id=sample_id, completion=split_query(query, prompt),
-                                      id=f"{sample_id}#{occurrence}")))
+                                      id=rollout_id(sample_id, occurrence))))
     return items
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from judgerl.adapters import content_text, load_pipeline, prompt_sample_id, reference_text
 from judgerl.reward.pipeline import RewardPipeline
-from judgerl.types import Reward, Rollout, Sample
+from judgerl.types import Reward, Rollout, Sample, rollout_id
 
 DEFAULT_REFERENCE_KEYS = ("reference", "reference_answer", "answer", "solution")
 #: keyword arguments TRL passes that are hooks or trainer state, not dataset columns
@@ -100,7 +100,7 @@ def build_items(prompts: Sequence[Any], completions: Sequence[Any], columns: dic
         seen[sample_id] = count + 1
         sample = Sample(id=sample_id, messages=messages, reference=reference, metadata=metadata)
         items.append((sample, Rollout(sample_id=sample_id, completion=completion_text(completion),
-                                      id=f"{sample_id}#{count}")))
+                                      id=rollout_id(sample_id, count))))
     return items
 
 

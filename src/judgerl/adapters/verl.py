@@ -42,7 +42,7 @@ from judgerl.adapters import (
     prompt_sample_id,
     reference_text,
 )
-from judgerl.types import Reward, Rollout, Sample
+from judgerl.types import Reward, Rollout, Sample, rollout_id
 
 PROMPT_KEYS = ("prompt", "question", "problem", "query")
 
@@ -111,7 +111,7 @@ def compute_score_batch(data_sources: Sequence[Any], solution_strs: Sequence[str
     for _sample, rollout in items:
         count_for_sample = seen.get(rollout.sample_id, 0)
         seen[rollout.sample_id] = count_for_sample + 1
-        rollout.id = f"{rollout.sample_id}#{count_for_sample}"
+        rollout.id = rollout_id(rollout.sample_id, count_for_sample)
     return [reward_dict(reward) for reward in pipeline.score_batch_sync(items)]
 
 

@@ -24,13 +24,12 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from judgerl.atomic import staged_folder
 from judgerl.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -308,17 +307,10 @@ def materialize(path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -
     export never leaves a half-written model. An existing `out_dir` is replaced.
     """
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
     policy = load_policy(path, merge_adapter=True, device="cpu")
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        policy.save(staging)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        with staged_folder(out) as staging:
+            policy.save(staging)
     finally:
         policy.close()
     return out

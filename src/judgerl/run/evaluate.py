@@ -37,7 +37,7 @@ from judgerl.errors import ConfigError, DataError
 from judgerl.models.policy import Generation, SamplingConfig
 from judgerl.run.folder import read_rows
 from judgerl.runtime.accounting import stats_delta
-from judgerl.types import Reward, Rollout, Sample
+from judgerl.types import Reward, Rollout, Sample, rollout_id
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +337,8 @@ def score_chunk(
                 items.append(
                     (
                         sample,
-                        Rollout(sample.id, generation.text, id=f"{sample.id}#{index}", metadata={"k": index}),
+                        Rollout(sample.id, generation.text, id=rollout_id(sample.id, index),
+                                metadata={"k": index}),
                     )
                 )
     rewards = {reward.rollout_id: reward for reward in pipeline.score_batch_sync(items, enforce_budget=False)}
@@ -350,9 +351,9 @@ def score_chunk(
     rows = []
     for sample, answers in zip(samples, generations, strict=True):
         for index, generation in enumerate(answers):
-            rollout_id = f"{sample.id}#{index}"
+            rollout_key = rollout_id(sample.id, index)
             rows.append(
-                _row(label, sample, index, generation, rewards.get(rollout_id), heldout.get(rollout_id))
+                _row(label, sample, index, generation, rewards.get(rollout_key), heldout.get(rollout_key))
             )
     return rows
 

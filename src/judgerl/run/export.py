@@ -52,6 +52,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from judgerl.atomic import staged_folder
 from judgerl.errors import ConfigError, JudgerlError
 from judgerl.run.folder import RunFolder, read_json, read_rows, read_run_folder
 from judgerl.types import Sample
@@ -367,9 +368,7 @@ def export_run(
     source = selection.path
     adapter = is_adapter_dir(source)
     base_model = adapter_base(source) if adapter else _model_name(source)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         written_dtype: str | None
         if merge:
             written_dtype = write_merged(source, staging, dtype=dtype)
@@ -427,12 +426,6 @@ def export_run(
                     f"the export does not match the run (kept in {rejected}):\n" + result_check.describe(),
                     result_check,
                 )
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ExportResult(
         output=out,
         checkpoint=source,

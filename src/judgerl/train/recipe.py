@@ -26,10 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from judgerl.config import (
     FileBacked,
     RewardConfig,
-    apply_overrides,
+    build_file_backed,
     load_reward_config,
-    parse_model,
-    read_yaml,
+    read_source,
 )
 from judgerl.errors import ConfigError
 from judgerl.models import DEFAULT_POLICY_MODEL
@@ -341,15 +340,9 @@ def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None
     An override below a reward config given as a path (`reward.judges.0.weight=2`) is passed on to
     that config's own loader, so it works whether the config is inline or in its own file.
     """
-    if isinstance(source, dict):
-        data, path, base_dir = dict(source), None, Path.cwd()
-    else:
-        path = str(source)
-        data, base_dir = read_yaml(source), Path(source).resolve().parent
+    data, path, base_dir = read_source(source)
     own, nested = _split_overrides(data, overrides or [], path)
-    apply_overrides(data, own)
-    recipe: Recipe = parse_model(Recipe, data, path=path)
-    recipe.locate(base_dir, path)
+    recipe = build_file_backed(Recipe, data, own, path, base_dir)
     for prefix, attribute in _PATH_CONFIGS.items():
         setattr(recipe, attribute, nested.get(prefix, []))
     return recipe

@@ -31,7 +31,7 @@ from judgerl.data import JsonlWriter
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.runtime.accounting import stats_delta
 from judgerl.train.monitors import SignalTracker
-from judgerl.types import Reward, Rollout, Sample
+from judgerl.types import Reward, Rollout, Sample, rollout_id
 
 METRIC_PREFIX = "reward"
 #: counters of the runtime's stats (runtime/accounting.py) logged per step as `judge/<name>`
@@ -67,7 +67,7 @@ class TrainingReward:
             count = seen.get(sample.id, 0)
             seen[sample.id] = count + 1
             items.append((sample, Rollout(sample_id=sample.id, completion=completion_text(completion),
-                                          id=f"{sample.id}#{count}")))
+                                          id=rollout_id(sample.id, count))))
         return items
 
     async def __call__(self, prompts: list[Any], completions: list[Any],

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from judgerl.config import FileBacked, apply_overrides, parse_model, read_yaml
+from judgerl.config import FileBacked, load_file_backed
 from judgerl.errors import ConfigError
 
 DEFAULT_OPENERS = [":", "Solution", "Thought process:", "Let's think step by step.", "Answer:"]
@@ -294,17 +294,10 @@ class Suite(FileBacked):
 
 def load_suite(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Suite:
     """Load a suite from YAML or a dict; relative paths resolve against the suite file's folder."""
-    if isinstance(source, dict):
-        data, path, base_dir = dict(source), None, Path.cwd()
-    else:
-        path = str(source)
-        data, base_dir = read_yaml(source), Path(source).resolve().parent
-    apply_overrides(data, overrides or [])
-    suite: Suite = parse_model(Suite, data, path=path)
+    suite = load_file_backed(Suite, source, overrides)
     if not suite.sections():
         raise ConfigError("the suite has no enabled section (consistency, agreement, human_labels, "
-                          "regression, bias)", path=path)
-    suite.locate(base_dir, path)
+                          "regression, bias)", path=suite.source)
     return suite
 
 
