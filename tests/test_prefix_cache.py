@@ -1,4 +1,4 @@
-"""The model-free half of prefix KV reuse (backends/prefix_cache.py): the batch plan and the LRU.
+"""The model-free half of prefix KV reuse (backends/local/prefix_cache.py): the batch plan and the LRU.
 
 The forward passes on top of it are tested against the uncached path on the real packaged model
 in tests/test_local_backend.py.
@@ -11,7 +11,7 @@ import random
 import pytest
 import torch
 
-from judgerl.backends.prefix_cache import Group, PrefixStore, common_prefix, pack_suffixes, plan_groups
+from judgerl.backends.local.prefix_cache import Group, PrefixStore, common_prefix, pack_suffixes, plan_groups
 
 
 def kv(tokens: int, layers: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,40 +1,9 @@
-"""An in-process model on CPU (or GPU): judgerl's backend when there is no endpoint, key or network.
+"""The local backend's engine: one loaded model, a worker thread that batches every request on it,
+prompt passes with prefix KV reuse, probability-weighted scoring, and generation.
 
-Why it is built this way:
-- One copy of the weights per process. Every `LocalBackend` for the same model folder and dtype
-  shares one `LocalEngine` (loaded lazily, on the first call), so three judges on the embedded
-  model cost one model's memory.
-- Batching. Requests that arrive together (the runtime lets `max_concurrency` calls in flight) are
-  queued and run by one worker thread as one left-padded batch, so the event loop is never
-  blocked by torch and concurrency turns into batch size.
-- Probability-weighted judging without generation. With `request.candidate_tokens` set, the
-  backend runs ONE forward pass over the prompt (chat template and generation prompt applied,
-  plus `request.extra["assistant_prefix"]` if given) and returns
-  `Completion(text=<most likely candidate>, candidate_logprobs={candidate: logprob})`. A
-  candidate's log-probability is that of its FIRST token at the answer position; when both
-  "X" and " X" are single tokens their probabilities are added (logsumexp). Candidates whose
-  first tokens coincide are refused (the comparison would be meaningless).
-- Generation is a small loop of our own over the KV cache, so that each row of a batch keeps its
-  own temperature / top_p / top_k (`extra["top_k"]`) / seed / max_tokens / stop strings, finished
-  rows leave the batch, and token counts and log-probabilities are exact.
-- Prefix KV reuse. Judge requests repeat long prefixes (the same instructions and worked examples
-  for every answer; the same guideline, contract and answer for every comment x dimension of an
-  itemized rubric). Before a batch's prompt pass (scoring or generation), its rows are grouped by
-  shared token prefixes (backends/prefix_cache.py: `plan_groups`); a group's prefix key/values
-  come from a small LRU (`prefix_cache_tokens`, 0 disables) or are computed once, extending the
-  longest cached match, and only the rows' suffixes run, on a copy-free expansion of the prefix
-  cache to the group's size (suffixes left-padded between prefix and suffix, mask 0 on the pads,
-  positions continuing from the prefix length). The scores equal the uncached pass's (float
-  rounding aside; tested). Scoring rows that share more than the group's prefix (the criteria of
-  one answer) are packed as a trie into one sequence with a tree attention mask (sdpa attention
-  only), so each shared token runs once. Used for models whose layers all use full attention
-  (llama, qwen, ...); models with sliding-window layers (gemma 3) run uncached.
-
-Other `request.extra` keys: `chat_template: false` sends the message contents as plain text
-(base models have no template); a last message with role "assistant" is continued, not closed.
-
-Speed on CPU depends on glibc malloc: `MALLOC_*` variables are read when the process starts, so
-they cannot be set from here; see `RECOMMENDED_MALLOC_ENV` (the CLI sets them before starting).
+See `judgerl.backends.local` for why it is built this way; the backend that hands it requests
+and the process-wide registry of engines are in `local/backend.py`, the model-free half of prefix
+reuse (the batch plan, the LRU, the trie packing) in `local/prefix_cache.py`.
 """
 
 from __future__ import annotations
@@ -49,18 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
 from judgerl.backends.base import (
-    Backend,
-    BackendLimits,
-    BackendOptions,
     Completion,
     CompletionRequest,
     TokenLogprob,
     Usage,
 )
-from judgerl.backends.prefix_cache import (
+from judgerl.backends.local.prefix_cache import (
     Group,
     PackedSuffixes,
     PrefixKV,
@@ -68,8 +32,7 @@ from judgerl.backends.prefix_cache import (
     pack_suffixes,
     plan_groups,
 )
-from judgerl.config import BackendConfig
-from judgerl.errors import BackendError, ConfigError, FatalBackendError, JudgerlError
+from judgerl.errors import BackendError, ConfigError, JudgerlError
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +104,7 @@ class _Prefill:
 #: a pass of its own): 2.4 judgments/s against 3.3 as one group on the cached examples.
 PREFIX_MIN_TOKENS = 16
 PREFIX_PASS_COST = 128
-#: scoring rows packed as a trie (backends/prefix_cache.py: `pack_suffixes`) when that saves this
+#: scoring rows packed as a trie (backends/local/prefix_cache.py: `pack_suffixes`) when that saves this
 #: share of their suffix tokens, up to this many packed tokens (the packed sequence attends to
 #: itself through a [tokens x tokens] mask, so it must stay short)
 TREE_MIN_SAVED = 0.2
@@ -641,156 +604,6 @@ def _deliver(job: _Job, result: Completion | BaseException) -> None:
         job.loop.call_soon_threadsafe(settle)
     except RuntimeError:  # the caller's event loop has closed: nobody is waiting any more
         log.debug("dropped a local result: its event loop is closed")
-
-
-# ---------------------------------------------------------------------- sharing
-
-_ENGINES: dict[tuple[str, str, str], LocalEngine] = {}
-_ENGINES_LOCK = threading.Lock()
-
-
-def get_engine(model: str, *, dtype: str = "float32", device: str = "cpu", max_batch_size: int = 8,
-               threads: int | None = None,
-               prefix_cache_tokens: int = DEFAULT_PREFIX_CACHE_TOKENS) -> LocalEngine:
-    """The process-wide engine for this model, dtype and device (loaded on first use). Backends
-    that share it get the largest batch size and prefix cache budget any of them asked for."""
-    from judgerl.models import resolve_model
-
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {DTYPES}, not {dtype!r}", field="dtype")
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
-    path = resolve_model(model)
-    key = (str(path.resolve()), dtype, device)
-    with _ENGINES_LOCK:
-        engine = _ENGINES.get(key)
-        if engine is None:
-            engine = LocalEngine(path, dtype=dtype, device=device, max_batch_size=max_batch_size,
-                                 prefix_cache_tokens=prefix_cache_tokens)
-            _ENGINES[key] = engine
-            log.info("loaded %s (%s, %s) in %.1fs", path, dtype, device, engine.load_s)
-        engine.max_batch_size = max(engine.max_batch_size, max_batch_size)
-        engine.prefix_store.max_tokens = max(engine.prefix_store.max_tokens, prefix_cache_tokens)
-        return engine
-
-
-def loaded_engines() -> dict[tuple[str, str, str], LocalEngine]:
-    """The engines loaded in this process (for stats and tests)."""
-    return dict(_ENGINES)
-
-
-class LocalOptions(BackendOptions):
-    """The options of a `local` backend (see `LocalBackend`)."""
-
-    dtype: str = Field(default="float32", description=f"one of {DTYPES}")
-    device: str = Field(default="cpu", description="torch device")
-    max_batch_wait_s: float = Field(default=0.01, ge=0, description="a batch waits this long for more")
-    threads: int | None = Field(default=None, ge=1, description="torch intra-op threads (process-wide)")
-    chat_template: bool = Field(default=True, description="false: prompts as plain text")
-    prefix_cache_tokens: int = Field(default=DEFAULT_PREFIX_CACHE_TOKENS, ge=0,
-                                     description="prefix KV cache budget in tokens (0: no prefix reuse)")
-
-
-class LocalBackend(Backend):
-    """A model run in-process by transformers; see the module docstring.
-
-    `model`: a packaged model name (`smollm2-135m-instruct`), a `.gguf` file or a Hugging Face
-    folder. `max_concurrency` is also the largest batch. `max_batch_wait_s`: how long the first
-    request of a batch waits for others to join it. `threads`: torch intra-op threads (process-wide).
-    `chat_template`: false sends prompts as plain text unless a request's `extra` says otherwise
-    (small models judged better without it, see the README). `prefix_cache_tokens`: budget of the
-    prefix KV cache in tokens (0 disables prefix reuse; backends sharing a model get the largest).
-    """
-
-    kind = "local"
-    Options = LocalOptions
-
-    def __init__(self, model: str = "smollm2-135m-instruct", *, max_concurrency: int = 8,
-                 dtype: str = "float32", device: str = "cpu", max_batch_wait_s: float = 0.01,
-                 threads: int | None = None, chat_template: bool = True,
-                 prefix_cache_tokens: int = DEFAULT_PREFIX_CACHE_TOKENS,
-                 limits: BackendLimits | None = None) -> None:
-        super().__init__(model, max_concurrency=max_concurrency, limits=limits)
-        if dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {DTYPES}, not {dtype!r}", field="dtype")
-        if max_batch_wait_s < 0:
-            raise ConfigError("max_batch_wait_s must be >= 0", field="max_batch_wait_s")
-        if prefix_cache_tokens < 0:
-            raise ConfigError("prefix_cache_tokens must be >= 0 (0 disables prefix reuse)",
-                              field="prefix_cache_tokens")
-        self.dtype = dtype
-        self.device = device
-        self.max_batch_wait_s = max_batch_wait_s
-        self.threads = threads
-        self.chat_template = chat_template
-        self.prefix_cache_tokens = prefix_cache_tokens
-        self._engine: LocalEngine | None = None
-
-    @classmethod
-    def from_config(cls, config: BackendConfig, base_dir: str | Path | None = None) -> LocalBackend:
-        """Build from a `backends:` entry: `type: local`, `model`, and the options above.
-
-        A relative `model` path is taken from `base_dir` (the reward config's folder) when it names
-        a file or folder there; anything else (a packaged name, a cached hub id) is passed on as is.
-        """
-        options = cls.Options.of(config)
-        from judgerl.models import DEFAULT_JUDGE_MODEL
-
-        return cls(model_beside(config.model or DEFAULT_JUDGE_MODEL, base_dir),
-                   max_concurrency=config.max_concurrency, **options.model_dump(),
-                   limits=BackendLimits.from_config(config, timeout_by_default=False))
-
-    def load(self) -> LocalEngine:
-        """Load (or join) the shared engine now; `complete` does this on its first call."""
-        if self._engine is None:
-            try:
-                self._engine = get_engine(self.model, dtype=self.dtype, device=self.device,
-                                          max_batch_size=self.max_concurrency, threads=self.threads,
-                                          prefix_cache_tokens=self.prefix_cache_tokens)
-            except ConfigError as exc:
-                raise FatalBackendError(f"local model '{self.model}': {exc}") from exc
-        return self._engine
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        """Requests, forward passes, batch sizes, tokens and prefix cache use of the (shared) engine."""
-        engine = self.load()
-        return {**engine.stats.snapshot(), "prefix_cache_entries": len(engine.prefix_store),
-                "prefix_cache_tokens": engine.prefix_store.tokens,
-                "prefix_cache_bytes": engine.prefix_cache_bytes}
-
-    def render(self, request: CompletionRequest) -> str:
-        """The exact prompt text the model sees for `request`."""
-        return self.load().render(request, self.chat_template)
-
-    async def complete(self, request: CompletionRequest) -> Completion:
-        engine = self._engine or await asyncio.to_thread(self.load)
-        loop = asyncio.get_running_loop()
-        job = _Job(request, loop, loop.create_future(), self.max_batch_wait_s, self.chat_template)
-        engine.submit(job)
-        try:
-            return await job.future
-        except asyncio.CancelledError:
-            job.cancelled = True  # not started yet: the worker skips it
-            raise
-
-    def cache_identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.model, "dtype": self.dtype,
-                "chat_template": self.chat_template}
-
-
-def model_beside(model: str, base_dir: str | Path | None) -> str:
-    """`model` as a path under `base_dir` when it is a relative path that exists there, else as is.
-
-    >>> model_beside("smollm2-135m-instruct", "/nowhere")
-    'smollm2-135m-instruct'
-    """
-    if base_dir is None or Path(model).is_absolute():
-        return model
-    candidate = Path(base_dir) / model
-    return str(candidate.resolve()) if candidate.exists() else model
 
 
 def logsumexp(values: list[float]) -> float:

@@ -14,7 +14,7 @@ rows), by a small cost model over the rows sorted by their tokens; `PrefixStore`
 key/values of recent prefixes, bounded by the total number of cached tokens (least recently used
 entries go first), and finds the longest cached match of a token sequence (any entry sharing m
 leading tokens provides the key/values of those m positions). The forward passes are in
-backends/local.py.
+backends/local/engine.py.
 """
 
 from __future__ import annotations
