@@ -203,8 +203,9 @@ def test_report_is_self_contained_and_shows_the_figures(tmp_path: Path):
         "export/README.md",
     ):
         assert text in page, text
-    # untrusted text is escaped, never markup
-    assert "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;" in page
+    # untrusted text is escaped, never markup (the templates escape quotes as &#34;)
+    assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;" in page
+    assert EVIL not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "Give JSON &amp; &lt;stuff&gt;" in page
     assert "parse_error: no JSON (quality)" in page

@@ -159,18 +159,17 @@ def base_license(*candidates: str | None) -> str | None:
 
 
 def front_matter(text: str) -> dict[str, Any]:
-    """The YAML metadata block of a model card ({} when there is none).
+    """The YAML metadata block of a model card ({} when there is none), read by huggingface_hub.
 
     >>> front_matter("---\\nlicense: mit\\n---\\n# x")
     {'license': 'mit'}
     """
+    from huggingface_hub import ModelCard
+
     if not text.startswith("---\n"):
         return {}
-    end = text.find("\n---\n", 4)
-    if end < 0:
-        return {}
-    data = yaml.safe_load(text[4:end])
-    return data if isinstance(data, dict) else {}
+    data: dict[str, Any] = ModelCard(text).data.to_dict()
+    return data
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -241,8 +240,11 @@ def metadata(inputs: CardInputs) -> str:
 
 
 def render_card(inputs: CardInputs) -> str:
-    """The whole README.md: front matter and body."""
-    parts = ["---", metadata(inputs), "---", "", f"# {inputs.name}", ""]
+    """The whole README.md: front matter and body, assembled (and the metadata parsed back) by
+    huggingface_hub's ModelCard."""
+    from huggingface_hub import ModelCard
+
+    parts = [f"# {inputs.name}", ""]
     kind = (
         "with the LoRA adapter merged into the base weights"
         if inputs.merged
@@ -264,7 +266,8 @@ def render_card(inputs: CardInputs) -> str:
     parts += validation_section(inputs.validation)
     parts += data_section(inputs)
     parts += usage_section(inputs)
-    return "\n".join(parts).rstrip() + "\n"
+    body = "\n".join(parts).rstrip() + "\n"
+    return str(ModelCard(f"---\n{metadata(inputs).rstrip()}\n---\n\n{body}"))
 
 
 def evaluation_section(inputs: CardInputs) -> list[str]:

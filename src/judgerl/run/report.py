@@ -15,12 +15,16 @@ in run/folder.py) and skips the rest:
 Plots are PNGs drawn with matplotlib's Agg canvas (no display, no pyplot state), saved under
 RUN_DIR/plots/ and embedded as base64 data URIs, so report.html opens offline, alone, with no
 script, stylesheet or font from anywhere. Every text from the run (answers, rationales,
-prompts, labels) is HTML-escaped: a completion is data, never markup.
+prompts, labels) is HTML-escaped: a completion is data, never markup. The page, the samples,
+the stages and the export link are Jinja2 templates (`judgerl/run/templates/`) with autoescape
+on; the figure sections are still built here, from `esc`-escaped parts, and enter the page as
+markup.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import math
@@ -29,14 +33,17 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import Any
+
+from markupsafe import Markup
 
 from judgerl.run.folder import read_objects, read_run_folder
 
 MAX_SAMPLES_SHOWN = 3  # best and worst answers per model
+#: the page's table of contents: (anchor, title)
+NAV = (("evaluation", "Evaluation"), ("training", "Training"), ("validation", "Judge validation"),
+       ("samples", "Samples"))
 MAX_TEXT = 2000  # characters of an answer or rationale shown
 MAX_EXTRA_CURVES = 16
 REWARD_KEYS = ("reward_mean", "reward", "rewards/judgerl/mean", "train/reward")
@@ -852,63 +859,35 @@ def _counts(section: dict[str, Any]) -> Raw:
 
 
 def samples_section(data: RunData) -> str:
-    parts = [
-        "<h2 id='samples'>Best and worst answers</h2>",
-        "<p>Per model, the highest and lowest scored answers with the judge's rationale.</p>",
-    ]
-    shown = False
+    """Per model, the best and worst scored answers (templates/samples.html)."""
+    groups = []
     for label, rows in data.samples.items():
         scored = [
             row for row in rows if row.get("status") in ("ok", "gated") and row.get("reward") is not None
         ]
         if not scored:
             continue
-        shown = True
         ranked = sorted(scored, key=lambda row: float(row["reward"]), reverse=True)
         best = ranked[:MAX_SAMPLES_SHOWN]
         worst = [row for row in ranked[::-1][:MAX_SAMPLES_SHOWN] if row not in best]
-        parts.append(f"<h3>{esc(label)}</h3>")
-        for kind, chosen in (("best", best), ("worst", worst)):
-            for row in chosen:
-                parts.append(_sample_html(row, kind))
-        unscored = [row for row in rows if row.get("status") == "unscored"]
-        if unscored:
-            reasons: dict[str, int] = {}
-            for row in unscored:
+        reasons: dict[str, int] = {}
+        for row in rows:
+            if row.get("status") == "unscored":
                 key = str(row.get("reason") or "unknown")[:120]
                 reasons[key] = reasons.get(key, 0) + 1
-            parts.append(f"<p class='muted'>{len(unscored)} unscored answers (left out of every mean):</p>")
-            parts.append(table(["reason", "count"], sorted(reasons.items(), key=lambda item: -item[1])))
-    if not shown:
-        parts.append("<p class='muted'>No scored answers to show.</p>")
-    return "\n".join(parts)
-
-
-def _sample_html(row: dict[str, Any], kind: str) -> str:
-    components = ", ".join(
-        f"{esc(name)}={num(value)}" for name, value in (row.get("components") or {}).items()
-    )
-    held = row.get("heldout") or {}
-    held_text = f" · held-out {num(held.get('reward'))}" if held else ""
-    return (
-        f'<div class="sample {kind}"><p><b>{kind}</b> · reward <b>{num(row.get("reward"))}</b>'
-        f" ({esc(row.get('status'))}){held_text} · prompt <code>{esc(row.get('prompt_id'))}</code>"
-        f" #{esc(row.get('k'))} · {components}</p>"
-        f"<p class='muted'>Prompt:</p><pre>{esc(_clip(row.get('prompt')))}</pre>"
-        f"<p class='muted'>Answer:</p><pre>{esc(_clip(row.get('completion')))}</pre>"
-        f"<p class='muted'>Judge's rationale:</p><pre>{esc(_clip(row.get('rationale')) or '(none)')}</pre>"
-        "</div>"
-    )
+        groups.append({
+            "label": label,
+            "shown": [("best", row) for row in best] + [("worst", row) for row in worst],
+            "unscored_count": sum(reasons.values()),
+            "unscored_reasons": sorted(reasons.items(), key=lambda item: -item[1]),
+        })
+    return render_template("samples.html", groups=groups)
 
 
 def export_section(data: RunData) -> str:
     if data.export_dir is None:
         return ""
-    parts = ["<h2 id='export'>Export</h2>", "<p>Exported model folder: <a href='export/'>export/</a>"]
-    if data.model_card is not None:
-        parts.append(" · model card: <a href='export/README.md'>export/README.md</a>")
-    parts.append("</p>")
-    return "".join(parts)
+    return render_template("export.html", model_card=data.model_card is not None)
 
 
 def stages_section(data: RunData) -> str:
@@ -918,7 +897,28 @@ def stages_section(data: RunData) -> str:
     for name, stage in data.stages.items():
         stage = stage if isinstance(stage, dict) else {"status": stage}
         rows.append([name, stage.get("status", ""), stage.get("finished_at", "")])
-    return "<h2 id='stages'>Stages</h2>" + table(["stage", "status", "finished at"], rows, numeric_from=99)
+    return render_template("stages.html", rows=rows)
+
+
+# -- templates -------------------------------------------------------------------------------------
+
+
+@functools.cache
+def templates() -> Any:
+    """The Jinja2 environment over `judgerl/run/templates/`: autoescape on for every template, so a
+    value from the run is text unless a builder here marks it as already-escaped markup."""
+    from jinja2 import Environment, PackageLoader
+
+    # a key missing from a row of the run (an older run, a partial row) renders as empty text
+    environment = Environment(loader=PackageLoader("judgerl.run", "templates"), autoescape=True,
+                              keep_trailing_newline=True)
+    environment.filters["num"] = lambda value: Markup(num(value))
+    environment.filters["clip"] = _clip
+    return environment
+
+
+def render_template(name: str, **values: Any) -> str:
+    return str(templates().get_template(name).render(**values))
 
 
 # -- entry point -----------------------------------------------------------------------------------
@@ -928,18 +928,7 @@ def render_report(run_dir: str | os.PathLike[str], *, output: str | os.PathLike[
     """Write RUN_DIR/report.html (and RUN_DIR/plots/*.png); return the HTML path."""
     data = load_run(run_dir)
     plots: list[Plot] = []
-    body = [
-        "<nav>"
-        + "".join(
-            f"<a href='#{anchor}'>{title}</a>"
-            for anchor, title in (
-                ("evaluation", "Evaluation"),
-                ("training", "Training"),
-                ("validation", "Judge validation"),
-                ("samples", "Samples"),
-            )
-        )
-        + "</nav>",
+    sections = [
         stages_section(data),
         evaluation_section(data, plots),
         training_section(data, plots),
@@ -953,15 +942,14 @@ def render_report(run_dir: str | os.PathLike[str], *, output: str | os.PathLike[
         (plot_dir / plot.name).write_bytes(plot.png)
     from judgerl.version import __version__
 
-    template = Template(
-        resources.files("judgerl.run").joinpath("templates").joinpath("report.html").read_text(encoding="utf-8")
-    )
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    page = template.substitute(
-        title=esc(f"judgerl report: {data.run_dir.resolve().name}"),
-        subtitle=esc(f"run directory {data.run_dir} · generated {generated} · {len(plots)} plots"),
-        version=esc(__version__),
-        body="\n".join(part for part in body if part),
+    page = render_template(
+        "report.html",
+        title=f"judgerl report: {data.run_dir.resolve().name}",
+        subtitle=f"run directory {data.run_dir} · generated {generated} · {len(plots)} plots",
+        version=__version__,
+        nav=NAV,
+        sections=[Markup(section) for section in sections if section],
     )
     target = Path(output) if output is not None else data.run_dir / "report.html"
     tmp = target.with_name(target.name + ".tmp")
