@@ -38,29 +38,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("validate", ("judgerl.validate",)),
     ("train", ("judgerl.train",)),
     ("run", ("judgerl.run",)),
-    ("entry", ("judgerl.cli", "judgerl")),
+    ("entry", ("judgerl.cli", "judgerl", "judgerl.moved")),
 )
-
-#: modules kept at an old path for one release; each only re-exports its new home, and is left out
-#: of the layer rules (it points up from where the module used to stand).
-SHIMS: frozenset[str] = frozenset({
-    "judgerl.prompting",
-    "judgerl.policy",
-    "judgerl.evaluate",
-    "judgerl.export",
-    "judgerl.model_card",
-    "judgerl.report",
-    "judgerl.workflow",
-    "judgerl.scoring",
-    "judgerl.reward.runtime",
-    "judgerl.reward.ratelimit",
-    "judgerl.reward.breaker",
-    "judgerl.reward.cache",
-    "judgerl.reward.journal",
-    "judgerl.reward.accounting",
-    "judgerl.reward.loop",
-})
-
 
 @dataclass(frozen=True)
 class Violation:
@@ -178,11 +157,9 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def check_layers(package_dir: Path, layers: tuple[tuple[str, tuple[str, ...]], ...],
-                 shims: frozenset[str] = frozenset()) -> list[Violation]:
+def check_layers(package_dir: Path, layers: tuple[tuple[str, tuple[str, ...]], ...]) -> list[Violation]:
     """Every upward import, every module in no layer, and every circle, as violations."""
-    graph = {name: targets for name, targets in import_graph(package_dir).items() if name not in shims}
-    graph = {name: {target for target in targets if target not in shims} for name, targets in graph.items()}
+    graph = import_graph(package_dir)
     violations: list[Violation] = []
     for importer, targets in sorted(graph.items()):
         importer_layer = layer_of(importer, layers)
@@ -204,22 +181,8 @@ def check_layers(package_dir: Path, layers: tuple[tuple[str, tuple[str, ...]], .
 
 
 def test_no_module_imports_a_higher_layer_and_no_circles() -> None:
-    violations = check_layers(PACKAGE_DIR, LAYERS, SHIMS)
+    violations = check_layers(PACKAGE_DIR, LAYERS)
     assert not violations, "\n".join(map(str, violations))
-
-
-def test_shims_only_re_export() -> None:
-    """An old path for one release holds a docstring saying so and imports, nothing else."""
-    modules = module_files(PACKAGE_DIR)
-    for shim in sorted(SHIMS):
-        tree = ast.parse(modules[shim].read_text(encoding="utf-8"))
-        docstring = ast.get_docstring(tree) or ""
-        assert "one release" in docstring, f"{shim}: the docstring must say it is kept for one release"
-        for statement in tree.body[1:]:
-            is_all = (isinstance(statement, ast.Assign)
-                      and [getattr(target, "id", None) for target in statement.targets] == ["__all__"])
-            assert isinstance(statement, ast.ImportFrom | ast.Import) or is_all, \
-                f"{shim}: line {statement.lineno} is more than a re-export"
 
 
 def test_the_architecture_note_lists_the_same_layers() -> None:
@@ -292,16 +255,30 @@ def test_layer_of_takes_the_longest_prefix(module: str, layer: str) -> None:
 
 
 def test_old_import_paths_still_work() -> None:
-    """Each old path imports, and gives the very objects of the new home (one release of grace)."""
+    """Each old path of judgerl/moved.py imports as the very module of its new home (one release of
+    grace), with a DeprecationWarning; and no file is left at an old path (git then sees the moves)."""
     import importlib
+    import sys
+    import warnings
+
+    from judgerl.moved import MOVED
 
     modules = module_files(PACKAGE_DIR)
-    for shim in sorted(SHIMS):
-        tree = ast.parse(modules[shim].read_text(encoding="utf-8"))
-        old = importlib.import_module(shim)
-        for statement in tree.body:
-            if isinstance(statement, ast.ImportFrom) and statement.module:
-                new = importlib.import_module(statement.module)
-                for alias in statement.names:
-                    assert getattr(old, alias.asname or alias.name) is getattr(new, alias.name), \
-                        f"{shim}.{alias.name}"
+    for old, new in MOVED.items():
+        assert old not in modules, f"{old} is a file again: remove it or take it out of MOVED"
+        assert new in modules, f"{old} points to {new}, which does not exist"
+        first_time = old not in sys.modules
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new)
+        if first_time:
+            assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught)
+    from judgerl.reward.runtime import JudgeRuntime, ModelRuntime  # the names users had
+
+    from judgerl.runtime.model_runtime import ModelRuntime as new_runtime
+
+    assert JudgeRuntime is ModelRuntime is new_runtime
+    from judgerl.scoring import score_file
+
+    assert score_file.__module__ == "judgerl.run.score"

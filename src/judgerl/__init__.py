@@ -5,6 +5,7 @@ config loader. Everything else is reached through its module (judgerl.judges, ju
 judgerl.backends, judgerl.adapters, judgerl.train, ...).
 """
 
+from judgerl import moved
 from judgerl.config import RewardConfig, load_reward_config
 from judgerl.errors import (
     BackendError,
@@ -18,6 +19,8 @@ from judgerl.errors import (
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.types import Reward, Rollout, Sample, Score, Verdict
 from judgerl.version import __version__
+
+moved.install()  # old module paths still import, for one release (judgerl/moved.py)
 
 __all__ = [
     "BackendError",

@@ -333,6 +333,28 @@ class ExportResult:
     check: CheckResult | None = None
 
 
+def _provenance(folder: Path, files: RunFiles, selection: Selection, *, merged: bool, base_model: str,
+                dtype: str | None, served_model_name: str) -> dict[str, Any]:
+    """judgerl_export.json: where the export came from (run, checkpoint, why that one), what it
+    is (format, dtype, base) and the hashes that tie the weights to the run; `check` is filled in
+    by the export check."""
+    return {
+        "format": "merged" if merged else "adapter",
+        "run_dir": str(files.run_dir.resolve()),
+        "checkpoint": str(selection.path.resolve()),
+        "selection": {**asdict(selection), "path": str(selection.path)},
+        "base_model": base_model,
+        "dtype": dtype,
+        "served_model_name": served_model_name,
+        "weights_sha256": weights_digest(folder),
+        "source_weights_sha256": weights_digest(selection.path),
+        "recipe_sha256": _file_sha256(files.run_dir / "recipe.yaml"),
+        "judgerl_version": _version(),
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "check": None,
+    }
+
+
 def export_run(
     run_dir: str | os.PathLike[str],
     output: str | os.PathLike[str] | None = None,
@@ -385,21 +407,8 @@ def export_run(
             recipe_base=_recipe_model(files),
         )
         (staging / "README.md").write_text(render_card(inputs), encoding="utf-8")
-        provenance = {
-            "format": "merged" if merge else "adapter",
-            "run_dir": str(files.run_dir.resolve()),
-            "checkpoint": str(source.resolve()),
-            "selection": {**asdict(selection), "path": str(selection.path)},
-            "base_model": base_model,
-            "dtype": written_dtype,
-            "served_model_name": name,
-            "weights_sha256": weights_digest(staging),
-            "source_weights_sha256": weights_digest(source),
-            "recipe_sha256": _file_sha256(files.run_dir / "recipe.yaml"),
-            "judgerl_version": _version(),
-            "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "check": None,
-        }
+        provenance = _provenance(staging, files, selection, merged=merge, base_model=base_model,
+                                 dtype=written_dtype, served_model_name=name)
         _write_provenance(staging, provenance)
         result_check = None
         if check:

@@ -574,187 +574,112 @@ def _judge(summary: dict[str, Any], key: str) -> Any:
 
 
 def evaluation_section(data: RunData, plots: list[Plot]) -> str:
+    """The evaluation: the overview table and plots, per-component and per-criterion scores,
+    best-of-k, the held-out judge and the judge's use."""
     if not data.summaries:
         return (
             "<h2 id='evaluation'>Evaluation</h2>"
             "<p class='muted'>No evaluation in this run (no eval/*/summary.json).</p>"
         )
-    labels = list(data.summaries)
     summaries = data.summaries
-    parts = ["<h2 id='evaluation'>Evaluation</h2>"]
+    parts = ["<h2 id='evaluation'>Evaluation</h2>", _overview_table(summaries)]
+    parts += _overview_plots(summaries, plots)
+    parts += _score_breakdown(summaries, plots, key="components", column="component",
+                              title="Per-component scores", plot_title="Per-component scores per model")
+    parts += _score_breakdown(summaries, plots, key="criteria", column="criterion",
+                              title="Per-criterion judge scores",
+                              plot_title="Per-criterion judge scores per model")
+    parts += _best_of_k(summaries)
+    parts += _heldout_judge(summaries)
+    parts += _judge_use(summaries)
+    return "\n".join(parts)
+
+
+def _overview_table(summaries: dict[str, dict[str, Any]]) -> str:
+    headers = ["model", "source", "k", "prompts", "samples", "mean reward", "schema validity",
+               "held-out judge", "unscored share", "mean tokens"]
     rows = [
-        [
-            label,
-            s.get("model", ""),
-            s.get("k"),
-            s.get("prompts"),
-            s.get("samples"),
-            s.get("reward_mean"),
-            s.get("schema_validity"),
-            _heldout(s, "reward_mean"),
-            s.get("unscored_share"),
-            s.get("completion_tokens_mean"),
-        ]
+        [label, s.get("model", ""), s.get("k"), s.get("prompts"), s.get("samples"), s.get("reward_mean"),
+         s.get("schema_validity"), _heldout(s, "reward_mean"), s.get("unscored_share"),
+         s.get("completion_tokens_mean")]
         for label, s in summaries.items()
     ]
-    parts.append(
-        table(
-            [
-                "model",
-                "source",
-                "k",
-                "prompts",
-                "samples",
-                "mean reward",
-                "schema validity",
-                "held-out judge",
-                "unscored share",
-                "mean tokens",
-            ],
-            rows,
-            numeric_from=2,
-        )
-    )
-    for plot in (
-        bar_plot(
-            "schema_validity.png",
-            "Schema validity per model",
-            labels,
-            [s.get("schema_validity") for s in summaries.values()],
-            ylabel="share of valid answers",
-        ),
+    return table(headers, rows, numeric_from=2)
+
+
+def _overview_plots(summaries: dict[str, dict[str, Any]], plots: list[Plot]) -> list[str]:
+    drawn = [
+        bar_plot("schema_validity.png", "Schema validity per model", list(summaries),
+                 [s.get("schema_validity") for s in summaries.values()], ylabel="share of valid answers"),
         grouped_plot(
-            "judge_scores.png",
-            "Aggregate reward and judge score per model",
+            "judge_scores.png", "Aggregate reward and judge score per model",
             ["mean reward", "mean of k", "best of k", "held-out judge"],
-            {
-                label: [
-                    s.get("reward_mean"),
-                    s.get("mean_of_k"),
-                    s.get("best_of_k"),
-                    _heldout(s, "reward_mean"),
-                ]
-                for label, s in summaries.items()
-            },
+            {label: [s.get("reward_mean"), s.get("mean_of_k"), s.get("best_of_k"), _heldout(s, "reward_mean")]
+             for label, s in summaries.items()},
         ),
-    ):
+    ]
+    parts = []
+    for plot in drawn:
         if plot is not None:
             plots.append(plot)
             parts.append(plot.img())
-    components = list(dict.fromkeys(name for s in summaries.values() for name in s.get("components") or {}))
-    plot = grouped_plot(
-        "components.png",
-        "Per-component scores per model",
-        components,
-        {
-            label: [(s.get("components") or {}).get(name) for name in components]
-            for label, s in summaries.items()
-        },
-    )
-    if plot is not None:
-        plots.append(plot)
-        parts += [
-            "<h3>Per-component scores</h3>",
-            plot.img(),
-            table(
-                ["component", *labels],
-                [
-                    [name, *[(s.get("components") or {}).get(name) for s in summaries.values()]]
-                    for name in components
-                ],
-            ),
-        ]
-    criteria = list(dict.fromkeys(name for s in summaries.values() for name in s.get("criteria") or {}))
-    plot = grouped_plot(
-        "criteria.png",
-        "Per-criterion judge scores per model",
-        criteria,
-        {label: [(s.get("criteria") or {}).get(name) for name in criteria] for label, s in summaries.items()},
-    )
-    if plot is not None:
-        plots.append(plot)
-        parts += [
-            "<h3>Per-criterion judge scores</h3>",
-            plot.img(),
-            table(
-                ["criterion", *labels],
-                [
-                    [name, *[(s.get("criteria") or {}).get(name) for s in summaries.values()]]
-                    for name in criteria
-                ],
-            ),
-        ]
-    parts.append("<h3 id='best-of-k'>Best-of-k</h3>")
-    parts.append(
-        "<p>Mean over prompts of the best (max) and the average of each prompt's k scored answers.</p>"
-    )
-    parts.append(
-        table(
-            ["model", "k", "mean of k", "best of k", "gain", "prompts scored"],
-            [
-                [
-                    label,
-                    s.get("k"),
-                    s.get("mean_of_k"),
-                    s.get("best_of_k"),
-                    _minus(s.get("best_of_k"), s.get("mean_of_k")),
-                    s.get("prompts_scored"),
-                ]
-                for label, s in summaries.items()
-            ],
-        )
-    )
-    if any(s.get("heldout") for s in summaries.values()):
-        parts.append("<h3 id='heldout'>Held-out judge</h3>")
-        parts.append(
-            "<p>A second judge (a modified rubric or prompt) that training never saw: a gain that "
-            "shows under the training judge but not here is a sign of reward hacking.</p>"
-        )
-        parts.append(
-            table(
-                [
-                    "model",
-                    "training reward",
-                    "held-out judge",
-                    "gap",
-                    "held-out mean of k",
-                    "held-out best of k",
-                    "held-out unscored",
-                ],
-                [
-                    [
-                        label,
-                        s.get("reward_mean"),
-                        _heldout(s, "reward_mean"),
-                        _minus(s.get("reward_mean"), _heldout(s, "reward_mean")),
-                        _heldout(s, "mean_of_k"),
-                        _heldout(s, "best_of_k"),
-                        _heldout(s, "unscored_share"),
-                    ]
-                    for label, s in summaries.items()
-                ],
-            )
-        )
-    if any(s.get("judge") for s in summaries.values()):
-        parts.append("<h3>Judge use during evaluation</h3>")
-        parts.append(
-            table(
-                ["model", "calls", "cache hits", "failed", "tokens", "cost (USD)", "latency p50 (s)"],
-                [
-                    [
-                        label,
-                        _judge(s, "calls"),
-                        _judge(s, "cache_hits"),
-                        _judge(s, "failed"),
-                        _judge(s, "total_tokens"),
-                        _judge(s, "cost_usd"),
-                        _judge(s, "latency_p50_s"),
-                    ]
-                    for label, s in summaries.items()
-                ],
-            )
-        )
-    return "\n".join(parts)
+    return parts
+
+
+def _score_breakdown(summaries: dict[str, dict[str, Any]], plots: list[Plot], *, key: str, column: str,
+                     title: str, plot_title: str) -> list[str]:
+    """One plot and one table of the summaries' `key` scores (components or judge criteria)."""
+    names = list(dict.fromkeys(name for s in summaries.values() for name in s.get(key) or {}))
+    values = {label: [(s.get(key) or {}).get(name) for name in names] for label, s in summaries.items()}
+    plot = grouped_plot(f"{key}.png", plot_title, names, values)
+    if plot is None:
+        return []
+    plots.append(plot)
+    rows = [[name, *[(s.get(key) or {}).get(name) for s in summaries.values()]] for name in names]
+    return [f"<h3>{esc(title)}</h3>", plot.img(), table([column, *summaries], rows)]
+
+
+def _best_of_k(summaries: dict[str, dict[str, Any]]) -> list[str]:
+    rows = [
+        [label, s.get("k"), s.get("mean_of_k"), s.get("best_of_k"),
+         _minus(s.get("best_of_k"), s.get("mean_of_k")), s.get("prompts_scored")]
+        for label, s in summaries.items()
+    ]
+    return [
+        "<h3 id='best-of-k'>Best-of-k</h3>",
+        "<p>Mean over prompts of the best (max) and the average of each prompt's k scored answers.</p>",
+        table(["model", "k", "mean of k", "best of k", "gain", "prompts scored"], rows),
+    ]
+
+
+def _heldout_judge(summaries: dict[str, dict[str, Any]]) -> list[str]:
+    if not any(s.get("heldout") for s in summaries.values()):
+        return []
+    headers = ["model", "training reward", "held-out judge", "gap", "held-out mean of k",
+               "held-out best of k", "held-out unscored"]
+    rows = [
+        [label, s.get("reward_mean"), _heldout(s, "reward_mean"),
+         _minus(s.get("reward_mean"), _heldout(s, "reward_mean")), _heldout(s, "mean_of_k"),
+         _heldout(s, "best_of_k"), _heldout(s, "unscored_share")]
+        for label, s in summaries.items()
+    ]
+    return [
+        "<h3 id='heldout'>Held-out judge</h3>",
+        "<p>A second judge (a modified rubric or prompt) that training never saw: a gain that "
+        "shows under the training judge but not here is a sign of reward hacking.</p>",
+        table(headers, rows),
+    ]
+
+
+def _judge_use(summaries: dict[str, dict[str, Any]]) -> list[str]:
+    if not any(s.get("judge") for s in summaries.values()):
+        return []
+    keys = ("calls", "cache_hits", "failed", "total_tokens", "cost_usd", "latency_p50_s")
+    rows = [[label, *[_judge(s, key) for key in keys]] for label, s in summaries.items()]
+    return [
+        "<h3>Judge use during evaluation</h3>",
+        table(["model", "calls", "cache hits", "failed", "tokens", "cost (USD)", "latency p50 (s)"], rows),
+    ]
 
 
 def _minus(a: Any, b: Any) -> float | None:
