@@ -163,12 +163,17 @@ def front_matter(text: str) -> dict[str, Any]:
 
     >>> front_matter("---\\nlicense: mit\\n---\\n# x")
     {'license': 'mit'}
+    >>> front_matter("---\\n: [unclosed\\n---\\n# x")
+    {}
     """
     from huggingface_hub import ModelCard
 
     if not text.startswith("---\n"):
         return {}
-    data: dict[str, Any] = ModelCard(text).data.to_dict()
+    try:
+        data: dict[str, Any] = ModelCard(text).data.to_dict()
+    except (yaml.YAMLError, ValueError):
+        return {}  # a card whose metadata cannot be read has no metadata judgerl can use
     return data
 
 
