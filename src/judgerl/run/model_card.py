@@ -321,54 +321,17 @@ def evaluation_section(inputs: CardInputs) -> list[str]:
 
 
 def reward_section(inputs: CardInputs) -> list[str]:
+    """The reward as trained: checks, judges with their models and prompt versions, rubrics, the
+    aggregation, and the configs themselves."""
     lines = ["## Reward and judge", ""]
     reward = inputs.reward
     if reward is None:
         return [*lines, "The run's reward config could not be read.", ""]
-    backends = reward.get("backends") or {}
-    checks = reward.get("checks") or []
-    if checks:
-        lines += [
-            "Deterministic checks (run before the judge; a gate skips the judge when it fails):",
-            "",
-            "| check | type | gate | weight |",
-            "|---|---|---|---:|",
-        ]
-        lines += [
-            f"| {_cell(check.get('name'))} | {_cell(check.get('type'))} | {bool(check.get('gate'))} | "
-            f"{fmt(check.get('weight'))} |"
-            for check in checks
-        ]
-        lines.append("")
     judges = reward.get("judges") or []
-    if judges:
-        lines += ["| judge | type | judge model | prompt version | weight |", "|---|---|---|---|---:|"]
-        for judge in judges:
-            backend = backends.get(judge.get("backend"), {})
-            model = backend.get("model") or backend.get("type") or "?"
-            lines.append(
-                f"| {_cell(judge.get('name'))} | {_cell(judge.get('type'))} | {_cell(model)} "
-                f"({_cell(backend.get('type', '?'))}) | "
-                f"{_cell(inputs.prompt_versions.get(judge.get('name')))} "
-                f"| {fmt(judge.get('weight'))} |"
-            )
-        lines.append("")
-        for judge in judges:
-            criteria = judge.get("criteria") or []
-            if criteria:
-                lines += [
-                    f"Rubric of `{_cell(judge.get('name'))}`:",
-                    "",
-                    "| criterion | kind | weight | description |",
-                    "|---|---|---:|---|",
-                ]
-                lines += [
-                    f"| {_cell(item.get('name'))} | {_cell(item.get('kind', 'check'))} | "
-                    f"{fmt(item.get('weight', 1))} | {_cell(item.get('description', ''))} |"
-                    for item in criteria
-                    if isinstance(item, dict)
-                ]
-                lines.append("")
+    lines += _checks_table(reward.get("checks") or [])
+    lines += _judges_table(judges, reward.get("backends") or {}, inputs.prompt_versions)
+    for judge in judges:
+        lines += _rubric_table(judge)
     aggregate = reward.get("aggregate") or {}
     lines += [
         f"Aggregate: {aggregate.get('method', 'weighted')}"
@@ -377,38 +340,78 @@ def reward_section(inputs: CardInputs) -> list[str]:
         f"{reward.get('failure_budget')}.",
         "",
     ]
-    other = {
-        name: version
-        for name, version in inputs.prompt_versions.items()
-        if name not in {judge.get("name") for judge in judges}
-    }
+    judge_names = {judge.get("name") for judge in judges}
+    other = {name: version for name, version in inputs.prompt_versions.items() if name not in judge_names}
     if other:
         lines += [
             "Other prompt versions: " + "; ".join(f"{name}: {version}" for name, version in other.items()),
             "",
         ]
-    lines += [
-        "<details><summary>Reward config (as trained)</summary>",
+    lines += _config_details("Reward config (as trained)", reward)
+    if inputs.heldout_reward is not None:
+        lines += _config_details("Held-out judge config", inputs.heldout_reward)
+    return lines
+
+
+def _checks_table(checks: list[dict[str, Any]]) -> list[str]:
+    if not checks:
+        return []
+    return [
+        "Deterministic checks (run before the judge; a gate skips the judge when it fails):",
+        "",
+        "| check | type | gate | weight |",
+        "|---|---|---|---:|",
+        *(f"| {_cell(check.get('name'))} | {_cell(check.get('type'))} | {bool(check.get('gate'))} | "
+          f"{fmt(check.get('weight'))} |" for check in checks),
+        "",
+    ]
+
+
+def _judges_table(judges: list[dict[str, Any]], backends: dict[str, Any],
+                  prompt_versions: dict[str, str | None]) -> list[str]:
+    if not judges:
+        return []
+    lines = ["| judge | type | judge model | prompt version | weight |", "|---|---|---|---|---:|"]
+    for judge in judges:
+        backend = backends.get(judge.get("backend"), {})
+        model = backend.get("model") or backend.get("type") or "?"
+        lines.append(
+            f"| {_cell(judge.get('name'))} | {_cell(judge.get('type'))} | {_cell(model)} "
+            f"({_cell(backend.get('type', '?'))}) | "
+            f"{_cell(prompt_versions.get(judge.get('name')))} "
+            f"| {fmt(judge.get('weight'))} |"
+        )
+    return [*lines, ""]
+
+
+def _rubric_table(judge: dict[str, Any]) -> list[str]:
+    criteria = judge.get("criteria") or []
+    if not criteria:
+        return []
+    return [
+        f"Rubric of `{_cell(judge.get('name'))}`:",
+        "",
+        "| criterion | kind | weight | description |",
+        "|---|---|---:|---|",
+        *(f"| {_cell(item.get('name'))} | {_cell(item.get('kind', 'check'))} | "
+          f"{fmt(item.get('weight', 1))} | {_cell(item.get('description', ''))} |"
+          for item in criteria if isinstance(item, dict)),
+        "",
+    ]
+
+
+def _config_details(title: str, config: dict[str, Any]) -> list[str]:
+    """A config as folded YAML, secrets left out."""
+    return [
+        f"<details><summary>{title}</summary>",
         "",
         "```yaml",
-        yaml.safe_dump(_public(reward), sort_keys=False).rstrip(),
+        yaml.safe_dump(_public(config), sort_keys=False).rstrip(),
         "```",
         "",
         "</details>",
         "",
     ]
-    if inputs.heldout_reward is not None:
-        lines += [
-            "<details><summary>Held-out judge config</summary>",
-            "",
-            "```yaml",
-            yaml.safe_dump(_public(inputs.heldout_reward), sort_keys=False).rstrip(),
-            "```",
-            "",
-            "</details>",
-            "",
-        ]
-    return lines
 
 
 def _public(config: dict[str, Any]) -> dict[str, Any]:
