@@ -820,23 +820,22 @@ def _compare_scores(
     provenance = read_json(export / PROVENANCE) if (export / PROVENANCE).is_file() else {}
     dtype = provenance.get("dtype") or "float32"
     if temperature == 0 and dtype == "float32":
-        result.exact_text = True
-        expected = {(str(row["prompt_id"]), int(row["k"])): row.get("completion") for row in theirs}
-        for row in mine:
-            key = (str(row["prompt_id"]), int(row["k"]))
-            if key in expected:
-                result.compared_answers += 1
-                if expected[key] != row.get("completion"):
-                    result.text_mismatches.append(
-                        {
-                            "prompt_id": key[0],
-                            "k": key[1],
-                            "reference": expected[key],
-                            "export": row.get("completion"),
-                        }
-                    )
+        _compare_texts(result, theirs, mine)
     elif temperature == 0:
         result.notes.append(f"greedy, but the export is {dtype}: texts may differ, scores are compared")
+
+
+def _compare_texts(result: CheckResult, theirs: list[dict[str, Any]], mine: list[dict[str, Any]]) -> None:
+    """Greedy float32 sampling must give the very same answers: record every one that differs."""
+    result.exact_text = True
+    expected = {(str(row["prompt_id"]), int(row["k"])): row.get("completion") for row in theirs}
+    for row in mine:
+        key = (str(row["prompt_id"]), int(row["k"]))
+        if key in expected:
+            result.compared_answers += 1
+            if expected[key] != row.get("completion"):
+                result.text_mismatches.append({"prompt_id": key[0], "k": key[1], "reference": expected[key],
+                                               "export": row.get("completion")})
 
 
 def _reward(row: dict[str, Any]) -> float | None:
