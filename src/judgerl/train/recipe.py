@@ -216,7 +216,7 @@ class ValidationSection(_Section):
 
 
 class EvaluationSection(_Section):
-    """Evaluation before and after training (`judgerl run`; see judgerl/evaluate.py)."""
+    """Evaluation before and after training (`judgerl run`; see judgerl/run/evaluate.py)."""
 
     k: int = Field(default=4, ge=1, description="answers sampled per held-out prompt (best-of-k, mean-of-k)")
     temperature: float = Field(default=0.7, ge=0, description="sampling temperature of the evaluation "
