@@ -15,10 +15,10 @@ in run/folder.py) and skips the rest:
 Plots are PNGs drawn with matplotlib's Agg canvas (no display, no pyplot state), saved under
 RUN_DIR/plots/ and embedded as base64 data URIs, so report.html opens offline, alone, with no
 script, stylesheet or font from anywhere. Every text from the run (answers, rationales,
-prompts, labels) is HTML-escaped: a completion is data, never markup. The page, the samples,
-the stages and the export link are Jinja2 templates (`judgerl/run/templates/`) with autoescape
-on; the figure sections are still built here, from `esc`-escaped parts, and enter the page as
-markup.
+prompts, labels) is HTML-escaped: a completion is data, never markup. The page and the
+training, validation, samples, stages and export sections are Jinja2 templates
+(`judgerl/run/templates/`) with autoescape on; the evaluation tables are still built here, from
+`esc`-escaped parts, and enter the page as markup.
 """
 
 from __future__ import annotations
@@ -154,8 +154,12 @@ class Plot:
     caption: str
     png: bytes
 
+    @property
+    def base64(self) -> str:
+        return base64.b64encode(self.png).decode("ascii")
+
     def img(self) -> str:
-        data = base64.b64encode(self.png).decode("ascii")
+        data = self.base64
         return (
             f'<figure><img alt="{esc(self.caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{esc(self.caption)}</figcaption></figure>"
@@ -550,11 +554,6 @@ class Raw:
     html: str
 
 
-def _status(status: str) -> Raw:
-    css = "pass" if status == "passed" else "fail" if status == "FAILED" else "muted"
-    return Raw(f'<span class="{css}">{esc(status)}</span>')
-
-
 def _clip(text: Any) -> str:
     text = "" if text is None else str(text)
     return (
@@ -687,100 +686,44 @@ def _minus(a: Any, b: Any) -> float | None:
 
 
 def training_section(data: RunData, plots: list[Plot]) -> str:
-    parts = ["<h2 id='training'>Training</h2>"]
-    if not data.metrics and not data.sft_metrics:
-        return (
-            parts[0] + "<p class='muted'>No training metrics in this run (rft/metrics.jsonl is absent).</p>"
-        )
+    """GRPO's curves (reward, held-out, unscored and cost, the other logged figures), the
+    reward-hacking alarms and the SFT baseline's curves (templates/training.html)."""
     curves = series(data.metrics)
-    used: set[str] = set()
+    shown: list[Plot] = []
+    steps = sorted({step for points in curves.values() for step, _ in points})
     if data.metrics:
-        steps = sorted({step for points in curves.values() for step, _ in points})
-        parts.append(
-            f"<p>{len(data.metrics)} logged steps"
-            + (f" (step {num(steps[0], 0)} to {num(steps[-1], 0)})" if steps else "")
-            + ".</p>"
-        )
-        for plot in (reward_curve_plot(curves), unscored_cost_plot(curves)):
-            if plot is not None:
-                plots.append(plot)
-                parts.append(plot.img())
-        used = {
-            key
-            for key in (
-                _first(curves, REWARD_KEYS),
-                _first(curves, REWARD_STD_KEYS),
-                _first(curves, HELDOUT_KEYS),
-                _first(curves, UNSCORED_KEYS),
-                _first(curves, COST_KEYS),
-                _first(curves, TOKEN_KEYS),
-            )
-            if key
-        }
+        drawn = (reward_curve_plot(curves), unscored_cost_plot(curves))
+        shown += [plot for plot in drawn if plot is not None]
+        plotted = (REWARD_KEYS, REWARD_STD_KEYS, HELDOUT_KEYS, UNSCORED_KEYS, COST_KEYS, TOKEN_KEYS)
+        used = {key for key in (_first(curves, keys) for keys in plotted) if key}
         used |= set(component_curves(curves).values())
-        plot = extra_curves_plot(curves, used, "training_other.png", "Other logged figures per step")
-        if plot is not None:
-            plots.append(plot)
-            parts.append(plot.img())
-        alarms = [(row.get("step"), alarm) for row in data.metrics for alarm in row.get("alarms") or []]
-        if alarms:
-            parts.append("<h3>Reward-hacking alarms</h3>")
-            parts.append(table(["step", "alarm"], [[step, alarm] for step, alarm in alarms], numeric_from=0))
-    if data.sft_metrics:
-        plot = extra_curves_plot(series(data.sft_metrics), set(), "sft_curves.png", "SFT baseline training")
-        if plot is not None:
-            plots.append(plot)
-            parts += ["<h3>SFT baseline</h3>", plot.img()]
-    return "\n".join(parts)
+        other = extra_curves_plot(curves, used, "training_other.png", "Other logged figures per step")
+        shown += [other] if other is not None else []
+    sft_plot = (extra_curves_plot(series(data.sft_metrics), set(), "sft_curves.png", "SFT baseline training")
+                if data.sft_metrics else None)
+    plots += [*shown, *([sft_plot] if sft_plot is not None else [])]
+    alarms = [(row.get("step"), alarm) for row in data.metrics for alarm in row.get("alarms") or []]
+    if not data.metrics and not data.sft_metrics:
+        return render_template("training.html", logged_steps=0, sft_plot=None)
+    return render_template("training.html", logged_steps=len(data.metrics),
+                           first_step=steps[0] if steps else None, last_step=steps[-1] if steps else None,
+                           plots=shown, alarms=alarms, sft_plot=sft_plot)
 
 
 def validation_section(data: RunData, plots: list[Plot]) -> str:
-    parts = ["<h2 id='validation'>Judge validation</h2>"]
+    """The judge validation's verdict, failures, per-section figures against their thresholds and
+    plot (templates/validation.html)."""
     report = data.validation
     if not isinstance(report, dict):
-        return (
-            parts[0]
-            + "<p class='muted'>No judge validation in this run (validation/report.json is absent).</p>"
-        )
-    verdict = report.get("passed")
-    text = "PASSED" if verdict is True else "FAILED" if verdict is False else "no overall verdict"
-    css = "pass" if verdict is True else "fail" if verdict is False else "muted"
-    judge = f" for judge <code>{esc(report['judge'])}</code>" if report.get("judge") else ""
-    parts.append(f'<p>Validation{judge}: <span class="{css}">{text}</span>.</p>')
-    failures = [item.get("message") or item for item in report.get("failures") or []]
-    if failures:
-        parts.append("<ul>" + "".join(f"<li class='fail'>{esc(item)}</li>" for item in failures) + "</ul>")
-    sections = validation_sections(report)
-    if sections:
-        rows = [
-            [section["name"], _status(section["status"]), _figure_lines(section), _counts(section)]
-            for section in sections
-        ]
-        parts.append(table(["section", "result", "figures", "counts"], rows, numeric_from=99))
+        return render_template("validation.html", report=None)
     plot = validation_plot(report)
     if plot is not None:
         plots.append(plot)
-        parts.append(plot.img())
-    if data.validation_path and (data.validation_path.parent / "report.md").is_file():
-        parts.append("<p>Full report: <a href='validation/report.md'>validation/report.md</a></p>")
-    return "\n".join(parts)
-
-
-def _figure_lines(section: dict[str, Any]) -> Raw:
-    """One line per figure: its value and, when gated, the threshold it needs."""
-    lines = []
-    for name, value in section["figures"].items():
-        line = f"{esc(name)} = {num(value)}"
-        threshold = section["thresholds"].get(name)
-        if threshold is not None:
-            sign = "≥" if threshold.get("kind") == "min" else "≤"
-            line += f" (needs {sign} {num(threshold['bound'])})"
-        lines.append(line)
-    return Raw("<br>".join(lines))
-
-
-def _counts(section: dict[str, Any]) -> Raw:
-    return Raw(esc(", ".join(f"{key}: {value}" for key, value in section["counts"].items())))
+    failures = [item.get("message") or item if isinstance(item, dict) else item
+                for item in report.get("failures") or []]
+    full_report = bool(data.validation_path and (data.validation_path.parent / "report.md").is_file())
+    return render_template("validation.html", report=report, failures=failures,
+                           sections=validation_sections(report), plot=plot, full_report=full_report)
 
 
 def samples_section(data: RunData) -> str:
@@ -837,7 +780,7 @@ def templates() -> Any:
     # a key missing from a row of the run (an older run, a partial row) renders as empty text
     environment = Environment(loader=PackageLoader("judgerl.run", "templates"), autoescape=True,
                               keep_trailing_newline=True)
-    environment.filters["num"] = lambda value: Markup(num(value))
+    environment.filters["num"] = lambda value, digits=3: Markup(num(value, digits))
     environment.filters["clip"] = _clip
     return environment
 
