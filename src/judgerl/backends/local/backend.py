@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from judgerl.backends.base import Backend, BackendLimits, BackendOptions, Completion, CompletionRequest
-from judgerl.backends.local.engine import DEFAULT_PREFIX_CACHE_TOKENS, DTYPES, LocalEngine, _Job
+from judgerl.backends.local.engine import DEFAULT_PREFIX_CACHE_TOKENS, DTYPES, Job, LocalEngine
 from judgerl.config import BackendConfig
 from judgerl.errors import ConfigError, FatalBackendError
 
@@ -144,7 +144,7 @@ class LocalBackend(Backend):
     async def complete(self, request: CompletionRequest) -> Completion:
         engine = self._engine or await asyncio.to_thread(self.load)
         loop = asyncio.get_running_loop()
-        job = _Job(request, loop, loop.create_future(), self.max_batch_wait_s, self.chat_template)
+        job = Job(request, loop, loop.create_future(), self.max_batch_wait_s, self.chat_template)
         engine.submit(job)
         try:
             return await job.future

@@ -54,7 +54,7 @@ DEFAULT_PREFIX_CACHE_TOKENS = 8192
 
 
 @dataclass
-class _Job:
+class Job:
     request: CompletionRequest
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Completion]
@@ -154,7 +154,7 @@ class LocalEngine:
         if not self.prefix_reuse:
             log.info("%s has sliding-window or other non-full-attention layers: no prefix KV reuse", path)
         self._rng = torch.Generator().manual_seed(int.from_bytes(__import__("os").urandom(4), "little"))
-        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._queue: queue.Queue[Job] = queue.Queue()
         self._worker = threading.Thread(target=self._run, name=f"judgerl-local-{path.name}", daemon=True)
         self._worker.start()
 
@@ -199,7 +199,7 @@ class LocalEngine:
 
     # ------------------------------------------------------------------ queue side
 
-    def submit(self, job: _Job) -> None:
+    def submit(self, job: Job) -> None:
         self._queue.put(job)
 
     def _run(self) -> None:
@@ -219,11 +219,11 @@ class LocalEngine:
                 self.stats.batches.append(len(live))
                 self._process(live)
 
-    def _process(self, jobs: list[_Job]) -> None:
+    def _process(self, jobs: list[Job]) -> None:
         scoring = [job for job in jobs if job.request.candidate_tokens]
         generating = [job for job in jobs if not job.request.candidate_tokens]
         for group, runner in ((scoring, self._score_batch), (generating, self._generate_batch)):
-            ready: list[tuple[_Job, list[int]]] = []
+            ready: list[tuple[Job, list[int]]] = []
             for job in group:
                 try:
                     ready.append((job, self._prompt_ids(job.request, job.chat_template)))
@@ -455,7 +455,7 @@ class LocalEngine:
             layer.keys, layer.values = torch.cat(keys), torch.cat(values)
         return merged, torch.cat(masks), torch.cat([part[3] for part in parts])
 
-    def _score_batch(self, ready: list[tuple[_Job, list[int]]]) -> list[Completion | Exception]:
+    def _score_batch(self, ready: list[tuple[Job, list[int]]]) -> list[Completion | Exception]:
         import torch
 
         with torch.inference_mode():
@@ -489,7 +489,7 @@ class LocalEngine:
         return Completion(text=best, model=self.path.name, usage=Usage(prompt_tokens, 0),
                           finish_reason="stop", candidate_logprobs=scores)
 
-    def _generate_batch(self, ready: list[tuple[_Job, list[int]]]) -> list[Completion | Exception]:
+    def _generate_batch(self, ready: list[tuple[Job, list[int]]]) -> list[Completion | Exception]:
         import torch
 
         requests = [job.request for job, _ in ready]
@@ -589,7 +589,7 @@ class LocalEngine:
                           logprobs=records[:kept] if request.logprobs else None)
 
 
-def _deliver(job: _Job, result: Completion | BaseException) -> None:
+def _deliver(job: Job, result: Completion | BaseException) -> None:
     """Hand a result to the waiting coroutine on its own event loop (from the worker thread)."""
 
     def settle() -> None:
