@@ -55,6 +55,8 @@ DEFAULT_PREFIX_CACHE_TOKENS = 8192
 
 @dataclass
 class Job:
+    """One request handed to the engine's worker, with the future its caller awaits on its own loop."""
+
     request: CompletionRequest
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Completion]
