@@ -15,10 +15,9 @@ in run/folder.py) and skips the rest:
 Plots are PNGs drawn with matplotlib's Agg canvas (no display, no pyplot state), saved under
 RUN_DIR/plots/ and embedded as base64 data URIs, so report.html opens offline, alone, with no
 script, stylesheet or font from anywhere. Every text from the run (answers, rationales,
-prompts, labels) is HTML-escaped: a completion is data, never markup. The page and the
-training, validation, samples, stages and export sections are Jinja2 templates
-(`judgerl/run/templates/`) with autoescape on; the evaluation tables are still built here, from
-`esc`-escaped parts, and enter the page as markup.
+prompts, labels) is HTML-escaped: a completion is data, never markup. The page and each of its
+sections are Jinja2 templates (`judgerl/run/templates/`) with autoescape on; this module reads
+the run, draws the plots and hands the templates plain values.
 """
 
 from __future__ import annotations
@@ -150,6 +149,8 @@ def component_curves(curves: dict[str, Any]) -> dict[str, str]:
 
 @dataclass
 class Plot:
+    """A drawn PNG: saved under RUN_DIR/plots/ and embedded in the page (templates/macros.html)."""
+
     name: str  # file name under plots/
     caption: str
     png: bytes
@@ -157,13 +158,6 @@ class Plot:
     @property
     def base64(self) -> str:
         return base64.b64encode(self.png).decode("ascii")
-
-    def img(self) -> str:
-        data = self.base64
-        return (
-            f'<figure><img alt="{esc(self.caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{esc(self.caption)}</figcaption></figure>"
-        )
 
 
 def _figure(width: float = 7.5, height: float = 3.6) -> Any:
@@ -531,29 +525,6 @@ def num(value: Any, digits: int = 3) -> str:
     return esc(value)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric_from: int = 1) -> str:
-    head = "".join(f"<th>{esc(header)}</th>" for header in headers)
-    body = []
-    for row in rows:
-        cells = []
-        for index, cell in enumerate(row):
-            if isinstance(cell, Raw):
-                cells.append(f"<td>{cell.html}</td>")
-            elif index >= numeric_from and (isinstance(cell, (int, float)) or cell is None):
-                cells.append(f'<td class="num">{num(cell)}</td>')
-            else:
-                cells.append(f"<td>{esc(cell)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-@dataclass
-class Raw:
-    """Already-safe HTML for a table cell (built here from escaped parts)."""
-
-    html: str
-
-
 def _clip(text: Any) -> str:
     text = "" if text is None else str(text)
     return (
@@ -574,39 +545,38 @@ def _judge(summary: dict[str, Any], key: str) -> Any:
 
 def evaluation_section(data: RunData, plots: list[Plot]) -> str:
     """The evaluation: the overview table and plots, per-component and per-criterion scores,
-    best-of-k, the held-out judge and the judge's use."""
-    if not data.summaries:
-        return (
-            "<h2 id='evaluation'>Evaluation</h2>"
-            "<p class='muted'>No evaluation in this run (no eval/*/summary.json).</p>"
-        )
+    best-of-k, the held-out judge and the judge's use (templates/evaluation.html)."""
     summaries = data.summaries
-    parts = ["<h2 id='evaluation'>Evaluation</h2>", _overview_table(summaries)]
-    parts += _overview_plots(summaries, plots)
-    parts += _score_breakdown(summaries, plots, key="components", column="component",
-                              title="Per-component scores", plot_title="Per-component scores per model")
-    parts += _score_breakdown(summaries, plots, key="criteria", column="criterion",
-                              title="Per-criterion judge scores",
-                              plot_title="Per-criterion judge scores per model")
-    parts += _best_of_k(summaries)
-    parts += _heldout_judge(summaries)
-    parts += _judge_use(summaries)
-    return "\n".join(parts)
+    if not summaries:
+        return render_template("evaluation.html", overview=[])
+    overview_plots = _overview_plots(summaries)
+    breakdowns = [part for part in (
+        _score_breakdown(summaries, key="components", column="component", title="Per-component scores",
+                         plot_title="Per-component scores per model"),
+        _score_breakdown(summaries, key="criteria", column="criterion", title="Per-criterion judge scores",
+                         plot_title="Per-criterion judge scores per model"),
+    ) if part is not None]
+    plots += [*overview_plots, *(part["plot"] for part in breakdowns)]
+    return render_template(
+        "evaluation.html", labels=list(summaries), overview=_overview_rows(summaries),
+        overview_plots=overview_plots, breakdowns=breakdowns, best_of_k=_best_of_k_rows(summaries),
+        heldout=_heldout_rows(summaries), judge_use=_judge_use_rows(summaries),
+    )
 
 
-def _overview_table(summaries: dict[str, dict[str, Any]]) -> str:
-    headers = ["model", "source", "k", "prompts", "samples", "mean reward", "schema validity",
-               "held-out judge", "unscored share", "mean tokens"]
-    rows = [
+Rows = list[list[Any]]
+
+
+def _overview_rows(summaries: dict[str, dict[str, Any]]) -> Rows:
+    return [
         [label, s.get("model", ""), s.get("k"), s.get("prompts"), s.get("samples"), s.get("reward_mean"),
          s.get("schema_validity"), _heldout(s, "reward_mean"), s.get("unscored_share"),
          s.get("completion_tokens_mean")]
         for label, s in summaries.items()
     ]
-    return table(headers, rows, numeric_from=2)
 
 
-def _overview_plots(summaries: dict[str, dict[str, Any]], plots: list[Plot]) -> list[str]:
+def _overview_plots(summaries: dict[str, dict[str, Any]]) -> list[Plot]:
     drawn = [
         bar_plot("schema_validity.png", "Schema validity per model", list(summaries),
                  [s.get("schema_validity") for s in summaries.values()], ylabel="share of valid answers"),
@@ -617,68 +587,45 @@ def _overview_plots(summaries: dict[str, dict[str, Any]], plots: list[Plot]) -> 
              for label, s in summaries.items()},
         ),
     ]
-    parts = []
-    for plot in drawn:
-        if plot is not None:
-            plots.append(plot)
-            parts.append(plot.img())
-    return parts
+    return [plot for plot in drawn if plot is not None]
 
 
-def _score_breakdown(summaries: dict[str, dict[str, Any]], plots: list[Plot], *, key: str, column: str,
-                     title: str, plot_title: str) -> list[str]:
-    """One plot and one table of the summaries' `key` scores (components or judge criteria)."""
+def _score_breakdown(summaries: dict[str, dict[str, Any]], *, key: str, column: str, title: str,
+                     plot_title: str) -> dict[str, Any] | None:
+    """The plot and the rows of the summaries' `key` scores (components or judge criteria)."""
     names = list(dict.fromkeys(name for s in summaries.values() for name in s.get(key) or {}))
     values = {label: [(s.get(key) or {}).get(name) for name in names] for label, s in summaries.items()}
     plot = grouped_plot(f"{key}.png", plot_title, names, values)
     if plot is None:
-        return []
-    plots.append(plot)
+        return None
     rows = [[name, *[(s.get(key) or {}).get(name) for s in summaries.values()]] for name in names]
-    return [f"<h3>{esc(title)}</h3>", plot.img(), table([column, *summaries], rows)]
+    return {"title": title, "column": column, "plot": plot, "rows": rows}
 
 
-def _best_of_k(summaries: dict[str, dict[str, Any]]) -> list[str]:
-    rows = [
+def _best_of_k_rows(summaries: dict[str, dict[str, Any]]) -> Rows:
+    return [
         [label, s.get("k"), s.get("mean_of_k"), s.get("best_of_k"),
          _minus(s.get("best_of_k"), s.get("mean_of_k")), s.get("prompts_scored")]
         for label, s in summaries.items()
     ]
-    return [
-        "<h3 id='best-of-k'>Best-of-k</h3>",
-        "<p>Mean over prompts of the best (max) and the average of each prompt's k scored answers.</p>",
-        table(["model", "k", "mean of k", "best of k", "gain", "prompts scored"], rows),
-    ]
 
 
-def _heldout_judge(summaries: dict[str, dict[str, Any]]) -> list[str]:
+def _heldout_rows(summaries: dict[str, dict[str, Any]]) -> Rows:
     if not any(s.get("heldout") for s in summaries.values()):
         return []
-    headers = ["model", "training reward", "held-out judge", "gap", "held-out mean of k",
-               "held-out best of k", "held-out unscored"]
-    rows = [
+    return [
         [label, s.get("reward_mean"), _heldout(s, "reward_mean"),
          _minus(s.get("reward_mean"), _heldout(s, "reward_mean")), _heldout(s, "mean_of_k"),
          _heldout(s, "best_of_k"), _heldout(s, "unscored_share")]
         for label, s in summaries.items()
     ]
-    return [
-        "<h3 id='heldout'>Held-out judge</h3>",
-        "<p>A second judge (a modified rubric or prompt) that training never saw: a gain that "
-        "shows under the training judge but not here is a sign of reward hacking.</p>",
-        table(headers, rows),
-    ]
 
 
-def _judge_use(summaries: dict[str, dict[str, Any]]) -> list[str]:
+def _judge_use_rows(summaries: dict[str, dict[str, Any]]) -> Rows:
     if not any(s.get("judge") for s in summaries.values()):
         return []
     keys = ("calls", "cache_hits", "failed", "total_tokens", "cost_usd", "latency_p50_s")
-    rows = [[label, *[_judge(s, key) for key in keys]] for label, s in summaries.items()]
-    return [
-        "<h3>Judge use during evaluation</h3>",
-        table(["model", "calls", "cache hits", "failed", "tokens", "cost (USD)", "latency p50 (s)"], rows),
-    ]
+    return [[label, *[_judge(s, key) for key in keys]] for label, s in summaries.items()]
 
 
 def _minus(a: Any, b: Any) -> float | None:
