@@ -154,7 +154,8 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given:
             given = request.query_params.get("token", "")
-        return bool(given) and hmac.compare_digest(given.strip().encode(), token.encode())
+        given_bytes = given.strip().encode("utf-8", "surrogatepass")
+        return bool(given) and hmac.compare_digest(given_bytes, token.encode())
 
     @app.get("/health")
     async def health() -> dict[str, str]:
