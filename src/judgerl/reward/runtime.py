@@ -199,6 +199,11 @@ class JudgeRuntime:
                               field="backend")
         return self.backends[name]
 
+    def retry_after_gate(self, name: str) -> RetryAfterGate:
+        """The Retry-After gate of backend `name` (shared by all its calls)."""
+        self.backend(name)
+        return self._states[name].gate
+
     def breaker_state(self, name: str) -> str:
         """"closed", "open" or "half-open" for backend `name`."""
         self.backend(name)
@@ -263,6 +268,10 @@ class JudgeRuntime:
         """Close the backends, the cache and the journal. Safe to call twice."""
         for backend in self.backends.values():
             await backend.aclose()
+        self.close_files()
+
+    def close_files(self) -> None:
+        """Close the cache and the journal (what `aclose` does besides closing the backends)."""
         if self.cache is not None:
             self.cache.close()
             self.cache = None
