@@ -85,9 +85,9 @@ async def test_429_retry_after_above_cap_fails_only_that_call(fake_openai: FakeO
     later = await asyncio.gather(*(runtime.complete("judge", request(f"b{i}")) for i in range(20)))
     await runtime.aclose()
     assert time.monotonic() - started < 1.0
+    assert all(result.ok and result.attempts == 1 for result in later), [r.error for r in later]
     assert first.reason == "retry_after_too_long" and first.attempts == 1
     assert "86400" in (first.error or "")
-    assert all(result.ok and result.attempts == 1 for result in later), [r.error for r in later]
     assert fake_openai.request_count == 21
 
 
