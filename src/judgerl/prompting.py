@@ -75,7 +75,7 @@ def fence_tag(text: str, label: str) -> str:
     >>> tag = fence_tag("hello", "ANSWER")
     >>> len(tag), tag in "hello"
     (12, False)
-    >>> len(fence_tag("lone surrogate \ud800", "ANSWER"))
+    >>> len(fence_tag("lone surrogate \\ud800", "ANSWER"))
     12
     """
     salt = 0
