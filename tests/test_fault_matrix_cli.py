@@ -164,6 +164,17 @@ def test_case04_a_bad_formula_is_exit_2_naming_the_file_and_field(tmp_path: Path
     assert not (tmp_path / "out.jsonl").exists(), "nothing was scored"
 
 
+def test_case04_the_formula_is_checked_when_the_config_loads(tmp_path: Path):
+    """Every command that loads a reward config (score, validate, train, evaluate) refuses it."""
+    from judgerl.config import load_reward_config
+    from judgerl.errors import ConfigError
+
+    config = write_config(tmp_path, body="aggregate: {method: formula, formula: 'quality // 2'}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_reward_config(config)
+    assert caught.value.path == str(config) and caught.value.field == "aggregate.formula"
+
+
 def test_case04_a_division_by_zero_is_that_rows_failure(tmp_path: Path):
     body = """\
         checks:

@@ -268,4 +268,20 @@ def load_reward_config(source: str | Path | dict[str, Any], overrides: list[str]
     apply_overrides(data, overrides or [])
     config: RewardConfig = parse_model(RewardConfig, data, path=path)
     config.locate(base_dir, path)
+    check_formula(config)
     return config
+
+
+def check_formula(config: RewardConfig) -> None:
+    """Validate an aggregate formula in full against the config's component names (ConfigError
+    naming the file and `aggregate.formula`), so that no command gets past loading with one that
+    cannot run."""
+    if config.aggregate.method != "formula" or not config.aggregate.formula:
+        return
+    from judgerl.reward.aggregate import Formula
+
+    names = {check.name for check in config.checks} | {judge.name for judge in config.judges}
+    try:
+        Formula(config.aggregate.formula, names)
+    except ConfigError as exc:
+        raise exc.located(config.source) from exc

@@ -363,11 +363,13 @@ class JudgeRuntime:
                     try:
                         async with _timeout(limit):
                             completion = await state.backend.complete(request)
-                    except SendGateClosed:
+                    except SendGateClosed as exc:
                         # A window opened while the backend got its connection: nothing was sent, so
-                        # it is no attempt and says nothing about health. Wait for the window.
+                        # it is no attempt and says nothing about health. Wait for the window (the
+                        # gate that said so is normally this one; close_for keeps the later end).
                         attempts -= 1
                         state.breaker.release_probe()
+                        state.gate.close_for(exc.wait_s)
                         continue
                     except asyncio.CancelledError:
                         state.breaker.release_probe()  # the caller went away; the outcome is unknown
