@@ -261,7 +261,7 @@ class JudgeRuntime:
         return result
 
     def record(self, entry: dict[str, Any]) -> None:
-        """Keep one judgment's record: appended to the JSONL journal (flushed) and kept in memory."""
+        """Keep one judgment's record: appended to the JSONL journal (flushed); the most recent in memory."""
         self.journal.write(entry)
 
     async def aclose(self) -> None:
