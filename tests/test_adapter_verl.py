@@ -98,9 +98,9 @@ def test_no_config_is_a_clear_error(monkeypatch):
 
 def test_example_verl_config_points_at_the_adapter():
     example = Path(__file__).resolve().parents[1] / "examples" / "verl" / "ppo_judgerl.yaml"
-    import yaml
+    from judgerl.safe_yaml import load_yaml
 
-    config = yaml.safe_load(example.read_text())
+    config = load_yaml(example.read_text())
     reward = config["custom_reward_function"]
     assert reward["name"] in ("compute_score", "compute_score_batch")
     assert hasattr(verl_adapter, reward["name"])

@@ -28,6 +28,7 @@ MOVED: dict[str, str] = {
     "judgerl.reward.journal": "judgerl.runtime.journal",
     "judgerl.reward.accounting": "judgerl.runtime.accounting",
     "judgerl.reward.loop": "judgerl.runtime.loop",
+    "judgerl.reward.aggregate": "judgerl.aggregate",
     "judgerl.backends.dry_run": "judgerl.reward.dry_run",
     "judgerl.backends.prefix_cache": "judgerl.backends.local.prefix_cache",
     "judgerl.prompting": "judgerl.judges.templates",

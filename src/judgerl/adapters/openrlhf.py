@@ -26,6 +26,12 @@ the run): training on a batch the judge could not score would be training on noi
 `GET /health` answers `{"status": "ok"}` without auth (for load balancers); it reveals nothing.
 Requests run concurrently: each awaits `pipeline.score_batch`, which runs on the pipeline's
 own loop, so uvicorn's loop stays free and every request shares one runtime.
+
+A body nested more than `MAX_JSON_DEPTH` levels deep is 422, like any malformed body. An item
+whose text cannot be handled (a lone surrogate) is that item's failure, not the batch's: it is
+unscored (0.0 with `unscored: 1`) and the other items are scored. Slow clients are bounded
+(adapters/http_guard.py): request headers must arrive within `header_timeout_s` and the body
+within `body_timeout_s`, and at most `max_connections` connections are open at once.
 """
 
 from __future__ import annotations
@@ -42,6 +48,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from judgerl.adapters import component_values, numeric_value, prompt_sample_id, reference_text
+from judgerl.adapters.http_guard import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    guarded_h11_protocol,
+)
+from judgerl.data import MAX_JSON_DEPTH, json_depth_exceeds
 from judgerl.errors import ConfigError, FailureBudgetExceeded, FatalBackendError, JudgerlError
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.types import Rollout, Sample, rollout_id
@@ -130,6 +143,10 @@ def parse_body(raw: bytes, max_batch: int) -> RewardRequest:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(422, f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise RequestError(422, f"the body is nested more than {MAX_JSON_DEPTH} levels deep") from exc
+    if json_depth_exceeds(data, MAX_JSON_DEPTH):
+        raise RequestError(422, f"the body is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         body = RewardRequest.model_validate(data)
     except ValidationError as exc:
@@ -154,7 +171,8 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given:
             given = request.query_params.get("token", "")
-        return bool(given) and hmac.compare_digest(given.strip().encode(), token.encode())
+        given_bytes = given.strip().encode("utf-8", "surrogatepass")
+        return bool(given) and hmac.compare_digest(given_bytes, token.encode())
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -206,10 +224,25 @@ def resolve_token(*, token_env: str, no_auth: bool) -> str | None:
     return token
 
 
+def server_config(app: FastAPI, *, host: str = "127.0.0.1", port: int = 5000, log_level: str = "info",
+                  header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+                  body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+                  max_connections: int = DEFAULT_MAX_CONNECTIONS) -> Any:
+    """The `uvicorn.Config` of `judgerl serve`: the guarded h11 protocol (slow-client bounds),
+    access log off (the URL may carry ?token=; get_reward logs its own line without it)."""
+    import uvicorn
+
+    protocol = guarded_h11_protocol(header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
+                                    max_connections=max_connections)
+    return uvicorn.Config(app, host=host, port=port, http=protocol, access_log=False, log_level=log_level)
+
+
 def serve(config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 5000,
           token_env: str = "JUDGERL_SERVER_TOKEN", no_auth: bool = False, overrides: list[str] | None = None,
           max_batch: int = DEFAULT_MAX_BATCH, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-          log_level: str = "info") -> None:
+          log_level: str = "info", header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+          body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+          max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
     """Run the server until interrupted (what `judgerl serve` calls)."""
     import uvicorn
 
@@ -220,8 +253,10 @@ def serve(config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with RewardPipeline.from_config(str(config), overrides=overrides) as pipeline:
         app = create_app(pipeline, token=token, max_batch=max_batch, max_body_bytes=max_body_bytes)
-        # access_log off: the URL may carry ?token=; get_reward logs its own line without it.
-        uvicorn.run(app, host=host, port=port, access_log=False, log_level=log_level)
+        uvicorn.Server(server_config(app, host=host, port=port, log_level=log_level,
+                                     header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
+                                     max_connections=max_connections)).run()
 
 
-__all__ = ["RewardRequest", "build_items", "create_app", "resolve_token", "serve", "split_query"]
+__all__ = ["RewardRequest", "build_items", "create_app", "resolve_token", "serve", "server_config",
+           "split_query"]

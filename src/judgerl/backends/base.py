@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,7 +55,7 @@ class CompletionRequest:
     def fingerprint(self) -> str:
         """A stable hash of the rendered messages (the journal's prompt hash)."""
         blob = json.dumps(self.messages, sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 @dataclass
@@ -150,12 +151,18 @@ class Backend(ABC):
 
     A type that a config can name declares its `Options` and builds itself in `from_config`;
     `judgerl.backends.BACKEND_TYPES` maps the config's `type` to the class.
+
+    `send_gate`, when set (the runtime sets it to its Retry-After gate's `check_open`), is called
+    by the backend immediately before a request is written, after any wait for a connection or
+    a worker; it raises `SendGateClosed` while the server's Retry-After window is open, and the
+    backend then sends nothing. Backends call it through `check_send_gate()`.
     """
 
     #: short kind name ("openai", "scripted", "local", "bedrock"), part of the cache key
     kind: str = "backend"
     #: the type's own options, validated by `from_config`
     Options: ClassVar[type[BackendOptions]] = BackendOptions
+    send_gate: Callable[[], None] | None = None
 
     def __init__(self, model: str, *, max_concurrency: int = 16, limits: BackendLimits | None = None) -> None:
         self.model = model
@@ -166,6 +173,11 @@ class Backend(ABC):
     def from_config(cls, config: BackendConfig, base_dir: str | Path | None = None) -> Backend:
         """Build from a `backends:` entry; `base_dir` (the config's folder) resolves relative paths."""
         raise ConfigError(f"a {cls.__name__} cannot be built from a config", field="type")
+
+    def check_send_gate(self) -> None:
+        """Raise `SendGateClosed` if a Retry-After window is open (see `send_gate`)."""
+        if self.send_gate is not None:
+            self.send_gate()
 
     @abstractmethod
     async def complete(self, request: CompletionRequest) -> Completion:

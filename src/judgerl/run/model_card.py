@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from judgerl.errors import JudgerlError
+from judgerl.safe_yaml import load_yaml
 
 TAGS = ["judgerl", "grpo", "rlhf", "rlaif", "llm-as-judge", "reinforcement-learning", "trl"]
 #: (summary key path, row title) of the evaluation table, in order
@@ -159,22 +160,26 @@ def base_license(*candidates: str | None) -> str | None:
 
 
 def front_matter(text: str) -> dict[str, Any]:
-    """The YAML metadata block of a model card ({} when there is none), read by huggingface_hub.
+    """The YAML metadata block of a model card ({} when there is none or it cannot be read).
+
+    Read with judgerl's bounded YAML loader, not huggingface_hub's (a base model's README is
+    not ours to trust); the cards judgerl writes go through `ModelCard` (`render_card`).
 
     >>> front_matter("---\\nlicense: mit\\n---\\n# x")
     {'license': 'mit'}
     >>> front_matter("---\\n: [unclosed\\n---\\n# x")
     {}
     """
-    from huggingface_hub import ModelCard
-
     if not text.startswith("---\n"):
         return {}
+    end = text.find("\n---\n", 4)
+    if end < 0:
+        return {}
     try:
-        data: dict[str, Any] = ModelCard(text).data.to_dict()
-    except (yaml.YAMLError, ValueError):
+        data = load_yaml(text[4:end])
+    except yaml.YAMLError:
         return {}  # a card whose metadata cannot be read has no metadata judgerl can use
-    return data
+    return data if isinstance(data, dict) else {}
 
 
 # -- rendering ---------------------------------------------------------------------------------
