@@ -20,15 +20,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from judgerl.run.export import (
-    ExportCheckFailed,
-    RunFiles,
-    check_export,
-    compare_figure,
-    export_run,
-    read_run,
-    select_checkpoint,
-)
+from judgerl.run.export import RunFiles, export_run, read_run, select_checkpoint
+from judgerl.run.export_check import ExportCheckFailed, check_export, compare_figure
 from judgerl.run.model_card import fmt, front_matter
 from judgerl.safe_yaml import load_yaml
 from tiny_policy import build_tiny_model_dir

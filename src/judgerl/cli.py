@@ -284,7 +284,8 @@ def export_command(
     z: Annotated[float, typer.Option(help="Check: allowed difference in standard errors.")] = 3.0,
 ) -> None:
     """Export a run as a Hugging Face model folder (merged LoRA) with a model card, then check it."""
-    from judgerl.run.export import ExportCheckFailed, check_export, export_run
+    from judgerl.run.export import export_run
+    from judgerl.run.export_check import ExportCheckFailed, check_export
 
     try:
         if check_only:

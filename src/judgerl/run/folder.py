@@ -10,7 +10,7 @@ shared parts of it:
     validation/report.json                      the judge validation (validation.json before)
     sft/, rft/                                  training outputs (metrics.jsonl, checkpoint-N/)
     eval/<label>/summary.json, samples.jsonl    one evaluated model per label
-    export/ (README.md)                         the exported model and its card
+    export/ (README.md, judgerl_export.json)    the exported model, its card and provenance
     report.html, plots/                         the report
 
 Each part is optional: a run stopped early, or run stage by stage, has only some of them.
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGES_FILE = "stages.json"
+#: the export's provenance file, in the export folder
+PROVENANCE = "judgerl_export.json"
 #: the validation report's name, newest first
 VALIDATION_FILES = ("report.json", "validation.json")
 #: labels shown first, in this order, by reports and tables
