@@ -50,14 +50,16 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from judgerl.adapters import component_values, numeric_value, prompt_sample_id, reference_text
+from judgerl.adapters.service_metrics import CONTENT_TYPE, ServiceMetrics
 from judgerl.adapters.special_tokens import (
     DEFAULT_SPECIAL_TOKENS,
     chat_messages,
@@ -66,13 +68,15 @@ from judgerl.adapters.special_tokens import (
 )
 from judgerl.errors import ConfigError, DataError, FailureBudgetExceeded, FatalBackendError, JudgerlError
 from judgerl.reward.budget import DEFAULT_MIN_ITEMS, DEFAULT_WINDOW, RollingFailureBudget
+from judgerl.reward.groups import GroupAssembler, whole_group_judges
 from judgerl.reward.pipeline import RewardPipeline
-from judgerl.types import Rollout, Sample
+from judgerl.types import Reward, Rollout, Sample
 
 logger = logging.getLogger("judgerl.serve")
 
 DEFAULT_MAX_BATCH = 4096
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_GROUP_TIMEOUT_S = 30.0
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -85,6 +89,10 @@ class RewardRequest(BaseModel):
     query: list[str]
     prompts: list[str] | None = None
     labels: list[Any] | None = None
+    # judgerl's extensions for group assembly (OpenRLHF sends neither): the group of each item
+    # (e.g. verl's uid; default: its prompt and label) and the expected size of the groups.
+    group_keys: list[str] | None = None
+    group_size: int | None = Field(default=None, ge=1)
 
 
 class RequestError(Exception):
@@ -234,14 +242,29 @@ def parse_body(raw: bytes, max_batch: int) -> RewardRequest:
 def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = DEFAULT_MAX_BATCH,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, allow_networks: Sequence[str] = (),
                special_tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS, budget_window: int = DEFAULT_WINDOW,
-               budget_min_items: int = DEFAULT_MIN_ITEMS) -> FastAPI:
+               budget_min_items: int = DEFAULT_MIN_ITEMS, group_size: int = 1,
+               group_timeout_s: float = DEFAULT_GROUP_TIMEOUT_S) -> FastAPI:
     """The FastAPI app.
 
     A request is let in with the bearer `token` or from one of `allow_networks`; with neither
-    (`token=None`, no networks) auth is off (the caller must have asked for that).
+    (`token=None`, no networks) auth is off (the caller must have asked for that). With
+    `group_size` > 1 (or a request's `group_size`), rollouts are held by group (see
+    `judgerl.reward.groups`) for at most `group_timeout_s`.
     """
-    app = FastAPI(title="judgerl reward server", docs_url=None, redoc_url=None, openapi_url=None)
+    metrics = ServiceMetrics()
+    assembler = GroupAssembler(pipeline, group_size=group_size, timeout_s=group_timeout_s,
+                               on_wait=metrics.group_wait)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await assembler.drain()  # on shutdown (SIGTERM): judge the groups still waiting as they are
+
+    app = FastAPI(title="judgerl reward server", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
     app.state.pipeline = pipeline
+    app.state.metrics = metrics
+    app.state.assembler = assembler
     networks = parse_networks(allow_networks)
     tokens = tuple(special_tokens)
     needs_reference = reference_users(pipeline)
@@ -262,41 +285,68 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/get_reward")
-    async def get_reward(request: Request) -> JSONResponse:
-        started = time.monotonic()
+    @app.get("/metrics")
+    async def prometheus_metrics(request: Request) -> PlainTextResponse:
+        if not authorized(request):
+            return PlainTextResponse("unauthorized\n", status_code=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
+        return PlainTextResponse(metrics.render(pipeline.runtime, assembler), media_type=CONTENT_TYPE)
+
+    async def score(body: RewardRequest, items: list[tuple[Sample, Rollout]]) -> list[Reward]:
+        expected = body.group_size or group_size
+        if body.group_keys is not None and len(body.group_keys) != len(items):
+            raise RequestError(422, f"field 'group_keys' has {len(body.group_keys)} items but 'query' has "
+                                    f"{len(items)}")
+        if expected > 1:
+            return await assembler.score(items, keys=body.group_keys, group_size=expected)
+        return await pipeline.score_batch(items, enforce_budget=False)
+
+    async def answer(request: Request, started: float) -> tuple[JSONResponse, list[Reward]]:
         if not authorized(request):
             message = ("missing or wrong bearer token" if token is not None
                        else "this client's address is not in an allowed network")
-            return error_response(401, message)
+            return error_response(401, message), []
         try:
             body = parse_body(await read_body(request, max_body_bytes), max_batch)
             items = build_items(body, tokens, needs_reference)
+            rewards = await score(body, items)
         except RequestError as exc:
             logger.info("get_reward -> %d: %s", exc.status, exc.message)
-            return error_response(exc.status, exc.message)
+            return error_response(exc.status, exc.message), []
+        except DataError as exc:
+            logger.info("get_reward -> 422: %s", exc)
+            return error_response(422, str(exc)), []
+        except FatalBackendError as exc:
+            logger.error("get_reward -> 502: %s", exc)
+            return error_response(502, f"the judge backend refused the call: {exc}"), []
+        except JudgerlError as exc:
+            logger.error("get_reward -> 500: %s", exc)
+            return error_response(500, str(exc)), []
         try:
-            rewards = await pipeline.score_batch(items, enforce_budget=False)
             budget.record(rewards)
         except FailureBudgetExceeded as exc:
             logger.error("get_reward -> 503: %s", exc)
-            return error_response(503, str(exc), failed=exc.failed, total=exc.total, reasons=exc.reasons)
-        except DataError as exc:
-            logger.info("get_reward -> 422: %s", exc)
-            return error_response(422, str(exc))
-        except FatalBackendError as exc:
-            logger.error("get_reward -> 502: %s", exc)
-            return error_response(502, f"the judge backend refused the call: {exc}")
-        except JudgerlError as exc:
-            logger.error("get_reward -> 500: %s", exc)
-            return error_response(500, str(exc))
+            return error_response(503, str(exc), failed=exc.failed, total=exc.total,
+                                  reasons=exc.reasons), rewards
         values = [numeric_value(reward) for reward in rewards]
         per_item = [component_values(reward) for reward in rewards]
         names = list(dict.fromkeys(name for components in per_item for name in components))
         extra_logs = {name: [components.get(name, 0.0) for components in per_item] for name in names}
         logger.info("get_reward -> 200: %d items (%d unscored) in %.2fs", len(rewards),
                     sum(reward.status == "unscored" for reward in rewards), time.monotonic() - started)
-        return JSONResponse({"rewards": values, "scores": values, "extra_logs": extra_logs})
+        return JSONResponse({"rewards": values, "scores": values, "extra_logs": extra_logs}), rewards
+
+    @app.post("/get_reward")
+    async def get_reward(request: Request) -> JSONResponse:
+        started = time.monotonic()
+        metrics.started()
+        status, rewards = 500, []
+        try:
+            response, rewards = await answer(request, started)
+            status = response.status_code
+            return response
+        finally:
+            metrics.finished(status, time.monotonic() - started, rewards)
 
     return app
 
@@ -321,8 +371,8 @@ def serve(config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int 
           token_env: str = "JUDGERL_SERVER_TOKEN", no_auth: bool = False, overrides: list[str] | None = None,
           max_batch: int = DEFAULT_MAX_BATCH, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
           allow_networks: Sequence[str] = (), special_tokens: Sequence[str] = (),
-          tokenizer: str | None = None, budget_window: int = DEFAULT_WINDOW,
-          log_level: str = "info") -> None:
+          tokenizer: str | None = None, budget_window: int = DEFAULT_WINDOW, group_size: int = 1,
+          group_timeout_s: float = DEFAULT_GROUP_TIMEOUT_S, log_level: str = "info") -> None:
     """Run the server until interrupted (what `judgerl serve` calls).
 
     `special_tokens` are stripped besides the defaults and the `tokenizer` folder's own.
@@ -340,8 +390,12 @@ def serve(config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     tokens = token_list(special_tokens, tokenizer=tokenizer)
     with RewardPipeline.from_config(str(config), overrides=overrides) as pipeline:
+        if group_size > 1 and not whole_group_judges(pipeline):
+            logger.warning("--group-size %d: no judge of this config needs whole groups (group, pairwise "
+                           "round_robin); holding rollouts only adds latency", group_size)
         app = create_app(pipeline, token=token, max_batch=max_batch, max_body_bytes=max_body_bytes,
-                         allow_networks=networks, special_tokens=tokens, budget_window=budget_window)
+                         allow_networks=networks, special_tokens=tokens, budget_window=budget_window,
+                         group_size=group_size, group_timeout_s=group_timeout_s)
         uvicorn.run(app, host=host, port=port, access_log=False, log_level=log_level)
 
 
