@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from judgerl.reward.accounting import percentile
 from judgerl.reward.budget import reason_key
 from judgerl.types import Reward
 
@@ -125,6 +126,13 @@ class ServiceMetrics:
                         f'judgerl_groups_total{{outcome="incomplete"}} {assembler.incomplete}'])
                 metric("judgerl_groups_pending", "gauge", "groups waiting for rollouts",
                        [f"judgerl_groups_pending {assembler.pending_groups}"])
+                waits = list(assembler.waits)
+                for quantile in (50, 95):
+                    value = percentile(waits, quantile)
+                    name = f"judgerl_group_wait_p{quantile}_seconds"
+                    metric(name, "gauge", f"time a rollout was held for its group, p{quantile} over the "
+                                          "last 10000 rollouts",
+                           [f"{name} {'NaN' if value is None else value}"])
         if runtime is not None:
             lines += runtime_lines(runtime.stats.snapshot())
         return "\n".join(lines) + "\n"
