@@ -207,3 +207,46 @@ def test_one_unscored_response_is_neutral_not_a_failed_run():
             for _ in range(40):
                 asyncio.run(adapter.compute_score_async("d", "JUDGE-FAIL", "4", {}, reward_config=pipeline))
         assert raised.value.total <= 256 and raised.value.failed / raised.value.total > 0.3
+
+
+def test_compute_score_remote_keeps_groups_whole_through_the_service(verl_get_custom_reward_fn):
+    """verl's workers each send one response; the service judges the prompt's rollouts together."""
+    from adapter_fakes import make_group_pipeline
+    from judgerl.adapters.openrlhf import create_app
+    from test_adapter_openrlhf import running
+
+    pipeline, judge, _backend = make_group_pipeline()
+    with pipeline, running(create_app(pipeline, token=None)) as url:
+        config = compose_verl(VERL_CONFIG_DIR, "ppo_trainer", [
+            "reward.custom_reward_function.path=pkg://judgerl.adapters.verl",
+            "reward.custom_reward_function.name=compute_score_remote",
+            f"+reward.custom_reward_function.reward_kwargs.reward_url={url}",
+            "+reward.custom_reward_function.reward_kwargs.group_size=3"])
+        fn = verl_get_custom_reward_fn(config)
+        assert inspect.iscoroutinefunction(fn)
+        assert set(inspect.signature(fn.args[0]).parameters) >= naive_call_keywords()
+
+        async def reward_loop() -> list[dict[str, float]]:
+            # verl's RewardLoopWorker.compute_score_batch: one task per response, gathered
+            return list(await asyncio.gather(*(
+                fn(data_source="d", solution_str=answer, ground_truth="blue",
+                   extra_info={"index": 5, "question": "Name a colour.", "num_turns": None,
+                               "rollout_reward_scores": {}})
+                for answer in ("red", "dark blue", "green"))))
+
+        results = asyncio.run(reward_loop())
+    assert [result["score"] for result in results] == [0.0, 1.0, 0.0]
+    assert all(set(result) == {"score", "best", "unscored", "gated"} for result in results)
+    assert [sorted(group) for group in judge.groups] == [["dark blue", "green", "red"]]
+
+
+def test_compute_score_remote_raises_with_the_services_message():
+    import judgerl.adapters.verl as adapter
+    from judgerl.adapters.openrlhf import create_app
+    from test_adapter_openrlhf import running
+
+    pipeline, _judge, _backend = make_pipeline()
+    with pipeline, running(create_app(pipeline, token="secret")) as url, \
+            pytest.raises(adapter.RemoteRewardError, match="401: missing or wrong bearer token"):
+        asyncio.run(adapter.compute_score_remote("d", "x", "4", {}, reward_url=url))
+

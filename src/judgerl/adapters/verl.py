@@ -1,4 +1,4 @@
-"""The judgerl reward as a verl custom reward function (verl ≥ 0.9, tested with verl 0.9.1).
+r"""The judgerl reward as a verl custom reward function (verl ≥ 0.9, tested with verl 0.9.1).
 
 Why: verl (volcengine/verl) loads a reward function named in its config and its reward loop
 calls it once per response, `compute_score(data_source=..., solution_str=..., ground_truth=...,
@@ -24,7 +24,17 @@ absolute imports only, and the pipeline cache lives in `judgerl.adapters`).
 
 What each worker sees is one response: group and pairwise judges see groups of one, and
 limits (`max_concurrency`, `rpm`, `tpm`) apply per worker process, so divide them by
-`reward.num_workers`. The batch form of verl ≤ 0.6 (`reward_model.reward_manager=batch`,
+`reward.num_workers`. For whole groups and global limits, name `compute_score_remote` instead:
+every worker then posts its responses to one `judgerl serve --group-size N` (one runtime for all
+workers), with the prompt's id as the group key and `group_size` (verl's
+`actor_rollout_ref.rollout.n`) as its size; the service judges each prompt's rollouts together:
+
+    reward.custom_reward_function.name=compute_score_remote \
+    +reward.custom_reward_function.reward_kwargs.reward_url=http://reward-host:5000 \
+    +reward.custom_reward_function.reward_kwargs.group_size=8
+
+(the bearer token comes from `JUDGERL_SERVER_TOKEN` in the workers' environment, if set).
+The batch form of verl ≤ 0.6 (`reward_model.reward_manager=batch`,
 `compute_score_batch`) no longer exists in verl (its registry holds naive, dapo, gdpo,
 rate_limited, remote) and was removed here.
 
@@ -44,6 +54,8 @@ the judge sees it, and `extra_info["index"]` names the row.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 from judgerl.adapters import (
@@ -116,4 +128,54 @@ async def compute_score_async(data_source: Any, solution_str: str, ground_truth:
     return reward_dict(rewards[0])
 
 
-__all__ = ["build_item", "compute_score", "compute_score_async", "reward_dict"]
+class RemoteRewardError(RuntimeError):
+    """The reward service did not answer with a reward (its status and message are in the text)."""
+
+
+REMOTE_ATTEMPTS = 3
+
+
+async def compute_score_remote(data_source: Any, solution_str: str, ground_truth: Any,
+                               extra_info: dict[str, Any] | None = None, *, reward_url: str,
+                               group_size: int = 1, token_env: str = "JUDGERL_SERVER_TOKEN",
+                               timeout_s: float = 900.0, **kwargs: Any) -> dict[str, float]:
+    """Score one response through a `judgerl serve` service (whole groups, limits global).
+
+    The request carries the prompt (as the judge should see it), the response, the reference,
+    the prompt's sample id as `group_keys` and `group_size`. Connection errors are retried
+    (3 attempts); any answer but 200 raises `RemoteRewardError` with the service's message (a
+    503 is the service's failure budget: the run should stop).
+    """
+    import aiohttp
+
+    sample, rollout = build_item(data_source, solution_str, ground_truth, extra_info)
+    prompt = "\n\n".join(message["content"] for message in sample.messages if message.get("content"))
+    payload = {"query": [prompt + rollout.completion], "prompts": [prompt],
+               "labels": [sample.reference if sample.reference is not None else ""],
+               "group_keys": [sample.id], "group_size": int(group_size)}
+    token = os.environ.get(token_env, "").strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = reward_url.rstrip("/") + ("" if reward_url.rstrip("/").endswith("/get_reward") else "/get_reward")
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    for attempt in range(1, REMOTE_ATTEMPTS + 1):
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, \
+                    session.post(url, json=payload, headers=headers) as response:
+                data = await response.json(content_type=None)
+                if response.status != 200:
+                    message = data.get("error") if isinstance(data, dict) else data
+                    raise RemoteRewardError(f"the reward service at {url} answered {response.status}: "
+                                            f"{message}")
+        except aiohttp.ClientConnectionError as exc:
+            if attempt == REMOTE_ATTEMPTS:
+                raise RemoteRewardError(f"the reward service at {url} cannot be reached "
+                                        f"({REMOTE_ATTEMPTS} attempts): {exc}") from exc
+            await asyncio.sleep(attempt)
+            continue
+        values = {name: float(series[0]) for name, series in (data.get("extra_logs") or {}).items()}
+        return {**values, "score": float(data["rewards"][0])}
+    raise AssertionError("unreachable")
+
+
+__all__ = ["RemoteRewardError", "build_item", "compute_score", "compute_score_async",
+           "compute_score_remote", "reward_dict"]
