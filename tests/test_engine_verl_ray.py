@@ -75,3 +75,21 @@ def test_reward_loop_worker_scores_a_dataproto(tmp_path):
     assert [info["unscored"] for info in infos] == [0.0, 0.0, 0.0]
     rm_scores = NaiveRewardManager.assemble_rm_scores(data, scores)
     assert rm_scores.sum(dim=1).tolist() == [1.0, 0.0, 1.0]
+
+
+def test_example_finds_verls_config_through_its_package_search_path(tmp_path):
+    """`hydra.searchpath: [pkg://verl.trainer.config]` imports verl (and ray): checked here."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from test_engine_verl import EXAMPLES
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(EXAMPLES), version_base=None):
+            config = compose(config_name="ppo_judgerl", overrides=[
+                f"reward.custom_reward_function.reward_kwargs.reward_config={write_config(tmp_path)}"])
+    finally:
+        GlobalHydra.instance().clear()
+    assert config.reward.custom_reward_function.name == "compute_score_async"
+    assert config.reward.reward_manager.name == "naive" and config.algorithm.adv_estimator == "grpo"

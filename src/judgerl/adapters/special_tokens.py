@@ -56,31 +56,45 @@ def special_tokens_from_tokenizer(path: str) -> list[str]:
     return list(dict.fromkeys(token for token in tokens if token))
 
 
+def _unambiguous(token: str) -> bool:
+    """Tokens that never occur in ordinary text (`<|im_end|>`, `<｜end▁of▁sentence｜>`)."""
+    return ("|" in token or "｜" in token) and token.startswith("<") and token.endswith(">")
+
+
 @lru_cache(maxsize=16)
-def _patterns(tokens: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str]] | None:
-    """(any token, the run of tokens and whitespace that ends a text)."""
+def _patterns(tokens: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str]] | None:
+    """(the unambiguous tokens anywhere, the runs of any tokens and whitespace at either end)."""
     ordered = sorted({token for token in tokens if token}, key=len, reverse=True)
     if not ordered:
         return None
+    inner = [token for token in ordered if _unambiguous(token)]
+    anywhere = re.compile("|".join(map(re.escape, inner))) if inner else None
     alternatives = "|".join(map(re.escape, ordered))
-    return re.compile(alternatives), re.compile(rf"(?:\s*(?:{alternatives}))+\s*\Z")
+    return anywhere, re.compile(rf"\A\s*(?:(?:{alternatives})\s*)+|(?:\s*(?:{alternatives}))+\s*\Z")
 
 
 def strip_special_tokens(text: str, tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS) -> str:
-    """`text` without the special tokens; the end-of-turn run (tokens and whitespace) goes whole.
+    """`text` without special tokens: the runs of them (and whitespace) that start or end it, and
+    anywhere the `<|...|>` kind, which never occur in ordinary text. Inside the text, `<s>`, `</s>`,
+    `<pad>` and the like are left alone (HTML has `<s>`).
 
     >>> strip_special_tokens("Paris<|im_end|>\\n<|endoftext|><|endoftext|>")
     'Paris'
     >>> strip_special_tokens(' {"answer": "Paris"}</s>')
     ' {"answer": "Paris"}'
+    >>> strip_special_tokens("a <s>old</s> price<|eot_id|> new</s>")
+    'a <s>old</s> price new'
+    >>> strip_special_tokens("<s>[INST] 2+2? [/INST]")
+    '2+2?'
     >>> strip_special_tokens("no tokens here \\n")
     'no tokens here \\n'
     """
     patterns = _patterns(tuple(tokens))
     if patterns is None:
         return text
-    anywhere, ending = patterns
-    return anywhere.sub("", ending.sub("", text))
+    anywhere, ends = patterns
+    text = ends.sub("", text)
+    return anywhere.sub("", text) if anywhere is not None else text
 
 
 def chat_messages(prompt: str, tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS) -> list[dict[str, Any]]:
