@@ -131,3 +131,44 @@ def test_many_concurrent_single_rollout_clients(group_size):
     assert all(response.status_code == 200 for responses in results for response in responses)
     expected = [[" a", " bb", " c"]] * 24 if group_size == 3 else [[" a"], [" bb"], [" c"]] * 24
     assert sorted(sorted(group) for group in judge.groups) == sorted(expected)
+
+
+def test_stopping_the_server_answers_held_rollouts_at_once():
+    """SIGTERM (uvicorn's should_exit): groups still waiting are judged as they are, not after 60 s."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from judgerl.adapters.openrlhf import draining_server
+
+    pipeline, judge, _backend = make_group_pipeline(failure_policy="neutral")
+    app = create_app(pipeline, token=None, group_size=4, group_timeout_s=60)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = draining_server(uvicorn.Config(app, log_level="warning", access_log=False), app.state.assembler)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    with pipeline:
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+
+        async def stop_while_held() -> list[httpx.Response]:
+            held = asyncio.ensure_future(send(url, [" red", " blue"]))
+            await asyncio.sleep(0.5)
+            server.should_exit = True
+            return await held
+
+        started = time.monotonic()
+        responses = asyncio.run(stop_while_held())
+        elapsed = time.monotonic() - started
+        thread.join(timeout=20)
+        sock.close()
+    assert elapsed < 10, f"held requests waited {elapsed:.1f} s: the shutdown did not flush the groups"
+    assert [response.json()["extra_logs"]["unscored"] for response in responses] == [[1.0], [1.0]]
+    assert judge.groups == [], "an incomplete group is not judged by a whole-group judge"
+    assert not thread.is_alive()

@@ -351,6 +351,20 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
     return app
 
 
+def draining_server(config: Any, assembler: GroupAssembler) -> Any:
+    """A `uvicorn.Server` that, told to stop (SIGTERM, SIGINT), first judges the groups still
+    waiting for rollouts as they are: the requests holding them are answered before the server
+    waits for its connections to close, not after the group timeout."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            assembler.flush_all()
+            await super().shutdown(sockets=sockets)
+
+    return DrainingServer(config)
+
+
 def resolve_token(*, token_env: str, no_auth: bool, allow_networks: Sequence[str] = ()) -> str | None:
     """The bearer token from `token_env`; None with `no_auth`, or when clients are let in by network.
 
@@ -396,8 +410,20 @@ def serve(config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int 
         app = create_app(pipeline, token=token, max_batch=max_batch, max_body_bytes=max_body_bytes,
                          allow_networks=networks, special_tokens=tokens, budget_window=budget_window,
                          group_size=group_size, group_timeout_s=group_timeout_s)
-        uvicorn.run(app, host=host, port=port, access_log=False, log_level=log_level)
+        config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level=log_level)
+        draining_server(config, app.state.assembler).run()
 
 
-__all__ = ["RewardRequest", "address_allowed", "build_items", "create_app", "label_reference",
-           "parse_networks", "reference_users", "resolve_token", "serve", "split_query"]
+__all__ = [
+    "RewardRequest",
+    "address_allowed",
+    "build_items",
+    "create_app",
+    "draining_server",
+    "label_reference",
+    "parse_networks",
+    "reference_users",
+    "resolve_token",
+    "serve",
+    "split_query",
+]

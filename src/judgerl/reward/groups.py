@@ -167,10 +167,14 @@ class GroupAssembler:
             if not future.done():
                 future.set_result(reward)
 
-    async def drain(self) -> None:
-        """Judge every group still waiting, as it is (shutdown), and wait for the judging to end."""
+    def flush_all(self) -> None:
+        """Judge every group still waiting, as it is, now (on the event loop's thread)."""
         for key, pending in list(self._pending.items()):
             self._flush(key, pending)
+
+    async def drain(self) -> None:
+        """Judge every group still waiting, as it is (shutdown), and wait for the judging to end."""
+        self.flush_all()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
