@@ -34,6 +34,8 @@ workers), with the prompt's id as the group key and `group_size` (verl's
     +reward.custom_reward_function.reward_kwargs.group_size=8
 
 (the bearer token comes from `JUDGERL_SERVER_TOKEN` in the workers' environment, if set).
+Validation rollouts (`val_kwargs.n`, default 1 per prompt) wait for the service's group timeout
+when `group_size` is larger: set `val_kwargs.n` to the same size.
 The batch form of verl ≤ 0.6 (`reward_model.reward_manager=batch`,
 `compute_score_batch`) no longer exists in verl (its registry holds naive, dapo, gdpo,
 rate_limited, remote) and was removed here.
