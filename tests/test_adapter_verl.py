@@ -83,9 +83,9 @@ def test_no_config_is_a_clear_error(monkeypatch):
 def test_example_verl_config_points_at_the_adapter():
     """verl ≥ 0.9 reads `reward.custom_reward_function` (test_engine_verl composes it with verl's config)."""
     example = Path(__file__).resolve().parents[1] / "examples" / "verl" / "ppo_judgerl.yaml"
-    import yaml
+    from judgerl.safe_yaml import load_yaml
 
-    config = yaml.safe_load(example.read_text())
+    config = load_yaml(example.read_text())
     assert "custom_reward_function" not in config, "the top-level key is legacy: verl 0.9 ignores it"
     reward = config["reward"]["custom_reward_function"]
     assert reward["path"] == "pkg://judgerl.adapters.verl"

@@ -30,6 +30,7 @@ from judgerl.export import (
     select_checkpoint,
 )
 from judgerl.model_card import fmt, front_matter
+from judgerl.safe_yaml import load_yaml
 from tiny_policy import build_tiny_model_dir
 
 PROMPTS = ["Say yes in JSON.", "What is the capital of France?", "Say hello.", "Give a score."]
@@ -189,7 +190,7 @@ def test_card_holds_the_runs_figures(merged: Any, run_dir: Path) -> None:
     assert "0.812" in validation and "0.634" in validation and ">= 0.4" in validation
     assert "scripted-judge" in text and "rubric-v" in text  # judge model and prompt version
     recipe_block = text.split("The whole recipe", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
-    recipe = yaml.safe_load(recipe_block)
+    recipe = load_yaml(recipe_block)
     assert recipe["trainer"]["max_steps"] == 2 and recipe["trainer"]["clip_ratio"] == 0.2  # defaults too
     assert "vllm serve ./export --served-model-name judgerl-run" in text
 

@@ -16,6 +16,7 @@ import pytest
 
 from fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 from judgerl.errors import FailureBudgetExceeded
+from judgerl.reward.cache import CompletionCache
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.types import Rollout, Sample
 
@@ -139,3 +140,24 @@ def test_failure_budget_crossed_stops_the_batch_with_the_reasons(fake_openai: Fa
     assert "http_503" in str(caught.value)
     kept = [r for r in caught.value.rewards if r.status == "ok"]
     assert len(kept) == 4 and all(r.value == pytest.approx(0.875) for r in kept)
+
+
+def test_case03_an_answer_that_did_not_parse_is_not_cached(fake_openai: FakeOpenAIServer, tmp_path):
+    """Issue 17, case 3: parse-then-cache. A rerun with the same cache asks the judge again."""
+    runtime = {"max_attempts": 2, "backoff_base_s": 0.01, "cache_path": str(tmp_path / "cache.sqlite")}
+    fake_openai.default = Reply(text="I think it is good.")
+    with pipeline_for(fake_openai, RUBRIC, runtime=runtime) as pipeline:
+        [reward] = pipeline.score_batch_sync(one())
+    assert reward.status == "unscored" and reward.reason.startswith("parse_error")
+    assert fake_openai.request_count == 2  # the answer and the re-ask's answer, neither usable
+    assert len(CompletionCache(tmp_path / "cache.sqlite")) == 0, "nothing unparseable was cached"
+
+    fake_openai.default = Reply(text=rubric_answer("true", "5"))  # the judge is fixed
+    with pipeline_for(fake_openai, RUBRIC, runtime=runtime) as pipeline:
+        [reward] = pipeline.score_batch_sync(one())
+    assert reward.status == "ok" and reward.value == pytest.approx(1.0)
+    assert fake_openai.request_count == 3, "asked again, not served the old garbage"
+
+    with pipeline_for(fake_openai, RUBRIC, runtime=runtime) as pipeline:
+        [reward] = pipeline.score_batch_sync(one())
+    assert reward.status == "ok" and fake_openai.request_count == 3, "a parsed answer is cached"

@@ -120,3 +120,29 @@ def test_cache_is_safe_across_processes(tmp_path: Path) -> None:
     hit = cache.get("b-149")
     cache.close()
     assert hit == Completion("text 149", "m", Usage(149, 1))
+
+
+async def test_a_cached_answer_the_parser_refuses_is_dropped_and_asked_again(fake_openai: FakeOpenAIServer,
+                                                                            tmp_path: Path) -> None:
+    """Issue 17, case 3: a cache written before parse-then-cache may hold unusable answers."""
+    from judgerl.errors import JudgeParseError
+
+    def parse(completion: Completion) -> int:
+        if not completion.text.isdigit():
+            raise JudgeParseError(f"not a number: {completion.text!r}")
+        return int(completion.text)
+
+    config = RuntimeConfig(cache_path=str(tmp_path / "c.sqlite"))
+    fake_openai.script(Reply(text="garbage"), Reply(text="7"))
+    old = JudgeRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")}, config)
+    assert (await old.complete("judge", request("q"))).completion.text == "garbage"  # no accept: cached
+    await old.aclose()
+    assert len(CompletionCache(tmp_path / "c.sqlite")) == 1
+
+    runtime = JudgeRuntime({"judge": OpenAICompatBackend(fake_openai.url, "m")}, config)
+    result = await runtime.complete("judge", request("q"), accept=parse)
+    again = await runtime.complete("judge", request("q"), accept=parse)
+    await runtime.aclose()
+    assert result.ok and not result.cached and result.parsed == 7 and result.parse_error is None
+    assert again.cached and again.parsed == 7
+    assert fake_openai.request_count == 2

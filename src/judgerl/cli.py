@@ -50,11 +50,20 @@ def score(
     output: Annotated[Path, typer.Option("--output", "-o", help="Rewards JSONL (appended, resumable).")],
     overrides: SetOption = None,
     batch_size: Annotated[int, typer.Option(help="Rollouts per batch (failure budget per batch).")] = 256,
-    resume: Annotated[bool, typer.Option(help="Skip rollouts already in --output.")] = True,
+    resume: Annotated[bool, typer.Option(
+        help="Keep the final rows (ok, gated) already in --output and score the rest; "
+             "--no-resume starts the output afresh.")] = True,
+    keep_unscored: Annotated[bool, typer.Option(
+        "--keep-unscored", help="On a rerun, keep unscored rows of --output as they are "
+                                "instead of scoring them again.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Replace every backend by the scripted one: no model is called.")] = False,
 ) -> None:
-    """Score a file of rollouts with a reward config; rewards are written as they finish."""
+    """Score a file of rollouts with a reward config; rewards are written as they finish.
+
+    A rerun with the same --output resumes: ok and gated rows are final and kept; unscored rows
+    (judge down, circuit open, bad row data) are scored again unless --keep-unscored.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from judgerl.config import load_reward_config
@@ -79,7 +88,7 @@ def score(
         attach_dry_run(pipeline)
         task = progress.add_task("scoring", total=len(items))
         summary = score_file(pipeline, items, output, batch_size=batch_size, resume=resume,
-                             progress=lambda n: progress.advance(task, n))
+                             keep_unscored=keep_unscored, progress=lambda n: progress.advance(task, n))
         progress.advance(task, summary.skipped)
     print_summary(summary, output, bad_rows=len(errors))
 
@@ -165,6 +174,13 @@ def serve(
         help="Longest a rollout is held for its group.")] = 30.0,
     max_batch: Annotated[int, typer.Option(help="Most items per request (413 above).")] = 4096,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB (413 above).")] = 32.0,
+    header_timeout: Annotated[float, typer.Option(
+        min=0.001, help="Seconds a client has to send a request's headers (then the connection is closed).",
+    )] = 10.0,
+    body_timeout: Annotated[float, typer.Option(
+        min=0.001, help="Seconds a client has to send a request's body after its headers.")] = 60.0,
+    max_connections: Annotated[int, typer.Option(
+        min=1, help="Most connections open at once; more are closed as they arrive.")] = 512,
     overrides: SetOption = None,
 ) -> None:
     """OpenRLHF-compatible reward server: POST /get_reward, GET /health (judgerl.adapters.openrlhf)."""
@@ -173,7 +189,8 @@ def serve(
     run_server(config, host=host, port=port, token_env=token_env, no_auth=no_auth, overrides=overrides or [],
                max_batch=max_batch, max_body_bytes=int(max_body_mb * 1024 * 1024),
                allow_networks=allow_network or [], special_tokens=special_token or [], tokenizer=tokenizer,
-               budget_window=budget_window, group_size=group_size, group_timeout_s=group_timeout_s)
+               budget_window=budget_window, group_size=group_size, group_timeout_s=group_timeout_s,
+               header_timeout_s=header_timeout, body_timeout_s=body_timeout, max_connections=max_connections)
 
 
 @app.command()
@@ -367,8 +384,14 @@ def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:
         table.add_row(*row)
     console.print(table)
     counts = ", ".join(f"{status}: {count}" for status, count in sorted(summary.status_counts.items()))
-    console.print(f"scored {summary.total} ({counts or 'none'}); skipped (already in output) "
-                  f"{summary.skipped}; bad input rows {bad_rows}")
+    retried = f" ({summary.retried} unscored before, scored again)" if summary.retried else ""
+    console.print(f"scored {summary.total}{retried} ({counts or 'none'}); skipped (final, already in "
+                  f"output) {summary.skipped}; bad input rows {bad_rows}", highlight=False)
+    if summary.unscored_reasons:
+        reasons = ", ".join(f"{reason} ({count})" for reason, count in
+                            sorted(summary.unscored_reasons.items(), key=lambda item: -item[1]))
+        console.print(f"unscored by reason: {reasons}; a rerun scores unscored rows again "
+                      "(--keep-unscored keeps them)", highlight=False)
     stats = summary.runtime
     if stats:
         console.print(" · ".join(f"{key}: {_fmt(value)}" for key, value in stats.items()

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from judgerl.errors import ConfigError
+from judgerl.safe_yaml import load_yaml
 
 
 class FileBacked(BaseModel):
@@ -79,7 +80,11 @@ class RuntimeConfig(BaseModel):
     max_attempts: int = Field(default=5, ge=1, description="HTTP attempts per logical call")
     deadline_s: float = Field(default=300.0, gt=0, description="total time for one logical call")
     retry_after_cap_s: float = Field(default=60.0, ge=0,
-                                     description="a longer Retry-After fails the call fast")
+                                     description="a longer Retry-After fails that call fast (and only it)")
+    retry_after_jitter_s: float = Field(
+        default=0.5, ge=0, description="calls held by a Retry-After window each wait a random extra "
+        "delay of up to this (and up to a quarter of the window) when it ends, so they do not all fire "
+        "at once")
     backoff_base_s: float = Field(default=0.5, ge=0, description="first backoff (full jitter)")
     backoff_max_s: float = Field(default=20.0, ge=0, description="largest backoff")
     breaker_window: int = Field(default=20, ge=1, description="recent calls the breaker looks at")
@@ -198,19 +203,28 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in override:
             raise ConfigError(f"override '{override}' must look like key.path=value")
         key, raw = override.split("=", 1)
-        set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+        try:
+            value = load_yaml(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override '{override}': the value is not valid YAML: {exc}",
+                              field=key.strip()) from exc
+        set_dotted(data, key.strip(), value)
     return data
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with errors that name the file."""
+    """Read a YAML mapping (through the bounded safe loader), with errors that name the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("file not found", path=str(path))
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", path=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text: {exc}", path=str(path)) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read it: {exc}", path=str(path)) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -254,4 +268,20 @@ def load_reward_config(source: str | Path | dict[str, Any], overrides: list[str]
     apply_overrides(data, overrides or [])
     config: RewardConfig = parse_model(RewardConfig, data, path=path)
     config.locate(base_dir, path)
+    check_formula(config)
     return config
+
+
+def check_formula(config: RewardConfig) -> None:
+    """Validate an aggregate formula in full against the config's component names (ConfigError
+    naming the file and `aggregate.formula`), so that no command gets past loading with one that
+    cannot run."""
+    if config.aggregate.method != "formula" or not config.aggregate.formula:
+        return
+    from judgerl.reward.aggregate import Formula
+
+    names = {check.name for check in config.checks} | {judge.name for judge in config.judges}
+    try:
+        Formula(config.aggregate.formula, names)
+    except ConfigError as exc:
+        raise exc.located(config.source) from exc

@@ -26,6 +26,13 @@ Row fields:
 - anything else is kept in `Sample.metadata`.
 Rollout files also need `completion` (a string, or a chat list whose last assistant message
 is used) and may give `rollout_id` (default `<sample id>/<n>`, n counting from 0).
+
+Rows that cannot be handled safely are bad rows like any other (reported, skipped): a row
+nested more than `MAX_JSON_DEPTH` levels deep, and a row with a lone surrogate (a `\\ud800`
+escape without its pair). JSON lets a file write one, but it is not Unicode text: it cannot be
+encoded as UTF-8, so it could be neither sent to a judge nor written to the output or the
+journal. Refusing the row, naming the field and the character, tells the user exactly what to
+fix; replacing it silently would score a text the policy never wrote.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -42,6 +50,10 @@ from judgerl.types import Rollout, Sample
 
 REFERENCE_ALIASES = ("reference", "reference_answer", "answer", "ground_truth")
 ASSISTANT_ROLES = ("assistant", "nova_assistant")
+#: deepest nesting of objects and arrays accepted in one row (and in a `judgerl serve` body)
+MAX_JSON_DEPTH = 100
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # what a surrogate looks like in JSON text
 
 
 class RowError(DataError):
@@ -64,6 +76,85 @@ class RolloutLoadResult(NamedTuple):
 
     pairs: list[tuple[Sample, Rollout]]
     errors: list[DataError]
+
+
+# ---------------------------------------------------------------------------------------------
+# values that cannot be handled safely
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The index of the first surrogate code point in `text` (not valid Unicode text), or None.
+
+    >>> lone_surrogate("fine"), lone_surrogate("ab\\ud800c")
+    (None, 2)
+    """
+    found = _SURROGATE.search(text)
+    return found.start() if found else None
+
+
+def find_lone_surrogate(value: Any, field: str = "") -> tuple[str, int] | None:
+    """(dotted field, index) of the first string (or object key) in `value` with a lone surrogate.
+
+    >>> find_lone_surrogate({"messages": [{"role": "user", "content": "x\\udc00"}]})
+    ('messages.0.content', 1)
+    >>> find_lone_surrogate({"ok": ["a", 1, None]}) is None
+    True
+    """
+    stack: list[tuple[Any, str]] = [(value, field)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            index = lone_surrogate(node)
+            if index is not None:
+                return where or "value", index
+        elif isinstance(node, dict):
+            for key, child in reversed(list(node.items())):
+                index = lone_surrogate(key) if isinstance(key, str) else None
+                if index is not None:
+                    return (where or "value"), index
+                stack.append((child, f"{where}.{key}" if where else str(key)))
+        elif isinstance(node, list):
+            stack.extend((child, f"{where}.{index}" if where else str(index))
+                         for index, child in reversed(list(enumerate(node))))
+    return None
+
+
+def surrogate_message(index: int) -> str:
+    """Why a text with a lone surrogate at `index` is refused."""
+    return (f"has a lone surrogate at character {index} (a \\uD800-\\uDFFF escape without its pair): "
+            "not valid Unicode text, so it can be neither sent to a judge nor written out; fix the text")
+
+
+def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when objects / arrays nest more than `limit` levels deep (checked without recursion).
+
+    >>> json_depth_exceeds([[[1]]], 3), json_depth_exceeds([[[1]]], 2)
+    (False, True)
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def row_problem(value: Any, raw: str) -> tuple[str, str | None] | None:
+    """(message, field) when a decoded row cannot be handled safely, else None.
+
+    `raw` is the row's JSON text: surrogates can only come from escapes in it, so rows without
+    one are not walked.
+    """
+    if json_depth_exceeds(value):
+        return f"nested more than {MAX_JSON_DEPTH} levels deep", None
+    if _ESCAPED_SURROGATE.search(raw):
+        found = find_lone_surrogate(value)
+        if found is not None:
+            return surrogate_message(found[1]), found[0]
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,10 +198,20 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             if not text.strip():
                 continue
             try:
-                yield line_no, json.loads(text)
+                value = json.loads(text)
             except json.JSONDecodeError as exc:
                 yield line_no, RowError(f"not valid JSON: {exc.msg} (column {exc.colno})", path=str(path),
                                         line=line_no)
+                continue
+            except RecursionError:
+                yield line_no, RowError(f"nested more than {MAX_JSON_DEPTH} levels deep", path=str(path),
+                                        line=line_no)
+                continue
+            problem = row_problem(value, text)
+            if problem is not None:
+                yield line_no, RowError(problem[0], path=str(path), line=line_no, field=problem[1])
+                continue
+            yield line_no, value
 
 
 def _iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
@@ -126,6 +227,7 @@ def _iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
         if position < len(text) and text[position] == "]":
             return
         line_no = text.count("\n", 0, position) + 1
+        start = position
         try:
             value, position = decoder.raw_decode(text, position)
         except json.JSONDecodeError as exc:
@@ -133,7 +235,15 @@ def _iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
             yield exc.lineno, RowError(f"not valid JSON: {exc.msg} (the rest of the array is skipped)",
                                        path=str(path), line=exc.lineno)
             return
-        yield line_no, value
+        except RecursionError:
+            yield line_no, RowError(f"nested more than {MAX_JSON_DEPTH} levels deep (the rest of the "
+                                    "array is skipped)", path=str(path), line=line_no)
+            return
+        problem = row_problem(value, text[start:position])
+        if problem is not None:
+            yield line_no, RowError(problem[0], path=str(path), line=line_no, field=problem[1])
+        else:
+            yield line_no, value
         position = _skip_space(text, position)
         if position < len(text) and text[position] == ",":
             position += 1
@@ -412,7 +522,7 @@ def load_rollouts(path: str | Path, *, prompt_field: str = "prompt", messages_fi
         rollout_lines[rollout_id] = line
         counts[sample.id] = counts.get(sample.id, 0) + 1
         pairs.append((sample, Rollout(sample_id=sample.id, completion=completion, id=rollout_id,
-                                      metadata=dict(parsed.metadata))))
+                                      metadata=dict(parsed.metadata), location=f"{path}, line {line}")))
     return RolloutLoadResult(pairs, errors)
 
 

@@ -17,8 +17,32 @@ class ConfigError(JudgerlError):
     def __init__(self, message: str, *, path: str | None = None, field: str | None = None) -> None:
         self.path = path
         self.field = field
+        self.detail = message
         where = ", ".join(part for part in (path, f"field '{field}'" if field else None) if part)
         super().__init__(f"{where}: {message}" if where else message)
+
+    def located(self, path: str | None, *, prefix: str | None = None) -> ConfigError:
+        """This error, naming `path` when it names no file yet, and its field under `prefix`.
+
+        Components (checks, judges, backends) validate their own options without knowing the
+        file they came from; whoever built them from a file calls this so that every message
+        names the file.
+
+        >>> str(ConfigError("must be >= 0", field="maximum").located("reward.yaml", prefix="checks.len"))
+        "reward.yaml, field 'checks.len.maximum': must be >= 0"
+        >>> str(ConfigError("bad", path="a.yaml", field="checks.x.y").located("b.yaml", prefix="checks.x"))
+        "a.yaml, field 'checks.x.y': bad"
+        """
+        field = self.field
+        if prefix and field and not field.startswith(prefix + ".") and field != prefix:
+            field = f"{prefix}.{field}"
+        elif prefix and not field:
+            field = prefix
+        if self.path is not None and field == self.field:
+            return self
+        located = ConfigError(self.detail, path=self.path or path, field=field)
+        located.__cause__ = self.__cause__ or self
+        return located
 
 
 class DataError(JudgerlError):
@@ -29,6 +53,7 @@ class DataError(JudgerlError):
         self.path = path
         self.line = line
         self.field = field
+        self.detail = message
         parts = [path or "<input>"]
         if line is not None:
             parts.append(f"line {line}")
@@ -46,6 +71,17 @@ class BackendError(JudgerlError):
         self.status = status
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class SendGateClosed(BackendError):
+    """Nothing was sent: a Retry-After window of the backend opened after the runtime let the call
+    go and before its request was written (backends check the gate at send time). The runtime
+    waits for the window to end and sends it then; it is not an attempt and not a failure."""
+
+    def __init__(self, wait_s: float) -> None:
+        self.wait_s = wait_s
+        super().__init__(f"retry_after_window: the backend asked for a pause of {wait_s:.3g}s more",
+                         retryable=True)
 
 
 class FatalBackendError(BackendError):

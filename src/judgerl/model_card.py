@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from judgerl.errors import JudgerlError
+from judgerl.safe_yaml import load_yaml
 
 TAGS = ["judgerl", "grpo", "rlhf", "rlaif", "llm-as-judge", "reinforcement-learning", "trl"]
 #: (summary key path, row title) of the evaluation table, in order
@@ -169,7 +170,10 @@ def front_matter(text: str) -> dict[str, Any]:
     end = text.find("\n---\n", 4)
     if end < 0:
         return {}
-    data = yaml.safe_load(text[4:end])
+    try:
+        data = load_yaml(text[4:end])
+    except yaml.YAMLError:
+        return {}  # a card whose metadata cannot be read has no metadata judgerl can use
     return data if isinstance(data, dict) else {}
 
 

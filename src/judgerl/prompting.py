@@ -75,10 +75,14 @@ def fence_tag(text: str, label: str) -> str:
     >>> tag = fence_tag("hello", "ANSWER")
     >>> len(tag), tag in "hello"
     (12, False)
+    >>> len(fence_tag("lone surrogate \\ud800", "ANSWER"))
+    12
     """
     salt = 0
     while True:
-        digest = hashlib.sha256(f"{label}\x00{salt}\x00{text}".encode()).hexdigest()[:12]
+        # surrogatepass: the tag is only a hash; text with a lone surrogate must still get one
+        seed = f"{label}\x00{salt}\x00{text}".encode("utf-8", "surrogatepass")
+        digest = hashlib.sha256(seed).hexdigest()[:12]
         if digest not in text:
             return digest
         salt += 1

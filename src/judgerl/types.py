@@ -34,12 +34,17 @@ class Sample:
 
 @dataclass
 class Rollout:
-    """One completion written by the policy for a sample."""
+    """One completion written by the policy for a sample.
+
+    `location` says where it was read from (`rollouts.jsonl, line 7`) when it came from a file,
+    so that a failure caused by that row names the file and the line.
+    """
 
     sample_id: str
     completion: str
     id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    location: str | None = None
 
     def __post_init__(self) -> None:
         if not self.id:

@@ -132,7 +132,7 @@ def prompt_sample_id(messages: Any, reference: str | None = None, row_id: Any = 
     blob = json.dumps({"messages": messages, "reference": reference,
                        "id": None if row_id is None else str(row_id)},
                       sort_keys=True, ensure_ascii=False, default=str)
-    digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{row_id}:{digest}" if row_id is not None else digest
 
 

@@ -40,6 +40,12 @@ as JSON `{"error": ...}`.
 `GET /health` answers `{"status": "ok"}` without auth (for load balancers); it reveals nothing.
 Requests run concurrently: each awaits `pipeline.score_batch`, which runs on the pipeline's
 own loop, so uvicorn's loop stays free and every request shares one runtime.
+
+A body nested more than `MAX_JSON_DEPTH` levels deep is 422, like any malformed body. An item
+whose text cannot be handled (a lone surrogate) is that item's failure, not the batch's: it is
+unscored (0.0 with `unscored: 1`) and the other items are scored. Slow clients are bounded
+(adapters/http_guard.py): request headers must arrive within `header_timeout_s` and the body
+within `body_timeout_s`, and at most `max_connections` connections are open at once.
 """
 
 from __future__ import annotations
@@ -59,6 +65,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from judgerl.adapters import component_values, numeric_value, prompt_sample_id, reference_text
+from judgerl.adapters.http_guard import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    guarded_h11_protocol,
+)
 from judgerl.adapters.service_metrics import CONTENT_TYPE, ServiceMetrics
 from judgerl.adapters.special_tokens import (
     DEFAULT_SPECIAL_TOKENS,
@@ -66,6 +78,7 @@ from judgerl.adapters.special_tokens import (
     response_of,
     strip_special_tokens,
 )
+from judgerl.data import MAX_JSON_DEPTH, json_depth_exceeds
 from judgerl.errors import ConfigError, DataError, FailureBudgetExceeded, FatalBackendError, JudgerlError
 from judgerl.reward.budget import DEFAULT_MIN_ITEMS, DEFAULT_WINDOW, RollingFailureBudget
 from judgerl.reward.groups import GroupAssembler, whole_group_judges
@@ -228,6 +241,10 @@ def parse_body(raw: bytes, max_batch: int) -> RewardRequest:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(422, f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise RequestError(422, f"the body is nested more than {MAX_JSON_DEPTH} levels deep") from exc
+    if json_depth_exceeds(data, MAX_JSON_DEPTH):
+        raise RequestError(422, f"the body is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         body = RewardRequest.model_validate(data)
     except ValidationError as exc:
@@ -278,8 +295,9 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
         if address_allowed(request.client.host if request.client else None, networks):
             return True
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        given_bytes = given.strip().encode("utf-8", "surrogatepass")
         return (token is not None and scheme.lower() == "bearer" and bool(given)
-                and hmac.compare_digest(given.strip().encode(), token.encode()))
+                and hmac.compare_digest(given_bytes, token.encode()))
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -381,18 +399,31 @@ def resolve_token(*, token_env: str, no_auth: bool, allow_networks: Sequence[str
     return token or None
 
 
+def server_config(app: FastAPI, *, host: str = "127.0.0.1", port: int = 5000, log_level: str = "info",
+                  header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+                  body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+                  max_connections: int = DEFAULT_MAX_CONNECTIONS) -> Any:
+    """The `uvicorn.Config` of `judgerl serve`: the guarded h11 protocol (slow-client bounds),
+    access log off (get_reward logs its own line)."""
+    import uvicorn
+
+    protocol = guarded_h11_protocol(header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
+                                    max_connections=max_connections)
+    return uvicorn.Config(app, host=host, port=port, http=protocol, access_log=False, log_level=log_level)
+
+
 def serve(config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 5000,
           token_env: str = "JUDGERL_SERVER_TOKEN", no_auth: bool = False, overrides: list[str] | None = None,
           max_batch: int = DEFAULT_MAX_BATCH, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
           allow_networks: Sequence[str] = (), special_tokens: Sequence[str] = (),
           tokenizer: str | None = None, budget_window: int = DEFAULT_WINDOW, group_size: int = 1,
-          group_timeout_s: float = DEFAULT_GROUP_TIMEOUT_S, log_level: str = "info") -> None:
+          group_timeout_s: float = DEFAULT_GROUP_TIMEOUT_S, log_level: str = "info",
+          header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+          max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
     """Run the server until interrupted (what `judgerl serve` calls).
 
     `special_tokens` are stripped besides the defaults and the `tokenizer` folder's own.
     """
-    import uvicorn
-
     from judgerl.adapters.special_tokens import token_list
 
     token = resolve_token(token_env=token_env, no_auth=no_auth, allow_networks=allow_networks)
@@ -410,8 +441,9 @@ def serve(config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int 
         app = create_app(pipeline, token=token, max_batch=max_batch, max_body_bytes=max_body_bytes,
                          allow_networks=networks, special_tokens=tokens, budget_window=budget_window,
                          group_size=group_size, group_timeout_s=group_timeout_s)
-        config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level=log_level)
-        draining_server(config, app.state.assembler).run()
+        draining_server(server_config(app, host=host, port=port, log_level=log_level,
+                                      header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
+                                      max_connections=max_connections), app.state.assembler).run()
 
 
 __all__ = [
@@ -425,5 +457,6 @@ __all__ = [
     "reference_users",
     "resolve_token",
     "serve",
+    "server_config",
     "split_query",
 ]

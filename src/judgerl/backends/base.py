@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -47,7 +48,7 @@ class CompletionRequest:
     def fingerprint(self) -> str:
         """A stable hash of the rendered messages (the journal's prompt hash)."""
         blob = json.dumps(self.messages, sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 @dataclass
@@ -92,14 +93,26 @@ class Completion:
 
 
 class Backend(ABC):
-    """A model endpoint. Subclasses make exactly one attempt per `complete` call."""
+    """A model endpoint. Subclasses make exactly one attempt per `complete` call.
+
+    `send_gate`, when set (the runtime sets it to its Retry-After gate's `check_open`), is called
+    by the backend immediately before a request is written, after any wait for a connection or
+    a worker; it raises `SendGateClosed` while the server's Retry-After window is open, and the
+    backend then sends nothing. Backends call it through `check_send_gate()`.
+    """
 
     #: short kind name ("openai", "scripted", "local", "bedrock"), part of the cache key
     kind: str = "backend"
+    send_gate: Callable[[], None] | None = None
 
     def __init__(self, model: str, *, max_concurrency: int = 16) -> None:
         self.model = model
         self.max_concurrency = max_concurrency
+
+    def check_send_gate(self) -> None:
+        """Raise `SendGateClosed` if a Retry-After window is open (see `send_gate`)."""
+        if self.send_gate is not None:
+            self.send_gate()
 
     @abstractmethod
     async def complete(self, request: CompletionRequest) -> Completion:

@@ -189,6 +189,7 @@ class BedrockBackend(Backend):
         return params
 
     def _call(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.check_send_gate()  # in the worker, right before the request: a window may have opened
         return self.client.converse(**params)
 
     async def complete(self, request: CompletionRequest) -> Completion:

@@ -40,7 +40,7 @@ import ssl
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +160,30 @@ def environment_proxy(url: str) -> str | None:
     if not proxy or (parts.hostname and urllib.request.proxy_bypass_environment(parts.hostname, proxies)):
         return None
     return proxy if "://" in proxy else f"http://{proxy}"
+
+
+class _GatedConnector(aiohttp.TCPConnector):
+    """A connector that checks the backend's Retry-After gate once the connection is in hand.
+
+    Waiting for a pooled connection or opening a new one takes event-loop turns, during which
+    another call's 429 can open a Retry-After window. Checking the gate here, after the
+    connection is obtained and right before aiohttp writes the request, keeps such a request
+    from going out inside the window: the connection goes back to the pool unused and the
+    runtime waits for the window to end (`SendGateClosed`).
+    """
+
+    def __init__(self, *args: Any, send_check: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._send_check = send_check
+
+    async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
+        connection = await super().connect(req, traces, timeout)
+        try:
+            self._send_check()
+        except BaseException:
+            connection.release()  # unused and healthy: back to the pool
+            raise
+        return connection
 
 
 def _logsumexp(values: list[float]) -> float:
@@ -315,7 +339,8 @@ class OpenAICompatBackend(Backend):
             # none for http.
             tls: ssl.SSLContext | bool = (httpx.create_ssl_context()
                                           if self.base_url.startswith("https://") else False)
-            connector = aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=0, ssl=tls)
+            connector = _GatedConnector(limit=self.max_concurrency, limit_per_host=0, ssl=tls,
+                                        send_check=self.check_send_gate)
             timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout_s,
                                             sock_connect=min(self.timeout_s, 10.0),
                                             sock_read=self.timeout_s)
@@ -326,9 +351,11 @@ class OpenAICompatBackend(Backend):
 
     async def complete(self, request: CompletionRequest) -> Completion:
         session = self._session_for_loop()
-        # encoded as httpx encodes `json=`: compact, UTF-8, no NaN
+        # encoded as httpx encodes `json=`: compact, UTF-8, no NaN; a lone surrogate (say, in a judge's
+        # earlier answer shown back to it) can only sit inside a JSON string, where backslashreplace
+        # writes exactly its JSON escape (\ud800): valid UTF-8 and valid JSON
         payload = json.dumps(self.build_body(request), ensure_ascii=False, separators=(",", ":"),
-                             allow_nan=False).encode()
+                             allow_nan=False).encode("utf-8", "backslashreplace")
         try:
             async with session.post(self.url, data=payload, proxy=self._proxy,
                                     allow_redirects=False) as reply:  # as httpx: redirects are answers

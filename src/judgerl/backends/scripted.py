@@ -24,20 +24,25 @@ class ScriptedBackend(Backend):
     """Answers each request with `responder(request)`: a string or a full `Completion`.
 
     `responder` may be sync or async and may raise `BackendError` to script failures.
-    `latency_s` adds a fixed delay per call. `calls` keeps every request received.
+    `latency_s` adds a fixed delay per call. `calls` keeps the requests received, the most recent
+    `keep_calls` of them (a long `--dry-run` or server run must not grow without bound).
     """
 
     kind = "scripted"
 
     def __init__(self, responder: Responder, *, model: str = "scripted", latency_s: float = 0.0,
-                 max_concurrency: int = 64) -> None:
+                 max_concurrency: int = 64, keep_calls: int = 10_000) -> None:
         super().__init__(model, max_concurrency=max_concurrency)
         self.responder = responder
         self.latency_s = latency_s
+        self.keep_calls = keep_calls
         self.calls: list[CompletionRequest] = []
 
     async def complete(self, request: CompletionRequest) -> Completion:
+        self.check_send_gate()
         self.calls.append(request)
+        if len(self.calls) > self.keep_calls:
+            del self.calls[: len(self.calls) - self.keep_calls]
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         answer = self.responder(request)

@@ -23,6 +23,7 @@ import yaml
 from pydantic import Field
 
 from judgerl.checks.base import BaseCheck, CheckOptions, option_error
+from judgerl.safe_yaml import load_yaml
 from judgerl.types import Rollout, Sample, Score
 
 _FENCE = re.compile(r"\A\s*```[ \t]*(?:json|JSON)?[ \t]*\r?\n(?P<body>.*?)\r?\n?[ \t]*```\s*\Z", re.DOTALL)
@@ -153,7 +154,7 @@ class JsonSchemaCheck(BaseCheck):
             raise option_error(self.name, "schema_file", f"schema file not found: {path}")
         try:
             text = path.read_text(encoding="utf-8")
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+            data = json.loads(text) if path.suffix == ".json" else load_yaml(text)
         except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
             raise option_error(self.name, "schema_file", f"cannot parse {path}: {exc}") from exc
         if not isinstance(data, dict):

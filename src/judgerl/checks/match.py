@@ -5,8 +5,10 @@ answer equals the reference. This check reads `sample.reference`, or with `field
 kept in `sample.metadata` (a list there means "any of these").
 
 A sample without a reference is a data error, not a zero: scoring it 0 would punish the
-policy for a hole in the dataset. The check raises `DataError` naming the sample id, so the
-problem shows up on the first batch; give every row a reference or drop the check.
+policy for a hole in the dataset. The check raises `DataError` naming the sample id; the reward
+pipeline makes that row (and only that row) `unscored` with a `data_error` reason naming the
+file and line it came from, so the problem shows in the output and the summary while the other
+rows are scored; give every row a reference or drop the check.
 
 Modes:
 - `exact`: equal after normalisation (Unicode NFKC always; `case_sensitive`, whitespace

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from judgerl.errors import DataError
+from judgerl.safe_yaml import load_yaml
 
 
 class _Item(BaseModel):
@@ -58,7 +59,7 @@ def load_adversarial_set(path: str | Path | None = None) -> list[AdversarialItem
         source = str(path)
         text = Path(path).read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise DataError(f"not valid YAML: {exc}", path=source) from exc
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):

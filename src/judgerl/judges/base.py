@@ -15,6 +15,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
+from judgerl.errors import FatalBackendError
 from judgerl.types import Rollout, Sample, Score, Verdict
 
 if TYPE_CHECKING:
@@ -45,14 +46,30 @@ class Judge(ABC):
 
 
 class PointwiseJudge(Judge):
-    """Scores one answer at a time; a group is scored concurrently."""
+    """Scores one answer at a time; a group is scored concurrently.
+
+    One answer's failure is that answer's: if scoring it raises (rendering, parsing, a bug),
+    its score is unscored with the reason and the others are scored. A `FatalBackendError`
+    still stops the batch: every other call would fail the same way.
+    """
 
     @abstractmethod
     async def score(self, sample: Sample, rollout: Rollout) -> Score:
         """Score one rollout."""
 
     async def score_group(self, sample: Sample, rollouts: list[Rollout]) -> list[Score]:
-        return list(await asyncio.gather(*(self.score(sample, rollout) for rollout in rollouts)))
+        results = await asyncio.gather(*(self.score(sample, rollout) for rollout in rollouts),
+                                       return_exceptions=True)
+        scores = []
+        for result in results:
+            if isinstance(result, FatalBackendError) or not isinstance(result, (Score, Exception)):
+                raise result  # FatalBackendError, CancelledError and other BaseExceptions
+            if isinstance(result, Exception):
+                detail = str(result)[:300] or type(result).__name__
+                result = Score.unscored(self.name, f"judge_error: judge '{self.name}' raised "
+                                                   f"{type(result).__name__}: {detail}")
+            scores.append(result)
+        return scores
 
 
 class ComparingJudge(Judge):

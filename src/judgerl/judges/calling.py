@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from judgerl.backends.base import Completion, CompletionRequest
-from judgerl.errors import JudgeParseError
 from judgerl.prompting import PromptTemplate
 
 if TYPE_CHECKING:
@@ -72,11 +71,14 @@ async def call_and_parse(runtime: JudgeRuntime, backend_name: str, request: Comp
 
     A re-ask appends the judge's bad answer and a short correction to the conversation. A call
     that fails in the runtime is not re-asked here (the runtime already retried it).
+
+    Parse-then-cache: `parse` is handed to the runtime as `accept`, so only an answer that
+    parsed is written to the cache (a rerun never replays an unusable answer).
     """
     log = CallLog()
     error: str | None = None
     for round_ in range(reasks + 1):
-        result = await runtime.complete(backend_name, request)
+        result = await runtime.complete(backend_name, request, accept=parse)
         log.calls += 1
         log.attempts += result.attempts
         log.latency_s += result.latency_s
@@ -87,12 +89,11 @@ async def call_and_parse(runtime: JudgeRuntime, backend_name: str, request: Comp
         completion = result.completion
         log.raw_outputs.append(completion.text)
         log.tokens += completion.usage.total_tokens
-        try:
-            return CallOutcome(parse(completion), None, log)
-        except JudgeParseError as exc:
-            error = str(exc)
-            if completion.finish_reason == "length":
-                error += " (the answer was cut off at max_tokens)"
+        if result.parse_error is None:
+            return CallOutcome(result.parsed, None, log)
+        error = result.parse_error
+        if completion.finish_reason == "length":
+            error += " (the answer was cut off at max_tokens)"
         if round_ < reasks:
             request = replace(request, messages=[
                 *request.messages,

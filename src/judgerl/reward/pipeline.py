@@ -9,18 +9,26 @@ turns a judge failure into a number unless the config's `failure_policy` says so
   0.5 under `neutral`, 0 under `zero`), always with the reason;
 - when more than `failure_budget` of a batch is unscored, the batch raises
   `FailureBudgetExceeded` (with the rewards attached) instead of training on noise.
+
+Every failure is isolated to its row: a text that is not valid Unicode, a check that raises
+(a `match` check on a row without a reference), a judge that raises while rendering or parsing,
+a formula that divides by zero: that row is `unscored` with the reason (naming the file and
+line when the row came from a file), and every other row is scored. Only what would fail every
+row alike stops the batch: a `FatalBackendError` (bad key, unknown model) and the budget.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from judgerl.backends.base import Backend
 from judgerl.config import CheckConfig, RewardConfig, load_reward_config
-from judgerl.errors import ConfigError, FailureBudgetExceeded
+from judgerl.data import find_lone_surrogate, lone_surrogate, surrogate_message
+from judgerl.errors import ConfigError, DataError, FailureBudgetExceeded, FatalBackendError
 from judgerl.judges.base import Judge
 from judgerl.reward.aggregate import Formula, weighted_mean
 from judgerl.reward.loop import LoopThread
@@ -43,13 +51,22 @@ class RewardPipeline:
         self.judges = list(judges)
         self.weights = {check_config.name: check_config.weight for check_config, _ in self.checks}
         self.weights.update({judge.name: judge.weight for judge in self.judges})
+        source = config.source
         if len(self.weights) != len(self.checks) + len(self.judges):
-            raise ConfigError("check and judge names must be unique", field="name")
+            raise ConfigError("check and judge names must be unique", path=source, field="name")
+        if not self.weights:
+            raise ConfigError("the reward config has no checks and no judges", path=source)
         self.formula = None
         if config.aggregate.method == "formula":
             if not config.aggregate.formula:
-                raise ConfigError("method 'formula' needs a formula", field="aggregate.formula")
-            self.formula = Formula(config.aggregate.formula, set(self.weights))
+                raise ConfigError("method 'formula' needs a formula", path=source, field="aggregate.formula")
+            try:
+                self.formula = Formula(config.aggregate.formula, set(self.weights))
+            except ConfigError as exc:
+                raise exc.located(source) from exc
+        elif not any(self.weights.values()):
+            raise ConfigError("every check and judge has weight 0: the weighted mean is undefined",
+                              path=source, field="weight")
         self._loop: LoopThread | None = None
 
     @classmethod
@@ -62,45 +79,87 @@ class RewardPipeline:
         from judgerl.judges import build_judge
 
         config = source if isinstance(source, RewardConfig) else load_reward_config(source, overrides)
+        path = config.source
         if backends is None:
-            backends = {name: build_backend(backend_config, config.base_dir)
-                        for name, backend_config in config.backends.items()}
-        runtime = JudgeRuntime(backends, config.runtime, base_dir=config.base_dir)
-        for judge_config in config.judges:
-            if judge_config.backend not in backends:
-                raise ConfigError(f"backend '{judge_config.backend}' is not defined in `backends` "
-                                  f"(defined: {sorted(backends)})",
-                                  path=config.source, field=f"judges.{judge_config.name}.backend")
-        checks = [(check_config, build_check(check_config, config.base_dir))
-                  for check_config in config.checks]
-        judges = [build_judge(judge_config, runtime, config.base_dir) for judge_config in config.judges]
-        return cls(config, runtime, checks, judges)
+            backends = {}
+            for name, backend_config in config.backends.items():
+                with _located(path, f"backends.{name}"):
+                    backends[name] = build_backend(backend_config, config.base_dir)
+        with _located(path, None):
+            runtime = JudgeRuntime(backends, config.runtime, base_dir=config.base_dir)
+        try:
+            for judge_config in config.judges:
+                if judge_config.backend not in backends:
+                    raise ConfigError(f"backend '{judge_config.backend}' is not defined in `backends` "
+                                      f"(defined: {sorted(backends)})",
+                                      path=path, field=f"judges.{judge_config.name}.backend")
+            checks = []
+            for check_config in config.checks:
+                with _located(path, f"checks.{check_config.name}"):
+                    checks.append((check_config, build_check(check_config, config.base_dir)))
+            judges = []
+            for judge_config in config.judges:
+                with _located(path, f"judges.{judge_config.name}"):
+                    judges.append(build_judge(judge_config, runtime, config.base_dir))
+            return cls(config, runtime, checks, judges)
+        except BaseException:
+            runtime.close_files()  # the cache and journal were opened; nothing else was started
+            raise
 
     # -- scoring ---------------------------------------------------------------------------
 
     async def score_group(self, sample: Sample, rollouts: Sequence[Rollout]) -> list[Reward]:
-        """Rewards for the rollouts of one sample, in order."""
-        check_scores = [self._run_checks(sample, rollout) for rollout in rollouts]
-        gates = [self._gate(scores) for scores in check_scores]
-        open_indices = [index for index, gate in enumerate(gates) if gate is None]
+        """Rewards for the rollouts of one sample, in order; a row's failure stays that row's."""
+        rewards: list[Reward | None] = [None] * len(rollouts)
+        check_scores: dict[int, dict[str, Score]] = {}
+        sample_problem = _invalid_sample_text(sample)
+        for index, rollout in enumerate(rollouts):
+            problem = sample_problem or _invalid_rollout_text(rollout)
+            if problem is not None:
+                rewards[index] = self._unscored_reward(sample, rollout, {}, f"invalid_text: {problem}")
+                continue
+            scores = self._run_checks(sample, rollout)
+            failed = next(((name, score) for name, score in scores.items() if score.value is None), None)
+            if failed is not None:
+                name, score = failed
+                rewards[index] = self._unscored_reward(sample, rollout, scores,
+                                                       f"{score.reason or 'unscored'} ({name})")
+                continue
+            gate = self._gate(scores)
+            if gate is not None:
+                rewards[index] = self._gated_reward(sample, rollout, scores, gate)
+                continue
+            check_scores[index] = scores
+        open_indices = list(check_scores)
         judge_scores: dict[int, dict[str, Score]] = {index: {} for index in open_indices}
         if open_indices and self.judges:
             open_rollouts = [rollouts[index] for index in open_indices]
             results = await asyncio.gather(
-                *(judge.score_group(sample, open_rollouts) for judge in self.judges))
+                *(self._judge_group(judge, sample, open_rollouts) for judge in self.judges))
             for judge, scores in zip(self.judges, results, strict=True):
-                if len(scores) != len(open_rollouts):
-                    raise RuntimeError(f"judge '{judge.name}' returned {len(scores)} scores "
-                                       f"for {len(open_rollouts)} rollouts")
                 for index, score in zip(open_indices, scores, strict=True):
                     judge_scores[index][judge.name] = score
-        rewards = []
-        for index, rollout in enumerate(rollouts):
-            if gates[index] is not None:
-                rewards.append(self._gated_reward(sample, rollout, check_scores[index], gates[index]))
-            else:
-                rewards.append(self._aggregate(sample, rollout, check_scores[index], judge_scores[index]))
-        return rewards
+        for index in open_indices:
+            rewards[index] = self._aggregate(sample, rollouts[index], check_scores[index],
+                                             judge_scores[index])
+        return [reward for reward in rewards if reward is not None]
+
+    async def _judge_group(self, judge: Judge, sample: Sample, rollouts: list[Rollout]) -> list[Score]:
+        """The judge's scores for these rollouts; if the judge raises, each is unscored with why.
+
+        `FatalBackendError` is not caught: every other call would fail the same way."""
+        try:
+            scores = await judge.score_group(sample, rollouts)
+        except (FatalBackendError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            reason = f"judge_error: judge '{judge.name}' raised {type(exc).__name__}: {_short(exc)}"
+            return [Score.unscored(judge.name, reason) for _ in rollouts]
+        if len(scores) != len(rollouts):
+            reason = (f"judge_error: judge '{judge.name}' returned {len(scores)} scores "
+                      f"for {len(rollouts)} rollouts")
+            return [Score.unscored(judge.name, reason) for _ in rollouts]
+        return list(scores)
 
     async def _score_batch(self, items: Sequence[tuple[Sample, Rollout]],
                            on_reward: RewardCallback | None) -> list[Reward]:
@@ -157,7 +216,22 @@ class RewardPipeline:
     # -- pieces ----------------------------------------------------------------------------
 
     def _run_checks(self, sample: Sample, rollout: Rollout) -> dict[str, Score]:
-        return {check_config.name: check(sample, rollout) for check_config, check in self.checks}
+        """Every check's score; a check that raises is that check's unscored score, with why."""
+        scores = {}
+        for check_config, check in self.checks:
+            name = check_config.name
+            try:
+                scores[name] = check(sample, rollout)
+            except DataError as exc:
+                where = rollout.location or f"sample {sample.id!r}"
+                field = f", field '{exc.field}'" if exc.field else ""
+                scores[name] = Score.unscored(name, f"data_error: {where}{field}: {exc.detail} "
+                                                    f"(sample {sample.id!r}, rollout {rollout.id!r})")
+            except Exception as exc:
+                where = rollout.location or f"sample {sample.id!r}, rollout {rollout.id!r}"
+                scores[name] = Score.unscored(name, f"check_error: {where}: check '{name}' raised "
+                                                    f"{type(exc).__name__}: {_short(exc)}")
+        return scores
 
     def _gate(self, scores: dict[str, Score]) -> CheckConfig | None:
         """The first hard check that failed, or None."""
@@ -183,25 +257,35 @@ class RewardPipeline:
         components = {name: score.value for name, score in scores.items()}
         rationale = "\n".join(f"[{name}] {score.rationale}" for name, score in judged.items()
                               if score.rationale)
-        details = {"scores": {name: _score_detail(score) for name, score in scores.items()}}
         unscored = [(name, score) for name, score in scores.items() if score.value is None]
         if unscored:
             name, score = unscored[0]
-            reason = f"{score.reason or 'unscored'} ({name})"
-            policy = self.config.failure_policy
-            value = None if policy == "unscored" else (NEUTRAL_SCORE if policy == "neutral" else 0.0)
-            return Reward(sample_id=sample.id, rollout_id=rollout.id, value=value, components=components,
-                          rationale=rationale, status="unscored", reason=reason,
-                          details={**details, "failure_policy": policy})
+            return self._unscored_reward(sample, rollout, scores, f"{score.reason or 'unscored'} ({name})",
+                                         rationale=rationale)
         values = {name: float(value) for name, value in components.items() if value is not None}
-        if self.formula is not None:
-            value = self.formula(values)
-        elif values:
-            value = weighted_mean(values, self.weights)
-        else:
-            raise ConfigError("the reward config has no checks and no judges")
+        try:
+            value = self.formula(values) if self.formula is not None else weighted_mean(values, self.weights)
+        except Exception as exc:  # FormulaEvaluationError and anything else: this row's failure only
+            return self._unscored_reward(sample, rollout, scores, f"aggregate_error: {_short(exc)}",
+                                         rationale=rationale)
+        details = {"scores": {name: _score_detail(score) for name, score in scores.items()}}
         return Reward(sample_id=sample.id, rollout_id=rollout.id, value=value, components=components,
                       rationale=rationale, status="ok", details=details)
+
+    def _unscored_reward(self, sample: Sample, rollout: Rollout, scores: dict[str, Score], reason: str,
+                         *, rationale: str = "") -> Reward:
+        """An unscored reward (value from `failure_policy`) keeping whatever components were computed."""
+        components: dict[str, float | None] = {name: score.value for name, score in scores.items()}
+        for check_config, _ in self.checks:
+            components.setdefault(check_config.name, None)
+        for judge in self.judges:
+            components.setdefault(judge.name, None)
+        policy = self.config.failure_policy
+        value = None if policy == "unscored" else (NEUTRAL_SCORE if policy == "neutral" else 0.0)
+        details = {"scores": {name: _score_detail(score) for name, score in scores.items()},
+                   "failure_policy": policy}
+        return Reward(sample_id=sample.id, rollout_id=rollout.id, value=value, components=components,
+                      rationale=rationale, status="unscored", reason=reason, details=details)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -222,6 +306,41 @@ class RewardPipeline:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _invalid_sample_text(sample: Sample) -> str | None:
+    """Why the sample's prompt or reference cannot be handled (a lone surrogate), or None."""
+    found = find_lone_surrogate(sample.messages, "messages")
+    if found is not None:
+        return f"sample {sample.id!r}, field '{found[0]}' {surrogate_message(found[1])}"
+    if sample.reference is not None and (index := lone_surrogate(sample.reference)) is not None:
+        return f"sample {sample.id!r}, field 'reference' {surrogate_message(index)}"
+    return None
+
+
+def _invalid_rollout_text(rollout: Rollout) -> str | None:
+    index = lone_surrogate(rollout.completion)
+    if index is None:
+        return None
+    where = rollout.location or f"rollout {rollout.id!r}"
+    return f"{where}, field 'completion' {surrogate_message(index)}"
+
+
+@contextmanager
+def _located(path: str | None, prefix: str | None) -> Iterator[None]:
+    """Re-raise a component's ConfigError naming the config file and the component's field."""
+    try:
+        yield
+    except ConfigError as exc:
+        located = exc.located(path, prefix=prefix)
+        if located is exc:
+            raise
+        raise located from exc
 
 
 def _score_detail(score: Score) -> dict[str, Any]:

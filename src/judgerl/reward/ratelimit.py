@@ -12,9 +12,12 @@ event loop (and any thread: a lock guards the arithmetic).
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 from typing import Any
+
+from judgerl.errors import SendGateClosed
 
 
 class TokenBucket:
@@ -103,21 +106,57 @@ def estimate_tokens(messages: list[dict[str, Any]]) -> int:
     return total
 
 
+#: the share of a Retry-After window over which its waiting calls are spread (up to the config's cap)
+JITTER_SHARE = 0.25
+
+
 class RetryAfterGate:
     """A shared "not before" time per backend: while it is in the future, nothing is sent.
 
-    Set from a 429 (or 503) `Retry-After`; every sender checks it right before sending.
+    Set from a 429 (or 503) `Retry-After`; checked by the runtime before a call takes its turn
+    and again by the backend at send time (`check_open`, right before the request is written,
+    after any wait for a connection), so a window that opens meanwhile still holds the call.
+    When a window ends, each waiting call adds its own random delay (`release_delay`), so the
+    calls held by one window do not all fire in the same instant.
     """
 
     def __init__(self) -> None:
         self.not_before = 0.0
+        self.window_s = 0.0  # the length of the window that set `not_before`
         self._lock = threading.Lock()
 
     def close_for(self, seconds: float, *, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
-            self.not_before = max(self.not_before, now + seconds)
+            if now + seconds > self.not_before:
+                self.not_before = now + seconds
+                self.window_s = seconds
 
     def remaining(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
         return max(0.0, self.not_before - now)
+
+    def release_delay(self, rng: random.Random, max_jitter_s: float, *, now: float | None = None) -> float:
+        """How long a call should sleep: the rest of the window plus a random extra delay.
+
+        The extra delay is uniform in [0, min(max_jitter_s, a quarter of the window)]: long
+        windows spread their waiting calls over up to `max_jitter_s`, short ones over a quarter
+        of their own length (a 50 ms window costs at most 12.5 ms more).
+
+        >>> gate = RetryAfterGate(); gate.close_for(1.0, now=0.0)
+        >>> delays = [gate.release_delay(random.Random(seed), 0.5, now=0.5) for seed in range(50)]
+        >>> 0.5 <= min(delays) < 0.55, 0.7 < max(delays) <= 0.75
+        (True, True)
+        >>> RetryAfterGate().release_delay(random.Random(0), 0.5)
+        0.0
+        """
+        wait = self.remaining(now)
+        if wait <= 0:
+            return 0.0
+        return wait + rng.uniform(0.0, min(max_jitter_s, JITTER_SHARE * self.window_s))
+
+    def check_open(self) -> None:
+        """Raise `SendGateClosed` while a window is open: called right before a request is sent."""
+        wait = self.remaining()
+        if wait > 0:
+            raise SendGateClosed(wait)

@@ -15,13 +15,20 @@ One logical call, step by step:
    (`deadline_s`) starts when it first gets a slot, so queueing behind a slow backend is not
    counted against it;
 3. the Retry-After gate: while a 429 / 503 `Retry-After` window of that backend is open, nothing
-   is sent to it (a window longer than `retry_after_cap_s` fails the call fast);
+   is sent to it; when the window ends each held call waits its own random extra delay (up to
+   `retry_after_jitter_s`), so they do not all fire at once. The backend checks the gate again
+   at send time, once it holds a connection (`Backend.send_gate`): a window that opened
+   meanwhile sends the call back to wait, without counting an attempt;
 4. the RPM / TPM buckets (`backend.rpm`, `backend.tpm`; TPM charged with the prompt estimate plus
    `max_tokens`, corrected with the real usage);
 5. the circuit breaker (open: fail fast as "circuit_open"; half-open: one probe);
 6. one attempt, bounded by `backend.timeout_s` and the deadline; then retry on retryable errors:
    the server's Retry-After when given (shared by every call of that backend), otherwise
-   exponential backoff with full jitter, up to `max_attempts`.
+   exponential backoff with full jitter, up to `max_attempts`. A Retry-After longer than
+   `retry_after_cap_s` fails that call ("retry_after_too_long") and closes the gate for no one;
+7. parse-then-cache: a caller that passes `accept` (the judges pass their parser) gets the
+   parsed value, and only an answer that `accept` takes is written to the cache; a cached
+   answer that `accept` refuses is dropped from the cache and asked again.
 
 The error of a failed `CallResult` starts with a short machine-readable reason: "timeout",
 "http_429", "http_503", "connection_error", "bad_response", "circuit_open",
@@ -37,7 +44,7 @@ import re
 import sys
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,7 +52,7 @@ from typing import Any
 
 from judgerl.backends.base import Backend, Completion, CompletionRequest
 from judgerl.config import RuntimeConfig
-from judgerl.errors import BackendError, ConfigError, FatalBackendError
+from judgerl.errors import BackendError, ConfigError, FatalBackendError, JudgeParseError, SendGateClosed
 from judgerl.reward.accounting import RuntimeStats
 from judgerl.reward.breaker import CircuitBreaker
 from judgerl.reward.cache import CompletionCache, cache_key
@@ -67,6 +74,8 @@ class CallResult:
     latency_s: float = 0.0
     cached: bool = False
     deduplicated: bool = False
+    parsed: Any = None  # what `accept` returned, when the caller passed one and it took the answer
+    parse_error: str | None = None  # why `accept` refused the answer (the answer was not cached)
 
     @property
     def ok(self) -> bool:
@@ -171,12 +180,17 @@ class JudgeRuntime:
         self.cache = (CompletionCache(base / self.config.cache_path)
                       if self.config.cache_path else None)
         self.journal = Journal(base / self.config.journal_path if self.config.journal_path else None)
+        for state in self._states.values():
+            state.backend.send_gate = state.gate.check_open
 
     # -- public ----------------------------------------------------------------------------
 
     @property
     def journal_entries(self) -> list[dict[str, Any]]:
-        """Every `record()`ed entry of this run, in order."""
+        """The most recent `record()`ed entries of this run (up to 1000), oldest first.
+
+        Memory is bounded: the journal file (`journal_path`) keeps every entry, and
+        `journal.written` / `journal.outcomes` count them all."""
         return self.journal.entries
 
     def backend(self, name: str) -> Backend:
@@ -185,18 +199,29 @@ class JudgeRuntime:
                               field="backend")
         return self.backends[name]
 
+    def retry_after_gate(self, name: str) -> RetryAfterGate:
+        """The Retry-After gate of backend `name` (shared by all its calls)."""
+        self.backend(name)
+        return self._states[name].gate
+
     def breaker_state(self, name: str) -> str:
         """"closed", "open" or "half-open" for backend `name`."""
         self.backend(name)
         return self._states[name].breaker.state
 
     async def complete(self, backend_name: str, request: CompletionRequest, *,
-                       use_cache: bool = True) -> CallResult:
+                       use_cache: bool = True,
+                       accept: Callable[[Completion], Any] | None = None) -> CallResult:
         """One logical call: a `CallResult` with the completion or the reason it failed.
 
         Raises `FatalBackendError` for 400/401/403/404 (after a 401/403/404 every later call
         to that backend raises at once). `use_cache=False` bypasses the cache and the dedup
         (for repeated sampling, e.g. a consistency check).
+
+        `accept(completion)` (a judge's parser) decides whether an answer is usable: its value
+        comes back as `result.parsed`; when it raises `JudgeParseError` the reason is
+        `result.parse_error` and the answer is not cached (a cached one is dropped and asked
+        again). Without `accept` every answer is cached.
         """
         self.backend(backend_name)
         state = self._states[backend_name]
@@ -205,25 +230,48 @@ class JudgeRuntime:
             raise state.fatal
         started = time.monotonic()
         if not use_cache or (self.cache is None and not self.config.dedup):
-            return await self._call(state, request, None, started)
+            return self._accepted(await self._call(state, request, started), None, accept)
         key = cache_key(state.identity, request)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
-                self.stats.count_hit(dedup=False)
-                return CallResult(hit, attempts=0, latency_s=time.monotonic() - started, cached=True)
+                result = self._accepted(CallResult(hit, attempts=0, latency_s=time.monotonic() - started,
+                                                   cached=True), None, accept)
+                if result.parse_error is None:
+                    self.stats.count_hit(dedup=False)
+                    return result
+                self.cache.discard(key)  # an unusable answer from an older run: ask again
         if not self.config.dedup:
-            return await self._call(state, request, key, started)
-        return await self._deduplicated(state, request, key, started)
+            return self._accepted(await self._call(state, request, started), key, accept)
+        result = await self._deduplicated(state, request, key, started)
+        return self._accepted(result, None if result.deduplicated else key, accept)
+
+    def _accepted(self, result: CallResult, key: str | None,
+                  accept: Callable[[Completion], Any] | None) -> CallResult:
+        """Parse-then-cache: run `accept` on a fresh or cached answer; cache it (under `key`) if taken."""
+        if result.completion is None or (result.cached and accept is None):
+            return result
+        if accept is not None:
+            try:
+                result = replace(result, parsed=accept(result.completion), parse_error=None)
+            except JudgeParseError as exc:
+                return replace(result, parsed=None, parse_error=str(exc))
+        if key is not None and self.cache is not None:
+            self.cache.put(key, result.completion)
+        return result
 
     def record(self, entry: dict[str, Any]) -> None:
-        """Keep one judgment's record: appended to the JSONL journal (flushed) and kept in memory."""
+        """Keep one judgment's record: appended to the JSONL journal (flushed); the most recent in memory."""
         self.journal.write(entry)
 
     async def aclose(self) -> None:
         """Close the backends, the cache and the journal. Safe to call twice."""
         for backend in self.backends.values():
             await backend.aclose()
+        self.close_files()
+
+    def close_files(self) -> None:
+        """Close the cache and the journal (what `aclose` does besides closing the backends)."""
         if self.cache is not None:
             self.cache.close()
             self.cache = None
@@ -253,7 +301,7 @@ class JudgeRuntime:
         future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
         inflight[key] = future
         try:
-            result = await self._call(state, request, key, started)
+            result = await self._call(state, request, started)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -274,8 +322,7 @@ class JudgeRuntime:
                                 error_reason=reason)
         return CallResult(None, error=_format_error(reason, detail), attempts=attempts, latency_s=latency)
 
-    async def _call(self, state: _BackendState, request: CompletionRequest, key: str | None,
-                    started: float) -> CallResult:
+    async def _call(self, state: _BackendState, request: CompletionRequest, started: float) -> CallResult:
         """Attempts with retries; returns a CallResult or raises FatalBackendError."""
         config = self.config
         semaphore = self._loop_state().semaphores[state.name]
@@ -290,90 +337,97 @@ class JudgeRuntime:
                 if deadline is None:
                     deadline = time.monotonic() + config.deadline_s
                 quota_spent = False
-                while True:  # gate and quota; no await between the last check and the send
-                    wait = state.gate.remaining()
-                    if wait > config.retry_after_cap_s:
-                        return self._fail(state, "retry_after_too_long",
-                                          f"backend '{state.name}' asked for a {wait:.3g}s pause, over the "
-                                          f"cap of {config.retry_after_cap_s:g}s", attempts, started)
-                    if wait > 0:
-                        if time.monotonic() + wait > deadline:
-                            return self._fail(state, "deadline_exceeded", "waiting for Retry-After",
-                                              attempts, started)
-                        await asyncio.sleep(wait)
-                        continue
-                    if state.limiter.active and not quota_spent:
-                        await state.limiter.acquire(estimate)
-                        quota_spent = True
-                        continue
-                    break
-                now = time.monotonic()
-                if now >= deadline:
-                    return self._fail(state, "deadline_exceeded", None, attempts, started)
-                if not state.breaker.allow():
-                    return self._fail(state, "circuit_open", f"backend '{state.name}' is failing",
-                                      attempts, started)
-                attempts += 1
-                limit = min(state.timeout_s, deadline - now)
                 retry_after: float | None = None
-                try:
-                    async with _timeout(limit):
-                        completion = await state.backend.complete(request)
-                except asyncio.CancelledError:
-                    state.breaker.release_probe()  # the caller went away; the outcome is unknown
-                    raise
-                except asyncio.TimeoutError:
-                    state.breaker.record(False)
-                    if limit < state.timeout_s:
-                        self.stats.count_attempt("deadline_exceeded")
-                        return self._fail(state, "deadline_exceeded", f"after {attempts} attempt(s)",
+                while True:  # until something was sent (a window that opens at send time loops back)
+                    while True:  # gate and quota; no await between the last check and the send
+                        wait = state.gate.release_delay(self._rng, config.retry_after_jitter_s)
+                        if wait > 0:
+                            if time.monotonic() + state.gate.remaining() > deadline:
+                                return self._fail(state, "deadline_exceeded", "waiting for Retry-After",
+                                                  attempts, started)
+                            await asyncio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+                            continue
+                        if state.limiter.active and not quota_spent:
+                            await state.limiter.acquire(estimate)
+                            quota_spent = True
+                            continue
+                        break
+                    now = time.monotonic()
+                    if now >= deadline:
+                        return self._fail(state, "deadline_exceeded", None, attempts, started)
+                    if not state.breaker.allow():
+                        return self._fail(state, "circuit_open", f"backend '{state.name}' is failing",
                                           attempts, started)
-                    reason, detail = "timeout", f"no answer within {limit:g}s"
-                    self.stats.count_attempt(reason)
-                except FatalBackendError as exc:
-                    state.breaker.release_probe()
-                    reason = error_reason(exc)
-                    self.stats.count_attempt(reason)
-                    self.stats.count_result(model=state.backend.model, usage=None,
-                                            latency_s=time.monotonic() - started, error_reason=reason)
-                    if exc.status in STICKY_FATAL_STATUSES:
-                        state.fatal = exc
-                    raise
-                except BackendError as exc:
-                    reason, detail = error_reason(exc), str(exc)
-                    self.stats.count_attempt(reason)
-                    if exc.retry_after is not None:
-                        # Close the gate before anything else can run: no other call of this
-                        # backend may be sent inside the window.
-                        state.gate.close_for(max(0.0, exc.retry_after))
-                        retry_after = exc.retry_after
-                    if exc.status == 429:
-                        state.breaker.release_probe()  # rate limiting says nothing about health
-                    else:
+                    attempts += 1
+                    limit = min(state.timeout_s, deadline - now)
+                    try:
+                        async with _timeout(limit):
+                            completion = await state.backend.complete(request)
+                    except SendGateClosed as exc:
+                        # A window opened while the backend got its connection: nothing was sent, so
+                        # it is no attempt and says nothing about health. Wait for the window (the
+                        # gate that said so is normally this one; close_for keeps the later end).
+                        attempts -= 1
+                        state.breaker.release_probe()
+                        state.gate.close_for(exc.wait_s)
+                        continue
+                    except asyncio.CancelledError:
+                        state.breaker.release_probe()  # the caller went away; the outcome is unknown
+                        raise
+                    except asyncio.TimeoutError:
                         state.breaker.record(False)
-                    if not exc.retryable:
-                        return self._fail(state, reason, detail, attempts, started)
-                else:
-                    state.breaker.record(True)
-                    self.stats.count_attempt()
-                    actual = completion.usage.total_tokens if completion.usage else 0
-                    state.limiter.correct(estimate, actual or estimate)
-                    if key is not None and self.cache is not None:
-                        self.cache.put(key, completion)
-                    latency = time.monotonic() - started
-                    self.stats.count_result(model=state.backend.model, usage=completion.usage,
-                                            latency_s=latency, error_reason=None)
-                    return CallResult(completion, attempts=attempts, latency_s=latency)
+                        if limit < state.timeout_s:
+                            self.stats.count_attempt("deadline_exceeded")
+                            return self._fail(state, "deadline_exceeded", f"after {attempts} attempt(s)",
+                                              attempts, started)
+                        reason, detail = "timeout", f"no answer within {limit:g}s"
+                        self.stats.count_attempt(reason)
+                    except FatalBackendError as exc:
+                        state.breaker.release_probe()
+                        reason = error_reason(exc)
+                        self.stats.count_attempt(reason)
+                        self.stats.count_result(model=state.backend.model, usage=None,
+                                                latency_s=time.monotonic() - started, error_reason=reason)
+                        if exc.status in STICKY_FATAL_STATUSES:
+                            state.fatal = exc
+                        raise
+                    except BackendError as exc:
+                        reason, detail = error_reason(exc), str(exc)
+                        self.stats.count_attempt(reason)
+                        if exc.status == 429:
+                            state.breaker.release_probe()  # rate limiting says nothing about health
+                        else:
+                            state.breaker.record(False)
+                        if exc.retry_after is not None:
+                            if exc.retry_after > config.retry_after_cap_s:
+                                # Only this call fails: a pause this long is not worth waiting for,
+                                # and the gate stays as it is, so no other call is held by it.
+                                return self._fail(state, "retry_after_too_long",
+                                                  f"{reason}: server asked to wait {exc.retry_after:g}s, "
+                                                  f"over the cap of {config.retry_after_cap_s:g}s",
+                                                  attempts, started)
+                            # Close the gate before anything else can run: no other call of this
+                            # backend may be sent inside the window.
+                            state.gate.close_for(max(0.0, exc.retry_after))
+                            retry_after = exc.retry_after
+                        if not exc.retryable:
+                            return self._fail(state, reason, detail, attempts, started)
+                    else:
+                        state.breaker.record(True)
+                        self.stats.count_attempt()
+                        actual = completion.usage.total_tokens if completion.usage else 0
+                        state.limiter.correct(estimate, actual or estimate)
+                        latency = time.monotonic() - started
+                        self.stats.count_result(model=state.backend.model, usage=completion.usage,
+                                                latency_s=latency, error_reason=None)
+                        return CallResult(completion, attempts=attempts, latency_s=latency)
+                    break
 
                 # a retryable failure: decide whether and when to try again
                 if attempts >= config.max_attempts:
                     return self._fail(state, reason, f"{detail} (after {attempts} attempts)",
                                       attempts, started)
                 if retry_after is not None:
-                    if retry_after > config.retry_after_cap_s:
-                        return self._fail(state, "retry_after_too_long",
-                                          f"{reason}: server asked to wait {retry_after:.3g}s, over the "
-                                          f"cap of {config.retry_after_cap_s:g}s", attempts, started)
                     delay = 0.0  # the gate holds this call, and every other one, for the window
                 else:
                     ceiling = min(config.backoff_max_s, config.backoff_base_s * 2 ** (attempts - 1))

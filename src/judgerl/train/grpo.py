@@ -32,6 +32,7 @@ reward call scores the whole global batch: `global_batch_size / number_generatio
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,12 +80,29 @@ def reward_config(recipe: Recipe, source: str | dict[str, Any], overrides: list[
 
 def optimizer_args(recipe: Recipe, per_device: int, accumulation: int, learning_rate: float,
                    ) -> dict[str, Any]:
-    """The batch and optimizer settings GRPO and the SFT baseline share (TRL field names)."""
+    """The batch and optimizer settings GRPO and the SFT baseline share (TRL field names).
+
+    Pinned memory only helps a copy to an accelerator; asked for without one, torch warns on
+    every data loader."""
+    import torch
+
     trainer = recipe.trainer
     return {"per_device_train_batch_size": per_device, "gradient_accumulation_steps": accumulation,
             "learning_rate": learning_rate, "lr_scheduler_type": trainer.lr_scheduler,
             "warmup_steps": trainer.warmup_steps, "weight_decay": trainer.weight_decay,
-            "max_grad_norm": trainer.max_grad_norm}
+            "max_grad_norm": trainer.max_grad_norm,
+            "dataloader_pin_memory": torch.accelerator.is_available()}
+
+
+#: (category, message regex) of warnings that TRL and peft trigger inside transformers on every run and
+#: that a judgerl user cannot act on (they name attributes of code that is not theirs)
+UNACTIONABLE_WARNINGS = ((FutureWarning, r".*`is_gradient_checkpointing` is deprecated"),)
+
+
+def quiet_unactionable_warnings() -> None:
+    """Hide the third-party deprecation warnings listed above (and nothing else)."""
+    for category, message in UNACTIONABLE_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
 
 
 def grpo_config(recipe: Recipe, *, processes: int | None = None, has_eval: bool = False) -> Any:
@@ -158,6 +176,7 @@ class GrpoRun:
                  held_out_backends: dict[str, Backend] | None = None, console: Console | None = None) -> None:
         from trl import GRPOTrainer
 
+        quiet_unactionable_warnings()
         self.recipe = recipe
         self.console = console or Console(stderr=True)
         output_dir = recipe.output_dir

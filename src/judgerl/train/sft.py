@@ -19,7 +19,13 @@ from typing import Any
 from rich.console import Console
 
 from judgerl.train.checkpoints import resume_point
-from judgerl.train.grpo import TrainResult, checkpointing_arg, optimizer_args, tensorboard_callback
+from judgerl.train.grpo import (
+    TrainResult,
+    checkpointing_arg,
+    optimizer_args,
+    quiet_unactionable_warnings,
+    tensorboard_callback,
+)
 from judgerl.train.monitors import MetricsJsonl, RichProgress
 from judgerl.train.policy import load_policy, lora_config, save_final
 from judgerl.train.prompts import load_split, sft_dataset
@@ -58,6 +64,7 @@ def sft(recipe: Recipe, *, resume: bool = False, console: Console | None = None)
     """Fine-tune the recipe's model on its reference answers; returns where it went."""
     from trl import SFTTrainer
 
+    quiet_unactionable_warnings()
     console = console or Console(stderr=True)
     output_dir = recipe.sft_output_dir
     resume_from = resume_point(output_dir, resume=resume, overwrite=recipe.logging.overwrite)

@@ -316,8 +316,10 @@ def load_regression_items(section: RegressionSection, suite: Suite) -> list[Regr
             raise ConfigError("regression file not found", path=str(path), field="regression.file")
         import yaml
 
+        from judgerl.safe_yaml import load_yaml
+
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = load_yaml(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"not valid YAML: {exc}", path=str(path)) from exc
         rows = raw.get("items") if isinstance(raw, dict) else raw

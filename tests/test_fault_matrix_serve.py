@@ -1,0 +1,228 @@
+"""The fault matrix, `judgerl serve` rows (issue 17): bodies and clients the reward server must
+survive, over real HTTP and raw sockets on 127.0.0.1.
+
+The server runs as `judgerl serve` runs it (`server_config`: the guarded h11 protocol) in a
+background thread, in front of a real pipeline (a length check and a rubric judge on the
+scripted backend, so prompts are rendered and fenced as for a real judge).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from adapter_fakes import write_config
+from judgerl.adapters.openrlhf import create_app, server_config
+from judgerl.reward.journal import RECENT_ENTRIES
+from judgerl.reward.pipeline import RewardPipeline
+
+
+@contextmanager
+def serving(app: Any, **limits: Any) -> Iterator[int]:
+    """Run `app` with `judgerl serve`'s uvicorn config on a free loopback port; yield the port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port, log_level="warning", **limits))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[RewardPipeline]:
+    with RewardPipeline.from_config(write_config(tmp_path)) as built:
+        yield built
+
+
+@pytest.fixture
+def served(pipeline: RewardPipeline) -> Iterator[str]:
+    with serving(create_app(pipeline, token=None)) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def post_raw(url: str, body: bytes) -> httpx.Response:
+    return httpx.post(f"{url}/get_reward", content=body, headers={"content-type": "application/json"},
+                      timeout=30)
+
+
+# -- case 5: a lone surrogate is that item's failure --------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["query", "prompt", "label"])
+def test_case05_a_lone_surrogate_is_that_items_failure_not_a_500(served: str, where: str):
+    prompts = ["Q: capital of France? A:", "Q: 2+2? A:", "Q: colour of the sky? A:"]
+    answers = [" Paris is the capital.", " It is four.", " The sky is blue."]
+    body: dict[str, Any] = {"query": [p + a for p, a in zip(prompts, answers, strict=True)],
+                            "prompts": list(prompts), "labels": ["Paris", "4", "blue"]}
+    if where == "query":
+        body["query"][1] = body["query"][1] + " \ud800"
+    elif where == "prompt":
+        body["prompts"][1] = "Q: 2+2\udfff? A:"
+        body["query"][1] = body["prompts"][1] + answers[1]
+    else:
+        body["labels"][1] = "4\ud83d"
+    response = post_raw(served, json.dumps(body).encode())  # ensure_ascii: the escape \ud800
+    assert response.status_code == 200, response.text
+    logs = response.json()["extra_logs"]
+    assert logs["unscored"] == [0.0, 1.0, 0.0]
+    assert response.json()["rewards"][0] == 1.0 and response.json()["rewards"][2] == 1.0
+
+
+def test_case05_the_unscored_reason_says_why(pipeline: RewardPipeline):
+    from judgerl.types import Rollout, Sample
+
+    sample = Sample("s", [{"role": "user", "content": "Hi"}])
+    [bad, good] = pipeline.score_batch_sync([(sample, Rollout("s", "bad \ud800", id="s/0")),
+                                             (sample, Rollout("s", "a fine answer", id="s/1"))])
+    assert bad.status == "unscored"
+    assert bad.reason.startswith("invalid_text: rollout 's/0', field 'completion'")
+    assert "lone surrogate at character 4" in bad.reason
+    assert good.status == "ok"
+
+
+# -- case 6: deeply nested bodies are 422 -----------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [150, 100_000])
+def test_case06_a_deeply_nested_body_is_422_not_500(served: str, depth: int):
+    labels = "[" * depth + "]" * depth
+    body = ('{"query": ["Q: hi A: hello"], "prompts": ["Q: hi A:"], "labels": [' + labels + "]}").encode()
+    response = post_raw(served, body)
+    assert response.status_code == 422, response.text
+    assert "nested more than 100 levels deep" in response.json()["error"]
+    assert post_raw(served, json.dumps({"query": ["Q: hi A: hello there"]}).encode()).status_code == 200
+
+
+# -- case 10: memory stays bounded in a long-running server ---------------------------------------
+
+
+def test_case10_a_long_running_server_keeps_bounded_state(served: str, pipeline: RewardPipeline):
+    batch = {"query": [f"Q: item {i}? A: answer {i} for you" for i in range(64)]}
+    with httpx.Client(timeout=30) as client:
+        for _round in range(40):  # 2,560 judgments
+            response = client.post(f"{served}/get_reward", json=batch)
+            assert response.status_code == 200
+            batch["query"] = [text + "!" for text in batch["query"]]  # new texts: no cache, no dedup
+    runtime = pipeline.runtime
+    assert len(runtime.journal_entries) == RECENT_ENTRIES, "the in-memory journal grew with every judgment"
+    assert runtime.journal.written == 2560
+    backend = runtime.backends["judge"]
+    assert len(backend.calls) <= backend.keep_calls
+
+
+# -- also seen: slow clients ------------------------------------------------------------------------
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.settimeout(0.05)
+    return sock
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """True once the server has closed the connection (EOF or reset); never blocks long."""
+    try:
+        return sock.recv(1024) == b""
+    except TimeoutError:
+        return False
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+
+
+def trickle_until_closed(sock: socket.socket, payload: bytes, *, seconds: float, every: float = 0.1) -> float:
+    """Send `payload` one byte every `every` s until the server hangs up; return when (or inf)."""
+    started = time.monotonic()
+    for byte in (payload[i:i + 1] for i in range(len(payload))):
+        if time.monotonic() - started > seconds:
+            break
+        try:
+            sock.sendall(byte)
+        except (BrokenPipeError, ConnectionResetError):
+            return time.monotonic() - started
+        if closed_by_server(sock):
+            return time.monotonic() - started
+        time.sleep(every)
+    return float("inf")
+
+
+def test_slow_headers_are_cut_off(pipeline: RewardPipeline):
+    with serving(create_app(pipeline, token=None), header_timeout_s=0.6) as port:
+        sock = connect(port)
+        headers = b"POST /get_reward HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Slow: " + b"a" * 200
+        closed_after = trickle_until_closed(sock, headers, seconds=5.0)
+        sock.close()
+        assert closed_after < 2.0, "a client trickling its headers holds the connection"
+        assert closed_after >= 0.5, "closed before the header timeout"
+
+
+def test_a_silent_connection_is_cut_off(pipeline: RewardPipeline):
+    with serving(create_app(pipeline, token=None), header_timeout_s=0.5) as port:
+        sock = connect(port)
+        deadline = time.monotonic() + 5
+        while not closed_by_server(sock):
+            assert time.monotonic() < deadline, "a connection that sends nothing stays open"
+        sock.close()
+
+
+def test_slow_body_is_cut_off(pipeline: RewardPipeline):
+    with serving(create_app(pipeline, token=None), header_timeout_s=5.0, body_timeout_s=0.6) as port:
+        sock = connect(port)
+        sock.sendall(b"POST /get_reward HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 500\r\n\r\n")
+        closed_after = trickle_until_closed(sock, b'{"query": [' + b" " * 480, seconds=5.0)
+        sock.close()
+        assert closed_after < 2.0, "a client trickling its body holds the connection"
+
+
+def test_two_hundred_slow_header_connections_are_all_closed(pipeline: RewardPipeline):
+    with serving(create_app(pipeline, token=None), header_timeout_s=1.0) as port:
+        sockets = [connect(port) for _ in range(200)]
+        for sock in sockets:
+            sock.sendall(b"POST /get_reward HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
+        deadline = time.monotonic() + 6
+        open_ones = list(sockets)
+        while open_ones and time.monotonic() < deadline:
+            open_ones = [sock for sock in open_ones if not closed_by_server(sock)]
+        for sock in sockets:
+            sock.close()
+        assert not open_ones, f"{len(open_ones)} of 200 slow connections still open"
+
+
+def test_connections_beyond_the_cap_are_closed_and_good_clients_still_served(pipeline: RewardPipeline):
+    with serving(create_app(pipeline, token=None), header_timeout_s=5.0, max_connections=5) as port:
+        idle = [connect(port) for _ in range(5)]
+        time.sleep(0.2)
+        extra = connect(port)
+        deadline = time.monotonic() + 3
+        while not closed_by_server(extra):
+            assert time.monotonic() < deadline, "a connection over the cap was kept"
+        extra.close()
+        assert not any(closed_by_server(sock) for sock in idle), "connections under the cap were kept"
+        for sock in idle:
+            sock.close()
+        time.sleep(0.2)
+        with httpx.Client(timeout=10) as client:  # one keep-alive connection, two requests
+            for _ in range(2):
+                response = client.post(f"http://127.0.0.1:{port}/get_reward",
+                                       json={"query": ["Q: hi A: hello there"]})
+                assert response.status_code == 200, response.text
