@@ -22,7 +22,7 @@ from judgerl.backends.base import CompletionRequest
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import CheckConfig, JudgeConfig, RewardConfig
 from judgerl.errors import BackendError
-from judgerl.judges.base import PointwiseJudge
+from judgerl.judges.base import Judge, PointwiseJudge
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Rollout, Sample, Score
@@ -95,3 +95,37 @@ def write_config(folder: Path, *, answer: dict | str = RUBRIC_VERDICT, failure_p
         failure_budget: null
         """), encoding="utf-8")
     return path
+
+
+class LongestAnswerGroupJudge(Judge):
+    """A whole-group judge (kind `group`): one scripted call per group, 1 for its longest answer(s).
+
+    Records the completions of every group it judged in `groups`, so tests see what was judged
+    together.
+    """
+
+    kind = "group"
+
+    def __init__(self, config: JudgeConfig, runtime: ModelRuntime) -> None:
+        super().__init__(config, runtime)
+        self.groups: list[list[str]] = []
+
+    async def score_group(self, sample: Sample, rollouts: list[Rollout]) -> list[Score]:
+        self.groups.append([rollout.completion for rollout in rollouts])
+        answers = json.dumps([rollout.completion for rollout in rollouts])
+        result = await self.runtime.complete(self.backend_name, CompletionRequest(
+            messages=[{"role": "user", "content": answers}], max_tokens=4))
+        if not result.ok:
+            return [Score.unscored(self.name, f"judge_error: {result.error}") for _ in rollouts]
+        longest = max(len(rollout.completion) for rollout in rollouts)
+        return [Score(self.name, 1.0 if len(rollout.completion) == longest else 0.0) for rollout in rollouts]
+
+
+def make_group_pipeline(*, latency_s: float = 0.0, failure_policy: str = "unscored",
+                        ) -> tuple[RewardPipeline, LongestAnswerGroupJudge, ScriptedBackend]:
+    backend = ScriptedBackend(lambda request: "ok", latency_s=latency_s, max_concurrency=64)
+    config = RewardConfig(judges=[JudgeConfig(name="best", type="custom", weight=1.0)],
+                          failure_policy=failure_policy, failure_budget=None, runtime={"max_attempts": 1})
+    runtime = ModelRuntime({"judge": backend}, config.runtime)
+    judge = LongestAnswerGroupJudge(config.judges[0], runtime)
+    return RewardPipeline(config, runtime, [], [judge]), judge, backend

@@ -156,3 +156,57 @@ def test_the_shipped_lambda_example_builds_and_exports_the_handler(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.lambda_handler is lambda_handler
+
+
+def test_a_tool_call_answer_is_unscored_not_a_silent_zero():
+    """An assistant turn with tool_calls and no text: unscored `no_text_content`, not judged."""
+    pipeline, judge, _backend = make_pipeline(failure_policy="neutral", failure_budget=0.3)
+    event = [
+        {"id": "tool", "messages": [{"role": "user", "content": "weather in Paris?"},
+                                    {"role": "assistant", "content": None,
+                                     "tool_calls": [{"id": "c1", "type": "function",
+                                                     "function": {"name": "weather", "arguments": "{}"}}]}]},
+        {"id": "bedrock-tool", "messages": [{"role": "user", "content": "q"},
+                                            {"role": "assistant", "content": [{"toolUse": {"name": "f"}}]}]},
+        {"id": "text", "messages": chat("q", "good")},
+    ]
+    with pipeline:
+        results = handle(event, FakeContext(), pipeline=pipeline)
+    tool, bedrock_tool, text = results
+    for result in (tool, bedrock_tool):
+        assert result["aggregate_reward_score"] == 0.5, "the failure policy's value, not 0.0"
+        assert metrics(result)["unscored"] == (1.0, "Metric")
+        assert metrics(result)["invalid_sample"] == (0.0, "Metric")
+    assert text["aggregate_reward_score"] == 1.0
+    assert [seen[1] for seen in judge.seen] == ["good"], "tool-call answers never reach the judge"
+
+
+def test_tool_call_reason_is_logged(caplog):
+    pipeline, _judge, _backend = make_pipeline()
+    event = [{"id": "t", "messages": [{"role": "user", "content": "q"},
+                                      {"role": "assistant", "tool_calls": [{"id": "c"}]}]}]
+    with pipeline, caplog.at_level("WARNING", logger="judgerl.adapters.aws_lambda"):
+        results = handle(event, FakeContext(), pipeline=pipeline)
+    assert results[0]["aggregate_reward_score"] == 0.0 and metrics(results[0])["unscored"] == (1.0, "Metric")
+    assert "no_text_content" in caplog.text
+
+
+def test_deadline_unscored_samples_do_not_fail_the_invocation(monkeypatch, caplog):
+    """Out of time is this runtime's shortfall: reported (unscored + log), not a failed invocation."""
+    monkeypatch.setenv("JUDGERL_LAMBDA_MARGIN_S", "0")
+    pipeline, _judge, _backend = make_pipeline(latency_s=3.0, failure_policy="neutral", failure_budget=0.3)
+    event = [{"id": str(i), "messages": chat(f"q{i}", "x")} for i in range(4)]
+    with pipeline, caplog.at_level("WARNING", logger="judgerl.adapters.aws_lambda"):
+        results = handle(event, FakeContext(remaining_ms=600), pipeline=pipeline)
+    assert [result["aggregate_reward_score"] for result in results] == [0.5] * 4
+    assert all(metrics(result)["unscored"] == (1.0, "Metric") for result in results)
+    assert "4 of 4 samples unscored at the Lambda deadline" in caplog.text
+
+
+def test_judge_failures_still_cross_the_budget():
+    from judgerl.errors import FailureBudgetExceeded
+
+    pipeline, _judge, _backend = make_pipeline(failure_policy="neutral", failure_budget=0.3)
+    event = [{"id": str(i), "messages": chat("q", "JUDGE-FAIL" if i < 2 else "good")} for i in range(4)]
+    with pipeline, pytest.raises(FailureBudgetExceeded):
+        handle(event, FakeContext(), pipeline=pipeline)

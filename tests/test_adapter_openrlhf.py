@@ -101,10 +101,37 @@ def test_auth_is_required(served, headers, params):
     assert backend.calls == [], "nothing is judged for an unauthenticated request"
 
 
-def test_token_in_the_url_for_the_stock_openrlhf_client(served):
-    url, _judge, _backend = served
+def test_token_in_the_url_is_refused(served):
+    """OpenRLHF prints the URL on every non-2xx answer: a secret there would land in training logs."""
+    url, _judge, backend = served
     response = httpx.post(f"{url}/get_reward", params={"token": TOKEN}, json=body(" 4"), timeout=10)
-    assert response.status_code == 200
+    assert response.status_code == 401
+    assert backend.calls == []
+
+
+@pytest.mark.parametrize("networks, token, status", [
+    (["127.0.0.0/8"], None, 200),      # OpenRLHF's stock client: no headers, let in by address
+    (["127.0.0.1"], TOKEN, 200),       # a bare address is a /32
+    (["10.0.0.0/8"], None, 401),       # loopback is not in 10/8
+    (["fd00::/8", "10.0.0.0/8", "127.0.0.1/32"], None, 200),  # any of several
+])
+def test_allowed_networks_let_headerless_clients_in(networks, token, status):
+    pipeline, _judge, backend = make_pipeline()
+    with pipeline, running(create_app(pipeline, token=token, allow_networks=networks)) as url:
+        response = httpx.post(f"{url}/get_reward", json=body(" it is 4"), timeout=10)
+        assert response.status_code == status, response.text
+        if status == 401:
+            assert "not in an allowed network" in response.json()["error"]
+            assert backend.calls == []
+        with_token = httpx.post(f"{url}/get_reward", json=body(" it is 4"), timeout=10,
+                                headers={"Authorization": f"Bearer {TOKEN}"})
+        assert with_token.status_code == (200 if token or status == 200 else 401)
+
+
+def test_bad_network_is_a_config_error():
+    pipeline, _judge, _backend = make_pipeline()
+    with pipeline, pytest.raises(ConfigError, match=r"10\.0\.0\.0/8"):
+        create_app(pipeline, token=None, allow_networks=["10.0.0/33"])
 
 
 def test_health_needs_no_auth(served):
@@ -155,19 +182,60 @@ async def test_concurrent_requests_overlap(served):
     assert total < 0.55, f"two 0.3 s requests served concurrently should take ~0.3 s, took {total:.2f} s"
 
 
-def test_failure_budget_is_a_503_with_reasons():
-    pipeline, _judge, _backend = make_pipeline(failure_budget=0.4)
-    with pipeline, running(create_app(pipeline, token=None)) as url:
-        response = httpx.post(f"{url}/get_reward", json=body(" JUDGE-FAIL", " JUDGE-FAIL", " 4"), timeout=10)
-    assert response.status_code == 503
-    data = response.json()
-    assert data["failed"] == 2 and data["total"] == 3 and "failure budget" in data["error"]
+def test_one_unscored_rollout_is_a_200_and_the_budget_is_over_the_window():
+    """OpenRLHF ≥ 0.9.1 sends one rollout a request: a 503 for one would end the run."""
+    pipeline, _judge, _backend = make_pipeline(failure_budget=0.4, failure_policy="neutral")
+    app = create_app(pipeline, token=None, budget_window=10, budget_min_items=5)
+    with pipeline, running(app) as url:
+        single = httpx.post(f"{url}/get_reward", json=body(" JUDGE-FAIL"), timeout=10)
+        assert single.status_code == 200, single.text
+        assert single.json()["rewards"] == [0.5] and single.json()["extra_logs"]["unscored"] == [1.0]
+        for _ in range(4):
+            assert httpx.post(f"{url}/get_reward", json=body(" 4"), timeout=10).status_code == 200
+        statuses = [httpx.post(f"{url}/get_reward", json=body(" JUDGE-FAIL"), timeout=10).status_code
+                    for _ in range(3)]
+        # window: 1 failed + 4 ok, then 2/6 = 33% (200), then 3/7 = 43% > 40% (503)
+        assert statuses == [200, 503, 503]
+        outage = httpx.post(f"{url}/get_reward", json=body(" JUDGE-FAIL"), timeout=10)
+    data = outage.json()
+    assert outage.status_code == 503 and "failure budget" in data["error"]
+    assert data["failed"] == 5 and data["total"] == 9 and data["reasons"] == {"judge_error": 5}
+
+
+@pytest.mark.parametrize("labels", [[""], ["  "], None])
+def test_empty_label_is_a_clear_422_when_the_reward_needs_a_reference(tmp_path, labels):
+    from judgerl.reward.pipeline import RewardPipeline
+
+    config = tmp_path / "reward.yaml"
+    config.write_text("checks:\n  - {name: exact, type: match}\n", encoding="utf-8")
+    with RewardPipeline.from_config(str(config)) as pipeline, \
+            running(create_app(pipeline, token=None)) as url:
+        payload = {"query": ["Q: capital? A: Paris"], "prompts": ["Q: capital? A:"]}
+        if labels is not None:
+            payload["labels"] = labels
+        response = httpx.post(f"{url}/get_reward", json=payload, timeout=10)
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert ("'labels[0]' is empty" if labels else "'labels' is missing") in error
+        assert "check 'exact'" in error and "--data.label_key" in error
+        ok = httpx.post(f"{url}/get_reward", json={**payload, "labels": ["paris"]}, timeout=10)
+        assert ok.status_code == 200 and ok.json()["rewards"] == [1.0]
+
+
+def test_empty_label_is_no_reference_when_none_is_needed(served):
+    url, judge, _backend = served
+    response = httpx.post(f"{url}/get_reward", json=body(" a good answer", label=""), headers=AUTH,
+                          timeout=10)
+    assert response.status_code == 200 and response.json()["rewards"] == [1.0]
+    assert judge.seen[0][2] is None, "'' is no reference, not an empty one"
 
 
 def test_token_must_be_set_unless_no_auth(monkeypatch):
     monkeypatch.delenv("JUDGERL_SERVER_TOKEN", raising=False)
     with pytest.raises(ConfigError, match="--no-auth"):
         resolve_token(token_env="JUDGERL_SERVER_TOKEN", no_auth=False)
+    assert resolve_token(token_env="JUDGERL_SERVER_TOKEN", no_auth=False,
+                         allow_networks=["10.0.0.0/8"]) is None
     assert resolve_token(token_env="JUDGERL_SERVER_TOKEN", no_auth=True) is None
     monkeypatch.setenv("MY_TOKEN", " abc ")
     assert resolve_token(token_env="MY_TOKEN", no_auth=False) == "abc"

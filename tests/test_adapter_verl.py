@@ -1,4 +1,7 @@
-"""Contract tests for the verl adapter: loaded by path as verl does, per-sample and batch forms."""
+"""Contract tests for the verl adapter: loaded by path as verl does, one response per call.
+
+The same adapter against the real verl package: test_engine_verl.py.
+"""
 
 from __future__ import annotations
 
@@ -55,25 +58,6 @@ def test_neutral_policy_score_for_unscored():
     assert result["score"] == 0.5 and result["unscored"] == 1.0
 
 
-def test_batch_form_keeps_order_and_groups_by_prompt():
-    module = load_like_verl()
-    pipeline, judge, _backend = make_pipeline(latency_s=0.05)
-    texts = ["it is 4", "JUDGE-FAIL", "five", "six", "it is 6", "BAD"]
-    truths = ["4", "4", "4", "6", "6", "6"]
-    infos = [{"index": 0}] * 3 + [{"index": 1}] * 3
-    with pipeline:
-        results = module.compute_score_batch(data_sources=["d"] * 6, solution_strs=texts,
-                                             ground_truths=truths, extra_infos=infos, reward_config=pipeline)
-    assert [result["score"] for result in results] == [1.0, 0.0, 0.5, 0.5, 1.0, 0.0]
-    assert [result["unscored"] for result in results] == [0.0, 1.0, 0, 0, 0, 0]
-    groups = {}
-    for sample_id, completion, _reference, _prompt in judge.seen:
-        groups.setdefault(sample_id, set()).add(completion)
-    assert sorted(map(sorted, groups.values())) == [["JUDGE-FAIL", "five", "it is 4"], ["it is 6", "six"]]
-    with pytest.raises(ValueError, match="same length"):
-        module.compute_score_batch(["d"], ["a", "b"], ["x"], None, reward_config=pipeline)
-
-
 def test_config_from_the_environment_is_built_once_per_process(tmp_path, monkeypatch):
     monkeypatch.setenv("JUDGERL_REWARD_CONFIG", str(write_config(tmp_path)))
     module = load_like_verl()
@@ -97,14 +81,16 @@ def test_no_config_is_a_clear_error(monkeypatch):
 
 
 def test_example_verl_config_points_at_the_adapter():
+    """verl ≥ 0.9 reads `reward.custom_reward_function` (test_engine_verl composes it with verl's config)."""
     example = Path(__file__).resolve().parents[1] / "examples" / "verl" / "ppo_judgerl.yaml"
     from judgerl.safe_yaml import load_yaml
 
     config = load_yaml(example.read_text())
-    reward = config["custom_reward_function"]
-    assert reward["name"] in ("compute_score", "compute_score_batch")
+    assert "custom_reward_function" not in config, "the top-level key is legacy: verl 0.9 ignores it"
+    reward = config["reward"]["custom_reward_function"]
+    assert reward["path"] == "pkg://judgerl.adapters.verl"
     assert hasattr(verl_adapter, reward["name"])
-    assert reward["path"].endswith("judgerl/adapters/verl.py")
+    assert not hasattr(verl_adapter, "compute_score_batch"), "verl ≥ 0.7 has no batch reward manager"
 
 
 def test_example_reward_config_builds(monkeypatch):

@@ -155,6 +155,21 @@ def serve(
     token_env: Annotated[str, typer.Option(help="Environment variable holding the bearer token.")] = (
         "JUDGERL_SERVER_TOKEN"),
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without a token (trusted nets).")] = False,
+    allow_network: Annotated[list[str] | None, typer.Option(
+        "--allow-network", help="Let clients from this network in without a token, e.g. 10.0.0.0/8 "
+                                "(repeatable; for OpenRLHF, whose client sends no headers).")] = None,
+    special_token: Annotated[list[str] | None, typer.Option(
+        "--special-token", help="Also strip this token from responses (repeatable; common chat-template "
+                                "tokens are stripped by default).")] = None,
+    tokenizer: Annotated[str | None, typer.Option(
+        help="A tokenizer folder whose special tokens are stripped too (the policy's).")] = None,
+    budget_window: Annotated[int, typer.Option(
+        help="failure_budget applies over this many most recent items.")] = 256,
+    group_size: Annotated[int, typer.Option(
+        help="Hold rollouts of one prompt until this many arrived, then judge them together (OpenRLHF's "
+             "n_samples_per_prompt; 1 = no holding).")] = 1,
+    group_timeout_s: Annotated[float, typer.Option(
+        help="Longest a rollout is held for its group.")] = 30.0,
     max_batch: Annotated[int, typer.Option(help="Most items per request (413 above).")] = 4096,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB (413 above).")] = 32.0,
     header_timeout: Annotated[float, typer.Option(
@@ -171,6 +186,8 @@ def serve(
 
     run_server(config, host=host, port=port, token_env=token_env, no_auth=no_auth, overrides=overrides or [],
                max_batch=max_batch, max_body_bytes=int(max_body_mb * 1024 * 1024),
+               allow_networks=allow_network or [], special_tokens=special_token or [], tokenizer=tokenizer,
+               budget_window=budget_window, group_size=group_size, group_timeout_s=group_timeout_s,
                header_timeout_s=header_timeout, body_timeout_s=body_timeout, max_connections=max_connections)
 
 

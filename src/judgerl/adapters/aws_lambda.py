@@ -27,10 +27,17 @@ Metric types: judges are `Reward` components, checks are `Metric`s; `unscored` a
   `invalid_sample` = 1 and is not sent to the pipeline; the rest of the batch is scored;
 - an unscored sample gets the config's `failure_policy` value (0.0 under `unscored`, since Nova
   needs a number) and `unscored` = 1;
+- an answer with no text, only tool calls (an assistant turn with `tool_calls`, or content
+  parts such as `toolUse`), is reported unscored with reason `no_text_content` and is not sent
+  to the judge (judging a tool-using trajectory is not supported yet; scoring its empty text
+  would be a silent 0);
 - samples still being judged when the Lambda is about to time out (its remaining time minus
   `JUDGERL_LAMBDA_MARGIN_S`, default 5 s) are reported unscored with reason `lambda_deadline`.
 Only a failure budget crossing (the config's `failure_budget`) fails the invocation, on purpose:
-training on a batch that the judge mostly could not score is worse than a retried call.
+training on a batch that the judge mostly could not score is worse than a retried call. The
+budget counts the judge's failures among the samples it judged: `lambda_deadline` (the
+invocation ran out of time, a shortfall of this runtime, logged with its count) and
+`no_text_content` samples are reported unscored but do not count.
 
 Config: `$JUDGERL_REWARD_CONFIG`, else `reward.yaml` beside the handler in the deployment
 package (`$LAMBDA_TASK_ROOT/reward.yaml`). Packaging: examples/aws_lambda/README.md.
@@ -63,6 +70,10 @@ ASSISTANT_ROLES = frozenset({"assistant", "nova_assistant"})
 LIST_KEYS = ("samples", "batch", "inputs", "records", "body")
 MARGIN_ENV = "JUDGERL_LAMBDA_MARGIN_S"
 DEFAULT_MARGIN_S = 5.0
+DEADLINE_REASON = "lambda_deadline"
+NO_TEXT_REASON = "no_text_content"
+BUDGET_EXEMPT_REASONS = frozenset({DEADLINE_REASON, NO_TEXT_REASON})
+TOOL_PART_KEYS = ("toolUse", "tool_use", "toolCall", "tool_call", "function_call")
 
 
 class InvalidSample(ValueError):
@@ -105,6 +116,32 @@ def parse_sample(raw: Any) -> tuple[Sample, Rollout]:
     sample = Sample(id=sample_id, messages=prompt, reference=reference, metadata=extra)
     completion = content_text(messages[answer_index].get("content"))
     return sample, Rollout(sample_id=sample_id, completion=completion, id=str(raw.get("id", "")) or sample_id)
+
+
+def tool_calls_only(raw: Any) -> bool:
+    """Whether the sample's answer (its last assistant turn) is tool calls with no text.
+
+    >>> tool_calls_only({"messages": [{"role": "user", "content": "weather?"},
+    ...     {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function"}]}]})
+    True
+    >>> tool_calls_only({"messages": [{"role": "assistant", "content": [{"toolUse": {"name": "f"}}]}]})
+    True
+    >>> tool_calls_only({"messages": [{"role": "assistant", "content": "sunny", "tool_calls": []}]})
+    False
+    """
+    messages = raw.get("messages") if isinstance(raw, dict) else None
+    if not isinstance(messages, list):
+        return False
+    answer = next((message for message in reversed(messages)
+                   if isinstance(message, dict) and message.get("role") in ASSISTANT_ROLES), None)
+    if answer is None or content_text(answer.get("content")).strip():
+        return False
+    content = answer.get("content")
+    parts = content if isinstance(content, list) else []
+    return bool(answer.get("tool_calls")) or any(
+        isinstance(part, dict) and (any(key in part for key in TOOL_PART_KEYS)
+                                    or part.get("type") in ("tool_use", "tool_call", "function_call"))
+        for part in parts)
 
 
 def metrics_list(reward: Reward, pipeline: RewardPipeline) -> list[dict[str, Any]]:
@@ -152,7 +189,7 @@ def score_items(pipeline: RewardPipeline, items: Sequence[tuple[Sample, Rollout]
 
     asyncio.run(run())
     with lock:
-        return [done.get(index) or _unscored(sample, rollout, pipeline, "lambda_deadline")
+        return [done.get(index) or _unscored(sample, rollout, pipeline, DEADLINE_REASON)
                 for index, (sample, rollout) in enumerate(items)]
 
 
@@ -184,18 +221,33 @@ def handle(event: Any, context: Any = None, *,
         seen_rollouts[rollout.id] = occurrence + 1
         if occurrence:
             rollout.id = rollout_id(rollout.id, occurrence)
+        if tool_calls_only(raw):
+            reward = _unscored(sample, rollout, pipeline, NO_TEXT_REASON)
+            logger.warning("sample %d (id %r) answers with tool calls only: reported unscored (%s)",
+                           index, raw_id, NO_TEXT_REASON)
+            results[index] = result_entry(raw_id, reward, pipeline)
+            continue
         valid.append((index, (sample, rollout)))
     if valid:
         rewards = score_items(pipeline, [item for _index, item in valid], _deadline_s(context))
-        pipeline.check_failure_budget(rewards)
+        late = sum(reward.reason == DEADLINE_REASON for reward in rewards)
+        if late:
+            logger.warning("%d of %d samples unscored at the Lambda deadline (%s): not counted against "
+                           "the failure budget", late, len(rewards), DEADLINE_REASON)
+        pipeline.check_failure_budget([reward for reward in rewards
+                                       if reward.reason not in BUDGET_EXEMPT_REASONS])
         for (index, _item), reward in zip(valid, rewards, strict=True):
             if reward.status == "unscored":
                 logger.info("sample id %r unscored: %s", raw_samples[index].get("id"), reward.reason)
-            results[index] = {"id": raw_samples[index].get("id"),
-                              "aggregate_reward_score": numeric_value(reward),
-                              "metrics_list": [*metrics_list(reward, pipeline),
-                                               {"name": "invalid_sample", "value": 0.0, "type": "Metric"}]}
+            results[index] = result_entry(raw_samples[index].get("id"), reward, pipeline)
     return [result for result in results if result is not None]
+
+
+def result_entry(sample_id: Any, reward: Reward, pipeline: RewardPipeline) -> dict[str, Any]:
+    """Nova's answer for one scored (or unscored) sample."""
+    return {"id": sample_id, "aggregate_reward_score": numeric_value(reward),
+            "metrics_list": [*metrics_list(reward, pipeline),
+                             {"name": "invalid_sample", "value": 0.0, "type": "Metric"}]}
 
 
 def lambda_handler(event: Any, context: Any) -> list[dict[str, Any]]:
@@ -203,5 +255,6 @@ def lambda_handler(event: Any, context: Any) -> list[dict[str, Any]]:
     return handle(event, context)
 
 
-__all__ = ["ASSISTANT_ROLES", "InvalidSample", "event_samples", "handle", "lambda_handler",
-           "metrics_list", "parse_sample", "score_items"]
+__all__ = ["ASSISTANT_ROLES", "BUDGET_EXEMPT_REASONS", "InvalidSample", "event_samples", "handle",
+           "lambda_handler", "metrics_list", "parse_sample", "result_entry", "score_items",
+           "tool_calls_only"]

@@ -1,37 +1,63 @@
-"""The judgerl reward as a verl custom reward function (`custom_reward_function.path` / `.name`).
+r"""The judgerl reward as a verl custom reward function (verl ≥ 0.9, tested with verl 0.9.1).
 
-Why: verl (volcengine/verl) loads a reward function from a file path and calls it once per
-response, `compute_score(data_source, solution_str, ground_truth, extra_info, **reward_kwargs)`,
-or, with `reward_model.reward_manager=batch`, once per batch as
-`compute_score(data_sources, solution_strs, ground_truths, extra_infos, **reward_kwargs)`. Both
-are here; the pipeline (backends, runtime, cache) is built once per worker process and reused.
+Why: verl (volcengine/verl) loads a reward function named in its config and its reward loop
+calls it once per response, `compute_score(data_source=..., solution_str=..., ground_truth=...,
+extra_info=..., **reward_kwargs)`, from `reward.num_workers` processes (default 8). This module
+translates that call to the judgerl pipeline; the pipeline (backends, runtime, cache) is built
+once per worker process and reused.
 
-    custom_reward_function:
-      # the file's path: python -c "import judgerl.adapters.verl as m; print(m.__file__)"
-      path: /path/to/site-packages/judgerl/adapters/verl.py
-      name: compute_score            # or compute_score_batch with reward_model.reward_manager=batch
-      reward_kwargs:
-        reward_config: /abs/path/reward.yaml   # or set JUDGERL_REWARD_CONFIG in the workers' env
+Wiring (verl ≥ 0.9 reads only the `reward.*` keys: `verl/trainer/ppo/reward.py`,
+`get_custom_reward_fn`; a top-level `custom_reward_function.*` is a legacy key that
+`verl.trainer.main_ppo` ignores, and verl then trains on its default scorer without a word):
 
-verl loads this file as a module named `custom_module`, so it uses absolute imports only, and
-the pipeline cache lives in `judgerl.adapters` (shared however this file was imported).
+    python -m verl.trainer.main_ppo ... \
+      reward.custom_reward_function.path=pkg://judgerl.adapters.verl \
+      reward.custom_reward_function.name=compute_score_async \
+      +reward.custom_reward_function.reward_kwargs.reward_config=/abs/path/reward.yaml
+
+(`+` because verl's config has no `reward_kwargs` key; or set `JUDGERL_REWARD_CONFIG` in the
+workers' environment.) `compute_score_async` is awaited on the reward worker's event loop, so
+every response of a worker's share is judged concurrently (bounded by the config's
+`max_concurrency`); `compute_score` is the same, synchronous (verl runs it in a thread pool).
+A file path to this module works too (verl then loads it as a module of its own; it uses
+absolute imports only, and the pipeline cache lives in `judgerl.adapters`).
+
+What each worker sees is one response: group and pairwise judges see groups of one, and
+limits (`max_concurrency`, `rpm`, `tpm`) apply per worker process, so divide them by
+`reward.num_workers`. For whole groups and global limits, name `compute_score_remote` instead:
+every worker then posts its responses to one `judgerl serve --group-size N` (one runtime for all
+workers), with the prompt's id as the group key and `group_size` (verl's
+`actor_rollout_ref.rollout.n`) as its size; the service judges each prompt's rollouts together:
+
+    reward.custom_reward_function.name=compute_score_remote \
+    +reward.custom_reward_function.reward_kwargs.reward_url=http://reward-host:5000 \
+    +reward.custom_reward_function.reward_kwargs.group_size=8
+
+(the bearer token comes from `JUDGERL_SERVER_TOKEN` in the workers' environment, if set).
+Validation rollouts (`val_kwargs.n`, default 1 per prompt) wait for the service's group timeout
+when `group_size` is larger: set `val_kwargs.n` to the same size.
+The batch form of verl ≤ 0.6 (`reward_model.reward_manager=batch`,
+`compute_score_batch`) no longer exists in verl (its registry holds naive, dapo, gdpo,
+rate_limited, remote) and was removed here.
 
 Returned dict: `{"score": float, <component>: float, "unscored": 0/1, "gated": 0/1}`, the same
 keys for every response (verl stacks each key over the batch into `reward_extra_info`). verl
-needs a float: an unscored response scores the config's `failure_policy` value, and 0.0 under
-the default `unscored` policy, always with `unscored: 1.0` so it can be told apart (and
-filtered); components that were not computed are 0.0 (see `judgerl.adapters`). Set
-`failure_policy: neutral` if a judge outage should not push the policy away from an answer.
+needs a float: an unscored response scores the config's `failure_policy` value (0.5 under
+`neutral`, 0.0 under `zero` and under the default `unscored`), always with `unscored: 1.0` so it
+can be told apart. The failure policy applies per response; the `failure_budget` applies over
+the last `budget_window` responses of the worker process (reward_kwargs, default 256, and only
+once 32 were seen): one unscored response never fails the run, a judge outage does
+(`FailureBudgetExceeded` stops training rather than train on noise).
 
 The prompt: verl passes only the response, ground truth and `extra_info`; when `extra_info` has
 `prompt` (a string or chat messages, as verl's example preprocessors write it) or `question`,
-the judge sees it, and `extra_info["index"]` names the row. Rows of the same prompt form one
-group in the batch form.
+the judge sees it, and `extra_info["index"]` names the row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import os
 from typing import Any
 
 from judgerl.adapters import (
@@ -42,7 +68,8 @@ from judgerl.adapters import (
     prompt_sample_id,
     reference_text,
 )
-from judgerl.types import Reward, Rollout, Sample, rollout_id
+from judgerl.reward.budget import DEFAULT_WINDOW, rolling_budget
+from judgerl.types import Reward, Rollout, Sample
 
 PROMPT_KEYS = ("prompt", "question", "problem", "query")
 
@@ -79,40 +106,78 @@ def reward_dict(reward: Reward) -> dict[str, float]:
 
 def compute_score(data_source: Any, solution_str: str, ground_truth: Any,
                   extra_info: dict[str, Any] | None = None, *, reward_config: Any = None,
-                  **kwargs: Any) -> dict[str, float]:
+                  budget_window: int = DEFAULT_WINDOW, **kwargs: Any) -> dict[str, float]:
     """Score one response; see the module docstring for the returned keys.
 
     `reward_config` (a YAML path, dict or pipeline) defaults to `$JUDGERL_REWARD_CONFIG`.
     Other keyword arguments verl passes (`reward_router_address`, ...) are ignored.
     """
     pipeline = load_pipeline(reward_config)
-    reward, = pipeline.score_batch_sync([build_item(data_source, solution_str, ground_truth, extra_info)])
-    return reward_dict(reward)
+    rewards = pipeline.score_batch_sync([build_item(data_source, solution_str, ground_truth, extra_info)],
+                                        enforce_budget=False)
+    rolling_budget(pipeline, window=int(budget_window)).record(rewards)
+    return reward_dict(rewards[0])
 
 
-def compute_score_batch(data_sources: Sequence[Any], solution_strs: Sequence[str],
-                        ground_truths: Sequence[Any],
-                        extra_infos: Sequence[dict[str, Any] | None] | None = None, *,
-                        reward_config: Any = None, **kwargs: Any) -> list[dict[str, float]]:
-    """Score a whole batch concurrently (verl's `BatchRewardManager`); one dict per response, in order."""
-    count = len(solution_strs)
-    if not (len(data_sources) == len(ground_truths) == count):
-        raise ValueError(f"verl passed {len(data_sources)} data sources, {count} solutions and "
-                         f"{len(ground_truths)} ground truths; they must have the same length")
-    infos: Sequence[dict[str, Any] | None] = list(extra_infos) if extra_infos is not None else [None] * count
-    if len(infos) != count:
-        raise ValueError(f"verl passed {len(infos)} extra_infos for {count} solutions")
+async def compute_score_async(data_source: Any, solution_str: str, ground_truth: Any,
+                              extra_info: dict[str, Any] | None = None, *, reward_config: Any = None,
+                              budget_window: int = DEFAULT_WINDOW, **kwargs: Any) -> dict[str, float]:
+    """`compute_score`, awaited on verl's reward loop (no thread per response)."""
     pipeline = load_pipeline(reward_config)
-    items = [build_item(source, solution, truth, info)
-             for source, solution, truth, info in zip(data_sources, solution_strs, ground_truths, infos,
-                                                      strict=True)]
-    # Rollouts of the same prompt share a sample id; give each its own rollout id.
-    seen: dict[str, int] = {}
-    for _sample, rollout in items:
-        count_for_sample = seen.get(rollout.sample_id, 0)
-        seen[rollout.sample_id] = count_for_sample + 1
-        rollout.id = rollout_id(rollout.sample_id, count_for_sample)
-    return [reward_dict(reward) for reward in pipeline.score_batch_sync(items)]
+    rewards = await pipeline.score_batch([build_item(data_source, solution_str, ground_truth, extra_info)],
+                                         enforce_budget=False)
+    rolling_budget(pipeline, window=int(budget_window)).record(rewards)
+    return reward_dict(rewards[0])
 
 
-__all__ = ["build_item", "compute_score", "compute_score_batch", "reward_dict"]
+class RemoteRewardError(RuntimeError):
+    """The reward service did not answer with a reward (its status and message are in the text)."""
+
+
+REMOTE_ATTEMPTS = 3
+
+
+async def compute_score_remote(data_source: Any, solution_str: str, ground_truth: Any,
+                               extra_info: dict[str, Any] | None = None, *, reward_url: str,
+                               group_size: int = 1, token_env: str = "JUDGERL_SERVER_TOKEN",
+                               timeout_s: float = 900.0, **kwargs: Any) -> dict[str, float]:
+    """Score one response through a `judgerl serve` service (whole groups, limits global).
+
+    The request carries the prompt (as the judge should see it), the response, the reference,
+    the prompt's sample id as `group_keys` and `group_size`. Connection errors are retried
+    (3 attempts); any answer but 200 raises `RemoteRewardError` with the service's message (a
+    503 is the service's failure budget: the run should stop).
+    """
+    import aiohttp
+
+    sample, rollout = build_item(data_source, solution_str, ground_truth, extra_info)
+    prompt = "\n\n".join(message["content"] for message in sample.messages if message.get("content"))
+    payload = {"query": [prompt + rollout.completion], "prompts": [prompt],
+               "labels": [sample.reference if sample.reference is not None else ""],
+               "group_keys": [sample.id], "group_size": int(group_size)}
+    token = os.environ.get(token_env, "").strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = reward_url.rstrip("/") + ("" if reward_url.rstrip("/").endswith("/get_reward") else "/get_reward")
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    for attempt in range(1, REMOTE_ATTEMPTS + 1):
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, \
+                    session.post(url, json=payload, headers=headers) as response:
+                data = await response.json(content_type=None)
+                if response.status != 200:
+                    message = data.get("error") if isinstance(data, dict) else data
+                    raise RemoteRewardError(f"the reward service at {url} answered {response.status}: "
+                                            f"{message}")
+        except aiohttp.ClientConnectionError as exc:
+            if attempt == REMOTE_ATTEMPTS:
+                raise RemoteRewardError(f"the reward service at {url} cannot be reached "
+                                        f"({REMOTE_ATTEMPTS} attempts): {exc}") from exc
+            await asyncio.sleep(attempt)
+            continue
+        values = {name: float(series[0]) for name, series in (data.get("extra_logs") or {}).items()}
+        return {**values, "score": float(data["rewards"][0])}
+    raise AssertionError("unreachable")
+
+
+__all__ = ["RemoteRewardError", "build_item", "compute_score", "compute_score_async",
+           "compute_score_remote", "reward_dict"]
