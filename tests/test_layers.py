@@ -272,6 +272,7 @@ def test_old_import_paths_still_work() -> None:
             warnings.simplefilter("always")
             module = importlib.import_module(old)
         assert module is importlib.import_module(new)
+        assert module.__spec__.name == new  # the new module keeps its own name (reloads, tools)
         if first_time:
             assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught)
     from judgerl.reward.runtime import JudgeRuntime, ModelRuntime  # the names users had

@@ -44,7 +44,14 @@ MOVED: dict[str, str] = {
 
 
 class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds an old path of `MOVED` and loads it as the module at its new path."""
+    """Finds an old path of `MOVED` and loads it as the module at its new path.
+
+    The import system stamps the old path's spec on whatever `create_module` returns; the module's
+    own spec is put back in `exec_module`, so the new module keeps its name for reloads and tools.
+    """
+
+    def __init__(self) -> None:
+        self._own_specs: dict[str, importlib.machinery.ModuleSpec | None] = {}
 
     def find_spec(self, fullname: str, path: Sequence[str] | None = None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
@@ -56,10 +63,13 @@ class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         new = MOVED[spec.name]
         warnings.warn(f"{spec.name} moved to {new}; the old path goes in the release after next",
                       DeprecationWarning, stacklevel=2)
-        return importlib.import_module(new)
+        module = importlib.import_module(new)
+        self._own_specs[spec.name] = module.__spec__
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        """The module is the new one, already executed."""
+        """The module is the new one, already executed: only its own spec is restored."""
+        module.__spec__ = self._own_specs.pop(module.__spec__.name, module.__spec__)
 
 
 def install() -> None:

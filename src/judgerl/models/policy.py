@@ -31,6 +31,7 @@ from typing import Any
 
 from judgerl.atomic import staged_folder
 from judgerl.errors import ConfigError
+from judgerl.models.quiet import quiet_unactionable_warnings
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,7 @@ def load_policy(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_unactionable_warnings()
     folder = resolve_spec(spec)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch_dtype: Any = dtype if dtype == "auto" else getattr(torch, dtype or "float32", None)

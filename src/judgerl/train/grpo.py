@@ -32,7 +32,6 @@ reward call scores the whole global batch: `global_batch_size / number_generatio
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from typing import Any
 from rich.console import Console
 
 from judgerl.backends.base import Backend
+from judgerl.models.quiet import quiet_unactionable_warnings
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.train.checkpoints import resume_point
 from judgerl.train.monitors import (
@@ -82,17 +82,6 @@ def optimizer_args(recipe: Recipe, per_device: int, accumulation: int, learning_
             "warmup_steps": trainer.warmup_steps, "weight_decay": trainer.weight_decay,
             "max_grad_norm": trainer.max_grad_norm,
             "dataloader_pin_memory": torch.accelerator.is_available()}
-
-
-#: (category, message regex) of warnings that TRL and peft trigger inside transformers on every run and
-#: that a judgerl user cannot act on (they name attributes of code that is not theirs)
-UNACTIONABLE_WARNINGS = ((FutureWarning, r".*`is_gradient_checkpointing` is deprecated"),)
-
-
-def quiet_unactionable_warnings() -> None:
-    """Hide the third-party deprecation warnings listed above (and nothing else)."""
-    for category, message in UNACTIONABLE_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=category)
 
 
 def grpo_config(recipe: Recipe, *, processes: int | None = None, has_eval: bool = False) -> Any:

@@ -18,12 +18,12 @@ from typing import Any
 
 from rich.console import Console
 
+from judgerl.models.quiet import quiet_unactionable_warnings
 from judgerl.train.checkpoints import resume_point
 from judgerl.train.grpo import (
     TrainResult,
     checkpointing_arg,
     optimizer_args,
-    quiet_unactionable_warnings,
     tensorboard_callback,
 )
 from judgerl.train.monitors import MetricsJsonl, RichProgress
