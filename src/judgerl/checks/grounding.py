@@ -117,6 +117,9 @@ class QuoteGroundingCheck(BaseCheck):
         check_path_option(name, "path", options.path)
         self.steps = parse_path(options.path)
 
+    def reads_trajectory(self) -> bool:
+        return self.options.source_field == TOOL_RESULTS_FIELD
+
     def _norm(self, text: str) -> str:
         return normalise_quote(text, ignore_case=self.options.ignore_case,
                                normalize_quotes=self.options.normalize_quotes)

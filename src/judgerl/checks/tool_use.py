@@ -52,6 +52,13 @@ def rollout_tools(sample: Sample, rollout: Rollout) -> list[dict[str, Any]] | No
     return parse_tools(raw) if raw is not None else None
 
 
+class ToolUseCheck(BaseCheck):
+    """The checks of this module all read the trajectory."""
+
+    def reads_trajectory(self) -> bool:
+        return True
+
+
 def _count(items: int, noun: str) -> str:
     return f"{items} {noun}{'' if items == 1 else 's'}"
 
@@ -61,7 +68,7 @@ class ToolArgumentsOptions(CheckOptions):
                                   "made no call")
 
 
-class ToolArgumentsCheck(BaseCheck):
+class ToolArgumentsCheck(ToolUseCheck):
     """Share of calls whose tool exists and whose arguments validate against its schema."""
 
     summary = "share of tool calls naming a given tool with arguments valid against its JSON schema"
@@ -124,7 +131,7 @@ class ToolCallsOptions(CheckOptions):
         return forbidden
 
 
-class ToolCallsCheck(BaseCheck):
+class ToolCallsCheck(ToolUseCheck):
     """1.0 when the calls meet every rule (required, forbidden, bounds), else 0.0."""
 
     summary = "required tools called, forbidden ones not, call counts within bounds (1 or 0)"
@@ -166,7 +173,7 @@ class ToolGroundingOptions(CheckOptions):
                                   "facts to check")
 
 
-class ToolGroundingCheck(BaseCheck):
+class ToolGroundingCheck(ToolUseCheck):
     """Share of the final answer's facts found in the tool results (or the allowed sample fields)."""
 
     summary = "share of the final answer's facts (tokens with digits by default) found in tool results"
@@ -211,7 +218,7 @@ class ToolResultsAuthenticOptions(CheckOptions):
                                   "assistant writes again")
 
 
-class ToolResultsAuthenticCheck(BaseCheck):
+class ToolResultsAuthenticCheck(ToolUseCheck):
     """1.0 unless the assistant wrote a tool result itself or went on without a call's result."""
 
     summary = "no tool result invented by the assistant (imitated tool turns, calls answered by no result)"

@@ -192,6 +192,9 @@ class RubricJudge(PointwiseJudge):
         self.rationale_prompt = load_prompt("rationale")
         self.specs = [CriterionSpec(criterion.name, criterion.kind) for criterion in self.options.criteria]
 
+    def reads_trajectory(self) -> bool:
+        return self.options.scope != "answer"
+
     # -- rendering -------------------------------------------------------------------------
 
     def _common_values(self, sample: Sample, rollout: Rollout) -> dict[str, str]:
