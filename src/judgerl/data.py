@@ -51,7 +51,14 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from judgerl.errors import DataError
-from judgerl.trajectory import TrajectoryError, final_answer, is_single_turn, parse_tools, parse_trajectory
+from judgerl.trajectory import (
+    TrajectoryError,
+    final_answer,
+    is_single_turn,
+    parse_tools,
+    parse_trajectory,
+    uses_tools,
+)
 from judgerl.types import Rollout, Sample
 
 REFERENCE_ALIASES = ("reference", "reference_answer", "answer", "ground_truth")
@@ -473,12 +480,7 @@ def _raise_first(path: str | Path, errors: list[DataError], good: int) -> None:
 
 def _is_trajectory(value: Any) -> bool:
     """A chat list that uses tools or has several assistant turns (see the module docstring)."""
-    if not isinstance(value, list):
-        return False
-    messages = [message for message in value if isinstance(message, dict)]
-    uses_tools = any(message.get("tool_calls") or message.get("role") == "tool" for message in messages)
-    assistants = sum(message.get("role") in ASSISTANT_ROLES for message in messages)
-    return uses_tools or assistants > 1
+    return isinstance(value, list) and uses_tools(value)
 
 
 Messages = list[dict[str, Any]]

@@ -174,6 +174,52 @@ def parse_trajectory(value: Any) -> list[dict[str, Any]]:
     return messages
 
 
+def link_tool_results(value: list[Any]) -> list[Any]:
+    """A copy of a message list with ids filled in where a format leaves them out: TRL's tool
+    loop writes calls without `id` and results as `{"role": "tool", "name", "content"}`. A call
+    without an id gets `call_<n>`; a result without `tool_call_id` answers the earliest call
+    still unanswered with the same name (else the earliest unanswered call).
+
+    >>> link_tool_results([{"role": "assistant", "tool_calls": [{"function": {"name": "f"}}]},
+    ...                    {"role": "tool", "name": "f", "content": "1"}])[1]["tool_call_id"]
+    'call_0'
+    """
+    linked: list[Any] = []
+    unanswered: list[tuple[str, str]] = []  # (id, name), oldest first
+    count = 0
+    for message in value:
+        if not isinstance(message, dict):
+            linked.append(message)
+            continue
+        message = dict(message)
+        if isinstance(message.get("tool_calls"), list):
+            calls = []
+            for call in message["tool_calls"]:
+                if isinstance(call, dict):
+                    call = dict(call)
+                    if not call.get("id"):
+                        call["id"] = f"call_{count}"
+                    function = call.get("function") if isinstance(call.get("function"), dict) else call
+                    unanswered.append((str(call["id"]), str(function.get("name"))))
+                count += 1
+                calls.append(call)
+            message["tool_calls"] = calls
+        elif message.get("role") == "tool":
+            if not message.get("tool_call_id") and unanswered:
+                match = next((item for item in unanswered if item[1] == message.get("name")), unanswered[0])
+                message["tool_call_id"] = match[0]
+            unanswered = [item for item in unanswered if item[0] != message.get("tool_call_id")]
+        linked.append(message)
+    return linked
+
+
+def uses_tools(value: list[Any]) -> bool:
+    """Whether a message list has a tool call or a tool message, or several assistant turns."""
+    messages = [message for message in value if isinstance(message, dict)]
+    tools = any(message.get("tool_calls") or message.get("role") == "tool" for message in messages)
+    return tools or sum(message.get("role") in ASSISTANT_ALIASES for message in messages) > 1
+
+
 def is_single_turn(messages: list[dict[str, Any]]) -> bool:
     """True for one assistant message with no tool calls: a plain completion, not a trajectory."""
     return len(messages) == 1 and messages[0]["role"] == "assistant" and not messages[0].get("tool_calls")
