@@ -152,3 +152,12 @@ def test_a_tool_rule_gates_the_judge_as_any_check_does() -> None:
     assert good.components == {"looked_up": 1.0, "arguments": 1.0, "run": 1.0}
     assert lazy.status == "gated" and lazy.value == 0.0
     assert len(backend.calls) == 1  # the gated rollout never reached the judge
+
+
+def test_the_default_fact_pattern_leaves_trailing_punctuation_out() -> None:
+    import re
+
+    from judgerl.checks.tool_use import DEFAULT_FACT_PATTERN
+
+    text = "Order A1001: 129.99, delivered 2026-11-02 at 12:30. Total 1,200 (3 items)."
+    assert re.findall(DEFAULT_FACT_PATTERN, text) == ["A1001", "129.99", "2026-11-02", "12:30", "1,200", "3"]

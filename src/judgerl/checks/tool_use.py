@@ -160,7 +160,8 @@ class ToolCallsCheck(ToolUseCheck):
                      details={"calls": counts, "violations": violations})
 
 
-DEFAULT_FACT_PATTERN = r"[A-Za-z]*\d(?:[\w/:-]|[.,]\d)*"
+#: a token with a digit; inner punctuation only between word characters ("A1001:" -> "A1001")
+DEFAULT_FACT_PATTERN = r"[A-Za-z]*\d(?:\w|[.,:/-](?=\w))*"
 
 
 class ToolGroundingOptions(CheckOptions):
