@@ -544,7 +544,7 @@ def load_rollouts(path: str | Path, *, prompt_field: str = "prompt", messages_fi
 
         try:
             trajectory, tools = None, None
-            if _is_trajectory(row.get(completion_field)):
+            if isinstance(row, dict) and _is_trajectory(row.get(completion_field)):
                 parsed = _parse_sample(row, line, str(path), fields, skip=(*skip, "tools"))
                 completion, trajectory, tools = read_trajectory(row[completion_field], row.get("tools"), err,
                                                                 completion_field)
