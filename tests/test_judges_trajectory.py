@@ -170,3 +170,26 @@ async def test_a_single_turn_rollout_is_a_one_message_trajectory() -> None:
 def test_transcript_scopes_need_generated_verdicts() -> None:
     with pytest.raises(ConfigError, match="needs scoring: generate"):
         make(lambda request: "", scope="turns", scoring="logprob")
+
+
+async def test_pairwise_scope_trajectory_compares_whole_runs_as_transcripts() -> None:
+    def prefers_looking_up(request: CompletionRequest) -> str:
+        content = request.messages[-1]["content"]
+        outer = re.search(r"Answer A:\n<<<ANSWER_A_(\w{12})>>>\n(.*?)\n<<<END_ANSWER_A_\1>>>", content, re.S)
+        assert outer is not None
+        winner = "A" if "calling tools: call #1" in outer.group(2) else "B"
+        return json.dumps({"rationale": "looked it up", "winner": winner})
+
+    backend = ScriptedBackend(prefers_looking_up)
+    runtime = ModelRuntime({"judge": backend})
+    judge = build_judge(JudgeConfig(name="versus", type="pairwise", mode="round_robin", scope="trajectory"),
+                        runtime)
+    assert judge.reads_trajectory()
+    looked_up = run_with(INJECTION)
+    guessed = Rollout("t1", "It probably shipped.", id="t1/1")
+    scores = await judge.score_group(SAMPLE, [looked_up, guessed])
+    assert [score.value for score in scores] == [1.0, 0.0]
+    shown = backend.calls[0].messages[-1]["content"]
+    outer = re.search(r"<<<ANSWER_A_(\w{12})>>>\n(.*?)\n<<<END_ANSWER_A_\1>>>", shown, re.S)
+    assert outer is not None and INJECTION in outer.group(2)  # the tool result stays inside answer A
+    assert "Where is my order A17?" not in outer.group(2)     # the question is shown on its own

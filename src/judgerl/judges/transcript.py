@@ -122,6 +122,15 @@ def _omitted(count: int) -> str:
     return f"[... {count} message{'s' if count != 1 else ''} left out to fit the judge's budget ...]"
 
 
+def as_transcript(rollout: Rollout, max_chars: int) -> Rollout:
+    """A copy of the rollout whose completion is its fenced trajectory (the prompt left out: a
+    judge that compares answers shows the question on its own). For judges that read strings."""
+    text = render_transcript(Sample(id=rollout.sample_id, messages=[]), trajectory_of(rollout),
+                             max_chars=max_chars).text
+    return Rollout(sample_id=rollout.sample_id, completion=text, id=rollout.id, metadata=rollout.metadata,
+                   location=rollout.location, trajectory=rollout.trajectory, tools=rollout.tools)
+
+
 def tools_block(rollout: Rollout) -> str:
     """The tools the agent could call (their JSON schemas, fenced: they come with the data)."""
     if not rollout.tools:
