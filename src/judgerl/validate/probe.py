@@ -101,10 +101,11 @@ class JudgeProbe:
             return None
         return "pass" if score >= self.pass_threshold else "fail"
 
-    async def score(self, item_id: str, prompt: str, answer: str, reference: str | None = None) -> Score:
-        """The judge's score of one answer."""
+    async def score(self, item_id: str, prompt: str, answer: str, reference: str | None = None, *,
+                    trajectory: list[dict[str, Any]] | None = None) -> Score:
+        """The judge's score of one answer (with the agent's `trajectory` that led to it, if any)."""
         sample = make_sample(item_id, prompt, reference)
-        rollout = Rollout(sample_id=item_id, completion=answer, id=f"{item_id}:answer")
+        rollout = Rollout(sample_id=item_id, completion=answer, id=f"{item_id}:answer", trajectory=trajectory)
         if isinstance(self.judge, PointwiseJudge):
             return await self.judge.score(sample, rollout)
         scores = await self.judge.score_group(sample, [rollout])
