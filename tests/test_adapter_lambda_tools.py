@@ -97,3 +97,15 @@ def test_without_trajectory_components_a_tool_call_answer_stays_unscored() -> No
         assert not pipeline.reads_trajectories()
         [result] = handle([EVENT[0]], None, pipeline=pipeline)
     assert metrics(result)["unscored"] == 1.0 and backend.calls == []
+
+
+def test_calls_without_ids_are_linked_to_their_results() -> None:
+    raw = {"id": "x", "messages": [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": [{"toolUse": {"name": "weather", "input": {"city": "Oslo"}}}]},
+        {"role": "tool", "name": "weather", "content": "snow"},
+        {"role": "assistant", "content": "Snow in Oslo."}]}
+    _, rollout = parse_sample(raw, trajectories=True)
+    assert rollout.trajectory is not None
+    assert rollout.trajectory[1] == {"role": "tool", "tool_call_id": "call_0", "content": "snow",
+                                     "name": "weather"}

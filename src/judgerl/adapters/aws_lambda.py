@@ -70,7 +70,7 @@ from judgerl.adapters import (
     reference_text,
 )
 from judgerl.reward.pipeline import NEUTRAL_SCORE, RewardPipeline
-from judgerl.trajectory import TrajectoryError, final_answer, parse_tools, parse_trajectory
+from judgerl.trajectory import TrajectoryError, final_answer, link_tool_results, parse_tools, parse_trajectory
 from judgerl.types import Reward, Rollout, Sample, rollout_id
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def _trajectory_sample(raw: dict[str, Any], messages: list[Any],
     prompt = [{"role": str(message.get("role", "user")), "content": content_text(message.get("content"))}
               for message in messages[:first] if isinstance(message, dict)]
     try:
-        trajectory = parse_trajectory(messages[first:])
+        trajectory = parse_trajectory(link_tool_results(messages[first:]))  # ids filled where left out
     except TrajectoryError as exc:
         where = "" if exc.index is None else f".{exc.index + first}"
         raise InvalidSample(f"field 'messages{where}': {exc.detail}") from exc
