@@ -193,3 +193,23 @@ async def test_pairwise_scope_trajectory_compares_whole_runs_as_transcripts() ->
     outer = re.search(r"<<<ANSWER_A_(\w{12})>>>\n(.*?)\n<<<END_ANSWER_A_\1>>>", shown, re.S)
     assert outer is not None and INJECTION in outer.group(2)  # the tool result stays inside answer A
     assert "Where is my order A17?" not in outer.group(2)     # the question is shown on its own
+
+
+async def test_group_scope_trajectory_scores_runs_side_by_side() -> None:
+    def by_tool_use(request: CompletionRequest) -> str:
+        content = request.messages[-1]["content"]
+        scores = []
+        for short_id, tag in re.findall(r"<<<ANSWER_(R\d+)_(\w{12})>>>", content):
+            body = content.split(f"<<<ANSWER_{short_id}_{tag}>>>", 1)[1]
+            body = body.split(f"<<<END_ANSWER_{short_id}_{tag}>>>")[0]
+            scores.append({"id": short_id.lower(), "rationale": "r", "score": 10 if "call #1" in body else 1})
+        return json.dumps({"scores": scores})
+
+    backend = ScriptedBackend(by_tool_use)
+    judge = build_judge(JudgeConfig(name="side", type="group", scope="trajectory"),
+                        ModelRuntime({"judge": backend}))
+    assert judge.reads_trajectory()
+    guessed = Rollout("t1", "Probably shipped.", id="t1/1")
+    scores = await judge.score_group(SAMPLE, [guessed, run_with(INJECTION)])
+    assert [score.value for score in scores] == [0.0, 1.0]
+    assert INJECTION in backend.calls[0].messages[-1]["content"]
