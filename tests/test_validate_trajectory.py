@@ -10,7 +10,7 @@ import pytest
 
 from judgerl.backends.base import CompletionRequest
 from judgerl.backends.scripted import ScriptedBackend
-from judgerl.errors import ConfigError
+from judgerl.errors import ConfigError, DataError
 from judgerl.judges.adversarial import load_adversarial_set
 from judgerl.validate.runner import run_validation
 
@@ -86,3 +86,40 @@ def test_answer_judges_get_no_tool_result_attacks_unless_asked() -> None:
     with pytest.raises(ConfigError, match="tool-result attacks need a pointwise or group judge"):
         run_validation(pairwise, {"bias": {"attacks": {"tool_results": True}}},
                        backends={"judge": ScriptedBackend(lambda request: "{}")})
+
+
+def labelled_run(final: str, *, looked_up: bool) -> list[dict[str, Any]]:
+    call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": {"id": "A1"}}}
+    calls = [{"role": "assistant", "content": "", "tool_calls": [call]},
+             {"role": "tool", "tool_call_id": "c1", "content": "delivered"}] if looked_up else []
+    return [*calls, {"role": "assistant", "content": final}]
+
+
+def looked_it_up(request: CompletionRequest) -> str:
+    """Prefers runs that called a tool: the label's reason, so an honest judge agrees with it."""
+    user = next(message["content"] for message in request.messages if message["role"] == "user")
+    return verdict("calling tools: call #1" in user)
+
+
+def test_human_labels_read_labelled_trajectories(tmp_path: Any) -> None:
+    rows = [{"id": f"p{n}", "prompt": "Was A1 delivered?",
+             "answer_a": labelled_run("Yes, it was delivered.", looked_up=n % 2 == 0),
+             "answer_b": labelled_run("Yes, it was delivered.", looked_up=n % 2 == 1),
+             "label": "a" if n % 2 == 0 else "b"} for n in range(6)]
+    suite = {"human_labels": {"data": {"items": rows}, "min_accuracy": 0.9}}
+    report = run_validation(TRAJECTORY_RUBRIC, suite, backends={"judge": ScriptedBackend(looked_it_up)})
+    section = report.section("human_labels")
+    assert section.figures["accuracy"] == 1.0 and report.passed
+    answer_only_rubric = {**TRAJECTORY_RUBRIC,
+                          "judges": [{**TRAJECTORY_RUBRIC["judges"][0], "scope": "answer"}]}
+    blind = run_validation(answer_only_rubric, suite, backends={"judge": ScriptedBackend(looked_it_up)})
+    assert blind.section("human_labels").figures["accuracy"] == 0.0  # same answers: it sees no difference
+
+
+def test_a_bad_labelled_trajectory_names_the_row_and_the_message() -> None:
+    bad = labelled_run("ok", looked_up=True)
+    bad[1]["tool_call_id"] = "c9"
+    suite = {"human_labels": {"data": {"items": [{"prompt": "q", "answer": bad, "score": 1.0}]}}}
+    with pytest.raises(DataError) as caught:
+        run_validation(TRAJECTORY_RUBRIC, suite, backends={"judge": ScriptedBackend(looked_it_up)})
+    assert "answers no call" in str(caught.value) and "answer.1.tool_call_id" in str(caught.value)
