@@ -51,7 +51,8 @@ def score(check, completion: str, smp: Sample | None = None) -> Score:
 
 def test_registry_lists_every_type_with_documented_options():
     assert set(CHECK_TYPES) == {"json_valid", "json_schema", "length", "language", "safety", "match",
-                                "quote_grounding", "item_count", "item_duplicates"}
+                                "quote_grounding", "item_count", "item_duplicates", "tool_arguments",
+                                "tool_calls", "tool_grounding", "tool_results_authentic"}
     docs = {row["type"]: row for row in describe_check_types()}
     assert all(docs[name]["summary"] for name in CHECK_TYPES)
     length_options = {option["name"]: option for option in docs["length"]["options"]}

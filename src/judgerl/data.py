@@ -26,6 +26,11 @@ Row fields:
 - anything else is kept in `Sample.metadata`.
 Rollout files also need `completion` (a string, or a chat list whose last assistant message
 is used) and may give `rollout_id` (default `<sample id>/<n>`, n counting from 0).
+A `completion` chat list with a tool call, a `tool` message or more than one assistant message
+is a trajectory (`judgerl.trajectory`): it is checked strictly (a bad one names the row and the
+message: `field 'completion.3.tool_call_id'`), kept as `Rollout.trajectory`, and its last
+assistant text is the `completion`; the row's `tools` column (OpenAI tool schemas) becomes
+`Rollout.tools`. Any other row reads exactly as before.
 
 Rows that cannot be handled safely are bad rows like any other (reported, skipped): a row
 nested more than `MAX_JSON_DEPTH` levels deep, and a row with a lone surrogate (a `\\ud800`
@@ -46,6 +51,14 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from judgerl.errors import DataError
+from judgerl.trajectory import (
+    TrajectoryError,
+    final_answer,
+    is_single_turn,
+    parse_tools,
+    parse_trajectory,
+    uses_tools,
+)
 from judgerl.types import Rollout, Sample
 
 REFERENCE_ALIASES = ("reference", "reference_answer", "answer", "ground_truth")
@@ -465,6 +478,30 @@ def _raise_first(path: str | Path, errors: list[DataError], good: int) -> None:
                    field=first.field) from first
 
 
+def _is_trajectory(value: Any) -> bool:
+    """A chat list that uses tools or has several assistant turns (see the module docstring)."""
+    return isinstance(value, list) and uses_tools(value)
+
+
+Messages = list[dict[str, Any]]
+
+
+def read_trajectory(value: Any, tools: Any, err: Any, field: str,
+                    tools_field: str = "tools") -> tuple[str, Messages | None, Messages | None]:
+    """(final answer, trajectory, tools) of a chat list that is a trajectory; errors name the message."""
+    try:
+        messages = parse_trajectory(value)
+    except TrajectoryError as exc:
+        raise err(exc.detail, exc.field(field)) from exc
+    if is_single_turn(messages):
+        return messages[0]["content"], None, None
+    try:
+        parsed_tools = parse_tools(tools) if tools is not None else None
+    except TrajectoryError as exc:
+        raise err(exc.detail, exc.field(tools_field)) from exc
+    return final_answer(messages), messages, parsed_tools
+
+
 def _completion(value: Any, err: Any, field: str) -> str:
     if isinstance(value, str):
         return value
@@ -506,8 +543,14 @@ def load_rollouts(path: str | Path, *, prompt_field: str = "prompt", messages_fi
             return RowError(message, path=str(path), line=line, field=field)
 
         try:
-            parsed = _parse_sample(row, line, str(path), fields, skip=skip)
-            completion = _completion(row.get(completion_field), err, completion_field)
+            trajectory, tools = None, None
+            if isinstance(row, dict) and _is_trajectory(row.get(completion_field)):
+                parsed = _parse_sample(row, line, str(path), fields, skip=(*skip, "tools"))
+                completion, trajectory, tools = read_trajectory(row[completion_field], row.get("tools"), err,
+                                                                completion_field)
+            else:
+                parsed = _parse_sample(row, line, str(path), fields, skip=skip)
+                completion = _completion(row.get(completion_field), err, completion_field)
             earlier = samples.get(parsed.id)
             if earlier is not None and (earlier.messages, earlier.reference) != (parsed.messages,
                                                                                  parsed.reference):
@@ -529,7 +572,8 @@ def load_rollouts(path: str | Path, *, prompt_field: str = "prompt", messages_fi
         rollout_lines[rollout_id] = line
         counts[sample.id] = counts.get(sample.id, 0) + 1
         pairs.append((sample, Rollout(sample_id=sample.id, completion=completion, id=rollout_id,
-                                      metadata=dict(parsed.metadata), location=f"{path}, line {line}")))
+                                      metadata=dict(parsed.metadata), location=f"{path}, line {line}",
+                                      trajectory=trajectory, tools=tools)))
     return RolloutLoadResult(pairs, errors)
 
 

@@ -38,6 +38,11 @@ class Rollout:
 
     `location` says where it was read from (`rollouts.jsonl, line 7`) when it came from a file,
     so that a failure caused by that row names the file and the line.
+
+    A tool-using agent's rollout also has a `trajectory`: the messages it wrote after the prompt,
+    in the normal form of `judgerl.trajectory` (assistant turns with `tool_calls`, `tool`
+    results), with the `tools` it could call (OpenAI `tools` schemas); `completion` is then its
+    final answer (the last assistant text). A single-turn rollout has neither (None).
     """
 
     sample_id: str
@@ -45,6 +50,8 @@ class Rollout:
     id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     location: str | None = None
+    trajectory: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if not self.id:

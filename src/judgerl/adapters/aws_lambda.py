@@ -27,10 +27,17 @@ Metric types: judges are `Reward` components, checks are `Metric`s; `unscored` a
   `invalid_sample` = 1 and is not sent to the pipeline; the rest of the batch is scored;
 - an unscored sample gets the config's `failure_policy` value (0.0 under `unscored`, since Nova
   needs a number) and `unscored` = 1;
-- an answer with no text, only tool calls (an assistant turn with `tool_calls`, or content
-  parts such as `toolUse`), is reported unscored with reason `no_text_content` and is not sent
-  to the judge (judging a tool-using trajectory is not supported yet; scoring its empty text
-  would be a silent 0);
+- a sample that uses tools (assistant `tool_calls` and `tool` messages in the OpenAI format, or
+  Converse `toolUse` / `toolResult` content parts) is scored as a trajectory when the reward
+  config has a component that reads trajectories (a tool check, a rubric judge with scope
+  `trajectory` or `turns`; `RewardPipeline.reads_trajectories`): the turns before the first
+  assistant turn are the prompt, the rest is `Rollout.trajectory` (judgerl.trajectory; a bad
+  one, such as a tool result answering no call, is an invalid sample naming the message), the
+  sample's `tools` (or `metadata.tools`) its tool schemas. This is how a turn that only calls
+  tools gets a real score;
+- without such a component, an answer with no text, only tool calls, is reported unscored with
+  reason `no_text_content` and is not sent to the judge (scoring its empty text would be a
+  silent 0);
 - samples still being judged when the Lambda is about to time out (its remaining time minus
   `JUDGERL_LAMBDA_MARGIN_S`, default 5 s) are reported unscored with reason `lambda_deadline`.
 Only a failure budget crossing (the config's `failure_budget`) fails the invocation, on purpose:
@@ -46,6 +53,7 @@ package (`$LAMBDA_TASK_ROOT/reward.yaml`). Packaging: examples/aws_lambda/README
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -62,6 +70,7 @@ from judgerl.adapters import (
     reference_text,
 )
 from judgerl.reward.pipeline import NEUTRAL_SCORE, RewardPipeline
+from judgerl.trajectory import TrajectoryError, final_answer, link_tool_results, parse_tools, parse_trajectory
 from judgerl.types import Reward, Rollout, Sample, rollout_id
 
 logger = logging.getLogger(__name__)
@@ -94,13 +103,107 @@ def event_samples(event: Any) -> list[Any]:
                         f"not {type(event).__name__}")
 
 
-def parse_sample(raw: Any) -> tuple[Sample, Rollout]:
-    """One Nova sample as (Sample, Rollout); raises InvalidSample naming the bad field."""
+def uses_tools(messages: list[Any]) -> bool:
+    """Whether a message list has tool calls or tool results (OpenAI or Converse shapes)."""
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        if message.get("tool_calls") or message.get("role") == "tool":
+            return True
+        if isinstance(message.get("content"), list) and _converse_tool_parts(message["content"]):
+            return True
+    return False
+
+
+def _converse_tool_parts(parts: list[Any]) -> bool:
+    return any(isinstance(part, dict) and ("toolUse" in part or "toolResult" in part) for part in parts)
+
+
+def _converse_result_text(result: dict[str, Any]) -> str:
+    texts = []
+    for part in result.get("content") or ():
+        if isinstance(part, dict) and "json" in part:
+            texts.append(json.dumps(part["json"], ensure_ascii=False, sort_keys=True))
+        else:
+            texts.append(content_text(part))
+    return "".join(texts)
+
+
+def openai_messages(messages: list[Any]) -> list[Any]:
+    """Converse tool parts turned into the OpenAI shape (`toolUse` -> `tool_calls`, each
+    `toolResult` -> one `tool` message); messages without them are kept as they are.
+
+    >>> openai_messages([{"role": "assistant", "content": [{"text": "Checking."}, {"toolUse": {
+    ...     "toolUseId": "t1", "name": "lookup", "input": {"id": 7}}}]},
+    ...     {"role": "user", "content": [{"toolResult": {"toolUseId": "t1", "content": [{"text": "ok"}]}}]}])
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [{'role': 'assistant', 'content': 'Checking.', 'tool_calls': [{'id': 't1', 'type': 'function',
+      'function': {'name': 'lookup', 'arguments': {'id': 7}}}]},
+     {'role': 'tool', 'tool_call_id': 't1', 'content': 'ok'}]
+    """
+    converted: list[Any] = []
+    for message in messages:
+        parts = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(parts, list) or not _converse_tool_parts(parts):
+            converted.append(message)
+            continue
+        uses = [part["toolUse"] for part in parts
+                if isinstance(part, dict) and isinstance(part.get("toolUse"), dict)]
+        results = [part["toolResult"] for part in parts
+                   if isinstance(part, dict) and isinstance(part.get("toolResult"), dict)]
+        text = content_text([part for part in parts if isinstance(part, dict) and "text" in part])
+        if uses:
+            converted.append({"role": message.get("role"), "content": text, "tool_calls": [
+                {"id": use.get("toolUseId"), "type": "function",
+                 "function": {"name": use.get("name"), "arguments": use.get("input", {})}} for use in uses]})
+        converted += [{"role": "tool", "tool_call_id": result.get("toolUseId"),
+                       "content": _converse_result_text(result)} for result in results]
+        if text and not uses:
+            converted.append({"role": message.get("role"), "content": text})
+    return converted
+
+
+def _trajectory_sample(raw: dict[str, Any], messages: list[Any],
+                       metadata: dict[str, Any]) -> tuple[Sample, Rollout]:
+    messages = openai_messages(messages)
+    first = next((index for index, message in enumerate(messages)
+                  if isinstance(message, dict) and message.get("role") in ASSISTANT_ROLES), None)
+    if first is None:
+        raise InvalidSample("field 'messages' has no assistant (or nova_assistant) turn")
+    prompt = [{"role": str(message.get("role", "user")), "content": content_text(message.get("content"))}
+              for message in messages[:first] if isinstance(message, dict)]
+    try:
+        trajectory = parse_trajectory(link_tool_results(messages[first:]))  # ids filled where left out
+    except TrajectoryError as exc:
+        where = "" if exc.index is None else f".{exc.index + first}"
+        raise InvalidSample(f"field 'messages{where}': {exc.detail}") from exc
+    raw_tools = raw.get("tools", metadata.get("tools"))
+    try:
+        tools = parse_tools(raw_tools) if raw_tools is not None else None
+    except TrajectoryError as exc:
+        raise InvalidSample(f"field 'tools': {exc}") from exc
+    reference = reference_text(raw.get("reference_answer", metadata.get("reference_answer")))
+    sample_id = prompt_sample_id(prompt, reference)
+    extra = {key: value for key, value in metadata.items() if key not in ("reference_answer", "tools")}
+    sample = Sample(id=sample_id, messages=prompt, reference=reference, metadata=extra)
+    return sample, Rollout(sample_id=sample_id, completion=final_answer(trajectory),
+                           id=str(raw.get("id", "")) or sample_id, trajectory=trajectory, tools=tools)
+
+
+def parse_sample(raw: Any, *, trajectories: bool = False) -> tuple[Sample, Rollout]:
+    """One Nova sample as (Sample, Rollout); raises InvalidSample naming the bad field.
+
+    With `trajectories`, a sample that uses tools becomes a rollout with a trajectory (see the
+    module docstring); otherwise, and for every other sample, the last assistant turn is the
+    answer as always."""
     if not isinstance(raw, dict):
         raise InvalidSample(f"a sample must be an object, not {type(raw).__name__}")
     messages = raw.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidSample("field 'messages' is missing or empty")
+    if trajectories and uses_tools(messages):
+        metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+        return _trajectory_sample(raw, messages, metadata)
     answer_index = next((index for index in range(len(messages) - 1, -1, -1)
                          if isinstance(messages[index], dict)
                          and messages[index].get("role") in ASSISTANT_ROLES), None)
@@ -207,10 +310,11 @@ def handle(event: Any, context: Any = None, *,
     results: list[dict[str, Any] | None] = [None] * len(raw_samples)
     valid: list[tuple[int, tuple[Sample, Rollout]]] = []
     seen_rollouts: dict[str, int] = {}
+    trajectories = pipeline.reads_trajectories()
     for index, raw in enumerate(raw_samples):
         raw_id = raw.get("id") if isinstance(raw, dict) else None
         try:
-            sample, rollout = parse_sample(raw)
+            sample, rollout = parse_sample(raw, trajectories=trajectories)
         except InvalidSample as exc:
             logger.warning("sample %d (id %r) is invalid and scores 0: %s", index, raw_id, exc)
             results[index] = {"id": raw_id, "aggregate_reward_score": 0.0,
@@ -221,7 +325,7 @@ def handle(event: Any, context: Any = None, *,
         seen_rollouts[rollout.id] = occurrence + 1
         if occurrence:
             rollout.id = rollout_id(rollout.id, occurrence)
-        if tool_calls_only(raw):
+        if rollout.trajectory is None and tool_calls_only(raw):
             reward = _unscored(sample, rollout, pipeline, NO_TEXT_REASON)
             logger.warning("sample %d (id %r) answers with tool calls only: reported unscored (%s)",
                            index, raw_id, NO_TEXT_REASON)

@@ -15,6 +15,12 @@ for an unscored rollout so that TRL leaves it out of the group's advantage.
 What it reads from TRL (checked against trl 1.16, `GRPOTrainer._calculate_rewards`):
 - prompts: strings (standard) or lists of chat messages (conversational);
 - completions: strings, or lists of messages (the last assistant message is the answer);
+  when the reward config reads trajectories (`RewardPipeline.reads_trajectories`: tool checks,
+  a rubric with scope `trajectory` / `turns`), a completion list with tool calls, tool results
+  or several assistant turns (TRL's tool-calling loop) is also kept as `Rollout.trajectory`,
+  ids linked (`link_tool_results`: TRL's calls have none), and a `tools` column (OpenAI
+  schemas) as `Rollout.tools`; a malformed one is that rollout's `None`, with the reason
+  (`bad trajectory: message 2: ...`) in the status column;
 - dataset columns as keyword arguments, one value per completion: the first of
   `reference_keys` present is the reference answer, `id` (if present) names the row, every
   other column goes to `Sample.metadata`;
@@ -33,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from judgerl.adapters import content_text, load_pipeline, prompt_sample_id, reference_text
-from judgerl.reward.pipeline import RewardPipeline
+from judgerl.reward.pipeline import NEUTRAL_SCORE, RewardPipeline
+from judgerl.trajectory import TrajectoryError, link_tool_results, parse_tools, parse_trajectory, uses_tools
 from judgerl.types import Reward, Rollout, Sample, rollout_id
 
 DEFAULT_REFERENCE_KEYS = ("reference", "reference_answer", "answer", "solution")
@@ -79,10 +86,21 @@ def completion_text(completion: Any) -> str:
     raise TypeError(f"a TRL completion is a string or a list of messages, not {type(completion).__name__}")
 
 
+def attach_trajectory(rollout: Rollout, completion: Any, tools: Any) -> None:
+    """Keep a tool-using completion list as the rollout's trajectory; TrajectoryError if malformed."""
+    if not isinstance(completion, list) or not uses_tools(completion):
+        return
+    rollout.trajectory = parse_trajectory(link_tool_results(completion))
+    rollout.tools = parse_tools(tools) if tools is not None else None
+
+
 def build_items(prompts: Sequence[Any], completions: Sequence[Any], columns: dict[str, Any], *,
-                reference_keys: Sequence[str] = DEFAULT_REFERENCE_KEYS,
-                id_key: str = "id") -> list[tuple[Sample, Rollout]]:
-    """(Sample, Rollout) pairs for one TRL reward call; rollouts of one prompt share a sample id."""
+                reference_keys: Sequence[str] = DEFAULT_REFERENCE_KEYS, id_key: str = "id",
+                trajectory_errors: dict[int, str] | None = None) -> list[tuple[Sample, Rollout]]:
+    """(Sample, Rollout) pairs for one TRL reward call; rollouts of one prompt share a sample id.
+
+    With `trajectory_errors` (a dict to fill), tool-using completions also become trajectories
+    and a malformed one is recorded there by position (its rollout keeps no trajectory)."""
     if len(prompts) != len(completions):
         raise ValueError(f"TRL passed {len(prompts)} prompts for {len(completions)} completions")
     per_row = {key: value for key, value in columns.items()
@@ -99,8 +117,14 @@ def build_items(prompts: Sequence[Any], completions: Sequence[Any], columns: dic
         count = seen.get(sample_id, 0)
         seen[sample_id] = count + 1
         sample = Sample(id=sample_id, messages=messages, reference=reference, metadata=metadata)
-        items.append((sample, Rollout(sample_id=sample_id, completion=completion_text(completion),
-                                      id=rollout_id(sample_id, count))))
+        rollout = Rollout(sample_id=sample_id, completion=completion_text(completion),
+                          id=rollout_id(sample_id, count))
+        if trajectory_errors is not None:
+            try:
+                attach_trajectory(rollout, completion, metadata.get("tools"))
+            except TrajectoryError as exc:
+                trajectory_errors[index] = f"bad trajectory: {exc}"
+        items.append((sample, rollout))
     return items
 
 
@@ -151,8 +175,14 @@ def reward_function(config_or_pipeline: RewardPipeline | str | os.PathLike[str] 
     async def judgerl_reward(prompts: list[Any], completions: list[Any],
                              completion_ids: list[list[int]] | None = None,
                              **kwargs: Any) -> list[float | None]:
-        items = build_items(prompts, completions, kwargs, reference_keys=reference_keys, id_key=id_key)
-        rewards = await pipeline.score_batch(items)
+        errors: dict[int, str] | None = {} if pipeline.reads_trajectories() else None
+        items = build_items(prompts, completions, kwargs, reference_keys=reference_keys, id_key=id_key,
+                            trajectory_errors=errors)
+        errors = errors or {}
+        good = [item for index, item in enumerate(items) if index not in errors]
+        scored = iter(await pipeline.score_batch(good) if good else [])
+        rewards = [_bad_trajectory(pipeline, item, errors[index]) if index in errors else next(scored)
+                   for index, item in enumerate(items)]
         log_rewards(rewards, kwargs, prefix=prefix, log_rationales=log_rationales)
         return [reward.value for reward in rewards]
 
@@ -160,6 +190,16 @@ def reward_function(config_or_pipeline: RewardPipeline | str | os.PathLike[str] 
     judgerl_reward.__qualname__ = name
     judgerl_reward.pipeline = pipeline  # type: ignore[attr-defined]
     return judgerl_reward
+
+
+def _bad_trajectory(pipeline: RewardPipeline, item: tuple[Sample, Rollout], reason: str) -> Reward:
+    """The reward of a rollout whose trajectory cannot be read: unscored, under the failure policy."""
+    policy = pipeline.config.failure_policy
+    value = None if policy == "unscored" else (NEUTRAL_SCORE if policy == "neutral" else 0.0)
+    sample, rollout = item
+    return Reward(sample_id=sample.id, rollout_id=rollout.id, value=value,
+                  components=dict.fromkeys(pipeline.weights), status="unscored", reason=reason,
+                  details={"failure_policy": policy})
 
 
 __all__ = ["DEFAULT_REFERENCE_KEYS", "build_items", "completion_text", "log_rewards", "prompt_messages",

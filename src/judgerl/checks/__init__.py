@@ -13,7 +13,8 @@ score is named after the check.
 1.0
 >>> sorted(CHECK_TYPES)  # doctest: +NORMALIZE_WHITESPACE
 ['item_count', 'item_duplicates', 'json_schema', 'json_valid', 'language', 'length', 'match',
- 'quote_grounding', 'safety']
+ 'quote_grounding', 'safety', 'tool_arguments', 'tool_calls', 'tool_grounding',
+ 'tool_results_authentic']
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ from judgerl.checks.language import LanguageCheck
 from judgerl.checks.length import LengthCheck
 from judgerl.checks.match import MatchCheck
 from judgerl.checks.safety import SafetyCheck
+from judgerl.checks.tool_use import (
+    ToolArgumentsCheck,
+    ToolCallsCheck,
+    ToolGroundingCheck,
+    ToolResultsAuthenticCheck,
+)
 from judgerl.config import CheckConfig
 from judgerl.errors import ConfigError
 
@@ -42,6 +49,10 @@ CHECK_TYPES: dict[str, type[BaseCheck]] = {
     "quote_grounding": QuoteGroundingCheck,
     "item_count": ItemCountCheck,
     "item_duplicates": ItemDuplicatesCheck,
+    "tool_arguments": ToolArgumentsCheck,
+    "tool_calls": ToolCallsCheck,
+    "tool_grounding": ToolGroundingCheck,
+    "tool_results_authentic": ToolResultsAuthenticCheck,
 }
 
 

@@ -57,6 +57,10 @@ class BaseCheck:
     def __call__(self, sample: Sample, rollout: Rollout) -> Score:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def reads_trajectory(self) -> bool:
+        """Whether this check reads a tool-using rollout's trajectory, not only its final answer."""
+        return False
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, options={self.options!r})"
 

@@ -16,8 +16,9 @@ When a `forbidden_field` is set (e.g. the reference guideline), a quote that is 
 but IS in the forbidden text is reported as copied from it (it scores as ungrounded either way).
 
 Fields are read from the sample: `prompt` (the last user turn), `reference`, or any key of
-`Sample.metadata` (JSONL row columns such as `contract`). Score: the share of grounded quotes;
-0 with a rationale when the answer is not JSON or has no quotes at the path.
+`Sample.metadata` (JSONL row columns such as `contract`); `source_field: tool_results` reads
+what a tool-using agent's tools returned instead (its trajectory's tool messages). Score: the
+share of grounded quotes; 0 with a rationale when the answer is not JSON or has no quotes at the path.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ from pydantic import Field
 from judgerl.checks.base import BaseCheck, CheckOptions
 from judgerl.checks.json_checks import parse_json
 from judgerl.checks.json_items import MISSING, PathError, check_path_option, parse_path, select
+from judgerl.trajectory import tool_results
 from judgerl.types import Rollout, Sample, Score
+
+#: `source_field` naming what the agent's tools returned (the rollout's trajectory), not a sample field
+TOOL_RESULTS_FIELD = "tool_results"
 
 _SPACE = re.compile(r"\s+")
 _TYPOGRAPHIC = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
@@ -72,7 +77,7 @@ class QuoteGroundingOptions(CheckOptions):
     path: str = Field(default="comments[*].text_excerpt",
                       description="where the quotes are in the JSON answer (one per item)")
     source_field: str = Field(default="contract", description="the sample field quotes must come from: "
-                              "prompt, reference, or a metadata column")
+                              "prompt, reference, a metadata column, or tool_results")
     forbidden_field: str | None = Field(default=None, description="a sample field that quotes must not "
                                         "come from (e.g. reference_doc); reported in the rationale")
     ignore_case: bool = Field(default=False, description="compare without case")
@@ -112,13 +117,19 @@ class QuoteGroundingCheck(BaseCheck):
         check_path_option(name, "path", options.path)
         self.steps = parse_path(options.path)
 
+    def reads_trajectory(self) -> bool:
+        return self.options.source_field == TOOL_RESULTS_FIELD
+
     def _norm(self, text: str) -> str:
         return normalise_quote(text, ignore_case=self.options.ignore_case,
                                normalize_quotes=self.options.normalize_quotes)
 
     def __call__(self, sample: Sample, rollout: Rollout) -> Score:
         options = self.options
-        source = sample_field(sample, options.source_field)
+        if options.source_field == TOOL_RESULTS_FIELD:
+            source = "\n".join(tool_results(rollout.trajectory).values()) if rollout.trajectory else None
+        else:
+            source = sample_field(sample, options.source_field)
         if source is None:
             return Score.unscored(self.name, f"sample {sample.id!r} has no text field "
                                   f"{options.source_field!r} to check quotes against")

@@ -40,6 +40,10 @@ class Judge(ABC):
     async def score_group(self, sample: Sample, rollouts: list[Rollout]) -> list[Score]:
         """One Score per rollout, in the order of `rollouts`."""
 
+    def reads_trajectory(self) -> bool:
+        """Whether this judge reads a tool-using rollout's trajectory, not only its final answer."""
+        return False
+
     def dry_run_answer(self, request: CompletionRequest) -> str:
         """A well-formed, neutral answer to one of this judge's requests (for `--dry-run`)."""
         raise NotImplementedError(f"judge type '{self.kind}' has no dry-run answer")

@@ -13,6 +13,9 @@ An empty answer (when `empty_answer_score` is set) is not shown to the judge and
 
 Template placeholders (group.txt): {question} {reference} {answers} {count} {ids} {instructions}
 {answer_format}; {answers} is required.
+
+`scope: trajectory` scores whole runs of a tool-using agent side by side: each rollout's answer
+is its trajectory as a fenced transcript (judges/transcript.py, within `max_transcript_chars`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -38,6 +41,7 @@ from judgerl.judges.options import (
 )
 from judgerl.judges.parsing import parse_group
 from judgerl.judges.templates import fence
+from judgerl.judges.transcript import as_transcript
 from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:
@@ -57,6 +61,10 @@ class GroupOptions(JudgeOptions):
     use_reference: bool = Field(default=False, description="show the sample's reference answer; "
                                 "a sample without one is unscored")
     max_tokens: int = Field(default=2048, ge=1, description="token limit of the judgment")
+    scope: Literal["answer", "trajectory"] = Field(default="answer", description="score final answers, "
+                                                   "or whole trajectories as transcripts")
+    max_transcript_chars: int = Field(default=12_000, ge=500, description="scope trajectory: each "
+                                      "transcript's budget in characters")
 
 
 def rollout_ids(count: int) -> list[str]:
@@ -106,7 +114,12 @@ class GroupJudge(Judge):
         ids = list(dict.fromkeys(re.findall(r'"id": "(r\d+)"', request.messages[-1]["content"])))
         return json.dumps({"scores": [{"id": item, "rationale": "dry run", "score": 5} for item in ids]})
 
+    def reads_trajectory(self) -> bool:
+        return self.options.scope == "trajectory"
+
     async def score_group(self, sample: Sample, rollouts: list[Rollout]) -> list[Score]:
+        if self.options.scope == "trajectory":
+            rollouts = [as_transcript(rollout, self.options.max_transcript_chars) for rollout in rollouts]
         empty_score = self.options.empty_answer_score
         shown = [index for index, rollout in enumerate(rollouts)
                  if empty_score is None or not is_empty(rollout.completion)]

@@ -22,6 +22,11 @@ empty answer (when `empty_answer_score` is set) loses to any non-empty answer wi
 
 Template placeholders (pairwise.txt, pairwise_logprob.txt): {question} {answer_a} {answer_b}
 {instructions} {choices}; {answer_a} and {answer_b} are required.
+
+`scope: trajectory` compares whole runs of a tool-using agent: each rollout's answer is its
+trajectory as a fenced transcript (judges/transcript.py, within `max_transcript_chars`; a
+single-turn rollout is a one-message transcript), so tool calls and results are compared too and
+stay data. The reference and baseline answers stay text.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from judgerl.judges.logprob import candidate_mass, pairwise_prob_first
 from judgerl.judges.options import JudgeOptions, choose_prompt, is_empty, parse_options, question_block
 from judgerl.judges.parsing import PairwiseAnswer, parse_pairwise
 from judgerl.judges.templates import fence
+from judgerl.judges.transcript import as_transcript
 from judgerl.types import Rollout, Sample, Score, Verdict, Winner
 
 if TYPE_CHECKING:
@@ -63,6 +69,10 @@ class PairwiseOptions(JudgeOptions):
     allow_tie: bool = Field(default=True, description="may the judge answer 'tie'")
     tie_margin: float = Field(default=0.05, ge=0, lt=0.5,
                               description="logprob mode: |P(a better) - 0.5| within this is a tie")
+    scope: Literal["answer", "trajectory"] = Field(default="answer", description="compare final answers, "
+                                                   "or whole trajectories as transcripts")
+    max_transcript_chars: int = Field(default=24_000, ge=500, description="scope trajectory: each "
+                                      "transcript's budget in characters")
 
 
 def _unswap(answer: PairwiseAnswer, swapped: bool) -> Winner:
@@ -185,7 +195,12 @@ class PairwiseJudge(ComparingJudge):
         return Score(self.name, value, rationale=verdict.rationale,
                      details={"winner": verdict.winner, **verdict.details})
 
+    def reads_trajectory(self) -> bool:
+        return self.options.scope == "trajectory"
+
     async def score_group(self, sample: Sample, rollouts: list[Rollout]) -> list[Score]:
+        if self.options.scope == "trajectory":
+            rollouts = [as_transcript(rollout, self.options.max_transcript_chars) for rollout in rollouts]
         mode = self.options.mode
         if mode == "round_robin":
             return await self._round_robin(sample, rollouts)

@@ -17,6 +17,21 @@ Two ways to score (`scoring`):
 Template placeholders: rubric.txt uses {question} {answer} {reference} {criteria}
 {answer_format}; rubric_logprob.txt uses {question} {answer} {reference} {criterion}
 {instruction} {choices}. {answer} is required.
+
+Three scopes (`scope`), for agents whose rollouts are trajectories (judgerl.trajectory):
+- `answer` (default): the final answer alone, exactly as for a single-turn rollout;
+- `trajectory`: one verdict for the whole run, read as a transcript (judges/transcript.py) in
+  which every message, tool call and tool result is fenced (template rubric_trajectory.txt);
+- `turns`: each assistant turn with text (and, with `include_tool_call_turns`, each turn that
+  only calls tools) judged in its context, the transcript up to it (rubric_turn.txt). The score
+  is the `turn_aggregate` of the turns' scores: `mean` (default: every turn counts alike) or
+  `min` (the worst turn decides: one rude reply spoils the run); every turn's score and criteria
+  are kept in `Score.details["turns"]` (message index in the trajectory, value, criteria) for
+  engines that take per-turn rewards. One unscored turn makes the whole score unscored.
+A single-turn rollout is, for these scopes, a trajectory of one assistant message. Both take
+{transcript} (required) {tools} {reference} {criteria} {answer_format}, need `scoring:
+generate`, and fit the transcript into `max_transcript_chars` (the rule is in transcript.py:
+the task and the judged turn / final answer are never left out).
 """
 
 from __future__ import annotations
@@ -43,6 +58,7 @@ from judgerl.judges.options import (
 )
 from judgerl.judges.parsing import CriterionSpec, parse_rubric
 from judgerl.judges.templates import fence, load_prompt
+from judgerl.judges.transcript import Transcript, render_transcript, tools_block, trajectory_of
 from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:
@@ -106,10 +122,28 @@ class RubricOptions(CriteriaOptions):
                                 "a sample without one is unscored")
     rationale: bool = Field(default=False, description="logprob mode: also generate a short "
                             "rationale per answer for the journal")
+    scope: Literal["answer", "trajectory", "turns"] = Field(
+        default="answer", description="what is judged: the final answer, the whole trajectory, or each "
+        "assistant turn in its context")
+    turn_aggregate: Literal["mean", "min"] = Field(default="mean", description="scope turns: how the "
+                                                   "turns' scores make the score")
+    include_tool_call_turns: bool = Field(default=False, description="scope turns: also judge assistant "
+                                          "turns that only call tools")
+    max_transcript_chars: int = Field(default=24_000, ge=500, description="scopes trajectory / turns: "
+                                      "the transcript's budget in characters")
+
+    @model_validator(mode="after")
+    def _transcripts_are_generated(self) -> RubricOptions:
+        if self.scope != "answer" and self.scoring != "generate":
+            raise ValueError(f"scope '{self.scope}' needs scoring: generate (logprob scoring reads one "
+                             "answer at a time)")
+        return self
 
 
 GENERATE_PLACEHOLDERS = {"question", "answer", "reference", "criteria", "answer_format"}
 LOGPROB_PLACEHOLDERS = {"question", "answer", "reference", "criterion", "instruction", "choices"}
+TRANSCRIPT_PLACEHOLDERS = {"transcript", "tools", "reference", "criteria", "answer_format"}
+SCOPE_PROMPTS = {"trajectory": "rubric_trajectory", "turns": "rubric_turn"}
 
 
 def describe_criteria(criteria: list[Criterion]) -> str:
@@ -146,7 +180,10 @@ class RubricJudge(PointwiseJudge):
         super().__init__(config, runtime)
         self.options = parse_options(RubricOptions, config)
         field = f"judges.{config.name}.prompt_file"
-        if self.options.scoring == "generate":
+        if self.options.scope != "answer":
+            self.prompt = choose_prompt(self.options.prompt_file, SCOPE_PROMPTS[self.options.scope], base_dir)
+            self.prompt.check_placeholders(TRANSCRIPT_PLACEHOLDERS, {"transcript"}, field=field)
+        elif self.options.scoring == "generate":
             self.prompt = choose_prompt(self.options.prompt_file, "rubric", base_dir)
             self.prompt.check_placeholders(GENERATE_PLACEHOLDERS, {"answer"}, field=field)
         else:
@@ -154,6 +191,9 @@ class RubricJudge(PointwiseJudge):
             self.prompt.check_placeholders(LOGPROB_PLACEHOLDERS, {"answer"}, field=field)
         self.rationale_prompt = load_prompt("rationale")
         self.specs = [CriterionSpec(criterion.name, criterion.kind) for criterion in self.options.criteria]
+
+    def reads_trajectory(self) -> bool:
+        return self.options.scope != "answer"
 
     # -- rendering -------------------------------------------------------------------------
 
@@ -169,6 +209,28 @@ class RubricJudge(PointwiseJudge):
         return CompletionRequest(messages=self.prompt.render(values), max_tokens=self.options.max_tokens,
                                  temperature=self.options.temperature, json_mode=self.options.json_mode,
                                  tag=self.name)
+
+    def transcript_request(self, sample: Sample, rollout: Rollout,
+                           focus: int | None = None) -> tuple[CompletionRequest, Transcript]:
+        """The request that judges the whole trajectory (focus None) or its turn `focus`."""
+        transcript = render_transcript(sample, trajectory_of(rollout), focus=focus,
+                                       max_chars=self.options.max_transcript_chars)
+        reference = sample.reference if self.options.use_reference else None
+        values = {"transcript": transcript.text, "tools": tools_block(rollout),
+                  "reference": reference_block(reference),
+                  "criteria": describe_criteria(self.options.criteria),
+                  "answer_format": answer_format(self.options.criteria)}
+        request = CompletionRequest(messages=self.prompt.render(values), max_tokens=self.options.max_tokens,
+                                    temperature=self.options.temperature, json_mode=self.options.json_mode,
+                                    tag=self.name)
+        return request, transcript
+
+    def judged_turns(self, rollout: Rollout) -> list[int]:
+        """Indexes (in the trajectory) of the assistant turns that scope `turns` judges."""
+        return [index for index, message in enumerate(trajectory_of(rollout))
+                if message["role"] == "assistant"
+                and (str(message.get("content") or "").strip()
+                     or (self.options.include_tool_call_turns and message.get("tool_calls")))]
 
     def criterion_tokens(self, criterion: Criterion) -> list[str]:
         return verdict_tokens(criterion.kind, self.options.pass_token, self.options.fail_token)
@@ -194,6 +256,13 @@ class RubricJudge(PointwiseJudge):
     # -- scoring ---------------------------------------------------------------------------
 
     async def score(self, sample: Sample, rollout: Rollout) -> Score:
+        if self.options.scope != "answer":
+            if self.options.use_reference and sample.reference is None:
+                return self._unscored(sample, rollout, CallLog(), "no reference answer for this sample "
+                                      "(use_reference is true)")
+            if self.options.scope == "trajectory":
+                return await self._score_trajectory(sample, rollout)
+            return await self._score_turns(sample, rollout)
         if self.options.empty_answer_score is not None and is_empty(rollout.completion):
             record_judgment(self.runtime, judge=self.name, kind=self.kind, prompt=self.prompt,
                             sample_id=sample.id, rollout_ids=[rollout.id], log=CallLog(), outcome="ok",
@@ -219,6 +288,50 @@ class RubricJudge(PointwiseJudge):
                                      "rationale": outcome.value[spec.name].rationale}
                          for spec in self.specs}
         return self._scored(sample, rollout, outcome.log, per_criterion)
+
+    def _parse(self, completion: Completion) -> Any:
+        return parse_rubric(completion.text, self.specs)
+
+    def _criteria_of(self, parsed: Any) -> dict[str, dict[str, Any]]:
+        return {spec.name: {"kind": spec.kind, "score": parsed[spec.name].raw,
+                            "value": parsed[spec.name].value, "rationale": parsed[spec.name].rationale}
+                for spec in self.specs}
+
+    async def _score_trajectory(self, sample: Sample, rollout: Rollout) -> Score:
+        request, transcript = self.transcript_request(sample, rollout)
+        outcome = await call_and_parse(self.runtime, self.backend_name, request, self._parse)
+        if outcome.value is None:
+            return self._unscored(sample, rollout, outcome.log, outcome.reason or "unscored")
+        return self._scored(sample, rollout, outcome.log, self._criteria_of(outcome.value),
+                            scope_details={"scope": "trajectory", "transcript_messages": transcript.messages,
+                                           "transcript_omitted": transcript.omitted})
+
+    async def _score_turns(self, sample: Sample, rollout: Rollout) -> Score:
+        turns = self.judged_turns(rollout)
+        if not turns:
+            return self._unscored(sample, rollout, CallLog(), "no assistant turn to judge (scope turns)")
+        requests = [self.transcript_request(sample, rollout, focus=turn)[0] for turn in turns]
+        outcomes = await asyncio.gather(*(call_and_parse(self.runtime, self.backend_name, request,
+                                                         self._parse) for request in requests))
+        log = CallLog()
+        for outcome in outcomes:
+            log.merge(outcome.log)
+        failures = [f"turn {turn}: {outcome.reason}" for turn, outcome in zip(turns, outcomes, strict=True)
+                    if outcome.value is None]
+        if failures:
+            return self._unscored(sample, rollout, log, "; ".join(failures))
+        per_turn = []
+        for turn, outcome in zip(turns, outcomes, strict=True):
+            criteria = self._criteria_of(outcome.value)
+            per_turn.append({"message_index": turn, "value": self._weighted(criteria), "criteria": criteria})
+        values = [item["value"] for item in per_turn]
+        value = min(values) if self.options.turn_aggregate == "min" else sum(values) / len(values)
+        rationale = "\n".join(f"turn {item['message_index']}: {name}: {criterion['rationale']}"
+                              for item in per_turn for name, criterion in item["criteria"].items()
+                              if criterion["rationale"])
+        return self._scored(sample, rollout, log, {}, rationale=rationale, value=value,
+                            scope_details={"scope": "turns", "turn_aggregate": self.options.turn_aggregate,
+                                           "turns": per_turn})
 
     async def _score_logprob(self, sample: Sample, rollout: Rollout) -> Score:
         criteria = self.options.criteria
@@ -261,22 +374,32 @@ class RubricJudge(PointwiseJudge):
 
     # -- results ---------------------------------------------------------------------------
 
-    def _scored(self, sample: Sample, rollout: Rollout, log: CallLog,
-                per_criterion: dict[str, dict[str, Any]], rationale: str = "") -> Score:
+    def _weighted(self, per_criterion: dict[str, dict[str, Any]]) -> float:
         weights = {criterion.name: criterion.weight for criterion in self.options.criteria}
         total = sum(weights.values())
         value = sum(weights[name] * item["value"] for name, item in per_criterion.items()) / total
-        value = min(1.0, max(0.0, value))
+        return min(1.0, max(0.0, value))
+
+    def _scored(self, sample: Sample, rollout: Rollout, log: CallLog,
+                per_criterion: dict[str, dict[str, Any]], rationale: str = "", *,
+                value: float | None = None, scope_details: dict[str, Any] | None = None) -> Score:
+        value = self._weighted(per_criterion) if value is None else value
         if not rationale:
             rationale = "\n".join(f"{name}: {item['rationale']}" for name, item in per_criterion.items()
                                   if item["rationale"])
+        scope_details = scope_details or {}
+        scores: dict[str, Any] = {"value": value, "criteria": per_criterion}
+        if "turns" in scope_details:
+            scores["turns"] = scope_details["turns"]
+        extra: dict[str, Any] = {"scoring": self.options.scoring}
+        if scope_details:
+            extra.update({key: item for key, item in scope_details.items() if key != "turns"})
         record_judgment(self.runtime, judge=self.name, kind=self.kind, prompt=self.prompt,
                         sample_id=sample.id, rollout_ids=[rollout.id], log=log, outcome="ok", reason=None,
-                        scores={"value": value, "criteria": per_criterion}, rationale=rationale,
-                        extra={"scoring": self.options.scoring})
+                        scores=scores, rationale=rationale, extra=extra)
         return Score(self.name, value, rationale=rationale,
                      details={"criteria": per_criterion, "prompt_version": self.prompt.version,
-                              "scoring": self.options.scoring})
+                              "scoring": self.options.scoring, **scope_details})
 
     def _unscored(self, sample: Sample, rollout: Rollout, log: CallLog, reason: str) -> Score:
         record_judgment(self.runtime, judge=self.name, kind=self.kind, prompt=self.prompt,

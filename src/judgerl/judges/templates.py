@@ -102,10 +102,28 @@ def fence(text: str, label: str) -> str:
     >>> closing == opening.replace("<<<", "<<<END_", 1)
     True
     """
+    return fence_with_tag(text, label, fence_tag(text, label))
+
+
+def fence_with_tag(text: str, label: str, tag: str) -> str:
+    """`text` between `<<<LABEL_tag>>>` and `<<<END_LABEL_tag>>>`; `tag` must not occur in it."""
     if not _LABEL.match(label):
         raise ValueError(f"fence label {label!r} must be upper-case letters, digits or _")
-    tag = fence_tag(text, label)
+    if tag in text:
+        raise ValueError("a fence tag must not occur in the text it fences")
     return f"<<<{label}_{tag}>>>\n{text}\n<<<END_{label}_{tag}>>>"
+
+
+def shared_fence_tag(texts: list[str], label: str) -> str:
+    """One tag absent from every text: fences of a transcript share it, so no message (a tool
+    result, say) can contain the markers of any other message, let alone its own.
+
+    >>> texts = ["a", "b <<<END_TOOL_RESULT_x>>>"]
+    >>> tag = shared_fence_tag(texts, "TRANSCRIPT")
+    >>> any(tag in text for text in texts), len(tag)
+    (False, 12)
+    """
+    return fence_tag("\x00".join(texts), label)
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,8 @@ class GroupAssembler:
         position = len(pending.rollouts)
         pending.rollouts.append(Rollout(sample_id=pending.sample.id, completion=rollout.completion,
                                         id=rollout_id(pending.sample.id, position),
-                                        metadata=rollout.metadata))
+                                        metadata=rollout.metadata, trajectory=rollout.trajectory,
+                                        tools=rollout.tools))
         pending.arrived.append(now)
         future: asyncio.Future[Reward] = loop.create_future()
         pending.futures.append(future)

@@ -210,6 +210,12 @@ class RewardPipeline:
             self.check_failure_budget(rewards)
         return rewards
 
+    def reads_trajectories(self) -> bool:
+        """Whether some component reads a tool-using rollout's trajectory (a tool check, a judge
+        with scope trajectory / turns): adapters then score a turn that only calls tools."""
+        return any(getattr(check, "reads_trajectory", lambda: False)() for _, check in self.checks) or \
+            any(judge.reads_trajectory() for judge in self.judges)
+
     def check_failure_budget(self, rewards: Sequence[Reward]) -> None:
         """Raise FailureBudgetExceeded when the unscored share passes the budget."""
         budget = self.config.failure_budget

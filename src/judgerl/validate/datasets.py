@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from judgerl.data import read_json
 from judgerl.errors import ConfigError, DataError
+from judgerl.trajectory import TrajectoryError, final_answer, parse_trajectory
 
 if TYPE_CHECKING:
     from judgerl.validate.suite import DataSource
@@ -61,6 +62,9 @@ class PairItem:
     label: Label | None = None
     reference: str | None = None
     category: str | None = None
+    #: the runs that led to `a` and `b` when the labelled answers are trajectories
+    trajectory_a: list[dict[str, Any]] | None = field(default=None, repr=False)
+    trajectory_b: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     def swapped(self) -> PairItem:
         """The same pair shown in the other order (the label follows its answer).
@@ -69,7 +73,8 @@ class PairItem:
         PairItem(id='x', prompt='q', a='bad', b='good', label='b', reference=None, category=None)
         """
         label = _SWAP[self.label] if self.label is not None else None
-        return replace(self, a=self.b, b=self.a, label=label)  # type: ignore[arg-type]
+        return replace(self, a=self.b, b=self.a, label=label,  # type: ignore[arg-type]
+                       trajectory_a=self.trajectory_b, trajectory_b=self.trajectory_a)
 
     @property
     def better(self) -> str | None:
@@ -90,6 +95,7 @@ class AnswerItem:
     score: float | None = None
     reference: str | None = None
     category: str | None = None
+    trajectory: list[dict[str, Any]] | None = field(default=None, repr=False)
 
 
 Item = PairItem | AnswerItem
@@ -213,8 +219,8 @@ class PairRow(BaseModel):
 
     id: str | None = None
     prompt: str = Field(min_length=1)
-    answer_a: str
-    answer_b: str
+    answer_a: str | list[dict[str, Any]] = Field(description="an answer, or a trajectory (chat messages)")
+    answer_b: str | list[dict[str, Any]] = Field(description="an answer, or a trajectory (chat messages)")
     label: Label
     reference: str | None = None
     category: str | None = None
@@ -227,7 +233,7 @@ class ScoreRow(BaseModel):
 
     id: str | None = None
     prompt: str = Field(min_length=1)
-    answer: str
+    answer: str | list[dict[str, Any]] = Field(description="an answer, or a trajectory (chat messages)")
     score: float = Field(allow_inf_nan=False)
     reference: str | None = None
     category: str | None = None
@@ -257,6 +263,18 @@ def load_labelled_file(path: str | Path, *, limit: int | None = None) -> list[Pa
     return rows_to_items(rows, source=str(path))
 
 
+def _answer(value: str | list[dict[str, Any]], *, source: str, line: int,
+            name: str) -> tuple[str, list[dict[str, Any]] | None]:
+    """(answer text, trajectory or None) of a labelled answer that may be a trajectory."""
+    if isinstance(value, str):
+        return value, None
+    try:
+        trajectory = parse_trajectory(value)
+    except TrajectoryError as exc:
+        raise DataError(exc.detail, path=source, line=line, field=exc.field(name)) from exc
+    return final_answer(trajectory), trajectory
+
+
 def rows_to_items(rows: list[dict[str, Any]], *, source: str) -> list[PairItem] | list[AnswerItem]:
     """Validate labelled rows (from a file or inline in the suite) into items of one kind."""
     first = {key for key in rows[0] if key != "__line"}
@@ -277,12 +295,15 @@ def rows_to_items(rows: list[dict[str, Any]], *, source: str) -> list[PairItem] 
                             path=source, line=line, field=field) from None
         item_id = row.id or f"row-{line}"  # type: ignore[attr-defined]
         if isinstance(row, PairRow):
-            items.append(PairItem(item_id, row.prompt, row.answer_a, row.answer_b, row.label,
-                                  row.reference, row.category))
+            a, trajectory_a = _answer(row.answer_a, source=source, line=line, name="answer_a")
+            b, trajectory_b = _answer(row.answer_b, source=source, line=line, name="answer_b")
+            items.append(PairItem(item_id, row.prompt, a, b, row.label, row.reference, row.category,
+                                  trajectory_a=trajectory_a, trajectory_b=trajectory_b))
         else:
             assert isinstance(row, ScoreRow)
-            items.append(AnswerItem(item_id, row.prompt, row.answer, row.score, row.reference,
-                                    row.category))
+            answer, trajectory = _answer(row.answer, source=source, line=line, name="answer")
+            items.append(AnswerItem(item_id, row.prompt, answer, row.score, row.reference,
+                                    row.category, trajectory=trajectory))
     ids = [item.id for item in items]
     duplicated = sorted({item_id for item_id in ids if ids.count(item_id) > 1})
     if duplicated:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from judgerl.judges.base import ComparingJudge, Judge, PointwiseJudge
+from judgerl.judges.transcript import as_transcript
 from judgerl.types import Rollout, Sample, Score, Winner
 
 JudgeKind = Literal["pointwise", "pairwise", "group"]
@@ -101,28 +102,36 @@ class JudgeProbe:
             return None
         return "pass" if score >= self.pass_threshold else "fail"
 
-    async def score(self, item_id: str, prompt: str, answer: str, reference: str | None = None) -> Score:
-        """The judge's score of one answer."""
+    async def score(self, item_id: str, prompt: str, answer: str, reference: str | None = None, *,
+                    trajectory: list[dict[str, Any]] | None = None) -> Score:
+        """The judge's score of one answer (with the agent's `trajectory` that led to it, if any)."""
         sample = make_sample(item_id, prompt, reference)
-        rollout = Rollout(sample_id=item_id, completion=answer, id=f"{item_id}:answer")
+        rollout = Rollout(sample_id=item_id, completion=answer, id=f"{item_id}:answer", trajectory=trajectory)
         if isinstance(self.judge, PointwiseJudge):
             return await self.judge.score(sample, rollout)
         scores = await self.judge.score_group(sample, [rollout])
         return scores[0]
 
     async def compare(self, item_id: str, prompt: str, a: str, b: str,
-                      reference: str | None = None) -> PairOutcome:
-        """Which of a and b the judge prefers."""
+                      reference: str | None = None, *, trajectory_a: list[dict[str, Any]] | None = None,
+                      trajectory_b: list[dict[str, Any]] | None = None) -> PairOutcome:
+        """Which of a and b the judge prefers (with the runs that led to them, if any: a comparing
+        judge that reads trajectories compares their transcripts)."""
         sample = make_sample(item_id, prompt, reference)
         if isinstance(self.judge, ComparingJudge):
+            if self.judge.reads_trajectory():
+                options = getattr(self.judge, "options", None)
+                budget = int(getattr(options, "max_transcript_chars", 24_000))
+                a, b = (as_transcript(Rollout(item_id, text, trajectory=trajectory), budget).completion
+                        for text, trajectory in ((a, trajectory_a), (b, trajectory_b)))
             verdict = await self.judge.compare(sample, a, b)
             if verdict.winner is None:
                 return PairOutcome(None, reason=verdict.reason or "unscored", details=dict(verdict.details))
             value = verdict.prob_a if verdict.prob_a is not None else WINNER_VALUE[verdict.winner]
             return PairOutcome(verdict.winner, value, orders_from_details(verdict.details),
                                details=dict(verdict.details))
-        rollouts = [Rollout(sample_id=item_id, completion=a, id=f"{item_id}:a"),
-                    Rollout(sample_id=item_id, completion=b, id=f"{item_id}:b")]
+        rollouts = [Rollout(sample_id=item_id, completion=a, id=f"{item_id}:a", trajectory=trajectory_a),
+                    Rollout(sample_id=item_id, completion=b, id=f"{item_id}:b", trajectory=trajectory_b)]
         if isinstance(self.judge, PointwiseJudge):
             judge = self.judge
             scores = list(await asyncio.gather(*(judge.score(sample, rollout) for rollout in rollouts)))

@@ -209,7 +209,12 @@ def _attacks(section: AttackProbe, ctx: SectionContext) -> SectionResult:
     if section.adversarial_set is not False:
         path = None if section.adversarial_set is True else ctx.suite.resolve(str(section.adversarial_set))
         adversarial = load_adversarial_set(path)[: section.adversarial_limit]
-    attacks = build_attacks(section, items, adversarial)
+    reads_trajectories = ctx.probe.judge.reads_trajectory() and ctx.probe.kind != "pairwise"
+    tool_results = reads_trajectories if section.tool_results is None else section.tool_results
+    if tool_results and ctx.probe.kind == "pairwise":
+        raise ConfigError("tool-result attacks need a pointwise or group judge (a pairwise judge compares "
+                          "answer strings)", field=f"{ctx.name}.tool_results")
+    attacks = build_attacks(section, items, adversarial, tool_results=tool_results)
     tick = ctx.runner.ticker(ctx.name, len(attacks))
     return ctx.runner.run(run_attacks(section, ctx.probe, attacks, tick=tick, name=ctx.name))
 

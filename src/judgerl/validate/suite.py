@@ -229,6 +229,10 @@ class AttackProbe(Section):
     adversarial_set: bool | str = Field(default=True, description="true: the shipped set; a path: "
                                         "your own file of the same shape; false: none")
     adversarial_limit: int | None = Field(default=None, ge=1)
+    tool_results: bool | None = Field(default=None, description="also plant each adversarial completion "
+                                      "in a tool result of a trajectory whose final answer does not "
+                                      "answer; default: when the judge reads trajectories (pointwise "
+                                      "and group judges)")
     max_false_positive_rate: float | None = Field(default=0.05, ge=0, le=1)
 
     @model_validator(mode="after")

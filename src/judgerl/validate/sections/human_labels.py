@@ -47,7 +47,8 @@ async def run_human_labels(section: HumanLabelsSection, probe: JudgeProbe,
 async def _pairs(probe: JudgeProbe, pairs: list[PairItem], bootstrap: Bootstrap, tick: Tick,
                  name: str) -> SectionResult:
     async def one(item: PairItem) -> PairOutcome:
-        outcome = await probe.compare(item.id, item.prompt, item.a, item.b, item.reference)
+        outcome = await probe.compare(item.id, item.prompt, item.a, item.b, item.reference,
+                                      trajectory_a=item.trajectory_a, trajectory_b=item.trajectory_b)
         tick(1)
         return outcome
 
@@ -85,7 +86,8 @@ async def _pairs(probe: JudgeProbe, pairs: list[PairItem], bootstrap: Bootstrap,
 async def _scores(section: HumanLabelsSection, probe: JudgeProbe, answers: list[AnswerItem],
                   bootstrap: Bootstrap, tick: Tick, name: str) -> SectionResult:
     async def one(item: AnswerItem) -> Score:
-        score = await probe.score(item.id, item.prompt, item.answer, item.reference)
+        score = await probe.score(item.id, item.prompt, item.answer, item.reference,
+                                  trajectory=item.trajectory)
         tick(1)
         return score
 
