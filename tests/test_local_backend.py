@@ -308,3 +308,35 @@ async def test_chat_template_is_applied_unless_switched_off(backend: LocalBacken
     assert plain.render(request) == "HiVerdict:"
     request.extra["chat_template"] = True  # a request's own choice wins
     assert plain.render(request) == templated
+
+
+EXIT_WHILE_GENERATING = """
+import asyncio
+from judgerl.backends.base import CompletionRequest
+from judgerl.backends.local import LocalBackend
+
+backend = LocalBackend("smollm2-135m-instruct", max_concurrency=2)
+backend.load()
+
+async def main():
+    asyncio.create_task(backend.complete(CompletionRequest(
+        messages=[{"role": "user", "content": "Write a long story about a dragon."}], max_tokens=400)))
+    await asyncio.sleep(2)
+    print("exiting while the batch runs", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_exiting_while_the_engine_generates_is_a_clean_exit() -> None:
+    """A process that ends with a batch still on the engine (a judgment past its deadline, Ctrl-C)
+    exits normally: the worker is stopped at exit, not frozen inside a torch op (exit 134)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", EXIT_WHILE_GENERATING], capture_output=True, text=True,
+                          timeout=300)
+    assert "exiting while the batch runs" in done.stdout, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr
+    assert "Traceback" not in done.stderr

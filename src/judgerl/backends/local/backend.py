@@ -5,6 +5,7 @@ on that model)."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
 from pathlib import Path
@@ -13,7 +14,13 @@ from typing import Any
 from pydantic import Field
 
 from judgerl.backends.base import Backend, BackendLimits, BackendOptions, Completion, CompletionRequest
-from judgerl.backends.local.engine import DEFAULT_PREFIX_CACHE_TOKENS, DTYPES, Job, LocalEngine
+from judgerl.backends.local.engine import (
+    DEFAULT_PREFIX_CACHE_TOKENS,
+    DTYPES,
+    STOP_TIMEOUT_S,
+    Job,
+    LocalEngine,
+)
 from judgerl.config import BackendConfig
 from judgerl.errors import ConfigError, FatalBackendError
 
@@ -50,6 +57,16 @@ def get_engine(model: str, *, dtype: str = "float32", device: str = "cpu", max_b
         engine.max_batch_size = max(engine.max_batch_size, max_batch_size)
         engine.prefix_store.max_tokens = max(engine.prefix_store.max_tokens, prefix_cache_tokens)
         return engine
+
+
+@atexit.register
+def stop_engines() -> None:
+    """Stop every engine's worker before the interpreter tears down (see `LocalEngine.stop`)."""
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+    for engine in engines:
+        if not engine.stop():
+            log.warning("the local engine on %s did not stop within %.0f s", engine.path, STOP_TIMEOUT_S)
 
 
 def loaded_engines() -> dict[tuple[str, str, str], LocalEngine]:

@@ -51,6 +51,12 @@ DTYPES = ("float32", "bfloat16", "float16")
 #: default budget of the prefix KV cache, in tokens (all cached prefixes together); for
 #: SmolLM2-135M in float32 a token's key/values take 45 KB, so 8192 tokens are about 370 MB
 DEFAULT_PREFIX_CACHE_TOKENS = 8192
+#: how long interpreter exit waits for the batch in progress (it stops at its next decode step)
+STOP_TIMEOUT_S = 30.0
+
+
+class EngineStopped(RuntimeError):
+    """A batch cut short because the engine is stopping."""
 
 
 @dataclass
@@ -156,9 +162,20 @@ class LocalEngine:
         if not self.prefix_reuse:
             log.info("%s has sliding-window or other non-full-attention layers: no prefix KV reuse", path)
         self._rng = torch.Generator().manual_seed(int.from_bytes(__import__("os").urandom(4), "little"))
-        self._queue: queue.Queue[Job] = queue.Queue()
+        self._queue: queue.Queue[Job | None] = queue.Queue()  # None: stop
+        self._stopping = threading.Event()
         self._worker = threading.Thread(target=self._run, name=f"judgerl-local-{path.name}", daemon=True)
         self._worker.start()
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Stop the worker: the batch it is running ends at its next decode step (its callers hear
+        "stopped"), queued requests are dropped. Called at interpreter exit: a daemon thread left
+        inside a torch op while the interpreter tears down makes the process abort ("terminate
+        called without an active exception", exit 134). True when the worker has ended."""
+        self._stopping.set()
+        self._queue.put(None)
+        self._worker.join(timeout_s)
+        return not self._worker.is_alive()
 
     # ------------------------------------------------------------------ setup helpers
 
@@ -205,17 +222,21 @@ class LocalEngine:
         self._queue.put(job)
 
     def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             first = self._queue.get()
+            if first is None:
+                return
             batch = [first]
             deadline = time.monotonic() + first.batch_wait_s
             while len(batch) < self.max_batch_size:
                 remaining = deadline - time.monotonic()
                 try:
-                    batch.append(self._queue.get(timeout=remaining) if remaining > 0
-                                 else self._queue.get_nowait())
+                    job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
+                if job is None:
+                    return
+                batch.append(job)
             live = [job for job in batch if not job.cancelled and not job.future.cancelled()]
             if live:
                 self.stats.batches.append(len(live))
@@ -238,6 +259,10 @@ class LocalEngine:
                 continue
             try:
                 results = runner(ready)
+            except EngineStopped as exc:
+                for job, _ in ready:
+                    _deliver(job, BackendError(str(exc), retryable=False))
+                return
             except Exception as exc:  # the whole batch failed; every caller hears why
                 log.exception("local batch failed")
                 for job, _ in ready:
@@ -506,6 +531,8 @@ class LocalEngine:
             active = list(prefill.order)  # rows still in the batch, in cache order
             logits = prefill.logits.float()
             while True:
+                if self._stopping.is_set():
+                    raise EngineStopped("the local engine was stopped (the process is exiting)")
                 next_tokens: list[int] = []
                 for slot, row in enumerate(active):
                     token = self._pick(logits[slot], requests[row], generators[row], records[row])
