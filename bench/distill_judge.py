@@ -36,12 +36,14 @@ from judgerl.reward.pipeline import RewardPipeline
 from judgerl.types import Rollout, Sample
 
 QUESTIONS = ["My parcel arrived broken.", "The shoes do not fit.", "I was charged twice.",
-             "The box was empty.", "My order never came.", "The lamp does not work.", "I want to change my address.",
-             "The colour is not the one I ordered."]
+             "The box was empty.", "My order never came.", "The lamp does not work.",
+             "I want to change my address.", "The colour is not the one I ordered."]
 OPENINGS = ["Thanks for writing to us.", "Sorry about the trouble with your order.",
-            "Hello and thank you.", "We read your message.", "Apologies for the delay.", "We are sorry to hear that."]
+            "Hello and thank you.", "We read your message.", "Apologies for the delay.",
+            "We are sorry to hear that."]
 WITH_NUMBER = ["We will send a refund within 3 days.", "Your case number is 4411.",
-               "Expect the new parcel in 5 days.", "Call us at 0800 123 456.", "You will get 20 euros back.", "It ships on the 12th."]
+               "Expect the new parcel in 5 days.", "Call us at 0800 123 456.",
+               "You will get 20 euros back.", "It ships on the 12th."]
 WITHOUT_NUMBER = ["We will send a refund soon.", "Your case is open.", "Expect the new parcel next week.",
                   "Call us any time.", "You will get the money back.", "It ships shortly."]
 RULES = {
@@ -71,7 +73,8 @@ def teacher(rule: str):
         match = ANSWER_RE.search(request.messages[-1]["content"])
         p_pass = 0.95 if match and check(match.group(1)) else 0.05
         return Completion(text="PASS" if p_pass > 0.5 else "FAIL", model="scripted-teacher",
-                          usage=Usage(350, 1), candidate_logprobs={"PASS": math.log(p_pass), "FAIL": math.log(1 - p_pass)})
+                          usage=Usage(350, 1),
+                          candidate_logprobs={"PASS": math.log(p_pass), "FAIL": math.log(1 - p_pass)})
 
     return respond
 
@@ -113,7 +116,8 @@ def tiny_base(folder: Path) -> Path:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<|im_end|>")
     tokenizer.chat_template = chatml
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048,
                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                          bos_token_id=None, tie_word_embeddings=True)
     torch.manual_seed(0)
