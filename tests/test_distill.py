@@ -247,3 +247,19 @@ def test_rejudge_reads_a_completions_file(tmp_path: Path) -> None:
                      backends={"teacher": ScriptedBackend(revised_responder)})
     assert report.rescored == 2 and report.moved[0]["rollout_id"] == "q1#1"
     assert report.moved[0]["new"] == pytest.approx(0.95)
+
+
+def test_a_labelled_file_becomes_verdicts_on_one_check_grouped_by_prompt(tmp_path: Path) -> None:
+    from judgerl.distill.examples import judged_from_labelled, target_distribution
+
+    rows = [{"id": "a1", "prompt": "My parcel arrived broken.", "answer": "A refund is on its way.",
+             "score": 5},
+            {"id": "a2", "prompt": "My parcel arrived broken.", "answer": "Send a photo.", "score": 1},
+            {"id": "a3", "prompt": "The box was empty.", "answer": "We will look into it.", "score": 2}]
+    path = tmp_path / "labels.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    judged = judged_from_labelled(path, criterion="offers_refund")
+    assert [row.verdict for row in judged] == [1.0, 0.0, 0.25]
+    assert judged[0].sample.id == judged[1].sample.id != judged[2].sample.id
+    assert target_distribution(judged[2], ["PASS", "FAIL"], soft=True) == [0.25, 0.75]
+    assert target_distribution(judged[2], ["PASS", "FAIL"], soft=False) == [0.0, 1.0]
