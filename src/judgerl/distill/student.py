@@ -168,10 +168,13 @@ def train_student(base_model: Path, rows: list[Judged], judge_config: dict[str, 
             for index, (ids, _, _) in enumerate(batch):
                 input_ids[index, :len(ids)] = torch.tensor(ids)  # right padding: positions stay 0..n-1
                 mask[index, :len(ids)] = 1
-            logits = model(input_ids=input_ids, attention_mask=mask).logits
+            # only the answer positions need the vocabulary projection (the largest matrix)
+            last = sorted({len(ids) - 1 for ids, _, _ in batch})
+            logits = model(input_ids=input_ids, attention_mask=mask,
+                           logits_to_keep=torch.tensor(last)).logits
             loss = torch.zeros(())
             for index, (ids, candidate_sets, target) in enumerate(batch):
-                predicted = verdict_log_probs(logits[index, len(ids) - 1], candidate_sets)
+                predicted = verdict_log_probs(logits[index, last.index(len(ids) - 1)], candidate_sets)
                 loss = loss - (torch.tensor(target) * predicted).sum()
             loss = loss / len(batch)
             optimizer.zero_grad()
