@@ -13,6 +13,7 @@ The result is merged into plain weights: the `local` backend needs no peft to lo
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from judgerl.errors import ConfigError
 from judgerl.judges.logprob import verdict_tokens
 from judgerl.judges.rubric import RubricJudge
 
+log = logging.getLogger(__name__)
 Method = Literal["lora", "full"]
 STUDENT_BACKEND = "student"
 
@@ -158,7 +160,11 @@ def train_student(base_model: Path, rows: list[Judged], judge_config: dict[str, 
                          trainable_parameters=sum(p.numel() for p in trainable))
     started = time.perf_counter()
     model.train()
-    for _ in range(settings.epochs):
+    for epoch in range(settings.epochs):
+        if epoch:
+            log.info("epoch %d/%d done: %d steps, mean loss of its last 10 steps %.4f, %.0fs",
+                     epoch, settings.epochs, result.steps, sum(result.losses[-10:]) / len(result.losses[-10:]),
+                     time.perf_counter() - started)
         shuffle.shuffle(order)
         for start in range(0, len(order), settings.batch_size):
             batch = [encoded[index] for index in order[start:start + settings.batch_size]]
