@@ -163,7 +163,8 @@ def train_student(base_model: Path, rows: list[Judged], judge_config: dict[str, 
     for epoch in range(settings.epochs):
         if epoch:
             log.info("epoch %d/%d done: %d steps, mean loss of its last 10 steps %.4f, %.0fs",
-                     epoch, settings.epochs, result.steps, sum(result.losses[-10:]) / len(result.losses[-10:]),
+                     epoch, settings.epochs, result.steps,
+                     sum(result.losses[-10:]) / len(result.losses[-10:]),
                      time.perf_counter() - started)
         shuffle.shuffle(order)
         for start in range(0, len(order), settings.batch_size):
