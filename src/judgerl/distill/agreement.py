@@ -131,6 +131,10 @@ def student_verdicts(config: dict[str, Any], rows: list[Judged]) -> tuple[list[f
     for row in rows:
         items.setdefault((row.sample.id, row.rollout.id), (row.sample, row.rollout))
     with RewardPipeline.from_config(config) as pipeline:
+        for backend in pipeline.runtime.backends.values():
+            load = getattr(backend, "load", None)
+            if callable(load):
+                load()  # the model's loading time is not judging time
         started = time.perf_counter()
         rewards = pipeline.score_batch_sync(list(items.values()), enforce_budget=False)
         seconds = time.perf_counter() - started
