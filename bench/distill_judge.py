@@ -17,6 +17,7 @@ judgments/s here and the teacher's (from its journal), and the training time.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import random
 import re
@@ -144,6 +145,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.tiny:
         args.samples, args.answers, args.epochs, args.teacher_latency_s = 40, 2, 3, 0.0
         args.method = args.method or "full"
