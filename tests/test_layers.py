@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("validate", ("judgerl.validate",)),
     ("train", ("judgerl.train",)),
     ("run", ("judgerl.run",)),
+    ("distill", ("judgerl.distill",)),
     ("entry", ("judgerl.cli", "judgerl", "judgerl.moved")),
 )
 

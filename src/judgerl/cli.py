@@ -1,4 +1,4 @@
-"""The `judgerl` command: score, validate, train, sft, evaluate, report, run, serve, demo.
+"""The `judgerl` command: score, validate, train, sft, evaluate, report, run, serve, distill, rejudge, demo.
 
 Each command is a thin wrapper: it parses options, calls the module that does the work and
 turns judgerl's errors into a clear message and a non-zero exit (no traceback for a bad
@@ -343,6 +343,80 @@ def run(
     report_path = Workflow(recipe, overrides or [], skip_validation=skip_validation, console=console,
                            stop_after=stop_after).run()
     console.print(f"[bold green]report:[/] {report_path}")
+
+
+@app.command()
+@friendly_errors
+def distill(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the student model, "
+                                         "reward-snippet.yaml and the agreement report.")],
+    journal: Annotated[Path | None, typer.Option(help="The teacher's journal (JSONL).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="The teacher's reward config (with --journal: its criteria).")] = None,
+    judge: Annotated[str | None, typer.Option(
+        help="The judge to distill (when the journal holds several).")] = None,
+    labelled: Annotated[Path | None, typer.Option(
+        help="A scored labelled file (prompt, answer, score), the format `judgerl validate` reads.")] = None,
+    criterion: Annotated[str | None, typer.Option(help="With --labelled: the check's name.")] = None,
+    description: Annotated[str | None, typer.Option(help="With --labelled: what the check asks.")] = None,
+    base_model: Annotated[str, typer.Option(
+        help="Packaged model name or model folder.")] = "smollm2-135m-instruct",
+    method: Annotated[str, typer.Option(help="lora (default) or full fine-tuning.")] = "lora",
+    epochs: Annotated[int, typer.Option(help="Passes over the training rows.")] = 3,
+    learning_rate: Annotated[float | None, typer.Option(help="Default 2e-4 (LoRA), 5e-5 (full).")] = None,
+    hard_targets: Annotated[bool, typer.Option(
+        "--hard-targets", help="Train on 0/1 verdicts instead of the teacher's probabilities.")] = False,
+    held_out: Annotated[float, typer.Option(help="Share of samples held out for the report.")] = 0.2,
+    min_accuracy: Annotated[float, typer.Option(help="Gate: per-check accuracy vs the teacher.")] = 0.8,
+    min_kappa: Annotated[float, typer.Option(help="Gate: per-check Cohen's kappa.")] = 0.6,
+    min_spearman: Annotated[float, typer.Option(help="Gate: per-Likert-criterion Spearman.")] = 0.6,
+    seed: Annotated[int, typer.Option(help="Split and training seed.")] = 0,
+) -> None:
+    """Distill a judge: train a small local student on the teacher's verdicts; exit 1 if it is refused."""
+    from judgerl.distill.agreement import DistillGateError, Thresholds
+    from judgerl.distill.command import distill as run_distill
+    from judgerl.distill.student import TrainSettings
+
+    if method not in ("lora", "full"):
+        raise typer.BadParameter("--method is lora or full")
+    settings = TrainSettings(method=method, epochs=epochs, learning_rate=learning_rate,  # type: ignore[arg-type]
+                             soft_targets=not hard_targets, seed=seed)
+    thresholds = Thresholds(min_accuracy=min_accuracy, min_kappa=min_kappa, min_spearman=min_spearman)
+    try:
+        result = run_distill(out_dir=output, base_model=base_model, journal=journal, config=config,
+                             judge=judge, labelled=labelled, criterion=criterion, description=description,
+                             held_out=held_out, settings=settings, thresholds=thresholds)
+    except DistillGateError as exc:
+        console.print(f"[bold red]refused:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    print((output / "agreement.md").read_text(encoding="utf-8"))
+    console.print(f"student: {result.model_dir}; reward config: {result.snippet}; "
+                  f"trained on {result.train_rows} rows in {result.training.seconds:.1f}s")
+
+
+@app.command()
+@friendly_errors
+def rejudge(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The new reward config to replay through.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for rejudge.json and .md.")],
+    journal: Annotated[Path | None, typer.Option(
+        help="A journal whose judgments (with inputs) to replay.")] = None,
+    judge: Annotated[str | None, typer.Option(help="The journal's judge (when it holds several).")] = None,
+    completions: Annotated[Path | None, typer.Option(
+        help="A completions.jsonl written by `judgerl train`.")] = None,
+    component: Annotated[str | None, typer.Option(
+        help="Compare one component of the new reward (default: the total).")] = None,
+) -> None:
+    """Replay recorded rollouts through another reward config; report agreement and what moved most."""
+    from judgerl.distill import rejudge as replay
+
+    if (journal is None) == (completions is None):
+        raise typer.BadParameter("give exactly one of --journal and --completions")
+    recorded = (replay.recorded_from_journal(journal, judge=judge) if journal is not None
+                else replay.recorded_from_completions(completions))  # type: ignore[arg-type]
+    report = replay.rejudge(recorded, config, source=str(journal or completions), component=component)
+    _, md_path = replay.write_rejudge_report(report, output)
+    print(md_path.read_text(encoding="utf-8"))
 
 
 @app.command()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from judgerl.backends.base import Completion, CompletionRequest
 from judgerl.judges.templates import PromptTemplate
+from judgerl.types import Rollout, Sample
 
 if TYPE_CHECKING:
     from judgerl.runtime.model_runtime import ModelRuntime
@@ -37,6 +38,9 @@ class CallLog:
     tokens: int = 0
     calls: int = 0
     cached_calls: int = 0
+    #: each call's rendered request (messages and, for scoring: logprob, the candidate tokens):
+    #: what a distilled judge is trained on and what an audit replays
+    requests: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def cached(self) -> bool:
@@ -50,6 +54,7 @@ class CallLog:
         self.tokens += other.tokens
         self.calls += other.calls
         self.cached_calls += other.cached_calls
+        self.requests += other.requests
 
 
 @dataclass
@@ -84,6 +89,8 @@ async def call_and_parse(runtime: ModelRuntime, backend_name: str, request: Comp
         log.latency_s += result.latency_s
         log.cached_calls += int(result.cached or getattr(result, "deduplicated", False))
         log.prompt_hashes.append(request.fingerprint())
+        log.requests.append({"messages": [dict(message) for message in request.messages],
+                             "candidate_tokens": list(request.candidate_tokens or [])})
         if result.completion is None:
             return CallOutcome(None, result.error or "backend call failed", log)
         completion = result.completion
@@ -106,8 +113,13 @@ async def call_and_parse(runtime: ModelRuntime, backend_name: str, request: Comp
 def record_judgment(runtime: ModelRuntime, *, judge: str, kind: str, prompt: PromptTemplate,
                     sample_id: str, rollout_ids: list[str], log: CallLog, outcome: str,
                     reason: str | None, scores: Any = None, rationale: str = "",
-                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write one journal entry for one judgment (however many calls it took) and return it."""
+                    extra: dict[str, Any] | None = None,
+                    inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write one journal entry for one judgment (however many calls it took) and return it.
+
+    `inputs` (see `judgment_inputs`) is what was judged: the question, the reference and the
+    answers, so the judgment can be replayed through another judge or distilled into a student.
+    """
     entry: dict[str, Any] = {
         "time": time.time(),
         "judge": judge,
@@ -128,8 +140,17 @@ def record_judgment(runtime: ModelRuntime, *, judge: str, kind: str, prompt: Pro
         "cached": log.cached,
         "outcome": outcome,
         "reason": reason,
+        "requests": log.requests,
     }
+    if inputs is not None:
+        entry["inputs"] = inputs
     if extra:
         entry.update(extra)
     runtime.record(entry)
     return entry
+
+
+def judgment_inputs(sample: Sample, rollouts: list[Rollout]) -> dict[str, Any]:
+    """What a judgment judged, for the journal: the sample's messages and reference, the answers."""
+    return {"messages": [dict(message) for message in sample.messages], "reference": sample.reference,
+            "answers": [rollout.completion for rollout in rollouts]}

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from judgerl.backends.base import Completion, CompletionRequest
 from judgerl.judges.base import PointwiseJudge
-from judgerl.judges.calling import CallLog, call_and_parse, record_judgment
+from judgerl.judges.calling import CallLog, call_and_parse, judgment_inputs, record_judgment
 from judgerl.judges.logprob import verdict_instruction, verdict_parser, verdict_tokens
 from judgerl.judges.options import (
     JudgeOptions,
@@ -396,7 +396,8 @@ class RubricJudge(PointwiseJudge):
             extra.update({key: item for key, item in scope_details.items() if key != "turns"})
         record_judgment(self.runtime, judge=self.name, kind=self.kind, prompt=self.prompt,
                         sample_id=sample.id, rollout_ids=[rollout.id], log=log, outcome="ok", reason=None,
-                        scores=scores, rationale=rationale, extra=extra)
+                        scores=scores, rationale=rationale, extra=extra,
+                        inputs=judgment_inputs(sample, [rollout]))
         return Score(self.name, value, rationale=rationale,
                      details={"criteria": per_criterion, "prompt_version": self.prompt.version,
                               "scoring": self.options.scoring, **scope_details})
@@ -404,6 +405,7 @@ class RubricJudge(PointwiseJudge):
     def _unscored(self, sample: Sample, rollout: Rollout, log: CallLog, reason: str) -> Score:
         record_judgment(self.runtime, judge=self.name, kind=self.kind, prompt=self.prompt,
                         sample_id=sample.id, rollout_ids=[rollout.id], log=log, outcome="unscored",
-                        reason=reason, extra={"scoring": self.options.scoring})
+                        reason=reason, extra={"scoring": self.options.scoring},
+                        inputs=judgment_inputs(sample, [rollout]))
         return Score.unscored(self.name, reason, prompt_version=self.prompt.version,
                               raw_outputs=list(log.raw_outputs))

@@ -1,0 +1,204 @@
+"""Fine-tune a small student judge on the teacher's verdicts and write a folder `local` loads.
+
+Why this shape: the local backend scores a `scoring: logprob` judge in one forward pass by reading
+the probabilities of the verdict tokens (PASS/FAIL, or 1-5) at the first answer position. The
+student is trained on exactly that: for each row, the prompt its own rubric judge renders, run
+through the chat template as the local engine runs it, and a cross-entropy between the teacher's
+verdict distribution and the student's probabilities restricted to the verdict tokens (summed over
+each token's single-token spellings, as the engine sums them). Nothing else about the model is
+asked to change, so a low-rank adapter (LoRA, the default) is enough; `full` trains every weight.
+The result is merged into plain weights: the `local` backend needs no peft to load it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Literal, cast
+
+from judgerl.backends.base import CompletionRequest
+from judgerl.config import JudgeConfig, RewardConfig
+from judgerl.distill.examples import Judged, target_distribution
+from judgerl.errors import ConfigError
+from judgerl.judges.logprob import verdict_tokens
+from judgerl.judges.rubric import RubricJudge
+
+log = logging.getLogger(__name__)
+Method = Literal["lora", "full"]
+STUDENT_BACKEND = "student"
+
+
+@dataclass
+class TrainSettings:
+    """How the student is trained (the defaults are the ones measured in the README)."""
+
+    method: Method = "lora"
+    epochs: int = 3
+    learning_rate: float | None = None  # None: 2e-4 for LoRA, 5e-5 for full
+    batch_size: int = 8
+    soft_targets: bool = True
+    lora_rank: int = 16
+    seed: int = 0
+    max_prompt_tokens: int = 1024
+
+    def rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 2e-4 if self.method == "lora" else 5e-5
+
+
+@dataclass
+class TrainResult:
+    rows: int
+    steps: int
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+    trainable_parameters: int = 0
+
+
+def student_judge_config(judge: str, criteria: list[dict[str, Any]], *, model: str,
+                         extra_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The reward config (as a dict) that scores with the student: one rubric judge, logprob scoring."""
+    options = {key: value for key, value in (extra_options or {}).items()
+               if key not in {"scoring", "prompt_file", "rationale", "name", "type", "backend", "weight"}}
+    return {"backends": {STUDENT_BACKEND: {"type": "local", "model": model}},
+            "judges": [{"name": judge, "type": "rubric", "backend": STUDENT_BACKEND, "scoring": "logprob",
+                        **options, "criteria": criteria}]}
+
+
+def student_judge(config: dict[str, Any]) -> RubricJudge:
+    """The student's rubric judge, built only to render its requests (no model is loaded)."""
+    reward = RewardConfig.model_validate(config)
+    judge_config: JudgeConfig = reward.judges[0]
+
+    render_only = SimpleNamespace(backends={STUDENT_BACKEND: None})
+    return RubricJudge(judge_config, cast(Any, render_only))
+
+
+def student_request(judge: RubricJudge, row: Judged) -> CompletionRequest:
+    criterion = next((c for c in judge.options.criteria if c.name == row.criterion), None)
+    if criterion is None:
+        raise ConfigError(f"criterion '{row.criterion}' is not in the student's rubric "
+                          f"({[c.name for c in judge.options.criteria]})")
+    return judge.logprob_request(row.sample, row.rollout, criterion)
+
+
+def render_prompt(tokenizer: Any, request: CompletionRequest) -> str:
+    """The prompt text the local engine builds for `request` (its `render`, chat template on)."""
+    messages = [{"role": m["role"], "content": m["content"]} for m in request.messages]
+    if not tokenizer.chat_template:
+        return "\n\n".join(m["content"] for m in messages)
+    return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+
+
+def candidate_ids(tokenizer: Any, candidate: str) -> list[int]:
+    """The single-token spellings of a verdict token, as the local engine sums them."""
+    bare = candidate.lstrip(" ")
+    singles: list[int] = []
+    for variant in dict.fromkeys((bare, " " + bare, candidate)):
+        ids = tokenizer.encode(variant, add_special_tokens=False)
+        if len(ids) == 1 and ids[0] not in singles:
+            singles.append(ids[0])
+    if not singles:
+        singles = [tokenizer.encode(candidate, add_special_tokens=False)[0]]
+    return singles
+
+
+def encode_rows(tokenizer: Any, judge: RubricJudge, rows: list[Judged], *, soft: bool,
+                max_prompt_tokens: int) -> list[tuple[list[int], list[list[int]], list[float]]]:
+    """(prompt ids, ids of each verdict token, target distribution) per row."""
+    encoded = []
+    for row in rows:
+        request = student_request(judge, row)
+        tokens = list(request.candidate_tokens or verdict_tokens(row.kind))
+        ids = tokenizer(render_prompt(tokenizer, request), add_special_tokens=False)["input_ids"]
+        if len(ids) > max_prompt_tokens:
+            ids = ids[-max_prompt_tokens:]
+        encoded.append((ids, [candidate_ids(tokenizer, token) for token in tokens],
+                        target_distribution(row, tokens, soft=soft)))
+    return encoded
+
+
+def verdict_log_probs(logits: Any, candidate_sets: list[list[int]]) -> Any:
+    """Log-probabilities over the verdict tokens only, from one position's logits."""
+    import torch
+
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    masses = torch.stack([log_probs[ids].logsumexp(0) for ids in candidate_sets])
+    return torch.log_softmax(masses, dim=-1)
+
+
+def train_student(base_model: Path, rows: list[Judged], judge_config: dict[str, Any], out_dir: Path,
+                  settings: TrainSettings) -> TrainResult:
+    """Fine-tune `base_model` on `rows` and write merged weights and the tokenizer to `out_dir`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(settings.seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model))
+    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
+    judge = student_judge(judge_config)
+    encoded = encode_rows(tokenizer, judge, rows, soft=settings.soft_targets,
+                          max_prompt_tokens=settings.max_prompt_tokens)
+    if settings.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=settings.lora_rank, lora_alpha=2 * settings.lora_rank,
+                                                 lora_dropout=0.0, target_modules="all-linear",
+                                                 task_type="CAUSAL_LM"))
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.rate(), weight_decay=0.0)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = list(range(len(encoded)))
+    shuffle = random.Random(settings.seed)
+    result = TrainResult(rows=len(encoded), steps=0, seconds=0.0,
+                         trainable_parameters=sum(p.numel() for p in trainable))
+    started = time.perf_counter()
+    model.train()
+    for epoch in range(settings.epochs):
+        if epoch:
+            log.info("epoch %d/%d done: %d steps, mean loss of its last 10 steps %.4f, %.0fs",
+                     epoch, settings.epochs, result.steps,
+                     sum(result.losses[-10:]) / len(result.losses[-10:]),
+                     time.perf_counter() - started)
+        shuffle.shuffle(order)
+        for start in range(0, len(order), settings.batch_size):
+            batch = [encoded[index] for index in order[start:start + settings.batch_size]]
+            width = max(len(ids) for ids, _, _ in batch)
+            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for index, (ids, _, _) in enumerate(batch):
+                input_ids[index, :len(ids)] = torch.tensor(ids)  # right padding: positions stay 0..n-1
+                mask[index, :len(ids)] = 1
+            # only the answer positions need the vocabulary projection (the largest matrix)
+            last = sorted({len(ids) - 1 for ids, _, _ in batch})
+            logits = model(input_ids=input_ids, attention_mask=mask,
+                           logits_to_keep=torch.tensor(last)).logits
+            loss = torch.zeros(())
+            for index, (ids, candidate_sets, target) in enumerate(batch):
+                predicted = verdict_log_probs(logits[index, last.index(len(ids) - 1)], candidate_sets)
+                loss = loss - (torch.tensor(target) * predicted).sum()
+            loss = loss / len(batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            result.steps += 1
+            result.losses.append(float(loss.detach()))
+    result.seconds = time.perf_counter() - started
+    if settings.method == "lora":
+        model = model.merge_and_unload()
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "distillation.json").write_text(json.dumps({
+        "base_model": str(base_model), "method": settings.method, "epochs": settings.epochs,
+        "learning_rate": settings.rate(), "soft_targets": settings.soft_targets, "rows": len(encoded),
+        "steps": result.steps, "train_seconds": round(result.seconds, 2),
+        "trainable_parameters": result.trainable_parameters}, indent=2), encoding="utf-8")
+    return result
