@@ -284,7 +284,10 @@ class FakeOpenAIServer:
                 self.open_connections -= 1
             if not aborted:
                 writer.close()
-                with contextlib.suppress(ConnectionError, OSError):
+                # CancelledError: the server is shutting down with this connection open; the
+                # connection is closed either way, and a cancelled handler task makes asyncio print
+                # a traceback from its stream callback
+                with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
                     await writer.wait_closed()
 
     async def _respond(self, method: str, path: str, headers: dict[str, str], raw: bytes,

@@ -36,7 +36,7 @@ def test_the_benchmarks_are_found() -> None:
 def test_benchmark_runs_in_tiny_mode(script: Path) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     done = subprocess.run([sys.executable, str(script), "--tiny"], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=BENCH.parent)
+                          timeout=600, env=env, cwd=BENCH.parent)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert "Traceback" not in output, output[-3000:]

@@ -351,11 +351,13 @@ def test_case12_judge_and_backend_option_errors_name_the_config_file(tmp_path: P
 
 
 def test_a_second_writer_of_the_same_output_is_refused(fake_openai: FakeOpenAIServer, tmp_path: Path):
-    fake_openai.default = Reply(text=VERDICT, delay_s=0.05)
+    # slow enough (~15 s) that the second writer starts while the first one writes, even when a
+    # loaded machine takes seconds to start a Python process
+    fake_openai.default = Reply(text=VERDICT, delay_s=0.3)
     config = write_config(tmp_path, fake_openai)
     rollouts, output = write_rollouts(tmp_path / "in.jsonl", 200), tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "judgerl.cli", "score", "-c", str(config), "-i", str(rollouts),
-               "-o", str(output), "--batch-size", "16"]
+               "-o", str(output), "--batch-size", "4"]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (output.exists() and output.read_text().count("\n") >= 5):
