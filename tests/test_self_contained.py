@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("src", "tests", "examples", "scripts", "bench", ".ci", "README.md", "pyproject.toml", "docs")
 TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".toml", ".txt", ".json", ".jsonl", ".sh", ".cfg", ".ini", ""}
 #: a path that leaves the repository: the old shared folder, or `..` climbing above the checkout
-OUTSIDE = re.compile(r"\.\./shared|shared/data|shared/ARCHITECTURE|JUDGERL_SHARED_DATA")
+OLD_FOLDER = "shared"  # the folder that sat beside the checkout in CI (users have none)
+OUTSIDE = re.compile(rf"\.\./{OLD_FOLDER}|{OLD_FOLDER}/data|{OLD_FOLDER}/ARCHITECTURE"
+                     rf"|JUDGERL_{OLD_FOLDER.upper()}_DATA")
 
 
 def project_files() -> list[Path]:
