@@ -98,33 +98,14 @@ def write_journal(folder: Path, rule: str, samples: int, answers: int, latency_s
 
 def tiny_base(folder: Path) -> Path:
     """A tiny random Llama with a tokenizer trained on the task's words (for --tiny only)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
     from judgerl.judges.templates import load_prompt
 
-    chatml = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-              "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from tiny_policy import build_corpus_model_dir
+
     corpus = [load_prompt("rubric_logprob").text, *QUESTIONS, *OPENINGS, *WITH_NUMBER, *WITHOUT_NUMBER,
               "PASS", "FAIL", *(description for _, description, _ in RULES.values())]
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    raw.train_from_iterator(corpus * 3, trainers.BpeTrainer(
-        vocab_size=700, special_tokens=["<pad>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<|im_end|>")
-    tokenizer.chat_template = chatml
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                         bos_token_id=None, tie_word_embeddings=True)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_corpus_model_dir(folder, corpus)
 
 
 def main() -> int:

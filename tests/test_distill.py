@@ -39,6 +39,7 @@ from judgerl.distill.student import (
 )
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.types import Rollout, Sample
+from tiny_policy import build_corpus_model_dir
 
 CRITERION = {"name": "offers_refund", "kind": "check",
              "description": "The reply offers the customer a refund."}
@@ -95,32 +96,10 @@ def write_teacher_journal(tmp_path: Path, samples: int = 60,
 
 def build_student_base(folder: Path) -> Path:
     """A tiny Llama whose tokenizer knows the task's words (trained on them), with a long context."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from tiny_policy import CHATML
-
     judge = student_judge(student_judge_config("support", [CRITERION], model="unused"))
     corpus = [render_prompt(type("T", (), {"chat_template": None})(), student_request(judge, row))
               for row in _rows_for_corpus(judge)] + OPENINGS + MIDDLES + QUESTIONS + ["PASS", "FAIL"]
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    raw.train_from_iterator(corpus * 3, trainers.BpeTrainer(
-        vocab_size=700, special_tokens=["<pad>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<|im_end|>")
-    tokenizer.chat_template = CHATML
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                         bos_token_id=None, tie_word_embeddings=True)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_corpus_model_dir(folder, corpus)
 
 
 def _rows_for_corpus(judge):  # a few rendered prompts so the template's words become tokens

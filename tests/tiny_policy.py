@@ -21,7 +21,8 @@ CORPUS = [
 ]
 
 
-def build_tiny_tokenizer():  # -> transformers tokenizer
+def build_tiny_tokenizer(corpus: list[str] | None = None, *, vocab_size: int = 320):  # -> tokenizer
+    """A byte-level BPE tokenizer trained in memory on `corpus` (default: a few test sentences)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -29,15 +30,33 @@ def build_tiny_tokenizer():  # -> transformers tokenizer
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=320,
+        vocab_size=vocab_size,
         special_tokens=["<pad>", "<|im_start|>", "<|im_end|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    raw.train_from_iterator(CORPUS * 4, trainer)
+    raw.train_from_iterator((corpus or CORPUS) * 4, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<|im_end|>")
     tokenizer.chat_template = CHATML
     return tokenizer
+
+
+def build_corpus_model_dir(out_dir: str | Path, corpus: list[str]) -> Path:
+    """A tiny Llama (64 wide, 2048-token context) whose tokenizer was trained on `corpus`, so a
+    task's words are single tokens: small enough to fine-tune in seconds (distillation tests)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = Path(out_dir)
+    tokenizer = build_tiny_tokenizer(corpus, vocab_size=700)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
 
 
 def build_tiny_model_dir(out_dir: str | Path, *, seed: int = 0) -> Path:

@@ -180,7 +180,7 @@ def _integer_steps(*axes: Any) -> None:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _bar_labels(axis: Any, bars: Any, digits: int = 2) -> None:
+def _bar_labels(axis: Any, bars: Any, digits: int = 2, fontsize: int = 8) -> None:
     for bar in bars:
         height = bar.get_height()
         if not math.isnan(height):
@@ -189,7 +189,7 @@ def _bar_labels(axis: Any, bars: Any, digits: int = 2) -> None:
                 (bar.get_x() + bar.get_width() / 2, height),
                 ha="center",
                 va="bottom",
-                fontsize=8,
+                fontsize=fontsize,
                 xytext=(0, 2),
                 textcoords="offset points",
             )
@@ -215,20 +215,10 @@ def bar_plot(
         [0 if math.isnan(h) else h for h in heights],
         color=[COLORS[index % len(COLORS)] for index in range(len(labels))],
     )
-    for bar, height in zip(bars, heights, strict=True):
-        if math.isnan(height):
-            bar.set_height(0)
-            axis.annotate("n/a", (bar.get_x() + bar.get_width() / 2, 0), ha="center", va="bottom", fontsize=8)
-        else:
-            axis.annotate(
-                f"{height:.3f}",
-                (bar.get_x() + bar.get_width() / 2, height),
-                ha="center",
-                va="bottom",
-                fontsize=9,
-                xytext=(0, 2),
-                textcoords="offset points",
-            )
+    missing = [bar for bar, height in zip(bars, heights, strict=True) if math.isnan(height)]
+    for bar in missing:
+        axis.annotate("n/a", (bar.get_x() + bar.get_width() / 2, 0), ha="center", va="bottom", fontsize=8)
+    _bar_labels(axis, [bar for bar in bars if bar not in missing], digits=3, fontsize=9)
     axis.set_title(title)
     axis.set_ylabel(ylabel)
     if unit_range:
