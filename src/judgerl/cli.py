@@ -8,6 +8,8 @@ config or input; a traceback only for a bug).
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +28,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a config field: --set judges.0.weight=2 (repeatable).")]
+
+
+def quiet_progress_bars_when_logged() -> None:
+    """Hide Hugging Face progress bars ("Loading weights", "Writing model shards") when stderr is
+    not a terminal: in a log file each redraw is a line of noise. HF_HUB_DISABLE_PROGRESS_BARS set
+    by the user wins; it must be set before transformers is imported, which the commands do lazily."""
+    if not sys.stderr.isatty():
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@app.callback()
+def _before_every_command() -> None:
+    quiet_progress_bars_when_logged()
 
 
 def friendly_errors(function: F) -> F:

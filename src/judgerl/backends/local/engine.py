@@ -77,7 +77,7 @@ class EngineStats:
 
     requests: int = 0
     forward_passes: int = 0
-    batches: list[int] = field(default_factory=list)  # jobs per batch, in order
+    batch_sizes: dict[int, int] = field(default_factory=dict)  # jobs per batch -> batches of that size
     prompt_tokens: int = 0
     completion_tokens: int = 0
     prefill_tokens: int = 0  # prompt tokens run through the model (padding excluded)
@@ -87,7 +87,7 @@ class EngineStats:
 
     def snapshot(self) -> dict[str, Any]:
         return {"requests": self.requests, "forward_passes": self.forward_passes,
-                "batches": list(self.batches), "prompt_tokens": self.prompt_tokens,
+                "batch_sizes": dict(self.batch_sizes), "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "prefill_tokens": self.prefill_tokens,
                 "prefix_tokens_reused": self.prefix_tokens_reused, "prefix_groups": self.prefix_groups,
                 "tree_passes": self.tree_passes}
@@ -239,7 +239,7 @@ class LocalEngine:
                 batch.append(job)
             live = [job for job in batch if not job.cancelled and not job.future.cancelled()]
             if live:
-                self.stats.batches.append(len(live))
+                self.stats.batch_sizes[len(live)] = self.stats.batch_sizes.get(len(live), 0) + 1
                 self._process(live)
 
     def _process(self, jobs: list[Job]) -> None:
