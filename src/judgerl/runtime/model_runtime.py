@@ -148,6 +148,19 @@ class _BackendState:
         self.identity = backend.cache_identity()
 
 
+@dataclass
+class _Outcome:
+    """What one send came to: an answer, the call's final failure, a retryable failure (with the
+    server's Retry-After, if any), or nothing sent because a Retry-After window opened meanwhile."""
+
+    completion: Completion | None = None
+    final: CallResult | None = None
+    unsent_wait_s: float | None = None
+    reason: str = ""
+    detail: str = ""
+    retry_after: float | None = None
+
+
 class _LoopState:
     """Semaphores and in-flight futures belong to one event loop; one of these per loop."""
 
@@ -336,21 +349,12 @@ class ModelRuntime:
                 if deadline is None:
                     deadline = time.monotonic() + config.deadline_s
                 quota_spent = False
-                retry_after: float | None = None
                 while True:  # until something was sent (a window that opens at send time loops back)
-                    while True:  # gate and quota; no await between the last check and the send
-                        wait = state.gate.release_delay(self._rng, config.retry_after_jitter_s)
-                        if wait > 0:
-                            if time.monotonic() + state.gate.remaining() > deadline:
-                                return self._fail(state, "deadline_exceeded", "waiting for Retry-After",
-                                                  attempts, started)
-                            await asyncio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
-                            continue
-                        if state.limiter.active and not quota_spent:
-                            await state.limiter.acquire(estimate)
-                            quota_spent = True
-                            continue
-                        break
+                    waited_out, quota_spent = await self._wait_to_send(state, estimate, quota_spent,
+                                                                       deadline, attempts, started)
+                    if waited_out is not None:
+                        return waited_out
+                    # no await between the checks below and the send
                     now = time.monotonic()
                     if now >= deadline:
                         return self._fail(state, "deadline_exceeded", None, attempts, started)
@@ -358,84 +362,125 @@ class ModelRuntime:
                         return self._fail(state, "circuit_open", f"backend '{state.name}' is failing",
                                           attempts, started)
                     attempts += 1
-                    limit = min(state.timeout_s, deadline - now)
-                    try:
-                        async with _timeout(limit):
-                            completion = await state.backend.complete(request)
-                    except SendGateClosed as exc:
-                        # A window opened while the backend got its connection: nothing was sent, so
-                        # it is no attempt and says nothing about health. Wait for the window (the
-                        # gate that said so is normally this one; close_for keeps the later end).
-                        attempts -= 1
-                        state.breaker.release_probe()
-                        state.gate.close_for(exc.wait_s)
-                        continue
-                    except asyncio.CancelledError:
-                        state.breaker.release_probe()  # the caller went away; the outcome is unknown
-                        raise
-                    except asyncio.TimeoutError:
-                        state.breaker.record(False)
-                        if limit < state.timeout_s:
-                            self.stats.count_attempt("deadline_exceeded")
-                            return self._fail(state, "deadline_exceeded", f"after {attempts} attempt(s)",
-                                              attempts, started)
-                        reason, detail = "timeout", f"no answer within {limit:g}s"
-                        self.stats.count_attempt(reason)
-                    except FatalBackendError as exc:
-                        state.breaker.release_probe()
-                        reason = error_reason(exc)
-                        self.stats.count_attempt(reason)
-                        self.stats.count_result(model=state.backend.model, usage=None,
-                                                latency_s=time.monotonic() - started, error_reason=reason)
-                        if exc.status in STICKY_FATAL_STATUSES:
-                            state.fatal = exc
-                        raise
-                    except BackendError as exc:
-                        reason, detail = error_reason(exc), str(exc)
-                        self.stats.count_attempt(reason)
-                        if exc.status == 429:
-                            state.breaker.release_probe()  # rate limiting says nothing about health
-                        else:
-                            state.breaker.record(False)
-                        if exc.retry_after is not None:
-                            if exc.retry_after > config.retry_after_cap_s:
-                                # Only this call fails: a pause this long is not worth waiting for,
-                                # and the gate stays as it is, so no other call is held by it.
-                                return self._fail(state, "retry_after_too_long",
-                                                  f"{reason}: server asked to wait {exc.retry_after:g}s, "
-                                                  f"over the cap of {config.retry_after_cap_s:g}s",
+                    outcome = await self._attempt(state, request, min(state.timeout_s, deadline - now),
                                                   attempts, started)
-                            # Close the gate before anything else can run: no other call of this
-                            # backend may be sent inside the window.
-                            state.gate.close_for(max(0.0, exc.retry_after))
-                            retry_after = exc.retry_after
-                        if not exc.retryable:
-                            return self._fail(state, reason, detail, attempts, started)
-                    else:
-                        state.breaker.record(True)
-                        self.stats.count_attempt()
-                        actual = completion.usage.total_tokens if completion.usage else 0
-                        state.limiter.correct(estimate, actual or estimate)
-                        latency = time.monotonic() - started
-                        self.stats.count_result(model=state.backend.model, usage=completion.usage,
-                                                latency_s=latency, error_reason=None)
-                        return CallResult(completion, attempts=attempts, latency_s=latency)
-                    break
-
-                # a retryable failure: decide whether and when to try again
-                if attempts >= config.max_attempts:
-                    return self._fail(state, reason, f"{detail} (after {attempts} attempts)",
-                                      attempts, started)
-                if retry_after is not None:
-                    delay = 0.0  # the gate holds this call, and every other one, for the window
-                else:
-                    ceiling = min(config.backoff_max_s, config.backoff_base_s * 2 ** (attempts - 1))
-                    delay = self._rng.uniform(0.0, ceiling)
-                if time.monotonic() + max(delay, state.gate.remaining()) > deadline:
-                    return self._fail(state, "deadline_exceeded", f"{detail} (after {attempts} attempts)",
-                                      attempts, started)
+                    if outcome.unsent_wait_s is None:
+                        break
+                    # A window opened while the backend got its connection: nothing was sent, so
+                    # it is no attempt and says nothing about health. Wait for the window (the
+                    # gate that said so is normally this one; close_for keeps the later end).
+                    attempts -= 1
+                    state.gate.close_for(outcome.unsent_wait_s)
+                if outcome.final is not None:
+                    return outcome.final
+                if outcome.completion is not None:
+                    return self._succeeded(state, outcome.completion, estimate, attempts, started)
+                delay = self._retry_delay(state, outcome, attempts, deadline, started)
+                if isinstance(delay, CallResult):
+                    return delay
             if delay > 0:
                 await asyncio.sleep(delay)  # outside the slot: other calls go on meanwhile
+
+    async def _wait_to_send(self, state: _BackendState, estimate: int, quota_spent: bool, deadline: float,
+                            attempts: int, started: float) -> tuple[CallResult | None, bool]:
+        """Wait out the Retry-After gate and take the RPM / TPM quota (once per send).
+
+        Returns (a failed CallResult when the deadline comes first, else None; whether the quota
+        is spent). It returns without awaiting once nothing holds the call, so the caller's
+        checks and send happen in the same step of the event loop.
+        """
+        while True:
+            wait = state.gate.release_delay(self._rng, self.config.retry_after_jitter_s)
+            if wait > 0:
+                if time.monotonic() + state.gate.remaining() > deadline:
+                    return self._fail(state, "deadline_exceeded", "waiting for Retry-After",
+                                      attempts, started), quota_spent
+                await asyncio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+                continue
+            if state.limiter.active and not quota_spent:
+                await state.limiter.acquire(estimate)
+                quota_spent = True
+                continue
+            return None, quota_spent
+
+    async def _attempt(self, state: _BackendState, request: CompletionRequest, limit: float,
+                       attempts: int, started: float) -> _Outcome:
+        """Send once, bounded by `limit`; classify what came back (and update breaker, gate, stats)."""
+        try:
+            async with _timeout(limit):
+                return _Outcome(completion=await state.backend.complete(request))
+        except SendGateClosed as exc:
+            state.breaker.release_probe()
+            return _Outcome(unsent_wait_s=exc.wait_s)
+        except asyncio.CancelledError:
+            state.breaker.release_probe()  # the caller went away; the outcome is unknown
+            raise
+        except asyncio.TimeoutError:
+            state.breaker.record(False)
+            if limit < state.timeout_s:
+                self.stats.count_attempt("deadline_exceeded")
+                return _Outcome(final=self._fail(state, "deadline_exceeded", f"after {attempts} attempt(s)",
+                                                 attempts, started))
+            self.stats.count_attempt("timeout")
+            return _Outcome(reason="timeout", detail=f"no answer within {limit:g}s")
+        except FatalBackendError as exc:
+            state.breaker.release_probe()
+            reason = error_reason(exc)
+            self.stats.count_attempt(reason)
+            self.stats.count_result(model=state.backend.model, usage=None,
+                                    latency_s=time.monotonic() - started, error_reason=reason)
+            if exc.status in STICKY_FATAL_STATUSES:
+                state.fatal = exc
+            raise
+        except BackendError as exc:
+            reason, detail = error_reason(exc), str(exc)
+            self.stats.count_attempt(reason)
+            if exc.status == 429:
+                state.breaker.release_probe()  # rate limiting says nothing about health
+            else:
+                state.breaker.record(False)
+            if exc.retry_after is not None:
+                if exc.retry_after > self.config.retry_after_cap_s:
+                    # Only this call fails: a pause this long is not worth waiting for,
+                    # and the gate stays as it is, so no other call is held by it.
+                    return _Outcome(final=self._fail(
+                        state, "retry_after_too_long", f"{reason}: server asked to wait "
+                        f"{exc.retry_after:g}s, over the cap of {self.config.retry_after_cap_s:g}s",
+                        attempts, started))
+                # Close the gate before anything else can run: no other call of this
+                # backend may be sent inside the window.
+                state.gate.close_for(max(0.0, exc.retry_after))
+            if not exc.retryable:
+                return _Outcome(final=self._fail(state, reason, detail, attempts, started))
+            return _Outcome(reason=reason, detail=detail, retry_after=exc.retry_after)
+
+    def _succeeded(self, state: _BackendState, completion: Completion, estimate: int, attempts: int,
+                   started: float) -> CallResult:
+        state.breaker.record(True)
+        self.stats.count_attempt()
+        actual = completion.usage.total_tokens if completion.usage else 0
+        state.limiter.correct(estimate, actual or estimate)
+        latency = time.monotonic() - started
+        self.stats.count_result(model=state.backend.model, usage=completion.usage,
+                                latency_s=latency, error_reason=None)
+        return CallResult(completion, attempts=attempts, latency_s=latency)
+
+    def _retry_delay(self, state: _BackendState, outcome: _Outcome, attempts: int, deadline: float,
+                     started: float) -> float | CallResult:
+        """After a retryable failure: the delay before the next attempt, or the final failure."""
+        config = self.config
+        if attempts >= config.max_attempts:
+            return self._fail(state, outcome.reason, f"{outcome.detail} (after {attempts} attempts)",
+                              attempts, started)
+        if outcome.retry_after is not None:
+            delay = 0.0  # the gate holds this call, and every other one, for the window
+        else:
+            ceiling = min(config.backoff_max_s, config.backoff_base_s * 2 ** (attempts - 1))
+            delay = self._rng.uniform(0.0, ceiling)
+        if time.monotonic() + max(delay, state.gate.remaining()) > deadline:
+            return self._fail(state, "deadline_exceeded",
+                              f"{outcome.detail} (after {attempts} attempts)", attempts, started)
+        return delay
 
 
 #: the name before the runtime served policy sampling too; kept for one release
