@@ -52,6 +52,17 @@ once 32 were seen): one unscored response never fails the run, a judge outage do
 The prompt: verl passes only the response, ground truth and `extra_info`; when `extra_info` has
 `prompt` (a string or chat messages, as verl's example preprocessors write it) or `question`,
 the judge sees it, and `extra_info["index"]` names the row.
+
+Tool-using agent loops: verl's reward manager merges the agent loop's `extra_fields` into
+`extra_info` (`NaiveRewardManager.run_single`). `judgerl.adapters.verl_agent.JudgerlToolAgentLoop`
+puts the conversation there (`messages`, prompt first, and `tools`); such a rollout is judged as
+a trajectory (`Rollout.trajectory`, `Rollout.tools`; completion = the final answer), so tool
+checks and trajectory / turns judges see every call and result. A malformed conversation is
+unscored (never judged). Without `messages` the decoded `solution_str` is the answer, as always.
+verl takes one number per response (on its last token); with a `turns`-scope judge in the
+config the dict also has `judge_turn_scores`, JSON text of each such judge's per-turn scores
+(`{"tone": [[message index, score], ...]}`), which verl keeps in `reward_extra_info` (batch,
+rollout dumps) but does not train on.
 """
 
 from __future__ import annotations
