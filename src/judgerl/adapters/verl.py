@@ -52,13 +52,25 @@ once 32 were seen): one unscored response never fails the run, a judge outage do
 The prompt: verl passes only the response, ground truth and `extra_info`; when `extra_info` has
 `prompt` (a string or chat messages, as verl's example preprocessors write it) or `question`,
 the judge sees it, and `extra_info["index"]` names the row.
+
+Tool-using agent loops: verl's reward manager merges the agent loop's `extra_fields` into
+`extra_info` (`NaiveRewardManager.run_single`). `judgerl.adapters.verl_agent.JudgerlToolAgentLoop`
+puts the conversation there (`messages`, prompt first, and `tools`); such a rollout is judged as
+a trajectory (`Rollout.trajectory`, `Rollout.tools`; completion = the final answer), so tool
+checks and trajectory / turns judges see every call and result. A malformed conversation is
+unscored (never judged). Without `messages` the decoded `solution_str` is the answer, as always.
+verl takes one number per response (on its last token); with a `turns`-scope judge in the
+config the dict also has `judge_turn_scores`, JSON text of each such judge's per-turn scores
+(`{"tone": [[message index, score], ...]}`), which verl keeps in `reward_extra_info` (batch,
+rollout dumps) but does not train on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from judgerl.adapters import (
     component_values,
@@ -69,9 +81,25 @@ from judgerl.adapters import (
     reference_text,
 )
 from judgerl.reward.budget import DEFAULT_WINDOW, rolling_budget
+from judgerl.trajectory import (
+    TrajectoryError,
+    final_answer,
+    link_tool_results,
+    parse_tools,
+    parse_trajectory,
+    uses_tools,
+)
 from judgerl.types import Reward, Rollout, Sample
 
+if TYPE_CHECKING:
+    from judgerl.reward.pipeline import RewardPipeline
+
 PROMPT_KEYS = ("prompt", "question", "problem", "query")
+#: what an agent loop puts in `extra_fields` (verl's reward manager merges it into `extra_info`):
+#: the whole conversation (prompt first) and the tools' OpenAI schemas; `raw_prompt` is verl's own
+TRAJECTORY_KEYS = ("messages", "tools", "raw_prompt")
+#: the reward_extra_info key with the per-turn scores of `turns`-scope judges (JSON text)
+TURN_SCORES_KEY = "judge_turn_scores"
 
 
 def _prompt_messages(extra_info: dict[str, Any]) -> list[dict[str, str]]:
@@ -85,49 +113,136 @@ def _prompt_messages(extra_info: dict[str, Any]) -> list[dict[str, str]]:
     return []
 
 
+def _as_list(value: Any) -> Any:
+    """verl's non-tensor columns may hand a list over as a numpy object array."""
+    return value.tolist() if hasattr(value, "tolist") and not isinstance(value, (str, bytes)) else value
+
+
+def agent_trajectory(extra: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Any], Any] | None:
+    """(prompt messages, the agent's messages after the prompt, raw tools) when `extra_info`
+    carries an agent loop's conversation (`messages`, as `JudgerlToolAgentLoop` stores it) that
+    used tools or took several assistant turns; None otherwise (a single-turn rollout).
+
+    The prompt is verl's `raw_prompt` when the conversation starts with it, else every message
+    before the first assistant turn."""
+    messages = _as_list(extra.get("messages"))
+    if not isinstance(messages, list) or not all(isinstance(message, dict) for message in messages):
+        return None
+    raw_prompt = _as_list(extra.get("raw_prompt"))
+    if isinstance(raw_prompt, list) and 0 < len(raw_prompt) < len(messages) \
+            and [message.get("content") for message in messages[:len(raw_prompt)]] == \
+            [message.get("content") if isinstance(message, dict) else None for message in raw_prompt]:
+        split = len(raw_prompt)
+    else:
+        split = next((index for index, message in enumerate(messages)
+                      if message.get("role") == "assistant"), len(messages))
+    rest = messages[split:]
+    if not rest or not uses_tools(rest):
+        return None
+    prompt = [{"role": str(message.get("role", "user")), "content": content_text(message.get("content"))}
+              for message in messages[:split]]
+    return prompt, rest, _as_list(extra.get("tools"))
+
+
 def build_item(data_source: Any, solution_str: str, ground_truth: Any,
                extra_info: dict[str, Any] | None) -> tuple[Sample, Rollout]:
-    """One (Sample, Rollout) from verl's arguments."""
+    """One (Sample, Rollout) from verl's arguments.
+
+    A tool-using agent-loop rollout (see `agent_trajectory`) becomes a rollout with a
+    `trajectory` and `tools`, its completion the final answer; TrajectoryError when the
+    conversation is malformed. Anything else is one answer, `solution_str`, as before."""
     extra = dict(extra_info) if isinstance(extra_info, dict) else {}
-    messages = _prompt_messages(extra)
+    agent = agent_trajectory(extra)
+    messages = agent[0] if agent else _prompt_messages(extra)
     reference = reference_text(ground_truth)
     row_id = extra.get("index")
     sample_id = prompt_sample_id(messages, reference, row_id)
-    metadata = {key: value for key, value in extra.items() if key not in PROMPT_KEYS}
+    dropped = PROMPT_KEYS + TRAJECTORY_KEYS if agent else PROMPT_KEYS
+    metadata = {key: value for key, value in extra.items() if key not in dropped}
     metadata["data_source"] = data_source
     sample = Sample(id=sample_id, messages=messages, reference=reference, metadata=metadata)
-    return sample, Rollout(sample_id=sample_id, completion=solution_str or "")
+    if agent is None:
+        return sample, Rollout(sample_id=sample_id, completion=solution_str or "")
+    trajectory = parse_trajectory(link_tool_results(agent[1]))  # verl's calls carry no ids
+    tools = parse_tools(agent[2]) if agent[2] else None
+    return sample, Rollout(sample_id=sample_id, completion=final_answer(trajectory),
+                           trajectory=trajectory, tools=tools)
 
 
-def reward_dict(reward: Reward) -> dict[str, float]:
-    """verl's dict: the components and flags, then `score` (which always wins its key)."""
-    return {**component_values(reward), "score": numeric_value(reward)}
+def _unreadable(pipeline: RewardPipeline, data_source: Any, extra_info: dict[str, Any] | None,
+                error: TrajectoryError) -> Reward:
+    """The reward of a rollout whose conversation cannot be read: unscored, under the failure policy."""
+    from judgerl.reward.pipeline import NEUTRAL_SCORE
+
+    policy = pipeline.config.failure_policy
+    value = None if policy == "unscored" else (NEUTRAL_SCORE if policy == "neutral" else 0.0)
+    row = (extra_info or {}).get("index") if isinstance(extra_info, dict) else None
+    return Reward(sample_id=str(row), rollout_id=str(row), value=value,
+                  components=dict.fromkeys(pipeline.weights), status="unscored",
+                  reason=f"bad trajectory (data_source {data_source!r}, index {row}): {error}",
+                  details={"failure_policy": policy})
+
+
+def turn_scores_text(reward: Reward, judges: list[str]) -> str:
+    """The per-turn values of each `turns`-scope judge as JSON text:
+    `{"tone": [[2, 1.0], [4, 0.5]]}` (message index in the trajectory, value); `[]` for a judge
+    that gave none (unscored, gated, or a single-turn rollout judged as one answer)."""
+    scores = reward.details.get("scores", {}) if isinstance(reward.details, dict) else {}
+    table = {}
+    for name in judges:
+        turns = ((scores.get(name) or {}).get("details") or {}).get("turns") or []
+        table[name] = [[turn["message_index"], turn["value"]] for turn in turns]
+    return json.dumps(table, sort_keys=True)
+
+
+def turn_judges(pipeline: RewardPipeline) -> list[str]:
+    """The names of the pipeline's judges with scope `turns` (their scores have per-turn values)."""
+    return [judge.name for judge in pipeline.judges
+            if getattr(getattr(judge, "options", None), "scope", None) == "turns"]
+
+
+def reward_dict(reward: Reward, turn_judge_names: list[str] | None = None) -> dict[str, Any]:
+    """verl's dict: the components and flags, then `score` (which always wins its key); with
+    `turns`-scope judges, also `judge_turn_scores` (`turn_scores_text`), the same key for every
+    response of the run, as verl stacks each key over the batch."""
+    values: dict[str, Any] = {**component_values(reward), "score": numeric_value(reward)}
+    if turn_judge_names:
+        values[TURN_SCORES_KEY] = turn_scores_text(reward, turn_judge_names)
+    return values
+
+
+def _score_items(pipeline: RewardPipeline, data_source: Any, solution_str: str, ground_truth: Any,
+                 extra_info: dict[str, Any] | None) -> tuple[list[tuple[Sample, Rollout]], Reward | None]:
+    try:
+        return [build_item(data_source, solution_str, ground_truth, extra_info)], None
+    except TrajectoryError as exc:
+        return [], _unreadable(pipeline, data_source, extra_info, exc)
 
 
 def compute_score(data_source: Any, solution_str: str, ground_truth: Any,
                   extra_info: dict[str, Any] | None = None, *, reward_config: Any = None,
-                  budget_window: int = DEFAULT_WINDOW, **kwargs: Any) -> dict[str, float]:
+                  budget_window: int = DEFAULT_WINDOW, **kwargs: Any) -> dict[str, Any]:
     """Score one response; see the module docstring for the returned keys.
 
     `reward_config` (a YAML path, dict or pipeline) defaults to `$JUDGERL_REWARD_CONFIG`.
     Other keyword arguments verl passes (`reward_router_address`, ...) are ignored.
     """
     pipeline = load_pipeline(reward_config)
-    rewards = pipeline.score_batch_sync([build_item(data_source, solution_str, ground_truth, extra_info)],
-                                        enforce_budget=False)
+    items, unreadable = _score_items(pipeline, data_source, solution_str, ground_truth, extra_info)
+    rewards = pipeline.score_batch_sync(items, enforce_budget=False) if items else [unreadable]
     rolling_budget(pipeline, window=int(budget_window)).record(rewards)
-    return reward_dict(rewards[0])
+    return reward_dict(rewards[0], turn_judges(pipeline))
 
 
 async def compute_score_async(data_source: Any, solution_str: str, ground_truth: Any,
                               extra_info: dict[str, Any] | None = None, *, reward_config: Any = None,
-                              budget_window: int = DEFAULT_WINDOW, **kwargs: Any) -> dict[str, float]:
+                              budget_window: int = DEFAULT_WINDOW, **kwargs: Any) -> dict[str, Any]:
     """`compute_score`, awaited on verl's reward loop (no thread per response)."""
     pipeline = load_pipeline(reward_config)
-    rewards = await pipeline.score_batch([build_item(data_source, solution_str, ground_truth, extra_info)],
-                                         enforce_budget=False)
+    items, unreadable = _score_items(pipeline, data_source, solution_str, ground_truth, extra_info)
+    rewards = await pipeline.score_batch(items, enforce_budget=False) if items else [unreadable]
     rolling_budget(pipeline, window=int(budget_window)).record(rewards)
-    return reward_dict(rewards[0])
+    return reward_dict(rewards[0], turn_judges(pipeline))
 
 
 class RemoteRewardError(RuntimeError):
@@ -179,5 +294,5 @@ async def compute_score_remote(data_source: Any, solution_str: str, ground_truth
     raise AssertionError("unreachable")
 
 
-__all__ = ["RemoteRewardError", "build_item", "compute_score", "compute_score_async",
-           "compute_score_remote", "reward_dict"]
+__all__ = ["TURN_SCORES_KEY", "RemoteRewardError", "agent_trajectory", "build_item", "compute_score",
+           "compute_score_async", "compute_score_remote", "reward_dict", "turn_scores_text"]

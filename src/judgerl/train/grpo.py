@@ -13,6 +13,7 @@ recipe onto `GRPOConfig`, in one place:
 | rollout.vllm.enabled / mode    | use_vllm / vllm_mode                                          |
 | rollout.vllm.server_base_url   | vllm_server_base_url                                          |
 | rollout.vllm.gpu_memory_utilization, tensor_parallel_size | vllm_ + same names                 |
+| rollout.max_tool_calls         | max_tool_calling_iterations (rollout.tools: GRPOTrainer tools) |
 | trainer.global_batch_size      | per_device_train_batch_size x gradient_accumulation_steps x   |
 |                                | processes (completions per optimizer step)                    |
 | trainer.learning_rate, warmup_steps, weight_decay, max_grad_norm | same names                  |
@@ -53,6 +54,7 @@ from judgerl.train.policy import load_for_training, lora_config, save_final
 from judgerl.train.recipe import Recipe, batch_layout, world_size
 from judgerl.train.reward import TrainingReward
 from judgerl.train.splits import grpo_dataset, load_split
+from judgerl.train.tools import recipe_tools, tool_schemas
 
 
 @dataclass
@@ -116,6 +118,7 @@ def grpo_config(recipe: Recipe, *, processes: int | None = None, has_eval: bool 
         vllm_server_base_url=vllm.server_base_url,
         vllm_gpu_memory_utilization=vllm.gpu_memory_utilization,
         vllm_tensor_parallel_size=vllm.tensor_parallel_size,
+        max_tool_calling_iterations=rollout.max_tool_calls,
         save_strategy="steps",
         save_steps=trainer.save_steps,
         save_total_limit=trainer.save_top_k,
@@ -171,10 +174,12 @@ class GrpoRun:
         self.tracker = SignalTracker(monitors, load_exploit_matcher())
         self.metrics_path = output_dir / "metrics.jsonl"
         completions_path = output_dir / "completions.jsonl"
+        self.tools = recipe_tools(recipe)  # rollout.tools: TRL's tool-calling loop
         self.reward = TrainingReward(
             self.pipeline, self.samples + eval_samples, tracker=self.tracker, held_out=self.held_out,
             held_out_sample=monitors.held_out_sample, seed=recipe.trainer.seed,
-            completions_path=completions_path if recipe.logging.completions else None)
+            completions_path=completions_path if recipe.logging.completions else None,
+            tools=tool_schemas(self.tools, source=recipe.source) if self.tools else None)
         model, self.tokenizer, self.model_folder = load_for_training(recipe.model)
         chat = self.tokenizer.chat_template is not None
         self.alarm = HackingAlarm(self.tracker, self.console)
@@ -189,7 +194,8 @@ class GrpoRun:
             args=grpo_config(recipe, has_eval=bool(eval_samples)),
             train_dataset=grpo_dataset(self.samples, chat=chat),
             eval_dataset=grpo_dataset(eval_samples, chat=chat) if eval_samples else None,
-            processing_class=self.tokenizer, peft_config=lora_config(recipe.model), callbacks=callbacks)
+            processing_class=self.tokenizer, peft_config=lora_config(recipe.model), callbacks=callbacks,
+            **({"tools": self.tools} if self.tools else {}))
         if monitors.progress:
             from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

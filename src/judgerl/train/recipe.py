@@ -105,6 +105,17 @@ class RolloutSection(_Section):
     max_new_tokens: int = Field(default=64, ge=1, description="longest completion (TRL "
                                                               "`max_completion_length`)")
     vllm: VllmSection = Field(default_factory=VllmSection, description="vLLM rollouts (scale-out)")
+    tools: list[str] = Field(
+        default_factory=list,
+        description="Python functions the policy may call while it writes (TRL's tool-calling loop): "
+                    "'file.py:function' (relative to the recipe) or 'package.module:function', each with "
+                    "type hints and a Google-style docstring (TRL builds the tool's schema from them). "
+                    "Completions are then conversations with tool calls and results, scored as "
+                    "trajectories. Needs a chat template that renders tool calls and one TRL can parse "
+                    "(Qwen 2.5 / 3, Llama 3.1 / 3.2, ...)")
+    max_tool_calls: int | None = Field(
+        default=None, ge=1, description="most tool-calling rounds per completion (TRL "
+                                        "`max_tool_calling_iterations`); default: until max_new_tokens")
 
 
 class TrainerSection(_Section):

@@ -26,11 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from judgerl.adapters.trl import completion_text, log_rewards
+from judgerl.adapters.trl import attach_trajectory, completion_text, log_rewards
 from judgerl.data import JsonlWriter
-from judgerl.reward.pipeline import RewardPipeline
+from judgerl.reward.pipeline import NEUTRAL_SCORE, RewardPipeline
 from judgerl.runtime.accounting import stats_delta
 from judgerl.train.monitors import SignalTracker
+from judgerl.trajectory import TrajectoryError
 from judgerl.types import Reward, Rollout, Sample, rollout_id
 
 METRIC_PREFIX = "reward"
@@ -46,8 +47,10 @@ class TrainingReward:
 
     def __init__(self, pipeline: RewardPipeline, samples: Sequence[Sample], *,
                  tracker: SignalTracker | None = None, held_out: RewardPipeline | None = None,
-                 held_out_sample: int = 4, completions_path: Path | None = None, seed: int = 0) -> None:
+                 held_out_sample: int = 4, completions_path: Path | None = None, seed: int = 0,
+                 tools: list[dict[str, Any]] | None = None) -> None:
         self.pipeline = pipeline
+        self.tools = tools  # the schemas of the recipe's tools: `Rollout.tools` of tool-using rollouts
         self.samples = {sample.id: sample for sample in samples}
         self.tracker = tracker
         self.held_out = held_out
@@ -58,28 +61,52 @@ class TrainingReward:
         self._last_stats = pipeline.runtime_stats()
         self.calls = 0
 
-    def items(self, completions: Sequence[Any], ids: Sequence[str]) -> list[tuple[Sample, Rollout]]:
-        """(Sample, Rollout) pairs; the k rollouts of one prompt share the sample, ids `<sample>#<n>`."""
+    def items(self, completions: Sequence[Any], ids: Sequence[str],
+              trajectory_errors: dict[int, str] | None = None) -> list[tuple[Sample, Rollout]]:
+        """(Sample, Rollout) pairs; the k rollouts of one prompt share the sample, ids `<sample>#<n>`.
+
+        A conversational completion with tool calls or results (TRL's tool-calling loop) keeps its
+        messages as `Rollout.trajectory`; a malformed one is recorded in `trajectory_errors`."""
         seen: dict[str, int] = {}
         items = []
-        for completion, sample_id in zip(completions, ids, strict=True):
+        for index, (completion, sample_id) in enumerate(zip(completions, ids, strict=True)):
             sample = self.samples[str(sample_id)]
             count = seen.get(sample.id, 0)
             seen[sample.id] = count + 1
-            items.append((sample, Rollout(sample_id=sample.id, completion=completion_text(completion),
-                                          id=rollout_id(sample.id, count))))
+            rollout = Rollout(sample_id=sample.id, completion=completion_text(completion),
+                              id=rollout_id(sample.id, count))
+            if trajectory_errors is not None:
+                try:
+                    attach_trajectory(rollout, completion, self.tools)
+                except TrajectoryError as exc:
+                    trajectory_errors[index] = f"bad trajectory: {exc}"
+            items.append((sample, rollout))
         return items
+
+    async def _score(self, items: list[tuple[Sample, Rollout]], errors: dict[int, str]) -> list[Reward]:
+        """The pipeline's rewards; a rollout whose trajectory cannot be read is unscored, not judged."""
+        if not errors:
+            return await self.pipeline.score_batch(items)
+        good = [item for index, item in enumerate(items) if index not in errors]
+        scored = iter(await self.pipeline.score_batch(good) if good else [])
+        policy = self.pipeline.config.failure_policy
+        value = None if policy == "unscored" else (NEUTRAL_SCORE if policy == "neutral" else 0.0)
+        return [Reward(sample_id=item[0].id, rollout_id=item[1].id, value=value,
+                       components=dict.fromkeys(self.pipeline.weights), status="unscored",
+                       reason=errors[index], details={"failure_policy": policy})
+                if index in errors else next(scored) for index, item in enumerate(items)]
 
     async def __call__(self, prompts: list[Any], completions: list[Any],
                        completion_ids: list[list[int]] | None = None, **kwargs: Any) -> list[float | None]:
-        items = self.items(completions, kwargs["id"])
-        sampled = self._held_out_indices(len(items))
+        errors: dict[int, str] = {}
+        items = self.items(completions, kwargs["id"], errors)
+        sampled = [index for index in self._held_out_indices(len(items)) if index not in errors]
         if self.held_out is not None and sampled:
             rewards, held = await asyncio.gather(
-                self.pipeline.score_batch(items),
+                self._score(items, errors),
                 self.held_out.score_batch([items[index] for index in sampled], enforce_budget=False))
         else:
-            rewards, held = await self.pipeline.score_batch(items), []
+            rewards, held = await self._score(items, errors), []
         self.calls += 1
         step = _step(kwargs.get("trainer_state"))
         metrics = self.step_metrics(rewards)
@@ -131,7 +158,8 @@ class TrainingReward:
             self._writer.write({"step": step, "sample_id": sample.id, "rollout_id": rollout.id,
                                 "prompt": sample.prompt, "completion": rollout.completion,
                                 "reward": reward.value, "status": reward.status, "reason": reward.reason,
-                                "components": reward.components})
+                                "components": reward.components,
+                                **({"trajectory": rollout.trajectory} if rollout.trajectory else {})})
 
     def close(self) -> None:
         if self._writer is not None:
