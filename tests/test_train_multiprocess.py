@@ -1,0 +1,172 @@
+"""`judgerl train` in two processes under `accelerate launch` (gloo, CPU): real TRL, real HTTP judge.
+
+The launch is `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2`: accelerate
+1.15's `--cpu --num_processes 2` starts ONE process unless given an MPI hostfile (its simple
+launcher), while `--multi_gpu` starts two through torchrun and `ACCELERATE_USE_CPU` makes
+transformers' `TrainingArguments` set up the gloo process group on CPU (`DistributedType.MULTI_CPU`).
+
+TRL hands each rank its share of the generation batch, and with 3 prompts x 4 completions over
+2 ranks of 6 rows the second prompt's completions are split over both ranks. The group judge is
+the fake OpenAI-compatible server on loopback (it records every request and the most requests
+it held at once). The test checks what issue 18 asks of a multi-process run: every group request
+holds all 4 completions of one prompt, the judge's `max_concurrency` holds for the whole run,
+one journal holds the whole global batch, and the logged metrics are the global batch's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import pytest
+
+from fake_openai import FakeOpenAIServer, RecordedRequest, Reply
+from tiny_policy import build_tiny_model_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+ANSWER = re.compile(r"Answer (r\d+):\n<<<ANSWER_R\d+_[0-9a-f]+>>>\n(.*?)\n<<<END_ANSWER_R\d+_[0-9a-f]+>>>",
+                    re.S)
+GENERATIONS = 4
+MAX_CONCURRENCY = 2
+
+
+def shown_answers(request: RecordedRequest) -> dict[str, str]:
+    """id -> answer text, as the group judge showed them."""
+    return dict(ANSWER.findall(request.messages[-1]["content"]))
+
+
+def group_score(answer: str) -> int:
+    """The fake judge's 1-10 score: a function of the answer alone, so the test can recompute it."""
+    return 1 + len(answer) % 10
+
+
+def responder(request: RecordedRequest) -> Reply:
+    answers = shown_answers(request)
+    body = {"scores": [{"id": key, "score": group_score(text), "rationale": "fake"}
+                       for key, text in answers.items()]}
+    return Reply(text=json.dumps(body), delay_s=0.3)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_recipe(root: Path, server: FakeOpenAIServer) -> Path:
+    rows = [{"id": f"q{i}", "prompt": f"Say something short about {word}.", "reference": word}
+            for i, word in enumerate(["cats", "dogs", "Paris", "rain", "tea", "snow"])]
+    (root / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    reward = {
+        "backends": {"judge": {"type": "openai", "base_url": server.url, "model": "fake",
+                               "max_concurrency": MAX_CONCURRENCY, "timeout_s": 30}},
+        "runtime": {"journal_path": str(root / "journal.jsonl"), "max_attempts": 2},
+        "judges": [{"name": "rank", "type": "group", "backend": "judge"}],
+        "failure_budget": 1.0,
+    }
+    recipe = {"model": {"name_or_path": str(root / "model"), "lora": {"enabled": False}},
+              "data": {"train": str(root / "train.jsonl"), "shuffle": False}, "reward": reward,
+              "rollout": {"number_generation": GENERATIONS, "max_new_tokens": 8},
+              # 12 completions a step = 3 prompts; 6 rows per rank: prompt 2 is split over the ranks
+              "trainer": {"max_steps": 2, "global_batch_size": 12, "per_device_batch_size": 6,
+                          "save_steps": 100, "learning_rate": 5e-3},
+              "monitors": {"progress": False},
+              "logging": {"output_dir": str(root / "out"), "tensorboard": False}}
+    path = root / "recipe.yaml"
+    path.write_text(json.dumps(recipe), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+def launch(recipe: Path, log: Path) -> subprocess.CompletedProcess[str]:
+    accelerate = Path(sys.executable).parent / "accelerate"
+    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+               "-m", "judgerl.cli", "train", str(recipe)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "WANDB_DISABLED": "true", "ACCELERATE_USE_CPU": "true"}
+    env.pop("WORLD_SIZE", None)
+    env.pop("RANK", None)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600,
+                            cwd=str(log.parent))
+    log.write_text(result.stdout + "\n---stderr---\n" + result.stderr, encoding="utf-8")
+    return result
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("mp")
+    build_tiny_model_dir(root / "model")
+    with FakeOpenAIServer() as server:
+        server.responder = responder
+        result = launch(write_recipe(root, server), root / "launch.log")
+        requests = list(server.chat_requests)
+        stats = server.stats()
+    assert result.returncode == 0, result.stderr[-4000:]
+    return {"root": root, "requests": requests, "stats": stats, "out": root / "out"}
+
+
+def test_groups_whole_limits_global_one_journal(two_process_run: dict[str, Any]) -> None:
+    root, out, requests = two_process_run["root"], two_process_run["out"], two_process_run["requests"]
+    completions = read_jsonl(out / "completions.jsonl")
+    assert len(completions) == 2 * 12 and {row["step"] for row in completions} == {1, 2}
+
+    # TRL did split a prompt's completions over the ranks (else this test proves nothing) ...
+    ranks_of = defaultdict(set)
+    for row in completions:
+        ranks_of[(row["step"], row["sample_id"])].add(row["rank"])
+    assert {rank for ranks in ranks_of.values() for rank in ranks} == {0, 1}
+    assert any(ranks == {0, 1} for ranks in ranks_of.values())
+
+    # ... yet every group request shows all 4 completions of one prompt
+    assert len(requests) == 2 * 3
+    groups = defaultdict(list)
+    for row in completions:
+        groups[(row["step"], row["sample_id"])].append(row["completion"])
+    shown = sorted(sorted(shown_answers(request).values()) for request in requests)
+    assert all(len(answers) == GENERATIONS for answers in shown)
+    assert shown == sorted(sorted(answers) for answers in groups.values())
+
+    # the judge's limit held for the run as a whole (two per-rank pipelines could hold 4 at once)
+    assert two_process_run["stats"]["max_concurrent"] == MAX_CONCURRENCY
+
+    # one journal, written by the main process, covering the global batch
+    journals = sorted(path.name for path in root.rglob("*journal*"))
+    assert journals == ["journal.jsonl"]
+    entries = read_jsonl(root / "journal.jsonl")
+    assert len(entries) == 2 * 3
+    assert sorted(rid for entry in entries for rid in entry["rollout_ids"]) == sorted(
+        row["rollout_id"] for row in completions)
+    # run-folder files come from the main process only
+    assert not list(out.glob("completions.rank*")) and not list(out.glob("metrics.rank*"))
+
+    # every reward is the fake judge's score of that completion, normalised
+    for row in completions:
+        assert row["reward"] == pytest.approx((group_score(row["completion"]) - 1) / 9)
+
+
+def test_metrics_describe_the_global_batch(two_process_run: dict[str, Any]) -> None:
+    out = two_process_run["out"]
+    completions = read_jsonl(out / "completions.jsonl")
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [row["step"] for row in rows] == [1, 2]
+    for row in rows:
+        batch = [item for item in completions if item["step"] == row["step"]]
+        values = [item["reward"] for item in batch]
+        # judgerl's own figures, logged by the main process over all 12 rollouts
+        assert row["reward/rank/mean"] == pytest.approx(mean(values), abs=1e-6)
+        assert row["reward/unscored_frac"] == 0.0
+        assert row["judge/calls"] == 3
+        # TRL's reward mean over what each rank returned: right only if each rank got its own slice
+        assert row["reward"] == pytest.approx(mean(values), abs=1e-5)
