@@ -220,10 +220,16 @@ def run_on_main(work: Callable[[], Any], ranks: Ranks) -> None:
     """`work()` on the main process only (e.g. the validation gate, which calls the judge), the
     other ranks waiting for it; when it fails there, every rank raises.
 
-    Sets up the process group (accelerate's `PartialState`, as TRL's trainer would) if needed."""
-    from accelerate import PartialState
+    Sets up the process group first if nothing has yet (accelerate's `PartialState`, as the
+    trainer's `TrainingArguments` would: on CPU with `ACCELERATE_USE_CPU` or without CUDA)."""
+    import torch.distributed
 
-    PartialState()
+    if torch.distributed.is_available() and not torch.distributed.is_initialized():
+        import torch
+        from accelerate import PartialState
+
+        use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in {"1", "true", "yes"}
+        PartialState(cpu=use_cpu or not torch.cuda.is_available())
     dist = _process_group(ranks)
     message: list[Any] = [None]
     if ranks.is_main:
