@@ -32,6 +32,8 @@ from fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 from tiny_policy import build_tiny_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+PAIR = re.compile(r"Answer ([AB]):\n<<<ANSWER_[AB]_[0-9a-f]+>>>\n(.*?)\n<<<END_ANSWER_[AB]_[0-9a-f]+>>>",
+                  re.S)
 ANSWER = re.compile(r"Answer (r\d+):\n<<<ANSWER_R\d+_[0-9a-f]+>>>\n(.*?)\n<<<END_ANSWER_R\d+_[0-9a-f]+>>>",
                     re.S)
 GENERATIONS = 4
@@ -85,11 +87,12 @@ def write_recipe(root: Path, server: FakeOpenAIServer) -> Path:
     return path
 
 
-def launch(recipe: Path, log: Path) -> subprocess.CompletedProcess[str]:
+def launch(target: list[str], log: Path) -> subprocess.CompletedProcess[str]:
+    """`accelerate launch` two CPU processes running `target` (a script, or `-m module ...`)."""
     accelerate = Path(sys.executable).parent / "accelerate"
     command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-               "-m", "judgerl.cli", "train", str(recipe)]
+               *target]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "WANDB_DISABLED": "true", "ACCELERATE_USE_CPU": "true"}
     env.pop("WORLD_SIZE", None)
@@ -110,7 +113,7 @@ def two_process_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     build_tiny_model_dir(root / "model")
     with FakeOpenAIServer() as server:
         server.responder = responder
-        result = launch(write_recipe(root, server), root / "launch.log")
+        result = launch(["-m", "judgerl.cli", "train", str(write_recipe(root, server))], root / "launch.log")
         requests = list(server.chat_requests)
         stats = server.stats()
     assert result.returncode == 0, result.stderr[-4000:]
@@ -170,3 +173,76 @@ def test_metrics_describe_the_global_batch(two_process_run: dict[str, Any]) -> N
         assert row["judge/calls"] == 3
         # TRL's reward mean over what each rank returned: right only if each rank got its own slice
         assert row["reward"] == pytest.approx(mean(values), abs=1e-5)
+
+
+# -- the TRL adapter in a user's own script: a round-robin pairwise judge ------------------------
+
+
+def pair_responder(request: RecordedRequest) -> Reply:
+    """The longer answer wins (a tie when equally long), whichever order it is shown in."""
+    shown = dict(PAIR.findall(request.messages[-1]["content"]))
+    a, b = len(shown["A"]), len(shown["B"])
+    winner = "A" if a > b else ("B" if b > a else "tie")
+    return Reply(text=json.dumps({"rationale": "fake", "winner": winner}), delay_s=0.05)
+
+
+def win_rate(answer: str, group: list[str], index: int) -> float:
+    """What round robin gives `answer` (at `index`) against the rest of its whole group."""
+    results = [1.0 if len(answer) > len(other) else (0.0 if len(answer) < len(other) else 0.5)
+               for position, other in enumerate(group) if position != index]
+    return sum(results) / len(results)
+
+
+def test_adapter_in_a_user_script_scores_whole_pairwise_groups(tmp_path: Path) -> None:
+    build_tiny_model_dir(tmp_path / "model")
+    out = tmp_path / "out"
+    out.mkdir()
+    with FakeOpenAIServer() as server:
+        server.responder = pair_responder
+        result = launch([str(ROOT / "tests" / "trl_adapter_script.py"), str(tmp_path / "model"), server.url,
+                         str(out)], tmp_path / "launch.log")
+        requests = list(server.chat_requests)
+        stats = server.stats()
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "rank 0: pipeline built: True" in result.stdout
+    assert "rank 1: pipeline built: False" in result.stdout  # no judge backend on the other rank
+
+    # what TRL handed each rank, in rank order, is the global batch: 3 prompts x 4, one split
+    local = {rank: read_jsonl(out / f"rank{rank}.jsonl") for rank in (0, 1)}
+    assert all(len(rows) == 1 and len(rows[0]["completions"]) == 6 for rows in local.values())
+    prompts = local[0][0]["prompts"] + local[1][0]["prompts"]
+    completions = local[0][0]["completions"] + local[1][0]["completions"]
+    values = local[0][0]["values"] + local[1][0]["values"]
+    assert set(local[0][0]["prompts"]) & set(local[1][0]["prompts"])  # a prompt on both ranks
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, prompt in enumerate(prompts):
+        groups[prompt].append(index)
+    assert sorted(map(len, groups.values())) == [4, 4, 4]
+
+    # each rank got back the win rate of its own completions against their WHOLE group
+    for indices in groups.values():
+        group = [completions[index] for index in indices]
+        for position, index in enumerate(indices):
+            assert values[index] == pytest.approx(win_rate(group[position], group, position))
+
+    # the judge compared exactly the pairs of each whole group (the split one's cross-rank pairs too)
+    expected = {frozenset((completions[i], completions[j]))
+                for indices in groups.values() for i in indices for j in indices
+                if i < j and completions[i] != completions[j]}
+    compared = set()
+    for request in requests:
+        shown = dict(PAIR.findall(request.messages[-1]["content"]))
+        assert len(shown) == 2
+        compared.add(frozenset((shown["A"], shown["B"])))
+    assert compared == expected
+    assert len(requests) == 2 * len(expected)  # both orders
+    assert stats["max_concurrent"] == 3  # the judge's limit, for both ranks together
+
+    # one journal (one entry per pair), written by rank 0; judgerl's metrics are the global batch's
+    assert sorted(path.name for path in tmp_path.rglob("*journal*")) == ["journal.jsonl"]
+    entries = read_jsonl(out / "journal.jsonl")
+    assert len(entries) == len(expected)
+    assert len({entry["sample_id"] for entry in entries}) == 3
+    [logged] = [row for row in json.loads((out / "log_history.json").read_text()) if "judge/duel/mean" in row]
+    assert logged["judge/duel/mean"] == pytest.approx(mean(values), abs=1e-6)
+    assert logged["rewards/judge/mean"] == pytest.approx(mean(values), abs=1e-6)
