@@ -246,3 +246,31 @@ def test_adapter_in_a_user_script_scores_whole_pairwise_groups(tmp_path: Path) -
     [logged] = [row for row in json.loads((out / "log_history.json").read_text()) if "judge/duel/mean" in row]
     assert logged["judge/duel/mean"] == pytest.approx(mean(values), abs=1e-6)
     assert logged["rewards/judge/mean"] == pytest.approx(mean(values), abs=1e-6)
+
+
+def test_launched_without_a_process_group_is_refused_with_the_fix(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """WORLD_SIZE=2 but no process group (accelerate --multi_gpu on CPU without ACCELERATE_USE_CPU):
+    each process would train alone on everything; the run stops at once and says what to set."""
+    from judgerl.backends.scripted import ScriptedBackend
+    from judgerl.errors import ConfigError
+    from judgerl.train.grpo import GrpoRun
+    from judgerl.train.recipe import load_recipe
+
+    build_tiny_model_dir(tmp_path / "model")
+    (tmp_path / "train.jsonl").write_text('{"id": "q0", "prompt": "Hi?"}\n{"id": "q1", "prompt": "Yo?"}\n')
+    recipe = load_recipe({
+        "model": {"name_or_path": str(tmp_path / "model"), "lora": {"enabled": False}},
+        "data": {"train": str(tmp_path / "train.jsonl")},
+        "reward": {"backends": {"judge": {"type": "scripted"}},
+                   "judges": [{"name": "rank", "type": "group", "backend": "judge"}]},
+        "rollout": {"number_generation": 4, "max_new_tokens": 4},
+        "trainer": {"max_steps": 1, "global_batch_size": 8, "per_device_batch_size": 4},
+        "monitors": {"progress": False},
+        "logging": {"output_dir": str(tmp_path / "out"), "tensorboard": False}})
+    for name in ("LOCAL_RANK", "ACCELERATE_USE_CPU"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ConfigError, match="ACCELERATE_USE_CPU=true"):
+        GrpoRun(recipe, backends={"judge": ScriptedBackend(lambda request: "{}")})

@@ -44,6 +44,7 @@ from rich.console import Console
 
 from judgerl.adapters.trl_ranks import launched_ranks, run_on_main
 from judgerl.backends.base import Backend
+from judgerl.errors import ConfigError
 from judgerl.models.quiet import quiet_unactionable_warnings
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.train.checkpoints import resume_point
@@ -201,11 +202,23 @@ class GrpoRun:
             train_dataset=grpo_dataset(self.samples, chat=chat),
             eval_dataset=grpo_dataset(eval_samples, chat=chat) if eval_samples else None,
             processing_class=self.tokenizer, peft_config=lora_config(recipe.model), callbacks=callbacks)
+        self._check_process_group()
         if monitors.progress:
             from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
             self.trainer.remove_callback(PrinterCallback)
             self.trainer.remove_callback(ProgressCallback)
+
+    def _check_process_group(self) -> None:
+        """WORLD_SIZE processes were launched: the trainer must run as one of them, not alone."""
+        processes = self.trainer.accelerator.num_processes
+        if self.ranks is None or processes == self.ranks.world_size:
+            return
+        self.close()
+        raise ConfigError(f"{self.ranks.world_size} processes were launched (WORLD_SIZE) but the trainer "
+                          f"runs as {processes}: no process group was set up. On CPU, launch with "
+                          "ACCELERATE_USE_CPU=true (accelerate launch --multi_gpu --num_processes N, "
+                          "or torchrun)")
 
     def run(self) -> TrainResult:
         started = time.perf_counter()
