@@ -81,7 +81,7 @@ def write_recipe(root: Path, server: FakeOpenAIServer) -> Path:
               "trainer": {"max_steps": 2, "global_batch_size": 12, "per_device_batch_size": 6,
                           "save_steps": 100, "learning_rate": 5e-3},
               "monitors": {"progress": False},
-              "logging": {"output_dir": str(root / "out"), "tensorboard": False}}
+              "logging": {"output_dir": str(root / "out")}}
     path = root / "recipe.yaml"
     path.write_text(json.dumps(recipe), encoding="utf-8")  # JSON is YAML
     return path
@@ -153,6 +153,7 @@ def test_groups_whole_limits_global_one_journal(two_process_run: dict[str, Any])
         row["rollout_id"] for row in completions)
     # run-folder files come from the main process only
     assert not list(out.glob("completions.rank*")) and not list(out.glob("metrics.rank*"))
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
     # every reward is the fake judge's score of that completion, normalised
     for row in completions:

@@ -194,7 +194,7 @@ class GrpoRun:
                                 self.alarm]
         if monitors.progress:
             callbacks.append(RichProgress(self.console))
-        if recipe.logging.tensorboard:
+        if recipe.logging.tensorboard and main:  # a SummaryWriter opens its event file at once
             callbacks.append(tensorboard_callback(output_dir / "tensorboard"))
         self.trainer = GRPOTrainer(
             model=model, reward_funcs=[self.reward],
