@@ -117,6 +117,7 @@ def two_process_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         requests = list(server.chat_requests)
         stats = server.stats()
     assert result.returncode == 0, result.stderr[-4000:]
+    assert (result.stdout + result.stderr).count("trained 2 steps") == 1  # rank 0 reports for the run
     return {"root": root, "requests": requests, "stats": stats, "out": root / "out"}
 
 
