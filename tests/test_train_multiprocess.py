@@ -63,7 +63,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_recipe(root: Path, server: FakeOpenAIServer) -> Path:
+def write_recipe(root: Path, server: FakeOpenAIServer, *, failure_budget: float = 1.0) -> Path:
     rows = [{"id": f"q{i}", "prompt": f"Say something short about {word}.", "reference": word}
             for i, word in enumerate(["cats", "dogs", "Paris", "rain", "tea", "snow"])]
     (root / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
@@ -72,7 +72,7 @@ def write_recipe(root: Path, server: FakeOpenAIServer) -> Path:
                                "max_concurrency": MAX_CONCURRENCY, "timeout_s": 30}},
         "runtime": {"journal_path": str(root / "journal.jsonl"), "max_attempts": 2},
         "judges": [{"name": "rank", "type": "group", "backend": "judge"}],
-        "failure_budget": 1.0,
+        "failure_budget": failure_budget,
     }
     recipe = {"model": {"name_or_path": str(root / "model"), "lora": {"enabled": False}},
               "data": {"train": str(root / "train.jsonl"), "shuffle": False}, "reward": reward,
@@ -276,3 +276,19 @@ def test_launched_without_a_process_group_is_refused_with_the_fix(tmp_path: Path
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(ConfigError, match="ACCELERATE_USE_CPU=true"):
         GrpoRun(recipe, backends={"judge": ScriptedBackend(lambda request: "{}")})
+
+
+@pytest.mark.slow  # ~30 s; the same path without TRL is in test_trl_ranks.py (non-slow)
+def test_a_failure_on_rank_0_stops_every_rank(tmp_path: Path) -> None:
+    """The judge refuses every request (a fatal 400): rank 0's scoring raises; rank 1, waiting for
+    its rewards, is told so and raises too, so the launch ends with an error instead of hanging."""
+    build_tiny_model_dir(tmp_path / "model")
+    with FakeOpenAIServer() as server:
+        server.default = Reply(status=400, error="model not loaded")
+        recipe = write_recipe(tmp_path, server)
+        result = launch(["-m", "judgerl.cli", "train", str(recipe)], tmp_path / "launch.log")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "error: http_400:" in output and "model not loaded" in output  # rank 0
+    assert "error: the main process (rank 0) could not score the batch: FatalBackendError: http_400" in output
+    assert not (tmp_path / "out" / "final").exists()
