@@ -35,6 +35,7 @@ import os
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from judgerl.errors import JudgerlError
@@ -229,7 +230,8 @@ def run_on_main(work: Callable[[], Any], ranks: Ranks) -> None:
         from accelerate import PartialState
 
         use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in {"1", "true", "yes"}
-        PartialState(cpu=use_cpu or not torch.cuda.is_available())
+        # transformers' default `ddp_timeout`: the trainer finds this group set up and keeps it
+        PartialState(cpu=use_cpu or not torch.cuda.is_available(), timeout=timedelta(seconds=1800))
     dist = _process_group(ranks)
     message: list[Any] = [None]
     if ranks.is_main:
