@@ -136,11 +136,15 @@ def train(
         "--skip-validation", help="Train without running the recipe's judge-validation gate.")] = False,
 ) -> None:
     """GRPO with the recipe's judge reward (TRL), with monitors and checkpoints."""
+    from judgerl.adapters.trl_ranks import launched_ranks
     from judgerl.train.grpo import train as run_grpo
     from judgerl.train.recipe import load_recipe
 
     result = run_grpo(load_recipe(recipe, overrides or []), resume=resume, skip_validation=skip_validation,
                       console=console)
+    ranks = launched_ranks()
+    if ranks is not None and not ranks.is_main:
+        return  # under accelerate launch, rank 0 reports for the run
     console.print(f"trained {result.global_step} steps in {result.seconds:.0f}s -> {result.final_dir}; "
                   f"metrics: {result.metrics_path}; hacking alarms: {len(result.alarms)}", highlight=False)
 

@@ -29,6 +29,11 @@ What it reads from TRL (checked against trl 1.16, `GRPOTrainer._calculate_reward
   columns in the completions table.
 TRL repeats each prompt `num_generations` times; rollouts of one prompt share a sample id
 (derived from the prompt, the reference and the `id` column) so group judges see the group.
+
+Under `accelerate launch` / torchrun (`WORLD_SIZE` > 1) each rank holds only its share of the
+batch, and one prompt's completions may be split over ranks: the function then scores the global
+batch on the main process only (`trl_ranks.score_across_ranks`), which alone builds the pipeline
+(`fn.pipeline` is None on the other ranks) and talks to the judges.
 """
 
 from __future__ import annotations
@@ -39,13 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from judgerl.adapters import content_text, load_pipeline, prompt_sample_id, reference_text
+from judgerl.adapters.trl_ranks import TRL_HOOKS, launched_ranks, score_across_ranks
 from judgerl.reward.pipeline import NEUTRAL_SCORE, RewardPipeline
 from judgerl.trajectory import TrajectoryError, link_tool_results, parse_tools, parse_trajectory, uses_tools
 from judgerl.types import Reward, Rollout, Sample, rollout_id
 
 DEFAULT_REFERENCE_KEYS = ("reference", "reference_answer", "answer", "solution")
-#: keyword arguments TRL passes that are hooks or trainer state, not dataset columns
-TRL_HOOKS = frozenset({"trainer_state", "log_extra", "log_metric", "environments"})
 
 RewardFunc = Callable[..., Awaitable[list[float | None]]]
 
@@ -158,23 +162,29 @@ def reward_function(config_or_pipeline: RewardPipeline | str | os.PathLike[str] 
 
     `name` (default: the config file's stem, else "judgerl") becomes the function's `__name__`,
     which TRL uses for its `rewards/<name>/mean` metric. The pipeline is reachable as
-    `fn.pipeline` (close it when training ends). Unscored rollouts give `None`; a batch with
-    more unscored rollouts than the config's `failure_budget` raises `FailureBudgetExceeded`.
+    `fn.pipeline` (close it when training ends, or call `fn.close()`). Unscored rollouts give
+    `None`; a batch with more unscored rollouts than the config's `failure_budget` raises
+    `FailureBudgetExceeded`. In a multi-process launch only the main process builds the pipeline
+    (a given pipeline is used there only) and scores every rank's rows (see the module docstring).
     """
+    ranks = launched_ranks()
+    pipeline: RewardPipeline | None
     if isinstance(config_or_pipeline, RewardPipeline):
         pipeline = config_or_pipeline
+    elif ranks is not None and not ranks.is_main:
+        pipeline = None  # no judge backend, cache or journal on the other ranks
     elif overrides:
         pipeline = RewardPipeline.from_config(config_or_pipeline, overrides=overrides)
     else:
         pipeline = load_pipeline(config_or_pipeline)
     if name is None:
-        source = pipeline.config.source
-        name = Path(source).stem if source else "judgerl"
+        name = _default_name(pipeline, config_or_pipeline)
     prefix = name
 
-    async def judgerl_reward(prompts: list[Any], completions: list[Any],
-                             completion_ids: list[list[int]] | None = None,
-                             **kwargs: Any) -> list[float | None]:
+    async def score_local(prompts: list[Any], completions: list[Any],
+                          completion_ids: list[list[int]] | None = None, **kwargs: Any) -> list[float | None]:
+        if pipeline is None:
+            raise RuntimeError("judgerl's TRL reward scores on the main process only")
         errors: dict[int, str] | None = {} if pipeline.reads_trajectories() else None
         items = build_items(prompts, completions, kwargs, reference_keys=reference_keys, id_key=id_key,
                             trajectory_errors=errors)
@@ -186,10 +196,30 @@ def reward_function(config_or_pipeline: RewardPipeline | str | os.PathLike[str] 
         log_rewards(rewards, kwargs, prefix=prefix, log_rationales=log_rationales)
         return [reward.value for reward in rewards]
 
+    async def judgerl_reward(prompts: list[Any], completions: list[Any],
+                             completion_ids: list[list[int]] | None = None,
+                             **kwargs: Any) -> list[float | None]:
+        if ranks is None:
+            return await score_local(prompts, completions, completion_ids, **kwargs)
+        return await score_across_ranks(score_local, prompts, completions, completion_ids, kwargs, ranks)
+
+    def close() -> None:
+        if pipeline is not None:
+            pipeline.close()
+
     judgerl_reward.__name__ = name
     judgerl_reward.__qualname__ = name
     judgerl_reward.pipeline = pipeline  # type: ignore[attr-defined]
+    judgerl_reward.close = close  # type: ignore[attr-defined]
     return judgerl_reward
+
+
+def _default_name(pipeline: RewardPipeline | None, config: Any) -> str:
+    """The config file's stem (the same on every rank, built pipeline or not), else "judgerl"."""
+    source = pipeline.config.source if pipeline is not None else getattr(config, "source", None)
+    if source is None and isinstance(config, (str, os.PathLike)):
+        source = os.fspath(config)
+    return Path(source).stem if source else "judgerl"
 
 
 def _bad_trajectory(pipeline: RewardPipeline, item: tuple[Sample, Rollout], reason: str) -> Reward:

@@ -13,6 +13,7 @@ import warnings
 #: (category, message regex) of the hidden warnings
 UNACTIONABLE_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
     (FutureWarning, r".*`is_gradient_checkpointing` is deprecated"),
+    (FutureWarning, r".*`gradient_checkpointing_enable` is deprecated"),  # TRL calls it on the policy
 )
 
 

@@ -23,8 +23,12 @@ def checkpoints(output_dir: Path) -> list[Path]:
     return sorted(found, key=lambda path: int(path.name.split("-", 1)[1]))
 
 
-def resume_point(output_dir: Path, *, resume: bool, overwrite: bool = False) -> Path | None:
-    """The checkpoint to resume from (None: start fresh), after checking the folder is safe to use."""
+def resume_point(output_dir: Path, *, resume: bool, overwrite: bool = False,
+                 clear: bool = True) -> Path | None:
+    """The checkpoint to resume from (None: start fresh), after checking the folder is safe to use.
+
+    `clear=False` (the other ranks of a multi-process run) leaves deleting old checkpoints to the
+    main process."""
     found = checkpoints(output_dir)
     if resume:
         if not found:
@@ -36,7 +40,7 @@ def resume_point(output_dir: Path, *, resume: bool, overwrite: bool = False) -> 
             raise ConfigError(f"{output_dir} already holds checkpoints of an earlier run ({found[-1].name}); "
                               "pass --resume to continue it, choose another logging.output_dir, or set "
                               "logging.overwrite=true to delete them", field="logging.output_dir")
-        for path in found:
+        for path in found if clear else []:
             shutil.rmtree(path)
     return None
 

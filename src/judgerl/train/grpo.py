@@ -28,6 +28,10 @@ recipe onto `GRPOConfig`, in one place:
 TRL generates once per optimizer step (`steps_per_generation` = gradient accumulation), so one
 reward call scores the whole global batch: `global_batch_size / number_generation` prompts with
 `number_generation` completions each, all judged concurrently.
+
+Under `accelerate launch` (`WORLD_SIZE` > 1) only the main process builds the reward pipelines
+(judge backends, cache, journal) and scores, over every rank's rows (`adapters/trl_ranks.py`);
+the other ranks generate and train only.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ from typing import Any
 
 from rich.console import Console
 
+from judgerl.adapters.trl_ranks import launched_ranks, run_on_main
 from judgerl.backends.base import Backend
+from judgerl.errors import ConfigError
 from judgerl.models.quiet import quiet_unactionable_warnings
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.train.checkpoints import resume_point
@@ -161,15 +167,21 @@ class GrpoRun:
         quiet_unactionable_warnings()
         self.recipe = recipe
         self.console = console or Console(stderr=True)
+        self.ranks = launched_ranks()
+        main = self.ranks is None or self.ranks.is_main
         output_dir = recipe.output_dir
-        self.resume_from = resume_point(output_dir, resume=resume, overwrite=recipe.logging.overwrite)
+        self.resume_from = resume_point(output_dir, resume=resume, overwrite=recipe.logging.overwrite,
+                                        clear=main)
         self.samples = load_split(recipe, "train")
         eval_samples = load_split(recipe, "eval")
-        self.pipeline = RewardPipeline.from_config(recipe.training_reward_config(), backends=backends)
+        # in a multi-process run only the main process judges: no backends elsewhere
+        self.pipeline: RewardPipeline | None = None
+        if main:
+            self.pipeline = RewardPipeline.from_config(recipe.training_reward_config(), backends=backends)
         monitors = recipe.monitors
         held_out_config = recipe.held_out_reward_config()
         self.held_out = None
-        if held_out_config is not None:
+        if held_out_config is not None and main:
             self.held_out = RewardPipeline.from_config(held_out_config, backends=held_out_backends)
         self.tracker = SignalTracker(monitors, load_exploit_matcher())
         self.metrics_path = output_dir / "metrics.jsonl"
@@ -178,7 +190,7 @@ class GrpoRun:
         self.reward = TrainingReward(
             self.pipeline, self.samples + eval_samples, tracker=self.tracker, held_out=self.held_out,
             held_out_sample=monitors.held_out_sample, seed=recipe.trainer.seed,
-            completions_path=completions_path if recipe.logging.completions else None,
+            completions_path=completions_path if recipe.logging.completions else None, ranks=self.ranks,
             tools=tool_schemas(self.tools, source=recipe.source) if self.tools else None)
         model, self.tokenizer, self.model_folder = load_for_training(recipe.model)
         chat = self.tokenizer.chat_template is not None
@@ -187,7 +199,7 @@ class GrpoRun:
                                 self.alarm]
         if monitors.progress:
             callbacks.append(RichProgress(self.console))
-        if recipe.logging.tensorboard:
+        if recipe.logging.tensorboard and main:  # a SummaryWriter opens its event file at once
             callbacks.append(tensorboard_callback(output_dir / "tensorboard"))
         self.trainer = GRPOTrainer(
             model=model, reward_funcs=[self.reward],
@@ -196,11 +208,23 @@ class GrpoRun:
             eval_dataset=grpo_dataset(eval_samples, chat=chat) if eval_samples else None,
             processing_class=self.tokenizer, peft_config=lora_config(recipe.model), callbacks=callbacks,
             **({"tools": self.tools} if self.tools else {}))
+        self._check_process_group()
         if monitors.progress:
             from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
             self.trainer.remove_callback(PrinterCallback)
             self.trainer.remove_callback(ProgressCallback)
+
+    def _check_process_group(self) -> None:
+        """WORLD_SIZE processes were launched: the trainer must run as one of them, not alone."""
+        processes = self.trainer.accelerator.num_processes
+        if self.ranks is None or processes == self.ranks.world_size:
+            return
+        self.close()
+        raise ConfigError(f"{self.ranks.world_size} processes were launched (WORLD_SIZE) but the trainer "
+                          f"runs as {processes}: no process group was set up. On CPU, launch with "
+                          "ACCELERATE_USE_CPU=true (accelerate launch --multi_gpu --num_processes N, "
+                          "or torchrun)")
 
     def run(self) -> TrainResult:
         started = time.perf_counter()
@@ -219,7 +243,8 @@ class GrpoRun:
 
     def close(self) -> None:
         self.reward.close()
-        self.pipeline.close()
+        if self.pipeline is not None:
+            self.pipeline.close()
         if self.held_out is not None:
             self.held_out.close()
 
@@ -236,7 +261,13 @@ def train(recipe: Recipe, *, resume: bool = False, skip_validation: bool = False
           backends: dict[str, Backend] | None = None, console: Console | None = None) -> TrainResult:
     """Run GRPO for `recipe`; when the recipe names a validation suite, the judge must pass it first."""
     if recipe.validation.suite and not skip_validation and not resume:
-        run_validation_gate(recipe, backends=backends, console=console or Console(stderr=True))
+        ranks = launched_ranks()
+        gate = lambda: run_validation_gate(recipe, backends=backends,  # noqa: E731
+                                           console=console or Console(stderr=True))
+        if ranks is None:
+            gate()
+        else:
+            run_on_main(gate, ranks)  # the judge is called from the main process only
     return GrpoRun(recipe, resume=resume, backends=backends, console=console).run()
 
 

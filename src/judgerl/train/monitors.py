@@ -241,16 +241,18 @@ class HackingAlarm(TrainerCallback):
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if not state.is_world_process_zero or not logs:
+        if not logs:
             return
+        # every rank decides from the same (rank-reduced) logs, so all stop together; rank 0 speaks
         alarms = self.tracker.alarms(logs)
-        for alarm in alarms:
+        for alarm in alarms if state.is_world_process_zero else []:
             self.fired.append((state.global_step, alarm))
             log.warning("reward hacking signal at step %d: %s", state.global_step, alarm)
             self.console.print(f"[bold red]REWARD HACKING? step {state.global_step}:[/] {alarm}",
                                highlight=False)
         if alarms and self.tracker.config.stop_on_hacking:
-            self.console.print("[bold red]stopping: monitors.stop_on_hacking is set[/]")
+            if state.is_world_process_zero:
+                self.console.print("[bold red]stopping: monitors.stop_on_hacking is set[/]")
             control.should_training_stop = True
 
 

@@ -48,7 +48,9 @@ def save_final(trainer: Any, tokenizer: Any, folder: Path, *, merge: bool) -> Pa
     a plain folder that `from_pretrained` (and judgerl's evaluation) loads without peft.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    trainer.save_model(str(folder))
+    trainer.save_model(str(folder))  # writes on the main process only
+    if not trainer.is_world_process_zero():
+        return folder
     tokenizer.save_pretrained(str(folder))
     model = trainer.model
     if merge and hasattr(model, "merge_and_unload"):

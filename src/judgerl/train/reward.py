@@ -13,13 +13,18 @@ adapter's `log_rewards` for component means and shares), and in the same call:
 
 Samples are looked up by the dataset's `id` column, so checks and judges see the original
 sample (its reference and metadata), not a copy rebuilt from TRL's columns.
+
+Under `accelerate launch` (`ranks` given) all of this happens on the main process over the
+global batch (`adapters.trl_ranks.score_across_ranks`): the other ranks hold no pipeline, send
+their rows and take their rewards back; the spreads, judge use and hacking signals are logged by
+the main process alone and so describe the whole batch, and only it writes `completions.jsonl`
+(with the rank each rollout was generated on).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import os
 import random
 import statistics
 from collections.abc import Sequence
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from judgerl.adapters.trl import attach_trajectory, completion_text, log_rewards
+from judgerl.adapters.trl_ranks import ROW_RANKS, Ranks, score_across_ranks
 from judgerl.data import JsonlWriter
 from judgerl.reward.pipeline import NEUTRAL_SCORE, RewardPipeline
 from judgerl.runtime.accounting import stats_delta
@@ -45,12 +51,15 @@ class TrainingReward:
 
     __name__ = "judgerl"
 
-    def __init__(self, pipeline: RewardPipeline, samples: Sequence[Sample], *,
+    def __init__(self, pipeline: RewardPipeline | None, samples: Sequence[Sample], *,
                  tracker: SignalTracker | None = None, held_out: RewardPipeline | None = None,
                  held_out_sample: int = 4, completions_path: Path | None = None, seed: int = 0,
-                 tools: list[dict[str, Any]] | None = None) -> None:
+                 tools: list[dict[str, Any]] | None = None, ranks: Ranks | None = None) -> None:
+        if pipeline is None and (ranks is None or ranks.is_main):
+            raise ValueError("the training reward needs a pipeline on the main process")
         self.pipeline = pipeline
         self.tools = tools  # the schemas of the recipe's tools: `Rollout.tools` of tool-using rollouts
+        self.ranks = ranks
         self.samples = {sample.id: sample for sample in samples}
         self.tracker = tracker
         self.held_out = held_out
@@ -58,7 +67,7 @@ class TrainingReward:
         self.completions_path = completions_path
         self._writer: JsonlWriter | None = None
         self._random = random.Random(seed)
-        self._last_stats = pipeline.runtime_stats()
+        self._last_stats = pipeline.runtime_stats() if pipeline is not None else {}
         self.calls = 0
 
     def items(self, completions: Sequence[Any], ids: Sequence[str],
@@ -98,6 +107,15 @@ class TrainingReward:
 
     async def __call__(self, prompts: list[Any], completions: list[Any],
                        completion_ids: list[list[int]] | None = None, **kwargs: Any) -> list[float | None]:
+        if self.ranks is None:
+            return await self.score(prompts, completions, completion_ids, **kwargs)
+        return await score_across_ranks(self.score, prompts, completions, completion_ids, kwargs, self.ranks)
+
+    async def score(self, prompts: list[Any], completions: list[Any],
+                    completion_ids: list[list[int]] | None = None, **kwargs: Any) -> list[float | None]:
+        """Score one batch (the global one, in a multi-process run) in this process."""
+        if self.pipeline is None:
+            raise RuntimeError("the training reward scores on the main process only")
         errors: dict[int, str] = {}
         items = self.items(completions, kwargs["id"], errors)
         sampled = [index for index in self._held_out_indices(len(items)) if index not in errors]
@@ -122,7 +140,7 @@ class TrainingReward:
             for name, value in metrics.items():
                 if not math.isnan(value):
                     log_metric(name, value)
-        self._write(step, items, rewards)
+        self._write(step, items, rewards, ROW_RANKS.get())
         return [reward.value for reward in rewards]
 
     def _held_out_indices(self, count: int) -> list[int]:
@@ -138,28 +156,30 @@ class TrainingReward:
             values = [value for reward in rewards if (value := reward.components.get(name)) is not None]
             if values:
                 metrics[f"{METRIC_PREFIX}/{name}/std"] = statistics.pstdev(values)
-        stats = self.pipeline.runtime_stats()
+        stats = self.pipeline.runtime_stats() if self.pipeline is not None else {}
         spent = stats_delta(self._last_stats, stats)
         metrics.update({f"judge/{key}": float(spent[key]) for key in JUDGE_COUNTERS
                         if isinstance(spent.get(key), (int, float))})
         self._last_stats = stats
         return metrics
 
-    def _write(self, step: int, items: Sequence[tuple[Sample, Rollout]], rewards: Sequence[Reward]) -> None:
+    def _write(self, step: int, items: Sequence[tuple[Sample, Rollout]], rewards: Sequence[Reward],
+               row_ranks: Sequence[int] | None = None) -> None:
+        """Append the batch to completions.jsonl (the main process's global batch in a multi-process run)."""
         if self.completions_path is None:
             return
         if self._writer is None:
-            rank = int(os.environ.get("RANK", "0"))
-            path = self.completions_path
-            if rank:
-                path = path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
-            self._writer = JsonlWriter(path)
-        for (sample, rollout), reward in zip(items, rewards, strict=True):
-            self._writer.write({"step": step, "sample_id": sample.id, "rollout_id": rollout.id,
-                                "prompt": sample.prompt, "completion": rollout.completion,
-                                "reward": reward.value, "status": reward.status, "reason": reward.reason,
-                                "components": reward.components,
-                                **({"trajectory": rollout.trajectory} if rollout.trajectory else {})})
+            self._writer = JsonlWriter(self.completions_path)
+        for index, ((sample, rollout), reward) in enumerate(zip(items, rewards, strict=True)):
+            row = {"step": step, "sample_id": sample.id, "rollout_id": rollout.id,
+                   "prompt": sample.prompt, "completion": rollout.completion,
+                   "reward": reward.value, "status": reward.status, "reason": reward.reason,
+                   "components": reward.components}
+            if rollout.trajectory:
+                row["trajectory"] = rollout.trajectory
+            if row_ranks is not None:
+                row["rank"] = row_ranks[index]
+            self._writer.write(row)
 
     def close(self) -> None:
         if self._writer is not None:
