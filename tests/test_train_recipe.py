@@ -80,7 +80,7 @@ def test_grpo_config_maps_every_knob() -> None:
         "rollout.max_new_tokens=96", "trainer.global_batch_size=32", "trainer.per_device_batch_size=8",
         "trainer.learning_rate=2e-6", "trainer.clip_ratio_high=0.28", "trainer.ent_coeff=0.01",
         "trainer.beta=0.04", "trainer.loss_type=dr_grpo", "trainer.save_steps=5", "trainer.save_top_k=2",
-        "trainer.max_steps=11", "logging.logging_steps=2",
+        "trainer.max_steps=11", "logging.logging_steps=2", "trainer.process_timeout_s=3600",
         "rollout.vllm.enabled=true", "rollout.vllm.server_base_url=http://10.0.0.5:8000"])
     args = grpo_config(recipe, processes=2)
     assert args.num_generations == 8
@@ -93,6 +93,7 @@ def test_grpo_config_maps_every_knob() -> None:
     assert args.loss_type == "dr_grpo" and args.learning_rate == 2e-6 and args.max_steps == 11
     assert (args.save_steps, args.save_total_limit, args.logging_steps) == (5, 2, 2)
     assert args.use_vllm and args.vllm_mode == "server" and args.vllm_server_base_url == "http://10.0.0.5:8000"
+    assert args.ddp_timeout == 3600
 
 
 def test_vllm_server_mode_needs_a_url() -> None:

@@ -217,7 +217,7 @@ async def _score_global(score: ScoreCall, parts: list[dict[str, Any]], lengths: 
     return cut_results(values, extras, lengths)
 
 
-def run_on_main(work: Callable[[], Any], ranks: Ranks) -> None:
+def run_on_main(work: Callable[[], Any], ranks: Ranks, *, timeout_s: float = 1800) -> None:
     """`work()` on the main process only (e.g. the validation gate, which calls the judge), the
     other ranks waiting for it; when it fails there, every rank raises.
 
@@ -230,8 +230,8 @@ def run_on_main(work: Callable[[], Any], ranks: Ranks) -> None:
         from accelerate import PartialState
 
         use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in {"1", "true", "yes"}
-        # transformers' default `ddp_timeout`: the trainer finds this group set up and keeps it
-        PartialState(cpu=use_cpu or not torch.cuda.is_available(), timeout=timedelta(seconds=1800))
+        # the trainer's `ddp_timeout` (recipe trainer.process_timeout_s): it keeps this group
+        PartialState(cpu=use_cpu or not torch.cuda.is_available(), timeout=timedelta(seconds=timeout_s))
     dist = _process_group(ranks)
     message: list[Any] = [None]
     if ranks.is_main:

@@ -138,6 +138,7 @@ def grpo_config(recipe: Recipe, *, processes: int | None = None, has_eval: bool 
         disable_tqdm=True,
         seed=trainer.seed,
         data_seed=trainer.seed,
+        ddp_timeout=round(trainer.process_timeout_s),
         bf16=trainer.bf16,
         **checkpointing_arg(GRPOConfig, recipe.model.gradient_checkpointing),
         log_completions=False,
@@ -267,7 +268,8 @@ def train(recipe: Recipe, *, resume: bool = False, skip_validation: bool = False
         if ranks is None:
             gate()
         else:
-            run_on_main(gate, ranks)  # the judge is called from the main process only
+            # the judge is called from the main process only
+            run_on_main(gate, ranks, timeout_s=recipe.trainer.process_timeout_s)
     return GrpoRun(recipe, resume=resume, backends=backends, console=console).run()
 
 

@@ -159,6 +159,10 @@ class TrainerSection(_Section):
                                   "e.g. 'reward'; needs data.eval and eval_steps")
     eval_steps: int | None = Field(default=None, ge=1, description="evaluate on data.eval every N steps")
     seed: int = Field(default=0, description="random seed (sampling, shuffling, LoRA init)")
+    process_timeout_s: float = Field(
+        default=1800, gt=0, description="multi-process runs: how long a process waits for the others (TRL "
+                                        "`ddp_timeout`); the other ranks wait while rank 0 judges the whole "
+                                        "batch, so raise it for a slow judge and large batches")
     bf16: bool = Field(default=False, description="bfloat16 mixed precision (GPU)")
 
 
