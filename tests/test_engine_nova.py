@@ -14,7 +14,9 @@ trajectory rubric judge on an OpenAI-compatible server over loopback.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
+import logging
 import re
 import textwrap
 import warnings
@@ -27,9 +29,28 @@ import pytest
 from fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 from judgerl.adapters import clear_pipelines
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)  # "amzn-nova-forge is deprecated" (on import)
-    reward_verifier = pytest.importorskip("amzn_nova_forge.util.reward_verifier")
+if importlib.util.find_spec("amzn_nova_forge") is None:
+    pytest.skip("needs amzn-nova-forge (the `engines` extra; scripts/setup installs it)",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def verify_reward_function() -> Any:
+    """The SDK's verifier, imported here and not at collection: the SDK's import calls
+    `logging.basicConfig(level=INFO)`, which would change the root logger of the whole test run;
+    its level and handlers are put back."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "amzn-nova-forge is deprecated"
+            from amzn_nova_forge.util.reward_verifier import verify_reward_function
+    finally:
+        root.setLevel(level)
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+    return verify_reward_function
 
 HANDLER = Path(__file__).resolve().parents[1] / "examples" / "aws_lambda" / "handler.py"
 
@@ -131,11 +152,11 @@ def metrics(output: dict[str, Any]) -> dict[str, float]:
 
 
 def test_the_sdk_verifier_accepts_tool_calling_samples_with_non_zero_rewards(
-        reward_config: Path, judge_server: FakeOpenAIServer) -> None:
+        verify_reward_function: Any, reward_config: Path, judge_server: FakeOpenAIServer) -> None:
     sent = copy.deepcopy(SAMPLES)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        report = reward_verifier.verify_reward_function(str(HANDLER), sent)
+        report = verify_reward_function(str(HANDLER), sent)
     assert report["success"] is True
     assert report["total_samples"] == report["successful_samples"] == 3
     assert report["warnings"] == []  # every sample has a reference answer
@@ -158,10 +179,11 @@ def test_the_sdk_verifier_accepts_tool_calling_samples_with_non_zero_rewards(
     assert any('"category": "kitchen"' in prompt and "3 to 5 days" not in prompt for prompt in prompts)
 
 
-def test_the_sdk_verifier_still_rejects_a_sample_its_dataset_model_refuses(reward_config: Path) -> None:
+def test_the_sdk_verifier_still_rejects_a_sample_its_dataset_model_refuses(verify_reward_function: Any,
+                                                                          reward_config: Path) -> None:
     bad = copy.deepcopy(GOOD)
     bad["messages"][3]["name"] = "lookup_order"  # the SDK's RFT message model forbids extra fields
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         with pytest.raises(ValueError, match="Input validation failed"):
-            reward_verifier.verify_reward_function(str(HANDLER), [bad])
+            verify_reward_function(str(HANDLER), [bad])
