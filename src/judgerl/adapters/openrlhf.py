@@ -24,6 +24,12 @@ OpenRLHF needs numbers, so an unscored item gets the config's `failure_policy` v
 under the default `unscored`), and `extra_logs["unscored"]` is 1 for it (0 otherwise).
 `extra_logs` has every reward component plus `unscored` and `gated`.
 
+Agent rollouts: with an agent function (`--train.agent_func_path`) OpenRLHF posts nothing itself;
+an agent posts its finished rollout from `step()` with the same body, `query` being the whole
+chat-templated run. When the config reads trajectories (`RewardPipeline.reads_trajectories`), a
+multi-turn query is read back into a trajectory with tool calls and results
+(`judgerl.adapters.templated`); a single assistant turn is read as above.
+
 Failure budget: over the last `budget_window` items the server scored (all clients together,
 counted once 32 were seen), not per request: a single unscored rollout is answered 200 with
 `unscored: 1`. When the window's unscored share passes the config's `failure_budget` the answer
