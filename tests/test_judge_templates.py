@@ -20,7 +20,7 @@ from judgerl.judges.templates import (
 )
 
 SHIPPED = ["rubric", "rubric_logprob", "rationale", "pairwise", "pairwise_logprob", "group",
-           "itemized_rubric", "itemized_rubric_logprob"]
+           "itemized_rubric", "itemized_rubric_logprob", "itemized_rubric_trajectory"]
 
 
 def test_fill_is_one_pass_so_values_stay_literal() -> None:

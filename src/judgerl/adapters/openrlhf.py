@@ -24,6 +24,12 @@ OpenRLHF needs numbers, so an unscored item gets the config's `failure_policy` v
 under the default `unscored`), and `extra_logs["unscored"]` is 1 for it (0 otherwise).
 `extra_logs` has every reward component plus `unscored` and `gated`.
 
+Agent rollouts: with an agent function (`--train.agent_func_path`) OpenRLHF posts nothing itself;
+an agent posts its finished rollout from `step()` with the same body, `query` being the whole
+chat-templated run. When the config reads trajectories (`RewardPipeline.reads_trajectories`), a
+multi-turn query is read back into a trajectory with tool calls and results
+(`judgerl.adapters.templated`); a single assistant turn is read as above.
+
 Failure budget: over the last `budget_window` items the server scored (all clients together,
 counted once 32 were seen), not per request: a single unscored rollout is answered 200 with
 `unscored: 1`. When the window's unscored share passes the config's `failure_budget` the answer
@@ -78,11 +84,13 @@ from judgerl.adapters.special_tokens import (
     response_of,
     strip_special_tokens,
 )
+from judgerl.adapters.templated import templated_trajectory
 from judgerl.data import MAX_JSON_DEPTH, json_depth_exceeds
 from judgerl.errors import ConfigError, DataError, FailureBudgetExceeded, FatalBackendError, JudgerlError
 from judgerl.reward.budget import DEFAULT_MIN_ITEMS, DEFAULT_WINDOW, RollingFailureBudget
 from judgerl.reward.groups import GroupAssembler, whole_group_judges
 from judgerl.reward.pipeline import RewardPipeline
+from judgerl.trajectory import TrajectoryError, final_answer
 from judgerl.types import Reward, Rollout, Sample, rollout_id
 
 logger = logging.getLogger("judgerl.serve")
@@ -160,10 +168,14 @@ def reference_users(pipeline: RewardPipeline) -> list[str]:
 
 
 def build_items(body: RewardRequest, tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS,
-                needs_reference: Sequence[str] = ()) -> list[tuple[Sample, Rollout]]:
+                needs_reference: Sequence[str] = (), *,
+                trajectories: bool = False) -> list[tuple[Sample, Rollout]]:
     """(Sample, Rollout) pairs; items with the same prompt and label share a sample id.
 
-    `needs_reference` names what needs a reference answer: an item without one is a 422.
+    `needs_reference` names what needs a reference answer: an item without one is a 422. With
+    `trajectories` (the pipeline has a component that reads them), a multi-turn query (an agent
+    rollout: several assistant turns, or tool calls) becomes a rollout with a trajectory
+    (`judgerl.adapters.templated`).
     """
     count = len(body.query)
     for field, values in (("prompts", body.prompts), ("labels", body.labels)):
@@ -185,9 +197,28 @@ def build_items(body: RewardRequest, tokens: Sequence[str] = DEFAULT_SPECIAL_TOK
         occurrence = seen.get(sample_id, 0)
         seen[sample_id] = occurrence + 1
         sample = Sample(id=sample_id, messages=messages, reference=reference)
-        items.append((sample, Rollout(sample_id=sample_id, completion=split_query(query, prompt, tokens),
-                                      id=rollout_id(sample_id, occurrence))))
+        rollout = Rollout(sample_id=sample_id, completion=split_query(query, prompt, tokens),
+                          id=rollout_id(sample_id, occurrence))
+        if trajectories:
+            rollout = agent_rollout(rollout, query, prompt, tokens, index)
+        items.append((sample, rollout))
     return items
+
+
+def agent_rollout(rollout: Rollout, query: str, prompt: str | None, tokens: Sequence[str],
+                  index: int) -> Rollout:
+    """`rollout` with the trajectory of a multi-turn `query`; unchanged for a single turn."""
+    try:
+        parsed = templated_trajectory(query, prompt, tokens)
+    except TrajectoryError as exc:  # the lenient reading leaves next to nothing to refuse
+        logger.warning("query[%d]: not read as a trajectory (%s); its last assistant turn is judged",
+                       index, exc)
+        return rollout
+    if parsed is None:
+        return rollout
+    trajectory, tools = parsed
+    return Rollout(sample_id=rollout.sample_id, completion=final_answer(trajectory), id=rollout.id,
+                   trajectory=trajectory, tools=tools)
 
 
 def parse_networks(networks: Sequence[str]) -> list[Network]:
@@ -285,6 +316,7 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
     networks = parse_networks(allow_networks)
     tokens = tuple(special_tokens)
     needs_reference = reference_users(pipeline)
+    trajectories = pipeline.reads_trajectories()
     budget = RollingFailureBudget(pipeline.config.failure_budget, window=budget_window,
                                   min_items=budget_min_items)
     app.state.failure_budget = budget
@@ -326,7 +358,7 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
             return error_response(401, message), []
         try:
             body = parse_body(await read_body(request, max_body_bytes), max_batch)
-            items = build_items(body, tokens, needs_reference)
+            items = build_items(body, tokens, needs_reference, trajectories=trajectories)
             rewards = await score(body, items)
         except RequestError as exc:
             logger.info("get_reward -> %d: %s", exc.status, exc.message)

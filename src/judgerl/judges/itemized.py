@@ -32,6 +32,18 @@ failure, not a judge failure). Items beyond `max_items` are not shown and count 
 Template placeholders (itemized_rubric.txt): {question} {reference} {items} {count} {ids}
 {criteria} {answer_format}; {items} is required. itemized_rubric_logprob.txt: {question}
 {reference} {item} {item_id} {count} {criterion} {instruction} {choices}; {item} is required.
+
+Scope (`scope`), for agents whose rollouts are trajectories (judgerl.trajectory): `answer`
+(default) shows the task and the items; `trajectory` shows, instead of the task alone, the
+whole run as a fenced transcript (judges/transcript.py: every message, tool call and tool result
+between markers that no part of it can close), so that each item is graded against what the
+tools actually returned (template itemized_rubric_trajectory.txt: {transcript} and {items}
+required, {tools} {reference} {count} {ids} {criteria} {answer_format}). The items still come
+from the final answer; that answer is not repeated in the transcript (its items are shown,
+each in its own fence), so the transcript ends with the last message before it, and its budget
+`max_transcript_chars` follows transcript.py's rule (the task and that last message are kept
+whole). A single-turn rollout is a transcript of the prompt alone. Scope `trajectory` needs
+`scoring: generate`.
 """
 
 from __future__ import annotations
@@ -40,9 +52,9 @@ import asyncio
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from judgerl.backends.base import CompletionRequest
 from judgerl.checks.json_items import load_items, parse_path
@@ -67,6 +79,7 @@ from judgerl.judges.parsing import (
 )
 from judgerl.judges.rubric import CriteriaOptions, Criterion, describe_criteria
 from judgerl.judges.templates import fence
+from judgerl.judges.transcript import Transcript, render_transcript, tools_block, trajectory_of
 from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:
@@ -76,6 +89,8 @@ if TYPE_CHECKING:
 PLACEHOLDERS = {"question", "reference", "items", "count", "ids", "criteria", "answer_format"}
 LOGPROB_PLACEHOLDERS = {"question", "reference", "item", "item_id", "count", "criterion", "instruction",
                         "choices"}
+TRAJECTORY_PLACEHOLDERS = {"transcript", "tools", "reference", "items", "count", "ids", "criteria",
+                           "answer_format"}
 
 
 class ItemizedOptions(CriteriaOptions):
@@ -92,6 +107,18 @@ class ItemizedOptions(CriteriaOptions):
                                   "answer that is not JSON or has no items")
     max_items: int = Field(default=20, ge=1, description="items shown to the judge; the rest count as 0")
     max_tokens: int = Field(default=4096, ge=1, description="token limit of the judgment")
+    scope: Literal["answer", "trajectory"] = Field(
+        default="answer", description="what the judge sees besides the items: the task, or the whole "
+        "trajectory as a fenced transcript")
+    max_transcript_chars: int = Field(default=24_000, ge=500, description="scope trajectory: the "
+                                      "transcript's budget in characters")
+
+    @model_validator(mode="after")
+    def _transcripts_are_generated(self) -> ItemizedOptions:
+        if self.scope == "trajectory" and self.scoring != "generate":
+            raise ValueError("scope 'trajectory' needs scoring: generate (logprob scoring asks one "
+                             "item at a time)")
+        return self
 
     @field_validator("items_path")
     @classmethod
@@ -182,7 +209,10 @@ class ItemizedRubricJudge(PointwiseJudge):
         super().__init__(config, runtime)
         self.options = parse_options(ItemizedOptions, config)
         field = f"judges.{config.name}.prompt_file"
-        if self.options.scoring == "generate":
+        if self.options.scope == "trajectory":
+            self.prompt = choose_prompt(self.options.prompt_file, "itemized_rubric_trajectory", base_dir)
+            self.prompt.check_placeholders(TRAJECTORY_PLACEHOLDERS, {"transcript", "items"}, field=field)
+        elif self.options.scoring == "generate":
             self.prompt = choose_prompt(self.options.prompt_file, "itemized_rubric", base_dir)
             self.prompt.check_placeholders(PLACEHOLDERS, {"items"}, field=field)
         else:
@@ -190,6 +220,9 @@ class ItemizedRubricJudge(PointwiseJudge):
             self.prompt.check_placeholders(LOGPROB_PLACEHOLDERS, {"item"}, field=field)
         self.specs = [CriterionSpec(criterion.name, criterion.kind) for criterion in self.options.criteria]
         self.weights = {criterion.name: criterion.weight for criterion in self.options.criteria}
+
+    def reads_trajectory(self) -> bool:
+        return self.options.scope == "trajectory"
 
     # -- rendering -------------------------------------------------------------------------
 
@@ -199,15 +232,32 @@ class ItemizedRubricJudge(PointwiseJudge):
             item = {field: item[field] for field in fields if field in item}
         return item if isinstance(item, str) else json.dumps(item, ensure_ascii=False, indent=1)
 
-    def request(self, sample: Sample, items: list[Any]) -> tuple[CompletionRequest, list[str]]:
+    def transcript(self, sample: Sample, rollout: Rollout) -> Transcript:
+        """The run up to the final answer (whose items are shown on their own), fenced."""
+        trajectory = trajectory_of(rollout)
+        if trajectory and trajectory[-1]["role"] == "assistant" and not trajectory[-1].get("tool_calls"):
+            trajectory = trajectory[:-1]
+        if not sample.messages and not trajectory:
+            return Transcript(text="(no messages before the final answer)", messages=0, omitted=0)
+        return render_transcript(sample, trajectory, max_chars=self.options.max_transcript_chars)
+
+    def request(self, sample: Sample, items: list[Any], rollout: Rollout | None = None,
+                ) -> tuple[CompletionRequest, list[str]]:
+        """The one call for these items; scope trajectory needs the `rollout` (its transcript)."""
         ids = item_ids(len(items))
         shown = "\n\n".join(f"Item {item_id}:\n{fence(self._show(item), 'ITEM_' + item_id.upper())}"
                             for item_id, item in zip(ids, items, strict=True))
         reference = sample.reference if self.options.use_reference else None
-        values = {"question": question_block(sample), "reference": reference_block(reference),
+        values = {"reference": reference_block(reference),
                   "items": shown, "count": str(len(ids)), "ids": ", ".join(ids),
                   "criteria": describe_criteria(self.options.criteria),
                   "answer_format": answer_format(ids, self.options.criteria)}
+        if self.options.scope == "trajectory":
+            if rollout is None:
+                raise ValueError("scope trajectory: request() needs the rollout")
+            values |= {"transcript": self.transcript(sample, rollout).text, "tools": tools_block(rollout)}
+        else:
+            values["question"] = question_block(sample)
         request = CompletionRequest(messages=self.prompt.render(values), max_tokens=self.options.max_tokens,
                                     temperature=self.options.temperature, json_mode=self.options.json_mode,
                                     tag=self.name)
@@ -257,7 +307,7 @@ class ItemizedRubricJudge(PointwiseJudge):
         shown = items[: self.options.max_items]
         if self.options.scoring == "logprob":
             return await self._score_logprob(sample, rollout, shown, total=len(items))
-        request, ids = self.request(sample, shown)
+        request, ids = self.request(sample, shown, rollout)
         outcome = await call_and_parse(self.runtime, self.backend_name, request,
                                        lambda completion: parse_itemized(completion.text, ids, self.specs))
         if outcome.value is None:
