@@ -7,6 +7,7 @@ judge is on the vendored LLMBar natural pairs.
     .venv/bin/python bench/local_judge.py                 # 200 judgments each way + LLMBar (100 pairs)
     .venv/bin/python bench/local_judge.py --items probes --n 200 --pairs 0 --gen-tokens 64
     .venv/bin/python bench/local_judge.py --items probes --n 200 --pairs 0 --gen-tokens 64 --criteria 2
+    .venv/bin/python bench/local_judge.py --pairs-only --pairs 16   # only the LLMBar pair figures
     .venv/bin/python bench/local_judge.py --prompts       # compare judge prompts (probes, demo criteria)
     .venv/bin/python bench/local_judge.py --designs       # compare raw prompt / token designs
     .venv/bin/python bench/local_judge.py --tiny          # smoke run (CI): it works, figures not meaningful
@@ -495,6 +496,50 @@ def parse_verdict(text: str, tokens: tuple[str, str]) -> bool | None:
     return match.group(1).lower() == tokens[0].lower()
 
 
+async def run_pairs(backend: LocalBackend, pairs: int, setup: JudgeSetup = SHIPPED_SETUP,
+                    pointwise_instructions: str | None = None,
+                    judge_head_to_head: bool = False) -> dict[str, Any]:
+    """The pairwise figures on the first `pairs` LLMBar natural pairs (section 2 of the docstring)."""
+    pair_design = next(d for d in PAIRWISE_DESIGNS if d.name == DEFAULT_PAIRWISE)
+    data = load_llmbar(pairs)
+    started = time.perf_counter()
+    accuracy, consistent, bias = (await pairwise_accuracy(backend, pair_design, data) if data
+                                  else (float("nan"),) * 3)
+    pairwise_s = time.perf_counter() - started
+    pointwise_pairs = await pointwise_pair_accuracy(backend, setup, data) if data else float("nan")
+    started = time.perf_counter()
+    judge_pointwise = (await pairwise_judge_accuracy(backend, data, "pointwise", setup,
+                                                     pointwise_instructions) if data else {})
+    judge_pointwise_s = time.perf_counter() - started
+    started = time.perf_counter()
+    judge_head = (await pairwise_judge_accuracy(backend, data, "head_to_head")
+                  if data and judge_head_to_head else {})
+    judge_head_s = time.perf_counter() - started
+    result = {
+        "llmbar_pairs": len(data), "llmbar_design": pair_design.name, "llmbar_accuracy": accuracy,
+        "llmbar_position_consistency": consistent, "llmbar_mean_p_first": bias, "llmbar_s": pairwise_s,
+        "llmbar_pointwise_accuracy": pointwise_pairs,
+        "llmbar_judge_pointwise": judge_pointwise, "llmbar_judge_head_to_head": judge_head,
+    }
+    if data:
+        print(f"\n== default pairwise judge ({pair_design.name}) on LLMBar natural: {len(data)} pairs, "
+              "both orders ==")
+        print(f"accuracy {accuracy:.2f}, position-consistent {consistent:.2f}, "
+              f"mean P(first shown) {bias:.3f} ({pairwise_s:.1f} s)")
+        print(f"each output judged alone ({setup.name}, `follows`), higher P(pass) wins: accuracy "
+              f"{pointwise_pairs:.2f} (position-free)")
+        for label, figures, seconds in (("comparison: head_to_head", judge_head, judge_head_s),
+                                        (f"comparison: pointwise ({setup.name})", judge_pointwise,
+                                         judge_pointwise_s)):
+            if not figures:
+                continue
+            print(f"PairwiseJudge, scoring: logprob, {label}: accuracy {figures['accuracy']:.2f} "
+                  f"(ties {figures['ties']:.2f}, unscored {figures['unscored']:.2f}), by P(a better) "
+                  f"{figures['graded_accuracy']:.2f}, position-consistent {figures['consistent']:.2f}, "
+                  f"{figures['calls']:.0f} calls ({seconds:.1f} s)")
+    return result
+
+
 async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
                     items_source: str = "llmbar", setup: JudgeSetup = SHIPPED_SETUP,
                     design: Design | None = None, criteria: int = 1,
@@ -530,21 +575,6 @@ async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
     parsed = [(p > 0.5, v) for p, v in zip(probs, verdicts, strict=True) if v is not None]
     agreement = sum(a == b for a, b in parsed) / len(parsed) if parsed else float("nan")
 
-    pair_design = next(d for d in PAIRWISE_DESIGNS if d.name == DEFAULT_PAIRWISE)
-    data = load_llmbar(pairs)
-    started = time.perf_counter()
-    accuracy, consistent, bias = (await pairwise_accuracy(backend, pair_design, data) if data
-                                  else (float("nan"),) * 3)
-    pairwise_s = time.perf_counter() - started
-    pointwise_pairs = await pointwise_pair_accuracy(backend, setup, data) if data else float("nan")
-    started = time.perf_counter()
-    judge_pointwise = (await pairwise_judge_accuracy(backend, data, "pointwise", setup,
-                                                     pointwise_instructions) if data else {})
-    judge_pointwise_s = time.perf_counter() - started
-    started = time.perf_counter()
-    judge_head = (await pairwise_judge_accuracy(backend, data, "head_to_head")
-                  if data and judge_head_to_head else {})
-    judge_head_s = time.perf_counter() - started
     prompt_tokens = sum(c.usage.prompt_tokens for c in scored)
     result = {
         "judgments": len(items), "criteria_per_answer": criteria, "prompt": label, "gen_tokens": gen_tokens,
@@ -556,10 +586,6 @@ async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
         "prompt_tokens_per_judgment": prompt_tokens / len(items),
         "logprob_prefill_tokens": middle["prefill_tokens"] - before["prefill_tokens"],
         "generate_prefill_tokens": after["prefill_tokens"] - middle["prefill_tokens"],
-        "llmbar_pairs": len(data), "llmbar_design": pair_design.name, "llmbar_accuracy": accuracy,
-        "llmbar_position_consistency": consistent, "llmbar_mean_p_first": bias, "llmbar_s": pairwise_s,
-        "llmbar_pointwise_accuracy": pointwise_pairs,
-        "llmbar_judge_pointwise": judge_pointwise, "llmbar_judge_head_to_head": judge_head,
     }
     print(f"\n== {len(items)} pointwise judgments ({label}; {criteria} criteria per answer) ==")
     print(f"prompt              : {result['prompt_tokens_per_judgment']:.0f} tokens per judgment; prefix KV "
@@ -571,22 +597,7 @@ async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
     print(f"ratio               : {result['ratio']:.1f}x")
     print(f"agreement           : {agreement:.2f} on {len(parsed)} parsed; "
           f"{result['generate_unparsed']} of {len(items)} generations had no verdict word")
-    if data:
-        print(f"\n== default pairwise judge ({pair_design.name}) on LLMBar natural: {len(data)} pairs, "
-              "both orders ==")
-        print(f"accuracy {accuracy:.2f}, position-consistent {consistent:.2f}, "
-              f"mean P(first shown) {bias:.3f} ({pairwise_s:.1f} s)")
-        print(f"each output judged alone ({setup.name}, `follows`), higher P(pass) wins: accuracy "
-              f"{pointwise_pairs:.2f} (position-free)")
-        for label, figures, seconds in (("comparison: head_to_head", judge_head, judge_head_s),
-                                        (f"comparison: pointwise ({setup.name})", judge_pointwise,
-                                         judge_pointwise_s)):
-            if not figures:
-                continue
-            print(f"PairwiseJudge, scoring: logprob, {label}: accuracy {figures['accuracy']:.2f} "
-                  f"(ties {figures['ties']:.2f}, unscored {figures['unscored']:.2f}), by P(a better) "
-                  f"{figures['graded_accuracy']:.2f}, position-consistent {figures['consistent']:.2f}, "
-                  f"{figures['calls']:.0f} calls ({seconds:.1f} s)")
+    result.update(await run_pairs(backend, pairs, setup, pointwise_instructions, judge_head_to_head))
     return result
 
 
@@ -613,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the pairwise judge's criterion in comparison pointwise (default: the judge's)")
     parser.add_argument("--judge-head-to-head", action="store_true",
                         help="also run the real PairwiseJudge in comparison head_to_head on the pairs")
+    parser.add_argument("--pairs-only", action="store_true",
+                        help="only the pairwise figures on LLMBar (section 2), not the pointwise timing")
     parser.add_argument("--prompts", action="store_true", help="compare rubric judge setups instead")
     parser.add_argument("--designs", action="store_true", help="compare raw prompt/token designs instead")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -636,8 +649,13 @@ def main(argv: list[str] | None = None) -> int:
     design = next((d for d in POINTWISE_DESIGNS if d.name == args.design), None)
     if args.design and (design is None or args.items != "probes"):
         parser.error("--design takes a pointwise design name and --items probes")
-    result = asyncio.run(run_bench(backend, args.n, args.pairs, args.gen_tokens, args.items, setup, design,
-                                   args.criteria, args.pointwise_instructions, args.judge_head_to_head))
+    if args.pairs_only:
+        result = asyncio.run(run_pairs(backend, args.pairs, setup, args.pointwise_instructions,
+                                       args.judge_head_to_head))
+    else:
+        result = asyncio.run(run_bench(backend, args.n, args.pairs, args.gen_tokens, args.items, setup,
+                                       design, args.criteria, args.pointwise_instructions,
+                                       args.judge_head_to_head))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

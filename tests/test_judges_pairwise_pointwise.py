@@ -307,3 +307,23 @@ async def test_with_the_packaged_local_judge(tmp_path: Path) -> None:
     assert swapped.prob_a == pytest.approx(1 - verdict.prob_a) and swapped.details["position_consistent"]
     calls = [entry for entry in runtime.journal_entries if entry["judge_kind"] == "rubric"]
     assert [entry["cached"] for entry in calls] == [False, False, True, True]
+
+
+def test_judgerl_validate_passes_a_pointwise_oracle_and_reports_it_position_consistent() -> None:
+    from judgerl.validate import run_validation
+    from test_validate_judges import FENCE, GOOD, pairwise_suite
+
+    def oracle(request: CompletionRequest) -> Completion:
+        text = "\n".join(message["content"] for message in request.messages)
+        blocks = {label: body for label, _tag, body in FENCE.findall(text)}
+        assert "ANSWER_A" not in blocks and "ANSWER_B" not in blocks, "one answer a request"
+        return yes_no(0.9 if blocks["ANSWER"] in GOOD else 0.1)
+
+    config = {"judges": [{"name": "pair", "type": "pairwise", "backend": "judge", "scoring": "logprob",
+                          "comparison": "pointwise"}], "failure_budget": None}
+    report = run_validation(config, pairwise_suite(),
+                            backends={"judge": ScriptedBackend(oracle, model="scripted-validation-judge")})
+    assert report.passed, [failure.message for failure in report.failures]
+    position = report.section("bias.position")
+    assert position.figures["consistency_rate"] == 1.0 and position.figures["first_position_rate"] == 0.5
+    assert report.section("human_labels").figures["accuracy"] == 1.0
