@@ -424,7 +424,7 @@ async def pointwise_pair_accuracy(backend: LocalBackend, setup: JudgeSetup,
 
 async def pairwise_judge_accuracy(backend: LocalBackend, data: list[dict[str, Any]], comparison: str,
                                   setup: JudgeSetup = SHIPPED_SETUP,
-                                  instructions: str | None = None) -> dict[str, float]:
+                                  instructions: str | None = None) -> dict[str, Any]:
     """The real `PairwiseJudge` (`scoring: logprob`) on LLMBar pairs, in `comparison` mode.
 
     head_to_head: the judge's shipped prompt (pairwise_logprob), chat template on, both orders;
@@ -452,13 +452,17 @@ async def pairwise_judge_accuracy(backend: LocalBackend, data: list[dict[str, An
                                       for sample, row in zip(samples, data, strict=True)))
     truth = ["a" if row["label"] == 1 else "b" for row in data]
     graded = [None if v.prob_a is None else winner_from_scores(v.prob_a, 0.5) for v in verdicts]
-    return {"accuracy": sum(v.winner == t for v, t in zip(verdicts, truth, strict=True)) / len(data),
+    figures: dict[str, Any] = {
+            "accuracy": sum(v.winner == t for v, t in zip(verdicts, truth, strict=True)) / len(data),
             "graded_accuracy": sum(g == t for g, t in zip(graded, truth, strict=True)) / len(data),
             "ties": sum(v.winner == "tie" for v in verdicts) / len(data),
             "unscored": sum(v.winner is None for v in verdicts) / len(data),
             "consistent": sum(orders is not None and orders[0] == orders[1]
                               for orders in (orders_from_details(v.details) for v in verdicts)) / len(data),
-            "calls": sum(entry.get("calls", 0) for entry in runtime.journal_entries)}
+            "calls": sum(entry.get("calls", 0) for entry in runtime.journal_entries),
+            "p_pass": [v.details.get("p_pass") for v in verdicts],
+            "prob_a_by_order": [v.details.get("prob_a_by_order") for v in verdicts]}
+    return figures
 
 
 # ------------------------------------------------------------------------------ main bench
@@ -498,15 +502,17 @@ def parse_verdict(text: str, tokens: tuple[str, str]) -> bool | None:
 
 async def run_pairs(backend: LocalBackend, pairs: int, setup: JudgeSetup = SHIPPED_SETUP,
                     pointwise_instructions: str | None = None,
-                    judge_head_to_head: bool = False) -> dict[str, Any]:
-    """The pairwise figures on the first `pairs` LLMBar natural pairs (section 2 of the docstring)."""
+                    judge_head_to_head: bool = False, judge_only: bool = False) -> dict[str, Any]:
+    """The pairwise figures on the first `pairs` LLMBar natural pairs (section 2 of the docstring);
+    `judge_only`: only the PairwiseJudge lines."""
     pair_design = next(d for d in PAIRWISE_DESIGNS if d.name == DEFAULT_PAIRWISE)
     data = load_llmbar(pairs)
     started = time.perf_counter()
-    accuracy, consistent, bias = (await pairwise_accuracy(backend, pair_design, data) if data
+    raw = bool(data) and not judge_only
+    accuracy, consistent, bias = (await pairwise_accuracy(backend, pair_design, data) if raw
                                   else (float("nan"),) * 3)
     pairwise_s = time.perf_counter() - started
-    pointwise_pairs = await pointwise_pair_accuracy(backend, setup, data) if data else float("nan")
+    pointwise_pairs = await pointwise_pair_accuracy(backend, setup, data) if raw else float("nan")
     started = time.perf_counter()
     judge_pointwise = (await pairwise_judge_accuracy(backend, data, "pointwise", setup,
                                                      pointwise_instructions) if data else {})
@@ -524,10 +530,12 @@ async def run_pairs(backend: LocalBackend, pairs: int, setup: JudgeSetup = SHIPP
     if data:
         print(f"\n== default pairwise judge ({pair_design.name}) on LLMBar natural: {len(data)} pairs, "
               "both orders ==")
+    if raw:
         print(f"accuracy {accuracy:.2f}, position-consistent {consistent:.2f}, "
               f"mean P(first shown) {bias:.3f} ({pairwise_s:.1f} s)")
         print(f"each output judged alone ({setup.name}, `follows`), higher P(pass) wins: accuracy "
               f"{pointwise_pairs:.2f} (position-free)")
+    if data:
         for label, figures, seconds in (("comparison: head_to_head", judge_head, judge_head_s),
                                         (f"comparison: pointwise ({setup.name})", judge_pointwise,
                                          judge_pointwise_s)):
@@ -626,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run the real PairwiseJudge in comparison head_to_head on the pairs")
     parser.add_argument("--pairs-only", action="store_true",
                         help="only the pairwise figures on LLMBar (section 2), not the pointwise timing")
+    parser.add_argument("--judge-only", action="store_true",
+                        help="with --pairs-only: only the PairwiseJudge lines (no raw design, no 'alone')")
     parser.add_argument("--prompts", action="store_true", help="compare rubric judge setups instead")
     parser.add_argument("--designs", action="store_true", help="compare raw prompt/token designs instead")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -651,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--design takes a pointwise design name and --items probes")
     if args.pairs_only:
         result = asyncio.run(run_pairs(backend, args.pairs, setup, args.pointwise_instructions,
-                                       args.judge_head_to_head))
+                                       args.judge_head_to_head, args.judge_only))
     else:
         result = asyncio.run(run_bench(backend, args.n, args.pairs, args.gen_tokens, args.items, setup,
                                        design, args.criteria, args.pointwise_instructions,

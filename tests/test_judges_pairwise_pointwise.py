@@ -31,7 +31,7 @@ from judgerl.validate.suite import PositionProbe
 SAMPLE = Sample("s1", [{"role": "user", "content": "Name a prime number above 10."}], reference="11")
 ANSWER = re.compile(r"<<<ANSWER_(\w+)>>>\n(.*?)\n<<<END_ANSWER_\1>>>", re.S)
 #: P(pass) of each answer, as the scripted judge gives it
-P_PASS = {"13": 0.9, "11": 0.8, "12": 0.3, "15": 0.2, "17": 0.85}
+P_PASS = {"13": 0.9, "11": 0.8, "12": 0.3, "15": 0.2, "17": 0.85, "19": 0.89}
 
 
 def judged_answers(request: CompletionRequest) -> list[str]:
@@ -100,7 +100,8 @@ def test_default_comparison_is_head_to_head_and_pointwise_uses_the_rubric_templa
 async def test_preference_is_derived_from_the_two_probabilities() -> None:
     judge, backend, runtime = make(instructions="The number is prime.")
     verdict = await judge.compare(SAMPLE, "13", "12")
-    assert verdict.prob_a == pytest.approx(preference(0.9, 0.3)) == pytest.approx(0.8)
+    # a passes and b fails, given that exactly one passes
+    assert verdict.prob_a == pytest.approx(0.9 * 0.7 / (0.9 * 0.7 + 0.3 * 0.1))
     assert verdict.winner == "a" and verdict.details["p_pass"] == [pytest.approx(0.9), pytest.approx(0.3)]
     assert verdict.details["by_order"] == ["a", "a"] and verdict.details["position_consistent"] is True
     assert [judged_answers(request) for request in backend.calls] in ([["13"], ["12"]], [["12"], ["13"]])
@@ -116,10 +117,11 @@ async def test_preference_is_derived_from_the_two_probabilities() -> None:
 
 async def test_close_probabilities_tie_within_the_margin() -> None:
     judge, _, _ = make(tie_margin=0.05)
-    close = await judge.compare(SAMPLE, "13", "17")  # 0.9 vs 0.85: P(a better) 0.525
-    assert close.prob_a == pytest.approx(0.525) and close.winner == "tie"
+    close = await judge.compare(SAMPLE, "13", "19")  # 0.9 vs 0.89: P(a better) 0.527
+    assert close.prob_a == pytest.approx(0.099 / 0.188) and close.winner == "tie"
+    assert (await judge.compare(SAMPLE, "13", "17")).winner == "a"  # 0.9 vs 0.85: 0.614
     strict, _, _ = make(tie_margin=0.0)
-    assert (await strict.compare(SAMPLE, "13", "17")).winner == "a"
+    assert (await strict.compare(SAMPLE, "13", "19")).winner == "a"
 
 
 async def test_reference_mode_scores_the_reference_once() -> None:
@@ -127,8 +129,10 @@ async def test_reference_mode_scores_the_reference_once() -> None:
     rollouts = [Rollout("s1", "13", id="r0"), Rollout("s1", "12", id="r1"), Rollout("s1", "15", id="r2"),
                 Rollout("s1", "  ", id="r3")]
     scores = await judge.score_group(SAMPLE, rollouts)
-    assert [score.value for score in scores] == [pytest.approx(0.55), pytest.approx(0.25),
-                                                 pytest.approx(0.2), 0.0]
+    assert [score.value for score in scores] == [pytest.approx(preference(0.9, 0.8)),
+                                                 pytest.approx(preference(0.3, 0.8)),
+                                                 pytest.approx(preference(0.2, 0.8)), 0.0]
+    assert scores[0].value == pytest.approx(0.18 / 0.26) and scores[0].details["winner"] == "a"
     assert scores[3].details["edge_rule"] == "empty_answer"
     assert sorted(answer for request in backend.calls for answer in judged_answers(request)) == \
         ["11", "12", "13", "15"]  # k + 1 calls, the empty answer none
@@ -149,8 +153,8 @@ async def test_a_failed_answer_makes_its_comparisons_unscored_never_invented() -
     judge, backend, _ = make(mode="round_robin")
     scores = await judge.score_group(SAMPLE, [Rollout("s1", "13"), Rollout("s1", "12"),
                                               Rollout("s1", "broken")])
-    assert scores[0].value == pytest.approx(0.8) and scores[0].details["unscored_pairs"] == 1
-    assert scores[1].value == pytest.approx(0.2) and scores[1].details["comparisons"] == 1
+    assert scores[0].value == pytest.approx(preference(0.9, 0.3)) and scores[0].details["unscored_pairs"] == 1
+    assert scores[1].value == pytest.approx(preference(0.3, 0.9)) and scores[1].details["comparisons"] == 1
     assert scores[2].status == "unscored" and "no scored comparison" in (scores[2].reason or "")
     assert len(backend.calls) == 3  # the failed answer is asked once, not once per pair
 
@@ -267,7 +271,7 @@ async def test_trajectory_scope_judges_each_transcript_alone() -> None:
     assert judge.reads_trajectory()
     scores = await judge.score_group(SAMPLE, [run("13", "primes: 13"), run("12", "nothing found")])
     assert len(seen) == 2
-    assert scores[0].value == pytest.approx(0.85) and scores[1].value == pytest.approx(0.15)
+    assert scores[0].value == pytest.approx(0.72 / 0.74) and scores[1].value == pytest.approx(0.02 / 0.74)
     for request in seen:
         [transcript] = judged_answers(request)
         assert "lookup" in transcript and "<<<" in transcript, "the fenced transcript in the answer fence"
@@ -301,7 +305,7 @@ async def test_with_the_packaged_local_judge(tmp_path: Path) -> None:
     assert verdict.status == "ok" and verdict.prob_a is not None
     p_a, p_b = verdict.details["p_pass"]
     assert 0.0 < p_b < 1.0 and 0.0 < p_a < 1.0
-    assert verdict.prob_a == pytest.approx(0.5 + (p_a - p_b) / 2)
+    assert verdict.prob_a == pytest.approx(preference(p_a, p_b))
     # the other order asks the very same two questions: both answers come from the cache
     swapped = await judge.compare(sample, london, paris)
     assert swapped.prob_a == pytest.approx(1 - verdict.prob_a) and swapped.details["position_consistent"]

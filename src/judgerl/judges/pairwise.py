@@ -33,18 +33,20 @@ How a pair is judged (`comparison`):
 - `pointwise`: each answer is judged ALONE, once, by the rubric judge's logprob path
   (judges/rubric.py, one pass/fail criterion whose description is `instructions`, rendered with
   the rubric logprob templates, e.g. `prompt: rubric_logprob_fewshot`), giving p = P(pass); then
-  P(a better) = 0.5 + (p_a - p_b) / 2, a tie within `tie_margin` of 0.5. No answer is ever shown
+  P(a better) = p_a (1 - p_b) / (p_a (1 - p_b) + p_b (1 - p_a)) (`preference`: a passes and b
+  fails, given that exactly one passes), a tie within `tie_margin` of 0.5. No answer is ever shown
   next to another, so the verdict cannot depend on the order (position-consistent by
   construction; both "orders" of a verdict's `by_order` are the same). Why: a small judge asked
-  head to head mostly names the first answer (bench/local_judge.py). The linear form (not
-  p_a / (p_a + p_b)) is defined when both p are 0, and a rollout's round-robin score is then
-  0.5 + (p_i - mean of the others' p) / 2: the group is ranked exactly as by P(pass). Each
-  distinct answer of a group (and the reference / baseline) is scored once and cached and
-  journaled like any rubric judgment (journal `judge_kind: rubric`, under this judge's name), so a
-  round robin over k answers costs k calls instead of k*(k-1), reference mode k+1 instead of 2k.
-  An answer whose call fails makes each of its comparisons unscored (never a made-up score).
-  Needs `scoring: logprob`; `pass_token` / `fail_token` are the verdict tokens (Yes / No for
-  the few-shot template).
+  head to head mostly names the first answer (bench/local_judge.py). The function is increasing
+  in p_a and decreasing in p_b, so a round-robin win rate ranks the group exactly as P(pass)
+  does; near p = 0.5 it is about 0.5 + (p_a - p_b), where the linear 0.5 + (p_a - p_b) / 2 would
+  halve the small differences a small judge gives (its P(pass) stays near 0.5). Each distinct
+  answer of a group (and the reference / baseline) is scored once and cached and journaled like
+  any rubric judgment (journal `judge_kind: rubric`, under this judge's name), so a round robin
+  over k answers costs k calls instead of k*(k-1), reference mode k+1 instead of 2k. An answer
+  whose call fails makes each of its comparisons unscored (never a made-up score). Needs
+  `scoring: logprob`; `pass_token` / `fail_token` are the verdict tokens (Yes / No for the
+  few-shot template).
 """
 
 from __future__ import annotations
@@ -146,12 +148,22 @@ def combine_orders(first: Winner, second: Winner) -> Winner:
 
 
 def preference(p_a: float, p_b: float) -> float:
-    """comparison pointwise: P(a better) from each answer's P(pass) judged alone: 0.5 + (p_a - p_b) / 2.
+    """comparison pointwise: P(a better) from each answer's P(pass), judged alone.
 
-    >>> preference(0.9, 0.3), preference(0.0, 0.0), preference(0.25, 1.0)
-    (0.8, 0.5, 0.125)
+    P(a better) = p_a (1 - p_b) / (p_a (1 - p_b) + p_b (1 - p_a)): the chance that a passes and b
+    fails, given that exactly one of them passes; equivalently sigmoid(logit p_a - logit p_b), a
+    Bradley-Terry model whose strengths are the judge's log-odds of pass. 0.5 when both are equal
+    (or both 0, or both 1).
+
+    >>> round(preference(0.9, 0.3), 4), preference(0.0, 0.0), preference(0.5, 0.5), preference(1.0, 0.2)
+    (0.9545, 0.5, 0.5, 1.0)
+    >>> round(preference(0.55, 0.45), 3)  # near 0.5, about 0.5 + (p_a - p_b)
+    0.599
     """
-    return min(1.0, max(0.0, 0.5 + (p_a - p_b) / 2))
+    a_only, b_only = p_a * (1.0 - p_b), p_b * (1.0 - p_a)
+    if a_only + b_only <= 0.0:
+        return 0.5
+    return min(1.0, max(0.0, a_only / (a_only + b_only)))
 
 
 class PairwiseJudge(ComparingJudge):
