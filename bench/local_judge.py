@@ -428,7 +428,8 @@ async def pairwise_judge_accuracy(backend: LocalBackend, data: list[dict[str, An
     """The real `PairwiseJudge` (`scoring: logprob`) on LLMBar pairs, in `comparison` mode.
 
     head_to_head: the judge's shipped prompt (pairwise_logprob), chat template on, both orders;
-    pointwise: each output judged alone with `setup`'s template, tokens and chat-template choice.
+    pointwise: each output judged alone with `setup`'s template, tokens and chat-template choice,
+    `tie_margin: 0` (as the embedded judge's example config).
     accuracy: the verdict (ties within `tie_margin` count as misses); graded_accuracy: P(a better)
     above / below 0.5 (exactly 0.5 is a miss), the same rule as the 'alone' figure; calls: model
     calls the judge made (from its journal)."""
@@ -436,7 +437,8 @@ async def pairwise_judge_accuracy(backend: LocalBackend, data: list[dict[str, An
     chat_template = True
     if comparison == "pointwise":
         source = {"prompt_file": setup.prompt} if setup.prompt.endswith(".txt") else {"prompt": setup.prompt}
-        options.update(source, pass_token=setup.tokens[0], fail_token=setup.tokens[1])
+        # as examples/validation/reward.yaml ships it: any difference in P(pass) decides
+        options.update(source, pass_token=setup.tokens[0], fail_token=setup.tokens[1], tie_margin=0.0)
         if instructions:
             options["instructions"] = instructions
         chat_template = setup.chat_template
