@@ -7,6 +7,7 @@ judge is on the vendored LLMBar natural pairs.
     .venv/bin/python bench/local_judge.py                 # 200 judgments each way + LLMBar (100 pairs)
     .venv/bin/python bench/local_judge.py --items probes --n 200 --pairs 0 --gen-tokens 64
     .venv/bin/python bench/local_judge.py --items probes --n 200 --pairs 0 --gen-tokens 64 --criteria 2
+    .venv/bin/python bench/local_judge.py --pairs-only --pairs 16   # only the LLMBar pair figures
     .venv/bin/python bench/local_judge.py --prompts       # compare judge prompts (probes, demo criteria)
     .venv/bin/python bench/local_judge.py --designs       # compare raw prompt / token designs
     .venv/bin/python bench/local_judge.py --tiny          # smoke run (CI): it works, figures not meaningful
@@ -24,7 +25,12 @@ What it prints:
    requests of one answer share all but the criterion line);
    `--design NAME` renders the probes with a raw design of 4. instead of the rubric judge
    (short prompts without fences: how the figures before the judge's template were taken);
-2. the default pairwise judge's accuracy on LLMBar natural (both orders, P(A) vs P(B));
+2. the default pairwise judge's accuracy on LLMBar natural (both orders, P(A) vs P(B)), each
+   output judged alone by the rubric setup, and the real `PairwiseJudge` class (`scoring:
+   logprob`) on the same pairs in comparison `pointwise` (each answer alone with the `--setup`
+   template and tokens, the judge's default criterion unless `--pointwise-instructions`) and,
+   with `--judge-head-to-head`, `head_to_head` (its shipped default prompt, chat template on,
+   both orders);
 3. with `--prompts`: judge prompt / token / template choices through the rubric judge, on the
    probes (right vs wrong answer) and on the demo's own tone criteria (friendly, on_topic) with
    the demo's data (reference replies vs rude and off-topic ones): AUC per criterion;
@@ -53,10 +59,12 @@ from judgerl.backends.base import CompletionRequest
 from judgerl.backends.local import DEFAULT_PREFIX_CACHE_TOKENS, LocalBackend
 from judgerl.config import JudgeConfig, read_yaml
 from judgerl.judges.logprob import p_pass
+from judgerl.judges.pairwise import PairwiseJudge
 from judgerl.judges.rubric import RubricJudge
 from judgerl.runtime.model_runtime import ModelRuntime
 from judgerl.types import Rollout, Sample
 from judgerl.validate.datasets import find_data_dir
+from judgerl.validate.probe import orders_from_details, winner_from_scores
 
 LLMBAR = find_data_dir() / "llmbar-natural" / "dataset.json"
 
@@ -414,6 +422,51 @@ async def pointwise_pair_accuracy(backend: LocalBackend, setup: JudgeSetup,
     return sum(win == row["label"] for win, row in zip(wins, data, strict=True)) / len(data)
 
 
+async def pairwise_judge_accuracy(backend: LocalBackend, data: list[dict[str, Any]], comparison: str,
+                                  setup: JudgeSetup = SHIPPED_SETUP,
+                                  instructions: str | None = None) -> dict[str, Any]:
+    """The real `PairwiseJudge` (`scoring: logprob`) on LLMBar pairs, in `comparison` mode.
+
+    head_to_head: the judge's shipped prompt (pairwise_logprob), chat template on, both orders;
+    pointwise: each output judged alone with `setup`'s template, tokens and chat-template choice,
+    `tie_margin: 0` (as the embedded judge's example config).
+    accuracy: the verdict (ties within `tie_margin` count as misses); graded_accuracy: P(a better)
+    above / below 0.5 (exactly 0.5 is a miss), the same rule as the 'alone' figure; calls: model
+    calls the judge made (from its journal)."""
+    options: dict[str, Any] = {"comparison": comparison}
+    chat_template = True
+    if comparison == "pointwise":
+        source = {"prompt_file": setup.prompt} if setup.prompt.endswith(".txt") else {"prompt": setup.prompt}
+        # as examples/validation/reward.yaml ships it: any difference in P(pass) decides
+        options.update(source, pass_token=setup.tokens[0], fail_token=setup.tokens[1], tie_margin=0.0)
+        if instructions:
+            options["instructions"] = instructions
+        chat_template = setup.chat_template
+    judge_backend = LocalBackend(backend.model, max_concurrency=backend.max_concurrency, dtype=backend.dtype,
+                                 threads=backend.threads, chat_template=chat_template,
+                                 prefix_cache_tokens=backend.prefix_cache_tokens)
+    runtime = ModelRuntime({"judge": judge_backend})
+    judge = PairwiseJudge(JudgeConfig(name="bench", type="pairwise", backend="judge", scoring="logprob",
+                                      **options), runtime)
+    samples = [Sample(id=f"llmbar-{index}", messages=[{"role": "user", "content": row["input"]}])
+               for index, row in enumerate(data)]
+    verdicts = await asyncio.gather(*(judge.compare(sample, row["output_1"], row["output_2"])
+                                      for sample, row in zip(samples, data, strict=True)))
+    truth = ["a" if row["label"] == 1 else "b" for row in data]
+    graded = [None if v.prob_a is None else winner_from_scores(v.prob_a, 0.5) for v in verdicts]
+    figures: dict[str, Any] = {
+            "accuracy": sum(v.winner == t for v, t in zip(verdicts, truth, strict=True)) / len(data),
+            "graded_accuracy": sum(g == t for g, t in zip(graded, truth, strict=True)) / len(data),
+            "ties": sum(v.winner == "tie" for v in verdicts) / len(data),
+            "unscored": sum(v.winner is None for v in verdicts) / len(data),
+            "consistent": sum(orders is not None and orders[0] == orders[1]
+                              for orders in (orders_from_details(v.details) for v in verdicts)) / len(data),
+            "calls": sum(entry.get("calls", 0) for entry in runtime.journal_entries),
+            "p_pass": [v.details.get("p_pass") for v in verdicts],
+            "prob_a_by_order": [v.details.get("prob_a_by_order") for v in verdicts]}
+    return figures
+
+
 # ------------------------------------------------------------------------------ main bench
 
 
@@ -449,9 +502,59 @@ def parse_verdict(text: str, tokens: tuple[str, str]) -> bool | None:
     return match.group(1).lower() == tokens[0].lower()
 
 
+async def run_pairs(backend: LocalBackend, pairs: int, setup: JudgeSetup = SHIPPED_SETUP,
+                    pointwise_instructions: str | None = None,
+                    judge_head_to_head: bool = False, judge_only: bool = False) -> dict[str, Any]:
+    """The pairwise figures on the first `pairs` LLMBar natural pairs (section 2 of the docstring);
+    `judge_only`: only the PairwiseJudge lines."""
+    pair_design = next(d for d in PAIRWISE_DESIGNS if d.name == DEFAULT_PAIRWISE)
+    data = load_llmbar(pairs)
+    started = time.perf_counter()
+    raw = bool(data) and not judge_only
+    accuracy, consistent, bias = (await pairwise_accuracy(backend, pair_design, data) if raw
+                                  else (float("nan"),) * 3)
+    pairwise_s = time.perf_counter() - started
+    pointwise_pairs = await pointwise_pair_accuracy(backend, setup, data) if raw else float("nan")
+    started = time.perf_counter()
+    judge_pointwise = (await pairwise_judge_accuracy(backend, data, "pointwise", setup,
+                                                     pointwise_instructions) if data else {})
+    judge_pointwise_s = time.perf_counter() - started
+    started = time.perf_counter()
+    judge_head = (await pairwise_judge_accuracy(backend, data, "head_to_head")
+                  if data and judge_head_to_head else {})
+    judge_head_s = time.perf_counter() - started
+    result = {
+        "llmbar_pairs": len(data), "llmbar_design": pair_design.name, "llmbar_accuracy": accuracy,
+        "llmbar_position_consistency": consistent, "llmbar_mean_p_first": bias, "llmbar_s": pairwise_s,
+        "llmbar_pointwise_accuracy": pointwise_pairs,
+        "llmbar_judge_pointwise": judge_pointwise, "llmbar_judge_head_to_head": judge_head,
+    }
+    if data:
+        print(f"\n== default pairwise judge ({pair_design.name}) on LLMBar natural: {len(data)} pairs, "
+              "both orders ==")
+    if raw:
+        print(f"accuracy {accuracy:.2f}, position-consistent {consistent:.2f}, "
+              f"mean P(first shown) {bias:.3f} ({pairwise_s:.1f} s)")
+        print(f"each output judged alone ({setup.name}, `follows`), higher P(pass) wins: accuracy "
+              f"{pointwise_pairs:.2f} (position-free)")
+    if data:
+        for label, figures, seconds in (("comparison: head_to_head", judge_head, judge_head_s),
+                                        (f"comparison: pointwise ({setup.name})", judge_pointwise,
+                                         judge_pointwise_s)):
+            if not figures:
+                continue
+            print(f"PairwiseJudge, scoring: logprob, {label}: accuracy {figures['accuracy']:.2f} "
+                  f"(ties {figures['ties']:.2f}, unscored {figures['unscored']:.2f}), by P(a better) "
+                  f"{figures['graded_accuracy']:.2f}, position-consistent {figures['consistent']:.2f}, "
+                  f"{figures['calls']:.0f} calls ({seconds:.1f} s)")
+    return result
+
+
 async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
                     items_source: str = "llmbar", setup: JudgeSetup = SHIPPED_SETUP,
-                    design: Design | None = None, criteria: int = 1) -> dict[str, Any]:
+                    design: Design | None = None, criteria: int = 1,
+                    pointwise_instructions: str | None = None,
+                    judge_head_to_head: bool = False) -> dict[str, Any]:
     """The main comparison; `design` replaces the rubric judge's rendering by a raw prompt design
     (what the previous figures used: no fences, no judge template)."""
     items = per_answer_criteria(pointwise_items(n, items_source), criteria)
@@ -482,13 +585,6 @@ async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
     parsed = [(p > 0.5, v) for p, v in zip(probs, verdicts, strict=True) if v is not None]
     agreement = sum(a == b for a, b in parsed) / len(parsed) if parsed else float("nan")
 
-    pair_design = next(d for d in PAIRWISE_DESIGNS if d.name == DEFAULT_PAIRWISE)
-    data = load_llmbar(pairs)
-    started = time.perf_counter()
-    accuracy, consistent, bias = (await pairwise_accuracy(backend, pair_design, data) if data
-                                  else (float("nan"),) * 3)
-    pairwise_s = time.perf_counter() - started
-    pointwise_pairs = await pointwise_pair_accuracy(backend, setup, data) if data else float("nan")
     prompt_tokens = sum(c.usage.prompt_tokens for c in scored)
     result = {
         "judgments": len(items), "criteria_per_answer": criteria, "prompt": label, "gen_tokens": gen_tokens,
@@ -500,9 +596,6 @@ async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
         "prompt_tokens_per_judgment": prompt_tokens / len(items),
         "logprob_prefill_tokens": middle["prefill_tokens"] - before["prefill_tokens"],
         "generate_prefill_tokens": after["prefill_tokens"] - middle["prefill_tokens"],
-        "llmbar_pairs": len(data), "llmbar_design": pair_design.name, "llmbar_accuracy": accuracy,
-        "llmbar_position_consistency": consistent, "llmbar_mean_p_first": bias, "llmbar_s": pairwise_s,
-        "llmbar_pointwise_accuracy": pointwise_pairs,
     }
     print(f"\n== {len(items)} pointwise judgments ({label}; {criteria} criteria per answer) ==")
     print(f"prompt              : {result['prompt_tokens_per_judgment']:.0f} tokens per judgment; prefix KV "
@@ -514,13 +607,7 @@ async def run_bench(backend: LocalBackend, n: int, pairs: int, gen_tokens: int,
     print(f"ratio               : {result['ratio']:.1f}x")
     print(f"agreement           : {agreement:.2f} on {len(parsed)} parsed; "
           f"{result['generate_unparsed']} of {len(items)} generations had no verdict word")
-    if data:
-        print(f"\n== default pairwise judge ({pair_design.name}) on LLMBar natural: {len(data)} pairs, "
-              "both orders ==")
-        print(f"accuracy {accuracy:.2f}, position-consistent {consistent:.2f}, "
-              f"mean P(first shown) {bias:.3f} ({pairwise_s:.1f} s)")
-        print(f"each output judged alone ({setup.name}, `follows`), higher P(pass) wins: accuracy "
-              f"{pointwise_pairs:.2f} (position-free)")
+    result.update(await run_pairs(backend, pairs, setup, pointwise_instructions, judge_head_to_head))
     return result
 
 
@@ -543,6 +630,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="the local backend's prefix KV cache budget (0: off)")
     parser.add_argument("--criteria", type=int, choices=[1, 2], default=1,
                         help="criteria per answer: 2 judges half the answers on two criteria each")
+    parser.add_argument("--pointwise-instructions", default=None,
+                        help="the pairwise judge's criterion in comparison pointwise (default: the judge's)")
+    parser.add_argument("--judge-head-to-head", action="store_true",
+                        help="also run the real PairwiseJudge in comparison head_to_head on the pairs")
+    parser.add_argument("--pairs-only", action="store_true",
+                        help="only the pairwise figures on LLMBar (section 2), not the pointwise timing")
+    parser.add_argument("--judge-only", action="store_true",
+                        help="with --pairs-only: only the PairwiseJudge lines (no raw design, no 'alone')")
     parser.add_argument("--prompts", action="store_true", help="compare rubric judge setups instead")
     parser.add_argument("--designs", action="store_true", help="compare raw prompt/token designs instead")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -566,8 +661,13 @@ def main(argv: list[str] | None = None) -> int:
     design = next((d for d in POINTWISE_DESIGNS if d.name == args.design), None)
     if args.design and (design is None or args.items != "probes"):
         parser.error("--design takes a pointwise design name and --items probes")
-    result = asyncio.run(run_bench(backend, args.n, args.pairs, args.gen_tokens, args.items, setup, design,
-                                   args.criteria))
+    if args.pairs_only:
+        result = asyncio.run(run_pairs(backend, args.pairs, setup, args.pointwise_instructions,
+                                       args.judge_head_to_head, args.judge_only))
+    else:
+        result = asyncio.run(run_bench(backend, args.n, args.pairs, args.gen_tokens, args.items, setup,
+                                       design, args.criteria, args.pointwise_instructions,
+                                       args.judge_head_to_head))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0
