@@ -36,6 +36,7 @@ pytest.importorskip("ray", reason="verl's agent loop imports ray; see the module
 pytest.importorskip("tensordict")
 
 from judgerl.adapters import clear_pipelines, load_pipeline
+from test_adapter_verl_tools import config
 from test_engine_verl import README_OVERRIDES, VERL_CONFIG_DIR, compose_verl
 
 pytestmark = pytest.mark.slow
@@ -88,20 +89,8 @@ def support_tools() -> list[Any]:
 
 
 def reward_yaml(folder: Path) -> Path:
-    path = folder / "reward.yaml"
-    path.write_text(json.dumps({
-        "backends": {"judge": {"type": "scripted",
-                               "answer": {"criteria": {"good": {"score": True, "rationale": "fine"}}}}},
-        "runtime": {"max_attempts": 1},
-        "checks": [{"name": "looked_up", "type": "tool_calls", "required": ["lookup_order", "refund_policy"],
-                    "gate": True, "gate_score": 0.0},
-                   {"name": "arguments", "type": "tool_arguments"},
-                   {"name": "grounded", "type": "tool_grounding"}],
-        "judges": [{"name": "resolution", "type": "rubric", "backend": "judge", "scope": "trajectory",
-                    "criteria": [{"name": "good", "description": "Says what happens next."}]},
-                   {"name": "tone", "type": "rubric", "backend": "judge", "scope": "turns",
-                    "criteria": [{"name": "good", "description": "Polite."}]}],
-        "failure_budget": None}), encoding="utf-8")
+    path = config(folder)  # the adapter test's config: tool checks, a trajectory and a turns judge
+    assert isinstance(path, Path)
     return path
 
 
@@ -165,7 +154,7 @@ def run_agent_rollout(tmp_path: Path, turns: list[str], max_assistant_turns: int
 def test_verls_tool_agent_loop_rollout_is_judged_as_a_trajectory(tmp_path):
     try:
         batch, internal, server = run_agent_rollout(tmp_path, TURNS)
-        backend = load_pipeline(tmp_path / "reward.yaml").runtime.backend("judge")
+        backend = load_pipeline(reward_yaml(tmp_path)).runtime.backend("judge")
         transcripts = [request.messages[-1]["content"] for request in backend.calls]
     finally:
         clear_pipelines()
