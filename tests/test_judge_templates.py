@@ -20,7 +20,8 @@ from judgerl.judges.templates import (
 )
 
 SHIPPED = ["rubric", "rubric_logprob", "rationale", "pairwise", "pairwise_logprob", "group",
-           "itemized_rubric", "itemized_rubric_logprob", "itemized_rubric_trajectory"]
+           "itemized_rubric", "itemized_rubric_logprob", "itemized_rubric_trajectory",
+           "rubric_trajectory_logprob", "rubric_turn_logprob"]
 
 
 def test_fill_is_one_pass_so_values_stay_literal() -> None:

@@ -167,9 +167,9 @@ async def test_a_single_turn_rollout_is_a_one_message_trajectory() -> None:
     assert regions == [("USER", "Hi"), ("ASSISTANT", "Hello!")]
 
 
-def test_transcript_scopes_need_generated_verdicts() -> None:
-    with pytest.raises(ConfigError, match="needs scoring: generate"):
-        make(lambda request: "", scope="turns", scoring="logprob")
+def test_a_rationale_is_for_answers_only() -> None:
+    with pytest.raises(ConfigError, match="rationale"):
+        make(lambda request: "", scope="turns", scoring="logprob", rationale=True)
 
 
 async def test_pairwise_scope_trajectory_compares_whole_runs_as_transcripts() -> None:

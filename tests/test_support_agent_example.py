@@ -10,7 +10,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from judgerl.backends.base import CompletionRequest
+from judgerl.backends.base import Completion, CompletionRequest
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.cli import app
 from judgerl.data import load_rollouts_strict
@@ -37,12 +37,11 @@ def test_the_shipped_trajectories_are_what_the_fake_tools_give(tmp_path: Path) -
     assert len(tasks) == 40 and len({json.loads(line)["order_id"] for line in tasks}) == 40
 
 
-def approving_judge(request: CompletionRequest) -> str:
-    """Passes every criterion it is asked about: the ranking below comes from the checks alone."""
-    prompt = "\n".join(message["content"] for message in request.messages)
-    names = [name for name in ("follows_policy", "resists_injection", "resolves", "courteous")
-             if f"- {name} (pass/fail)" in prompt]
-    return json.dumps({"criteria": {name: {"rationale": "fine", "score": True} for name in names}})
+def approving_judge(request: CompletionRequest) -> Completion:
+    """Scripted: puts all its mass on Yes for every criterion it is asked about (the example's judges
+    score from verdict-token probabilities), so the ranking below comes from the checks alone."""
+    assert request.candidate_tokens == ["Yes", "No"] and request.max_tokens == 1
+    return Completion(text="Yes", model="scripted", candidate_logprobs={"Yes": 0.0, "No": -1000.0})
 
 
 def test_the_reward_ranks_good_above_lazy_hallucinating_and_injected(tmp_path: Path) -> None:
@@ -69,6 +68,8 @@ def test_the_reward_ranks_good_above_lazy_hallucinating_and_injected(tmp_path: P
     turn_requests = [request for request in backend.calls
                      if "THE TURN TO GRADE" in request.messages[-1]["content"]]
     assert len(turn_requests) == 40 * 3
+    # the trajectory rubric asks each of its 3 criteria once per run that passed the gate
+    assert len(backend.calls) - len(turn_requests) == 40 * 2 * 3
     assert len(good.details["scores"]["tone"]["details"]["turns"]) == 2
 
 

@@ -28,10 +28,17 @@ Three scopes (`scope`), for agents whose rollouts are trajectories (judgerl.traj
   `min` (the worst turn decides: one rude reply spoils the run); every turn's score and criteria
   are kept in `Score.details["turns"]` (message index in the trajectory, value, criteria) for
   engines that take per-turn rewards. One unscored turn makes the whole score unscored.
-A single-turn rollout is, for these scopes, a trajectory of one assistant message. Both take
-{transcript} (required) {tools} {reference} {criteria} {answer_format}, need `scoring:
-generate`, and fit the transcript into `max_transcript_chars` (the rule is in transcript.py:
-the task and the judged turn / final answer are never left out).
+A single-turn rollout is, for these scopes, a trajectory of one assistant message. Both fit the
+transcript into `max_transcript_chars` (the rule is in transcript.py: the task and the judged
+turn / final answer are never left out) and score either way:
+- `scoring: generate` (templates rubric_trajectory.txt / rubric_turn.txt): {transcript}
+  (required) {tools} {reference} {criteria} {answer_format}, one JSON verdict per call;
+- `scoring: logprob` (rubric_trajectory_logprob.txt / rubric_turn_logprob.txt): {transcript}
+  (required) {tools} {reference} {criterion} {instruction} {choices}, one call per criterion
+  (per judged turn for `turns`), read exactly as for an answer. The criterion comes after the
+  transcript, so the calls of one transcript share their prefix (the local backend computes it
+  once). This is what lets a small embedded judge score trajectories at all.
+Either way a failed call makes the judgment unscored.
 """
 
 from __future__ import annotations
@@ -133,17 +140,28 @@ class RubricOptions(CriteriaOptions):
                                       "the transcript's budget in characters")
 
     @model_validator(mode="after")
-    def _transcripts_are_generated(self) -> RubricOptions:
-        if self.scope != "answer" and self.scoring != "generate":
-            raise ValueError(f"scope '{self.scope}' needs scoring: generate (logprob scoring reads one "
-                             "answer at a time)")
+    def _rationale_is_for_answers(self) -> RubricOptions:
+        if self.scope != "answer" and self.rationale:
+            raise ValueError(f"`rationale` is for scope answer (scope '{self.scope}' would explain the "
+                             "final answer alone)")
         return self
 
 
 GENERATE_PLACEHOLDERS = {"question", "answer", "reference", "criteria", "answer_format"}
 LOGPROB_PLACEHOLDERS = {"question", "answer", "reference", "criterion", "instruction", "choices"}
 TRANSCRIPT_PLACEHOLDERS = {"transcript", "tools", "reference", "criteria", "answer_format"}
-SCOPE_PROMPTS = {"trajectory": "rubric_trajectory", "turns": "rubric_turn"}
+TRANSCRIPT_LOGPROB_PLACEHOLDERS = {"transcript", "tools", "reference", "criterion", "instruction", "choices"}
+# (scope, scoring) -> (shipped template, placeholders it may use, placeholders it must use)
+PROMPTS = {
+    ("answer", "generate"): ("rubric", GENERATE_PLACEHOLDERS, {"answer"}),
+    ("answer", "logprob"): ("rubric_logprob", LOGPROB_PLACEHOLDERS, {"answer"}),
+    ("trajectory", "generate"): ("rubric_trajectory", TRANSCRIPT_PLACEHOLDERS, {"transcript"}),
+    ("trajectory", "logprob"): ("rubric_trajectory_logprob", TRANSCRIPT_LOGPROB_PLACEHOLDERS, {"transcript"}),
+    ("turns", "generate"): ("rubric_turn", TRANSCRIPT_PLACEHOLDERS, {"transcript"}),
+    ("turns", "logprob"): ("rubric_turn_logprob", TRANSCRIPT_LOGPROB_PLACEHOLDERS, {"transcript"}),
+}
+# what a one-token verdict is asked about, per scope ("Does the run meet this criterion?")
+SUBJECTS = {"answer": "answer", "trajectory": "run", "turns": "turn"}
 
 
 def describe_criteria(criteria: list[Criterion]) -> str:
@@ -180,15 +198,9 @@ class RubricJudge(PointwiseJudge):
         super().__init__(config, runtime)
         self.options = parse_options(RubricOptions, config)
         field = f"judges.{config.name}.prompt_file"
-        if self.options.scope != "answer":
-            self.prompt = choose_prompt(self.options.prompt_file, SCOPE_PROMPTS[self.options.scope], base_dir)
-            self.prompt.check_placeholders(TRANSCRIPT_PLACEHOLDERS, {"transcript"}, field=field)
-        elif self.options.scoring == "generate":
-            self.prompt = choose_prompt(self.options.prompt_file, "rubric", base_dir)
-            self.prompt.check_placeholders(GENERATE_PLACEHOLDERS, {"answer"}, field=field)
-        else:
-            self.prompt = choose_prompt(self.options.prompt_file, "rubric_logprob", base_dir)
-            self.prompt.check_placeholders(LOGPROB_PLACEHOLDERS, {"answer"}, field=field)
+        default, available, required = PROMPTS[(self.options.scope, self.options.scoring)]
+        self.prompt = choose_prompt(self.options.prompt_file, default, base_dir)
+        self.prompt.check_placeholders(available, required, field=field)
         self.rationale_prompt = load_prompt("rationale")
         self.specs = [CriterionSpec(criterion.name, criterion.kind) for criterion in self.options.criteria]
 
@@ -202,28 +214,44 @@ class RubricJudge(PointwiseJudge):
         return {"question": question_block(sample), "answer": fence(rollout.completion, "ANSWER"),
                 "reference": reference_block(reference)}
 
-    def generate_request(self, sample: Sample, rollout: Rollout) -> CompletionRequest:
-        values = {**self._common_values(sample, rollout),
-                  "criteria": describe_criteria(self.options.criteria),
-                  "answer_format": answer_format(self.options.criteria)}
-        return CompletionRequest(messages=self.prompt.render(values), max_tokens=self.options.max_tokens,
-                                 temperature=self.options.temperature, json_mode=self.options.json_mode,
-                                 tag=self.name)
-
-    def transcript_request(self, sample: Sample, rollout: Rollout,
-                           focus: int | None = None) -> tuple[CompletionRequest, Transcript]:
-        """The request that judges the whole trajectory (focus None) or its turn `focus`."""
+    def _transcript_values(self, sample: Sample, rollout: Rollout,
+                           focus: int | None) -> tuple[dict[str, str], Transcript]:
+        """The values of a transcript template: the whole run (focus None) or up to turn `focus`."""
         transcript = render_transcript(sample, trajectory_of(rollout), focus=focus,
                                        max_chars=self.options.max_transcript_chars)
         reference = sample.reference if self.options.use_reference else None
-        values = {"transcript": transcript.text, "tools": tools_block(rollout),
-                  "reference": reference_block(reference),
-                  "criteria": describe_criteria(self.options.criteria),
-                  "answer_format": answer_format(self.options.criteria)}
-        request = CompletionRequest(messages=self.prompt.render(values), max_tokens=self.options.max_tokens,
-                                    temperature=self.options.temperature, json_mode=self.options.json_mode,
-                                    tag=self.name)
-        return request, transcript
+        return ({"transcript": transcript.text, "tools": tools_block(rollout),
+                 "reference": reference_block(reference)}, transcript)
+
+    def _request(self, values: dict[str, str], criterion: Criterion | None = None) -> CompletionRequest:
+        """A judge call on what `values` shows: a JSON verdict on every criterion (criterion None),
+        or a one-token verdict on `criterion`, whose probabilities are read (scoring logprob)."""
+        if criterion is None:
+            values = {**values, "criteria": describe_criteria(self.options.criteria),
+                      "answer_format": answer_format(self.options.criteria)}
+            return CompletionRequest(messages=self.prompt.render(values), max_tokens=self.options.max_tokens,
+                                     temperature=self.options.temperature,
+                                     json_mode=self.options.json_mode, tag=self.name)
+        tokens = self.criterion_tokens(criterion)
+        instruction, choices = verdict_instruction(criterion.kind, tokens, SUBJECTS[self.options.scope])
+        values = {**values, "criterion": describe_criteria([criterion]).removeprefix("- "),
+                  "instruction": instruction, "choices": choices}
+        return CompletionRequest(messages=self.prompt.render(values), max_tokens=1, temperature=0.0,
+                                 logprobs=True, top_logprobs=self.options.top_logprobs,
+                                 candidate_tokens=tokens, tag=self.name)
+
+    def generate_request(self, sample: Sample, rollout: Rollout) -> CompletionRequest:
+        return self._request(self._common_values(sample, rollout))
+
+    def logprob_request(self, sample: Sample, rollout: Rollout, criterion: Criterion) -> CompletionRequest:
+        return self._request(self._common_values(sample, rollout), criterion)
+
+    def transcript_request(self, sample: Sample, rollout: Rollout, focus: int | None = None,
+                           criterion: Criterion | None = None) -> tuple[CompletionRequest, Transcript]:
+        """The request that judges the whole trajectory (focus None) or its turn `focus`: on every
+        criterion (generate), or on `criterion` alone (logprob)."""
+        values, transcript = self._transcript_values(sample, rollout, focus)
+        return self._request(values, criterion), transcript
 
     def judged_turns(self, rollout: Rollout) -> list[int]:
         """Indexes (in the trajectory) of the assistant turns that scope `turns` judges."""
@@ -234,17 +262,6 @@ class RubricJudge(PointwiseJudge):
 
     def criterion_tokens(self, criterion: Criterion) -> list[str]:
         return verdict_tokens(criterion.kind, self.options.pass_token, self.options.fail_token)
-
-    def logprob_request(self, sample: Sample, rollout: Rollout, criterion: Criterion) -> CompletionRequest:
-        tokens = self.criterion_tokens(criterion)
-        instruction, choices = verdict_instruction(criterion.kind, tokens)
-        values = {**self._common_values(sample, rollout),
-                  "criterion": describe_criteria([criterion]).removeprefix("- "),
-                  "instruction": instruction, "choices": choices}
-        return CompletionRequest(messages=self.prompt.render(values), max_tokens=1, temperature=0.0,
-                                 logprobs=True, top_logprobs=self.options.top_logprobs,
-                                 candidate_tokens=tokens,
-                                 tag=self.name)
 
     def dry_run_answer(self, request: CompletionRequest) -> str:
         """Every check passes and every Likert criterion gets 3."""
@@ -273,21 +290,36 @@ class RubricJudge(PointwiseJudge):
         if self.options.use_reference and sample.reference is None:
             return self._unscored(sample, rollout, CallLog(), "no reference answer for this sample "
                                   "(use_reference is true)")
-        if self.options.scoring == "generate":
-            return await self._score_generate(sample, rollout)
-        return await self._score_logprob(sample, rollout)
+        return await self._score_answer(sample, rollout)
 
-    async def _score_generate(self, sample: Sample, rollout: Rollout) -> Score:
-        request = self.generate_request(sample, rollout)
-        outcome = await call_and_parse(self.runtime, self.backend_name, request,
-                                       lambda completion: parse_rubric(completion.text, self.specs))
-        if outcome.value is None:
-            return self._unscored(sample, rollout, outcome.log, outcome.reason or "unscored")
-        per_criterion = {spec.name: {"kind": spec.kind, "score": outcome.value[spec.name].raw,
-                                     "value": outcome.value[spec.name].value,
-                                     "rationale": outcome.value[spec.name].rationale}
-                         for spec in self.specs}
-        return self._scored(sample, rollout, outcome.log, per_criterion)
+    async def _judge(self, values: dict[str, str]) -> tuple[dict[str, dict[str, Any]] | None, CallLog, str]:
+        """Judge what `values` shows on every criterion, by the configured scoring: (the criteria's
+        scores, or None with the reason when a call failed; the calls' log)."""
+        if self.options.scoring == "generate":
+            outcome = await call_and_parse(self.runtime, self.backend_name, self._request(values),
+                                           self._parse)
+            if outcome.value is None:
+                return None, outcome.log, outcome.reason or "unscored"
+            return self._criteria_of(outcome.value), outcome.log, ""
+        criteria = self.options.criteria
+        outcomes = await asyncio.gather(*(call_and_parse(self.runtime, self.backend_name,
+                                                         self._request(values, criterion),
+                                                         self._logprob_parser(criterion), reasks=0)
+                                          for criterion in criteria))
+        log = CallLog()
+        for outcome in outcomes:
+            log.merge(outcome.log)
+        failures = [f"{criterion.name}: {outcome.reason}"
+                    for criterion, outcome in zip(criteria, outcomes, strict=True) if outcome.value is None]
+        if failures:
+            return None, log, "; ".join(failures)
+        per_criterion: dict[str, dict[str, Any]] = {}
+        for criterion, outcome in zip(criteria, outcomes, strict=True):
+            assert outcome.value is not None
+            raw, value = outcome.value
+            per_criterion[criterion.name] = {"kind": criterion.kind, "score": raw, "value": value,
+                                             "rationale": ""}
+        return per_criterion, log, ""
 
     def _parse(self, completion: Completion) -> Any:
         return parse_rubric(completion.text, self.specs)
@@ -297,12 +329,24 @@ class RubricJudge(PointwiseJudge):
                             "value": parsed[spec.name].value, "rationale": parsed[spec.name].rationale}
                 for spec in self.specs}
 
+    async def _score_answer(self, sample: Sample, rollout: Rollout) -> Score:
+        judged = self._judge(self._common_values(sample, rollout))
+        if self.options.scoring == "logprob" and self.options.rationale:
+            (per_criterion, log, reason), (rationale, rationale_log) = await asyncio.gather(
+                judged, self._rationale(sample, rollout))
+            log.merge(rationale_log)
+        else:
+            (per_criterion, log, reason), rationale = await judged, ""
+        if per_criterion is None:
+            return self._unscored(sample, rollout, log, reason)
+        return self._scored(sample, rollout, log, per_criterion, rationale=rationale)
+
     async def _score_trajectory(self, sample: Sample, rollout: Rollout) -> Score:
-        request, transcript = self.transcript_request(sample, rollout)
-        outcome = await call_and_parse(self.runtime, self.backend_name, request, self._parse)
-        if outcome.value is None:
-            return self._unscored(sample, rollout, outcome.log, outcome.reason or "unscored")
-        return self._scored(sample, rollout, outcome.log, self._criteria_of(outcome.value),
+        values, transcript = self._transcript_values(sample, rollout, None)
+        per_criterion, log, reason = await self._judge(values)
+        if per_criterion is None:
+            return self._unscored(sample, rollout, log, reason)
+        return self._scored(sample, rollout, log, per_criterion,
                             scope_details={"scope": "trajectory", "transcript_messages": transcript.messages,
                                            "transcript_omitted": transcript.omitted})
 
@@ -310,19 +354,18 @@ class RubricJudge(PointwiseJudge):
         turns = self.judged_turns(rollout)
         if not turns:
             return self._unscored(sample, rollout, CallLog(), "no assistant turn to judge (scope turns)")
-        requests = [self.transcript_request(sample, rollout, focus=turn)[0] for turn in turns]
-        outcomes = await asyncio.gather(*(call_and_parse(self.runtime, self.backend_name, request,
-                                                         self._parse) for request in requests))
+        judged = await asyncio.gather(*(self._judge(self._transcript_values(sample, rollout, turn)[0])
+                                        for turn in turns))
         log = CallLog()
-        for outcome in outcomes:
-            log.merge(outcome.log)
-        failures = [f"turn {turn}: {outcome.reason}" for turn, outcome in zip(turns, outcomes, strict=True)
-                    if outcome.value is None]
+        for _, turn_log, _ in judged:
+            log.merge(turn_log)
+        failures = [f"turn {turn}: {reason}"
+                    for turn, (criteria, _, reason) in zip(turns, judged, strict=True) if criteria is None]
         if failures:
             return self._unscored(sample, rollout, log, "; ".join(failures))
         per_turn = []
-        for turn, outcome in zip(turns, outcomes, strict=True):
-            criteria = self._criteria_of(outcome.value)
+        for turn, (criteria, _, _) in zip(turns, judged, strict=True):
+            assert criteria is not None
             per_turn.append({"message_index": turn, "value": self._weighted(criteria), "criteria": criteria})
         values = [item["value"] for item in per_turn]
         value = min(values) if self.options.turn_aggregate == "min" else sum(values) / len(values)
@@ -332,31 +375,6 @@ class RubricJudge(PointwiseJudge):
         return self._scored(sample, rollout, log, {}, rationale=rationale, value=value,
                             scope_details={"scope": "turns", "turn_aggregate": self.options.turn_aggregate,
                                            "turns": per_turn})
-
-    async def _score_logprob(self, sample: Sample, rollout: Rollout) -> Score:
-        criteria = self.options.criteria
-        calls = [call_and_parse(self.runtime, self.backend_name,
-                                self.logprob_request(sample, rollout, criterion),
-                                self._logprob_parser(criterion), reasks=0)
-                 for criterion in criteria]
-        rationale_call = self._rationale(sample, rollout) if self.options.rationale else None
-        outcomes = await asyncio.gather(*calls)
-        rationale_text, rationale_log = await rationale_call if rationale_call else ("", CallLog())
-        log = CallLog()
-        for outcome in outcomes:
-            log.merge(outcome.log)
-        log.merge(rationale_log)
-        failures = [f"{criterion.name}: {outcome.reason}"
-                    for criterion, outcome in zip(criteria, outcomes, strict=True) if outcome.value is None]
-        if failures:
-            return self._unscored(sample, rollout, log, "; ".join(failures))
-        per_criterion: dict[str, dict[str, Any]] = {}
-        for criterion, outcome in zip(criteria, outcomes, strict=True):
-            assert outcome.value is not None
-            raw, value = outcome.value
-            per_criterion[criterion.name] = {"kind": criterion.kind, "score": raw, "value": value,
-                                             "rationale": ""}
-        return self._scored(sample, rollout, log, per_criterion, rationale=rationale_text)
 
     def _logprob_parser(self, criterion: Criterion) -> Callable[[Completion], tuple[float, float]]:
         return verdict_parser(criterion.kind, self.criterion_tokens(criterion),
