@@ -103,7 +103,7 @@ def tiny_base(folder: Path) -> Path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from tiny_policy import build_corpus_model_dir
 
-    corpus = [load_prompt("rubric_logprob").text, *QUESTIONS, *OPENINGS, *WITH_NUMBER, *WITHOUT_NUMBER,
+    corpus = [load_prompt("rubric_student").text, *QUESTIONS, *OPENINGS, *WITH_NUMBER, *WITHOUT_NUMBER,
               "PASS", "FAIL", *(description for _, description, _ in RULES.values())]
     return build_corpus_model_dir(folder, corpus)
 
