@@ -48,6 +48,6 @@ def test_no_single_word_of_the_reply_tells_the_labels_apart() -> None:
     labels = [item.score == 1 for item in items]
     best = 0.0
     for word in Counter(w for bag in words for w in bag):
-        hits = sum((word in bag) == label for bag, label in zip(words, labels))
+        hits = sum((word in bag) == label for bag, label in zip(words, labels, strict=True))
         best = max(best, hits / len(items), 1 - hits / len(items))
     assert best < 0.75, best
