@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import sys
 import tempfile
 from importlib import resources
@@ -79,6 +80,7 @@ def main() -> int:
     parser.add_argument("--method", choices=["lora", "full"], default="lora")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--lora-layers", type=int, default=None, help="LoRA on the top N layers only")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--skip-fewshot", action="store_true", help="score with the student only")
     parser.add_argument("--output", type=Path, default=None, help="keep the student folder here")
@@ -100,6 +102,7 @@ def main() -> int:
             args.epochs, args.method = 1, "full"
             args.learning_rate = args.learning_rate or 3e-3
         settings = TrainSettings(method=args.method, epochs=args.epochs, learning_rate=args.learning_rate,
+                                 lora_layers=args.lora_layers,
                                  batch_size=args.batch_size, seed=args.seed)
         out = args.output or folder / "student"
         result = distill(out_dir=out, base_model=base, labelled=train, held_out_labelled=held,
@@ -120,6 +123,7 @@ def main() -> int:
                        fewshot.student_judgments_per_s))
         gate = "passed" if report.passed else "refused: " + "; ".join(report.failures)
         print(f"student gate       : {gate}")
+        print(f"peak memory (RSS)  : {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2:.2f} GB")
     return 0
 
 

@@ -286,8 +286,8 @@ def test_the_journal_names_the_teachers_model_and_prices_each_judgment(tmp_path:
     journal = tmp_path / "journal.jsonl"
     config = teacher_config(journal)
     config["runtime"]["prices"] = {"teacher": {"input_per_mtok": 2.0, "output_per_mtok": 10.0}}
-    with RewardPipeline.from_config(config, backends={"teacher": ScriptedBackend(teacher_responder,
-                                                                                model="teacher")}) as pipeline:
+    backend = ScriptedBackend(teacher_responder, model="teacher")
+    with RewardPipeline.from_config(config, backends={"teacher": backend}) as pipeline:
         pipeline.score_batch_sync(synthetic_items(3, 1))
     entries = list(read_journal(journal))
     assert [entry["model"] for entry in entries] == ["teacher"] * 3

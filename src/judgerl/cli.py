@@ -371,6 +371,8 @@ def distill(
         help="With --labelled: a labelled file of held-out rows for the report (then every row of "
              "--labelled trains and --held-out is not used).")] = None,
     batch_size: Annotated[int, typer.Option(help="Rows per training step.")] = 8,
+    lora_layers: Annotated[int | None, typer.Option(
+        help="LoRA on the top N layers only (faster steps); default all.")] = None,
     max_prompt_tokens: Annotated[int, typer.Option(
         help="Longer student prompts keep their last tokens.")] = 384,
     gradient_checkpointing: Annotated[bool, typer.Option(
@@ -389,7 +391,7 @@ def distill(
         raise typer.BadParameter("--method is lora or full")
     settings = TrainSettings(method=method, epochs=epochs, learning_rate=learning_rate,  # type: ignore[arg-type]
                              soft_targets=not hard_targets, seed=seed, batch_size=batch_size,
-                             max_prompt_tokens=max_prompt_tokens,
+                             max_prompt_tokens=max_prompt_tokens, lora_layers=lora_layers,
                              gradient_checkpointing=gradient_checkpointing)
     thresholds = Thresholds(min_accuracy=min_accuracy, min_kappa=min_kappa, min_spearman=min_spearman)
     try:

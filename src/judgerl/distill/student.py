@@ -46,6 +46,9 @@ class TrainSettings:
     batch_size: int = 8
     soft_targets: bool = True
     lora_rank: int = 16
+    #: LoRA on the top N transformer layers only (None: all): the backward pass then stops there,
+    #: ~1.5-2x faster steps on a CPU
+    lora_layers: int | None = None
     seed: int = 0
     #: longer prompts keep their last tokens (the answer's end, the criterion and the verdict cue)
     max_prompt_tokens: int = 384
@@ -183,9 +186,13 @@ def train_student(base_model: Path, rows: list[Judged], judge_config: dict[str, 
     if settings.method == "lora":
         from peft import LoraConfig, get_peft_model
 
+        layers = None
+        if settings.lora_layers is not None:
+            total = int(model.config.num_hidden_layers)
+            layers = list(range(max(0, total - settings.lora_layers), total))
         model = get_peft_model(model, LoraConfig(r=settings.lora_rank, lora_alpha=2 * settings.lora_rank,
                                                  lora_dropout=0.0, target_modules="all-linear",
-                                                 task_type="CAUSAL_LM"))
+                                                 layers_to_transform=layers, task_type="CAUSAL_LM"))
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.rate(), weight_decay=0.0)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -234,6 +241,7 @@ def train_student(base_model: Path, rows: list[Judged], judge_config: dict[str, 
     (out_dir / "distillation.json").write_text(json.dumps({
         "base_model": str(base_model), "method": settings.method, "epochs": settings.epochs,
         "learning_rate": settings.rate(), "prompt": judge.options.prompt,
+        "lora_layers": settings.lora_layers, "batch_size": settings.batch_size,
         "soft_targets": settings.soft_targets, "rows": len(encoded),
         "steps": result.steps, "train_seconds": round(result.seconds, 2),
         "trainable_parameters": result.trainable_parameters}, indent=2), encoding="utf-8")
