@@ -73,6 +73,13 @@ def line(name: str, figures: CriterionAgreement, rate: float | None) -> str:
             f"AUC {fmt(figures.auc)}  ECE {fmt(figures.ece)}  {fmt(rate, 2)} judgments/s")
 
 
+def fewshot_line(held: Path, model: str) -> str:
+    rows = judged_from_labelled(held, criterion=CRITERION)
+    verdicts, seconds = student_verdicts(fewshot_config(model), rows)
+    fewshot = measure_agreement(CRITERION, rows, verdicts, student_seconds=seconds, thresholds=Thresholds())
+    return line("embedded few-shot judge (untrained)", fewshot.criteria[0], fewshot.student_judgments_per_s)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tiny random model)")
@@ -83,6 +90,7 @@ def main() -> int:
     parser.add_argument("--lora-layers", type=int, default=None, help="LoRA on the top N layers only")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--skip-fewshot", action="store_true", help="score with the student only")
+    parser.add_argument("--fewshot-only", action="store_true", help="score with the embedded judge only")
     parser.add_argument("--output", type=Path, default=None, help="keep the student folder here")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -101,6 +109,9 @@ def main() -> int:
             base = str(tiny_base(folder / "tiny-base", train))
             args.epochs, args.method = 1, "full"
             args.learning_rate = args.learning_rate or 3e-3
+        if args.fewshot_only:
+            print(fewshot_line(held, base))
+            return 0
         settings = TrainSettings(method=args.method, epochs=args.epochs, learning_rate=args.learning_rate,
                                  lora_layers=args.lora_layers,
                                  batch_size=args.batch_size, seed=args.seed)
@@ -115,12 +126,7 @@ def main() -> int:
               f"{args.epochs} epoch(s), {result.training.seconds:.1f} s ({result.training.steps} steps)")
         print(line("distilled student (rubric_student)", report.criteria[0], report.student_judgments_per_s))
         if not args.skip_fewshot:
-            rows = judged_from_labelled(held, criterion=CRITERION)
-            verdicts, seconds = student_verdicts(fewshot_config(base), rows)
-            fewshot = measure_agreement(CRITERION, rows, verdicts, student_seconds=seconds,
-                                        thresholds=Thresholds())
-            print(line("embedded few-shot judge (untrained)", fewshot.criteria[0],
-                       fewshot.student_judgments_per_s))
+            print(fewshot_line(held, base))
         gate = "passed" if report.passed else "refused: " + "; ".join(report.failures)
         print(f"student gate       : {gate}")
         print(f"peak memory (RSS)  : {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2:.2f} GB")

@@ -300,3 +300,15 @@ def test_the_journal_names_the_teachers_model_and_prices_each_judgment(tmp_path:
     from judgerl.distill.agreement import render_markdown
 
     assert "0.000610 USD per judgment" in render_markdown(report)
+
+
+def test_lora_on_the_top_layers_only_trains_those_layers(tmp_path: Path) -> None:
+    from judgerl.distill.student import train_student
+
+    base = build_student_base(tmp_path / "base")  # 2 layers
+    judge_config = student_judge_config("support", [CRITERION], model="unused")
+    rows = _rows_for_corpus(student_judge(judge_config))
+    every = train_student(base, rows, judge_config, tmp_path / "all", TrainSettings(epochs=0))
+    top = train_student(base, rows, judge_config, tmp_path / "top", TrainSettings(epochs=0, lora_layers=1))
+    assert 0 < top.trainable_parameters * 2 == every.trainable_parameters
+    assert json.loads((tmp_path / "top" / "distillation.json").read_text())["lora_layers"] == 1

@@ -186,12 +186,15 @@ def train_student(base_model: Path, rows: list[Judged], judge_config: dict[str, 
     if settings.method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        layers = None
+        layers, targets = None, "all-linear"
         if settings.lora_layers is not None:
             total = int(model.config.num_hidden_layers)
             layers = list(range(max(0, total - settings.lora_layers), total))
+            # peft takes a layer list only with named modules: every linear layer but the head
+            targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                              if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head")})
         model = get_peft_model(model, LoraConfig(r=settings.lora_rank, lora_alpha=2 * settings.lora_rank,
-                                                 lora_dropout=0.0, target_modules="all-linear",
+                                                 lora_dropout=0.0, target_modules=targets,
                                                  layers_to_transform=layers, task_type="CAUSAL_LM"))
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.rate(), weight_decay=0.0)
