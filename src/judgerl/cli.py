@@ -363,7 +363,7 @@ def distill(
         help="Packaged model name or model folder.")] = "smollm2-135m-instruct",
     method: Annotated[str, typer.Option(help="lora (default) or full fine-tuning.")] = "lora",
     epochs: Annotated[int, typer.Option(help="Passes over the training rows.")] = 3,
-    learning_rate: Annotated[float | None, typer.Option(help="Default 2e-4 (LoRA), 5e-5 (full).")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Default 1e-3 (LoRA), 1e-4 (full).")] = None,
     hard_targets: Annotated[bool, typer.Option(
         "--hard-targets", help="Train on 0/1 verdicts instead of the teacher's probabilities.")] = False,
     held_out: Annotated[float, typer.Option(help="Share of samples held out for the report.")] = 0.2,
