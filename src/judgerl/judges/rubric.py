@@ -148,7 +148,8 @@ class RubricOptions(CriteriaOptions):
 
 
 GENERATE_PLACEHOLDERS = {"question", "answer", "reference", "criteria", "answer_format"}
-LOGPROB_PLACEHOLDERS = {"question", "answer", "reference", "criterion", "instruction", "choices"}
+LOGPROB_PLACEHOLDERS = {"question", "answer", "reference", "criterion", "instruction", "choices",
+                        "question_text", "answer_text"}
 TRANSCRIPT_PLACEHOLDERS = {"transcript", "tools", "reference", "criteria", "answer_format"}
 TRANSCRIPT_LOGPROB_PLACEHOLDERS = {"transcript", "tools", "reference", "criterion", "instruction", "choices"}
 # (scope, scoring) -> (shipped template, placeholders it may use, placeholders it must use)
@@ -200,6 +201,11 @@ class RubricJudge(PointwiseJudge):
         field = f"judges.{config.name}.prompt_file"
         default, available, required = PROMPTS[(self.options.scope, self.options.scoring)]
         self.prompt = choose_prompt(self.options.prompt_file, default, base_dir)
+        if (self.options.scope, self.options.scoring) == ("answer", "logprob") \
+                and "answer_text" in self.prompt.placeholders:
+            # a distilled student's template shows the texts unfenced ({answer_text}): it is a
+            # trained classifier, and the fences' hash tags cost it ~60 prompt tokens per judgment
+            required = {"answer_text"}
         self.prompt.check_placeholders(available, required, field=field)
         self.rationale_prompt = load_prompt("rationale")
         self.specs = [CriterionSpec(criterion.name, criterion.kind) for criterion in self.options.criteria]
@@ -212,7 +218,9 @@ class RubricJudge(PointwiseJudge):
     def _common_values(self, sample: Sample, rollout: Rollout) -> dict[str, str]:
         reference = sample.reference if self.options.use_reference else None
         return {"question": question_block(sample), "answer": fence(rollout.completion, "ANSWER"),
-                "reference": reference_block(reference)}
+                "reference": reference_block(reference),
+                # unfenced, for a distilled student's own template (rubric_student)
+                "question_text": sample.prompt, "answer_text": rollout.completion}
 
     def _transcript_values(self, sample: Sample, rollout: Rollout,
                            focus: int | None) -> tuple[dict[str, str], Transcript]:
