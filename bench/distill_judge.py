@@ -21,6 +21,7 @@ import logging
 import math
 import random
 import re
+import resource
 import sys
 import tempfile
 import time
@@ -103,7 +104,7 @@ def tiny_base(folder: Path) -> Path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from tiny_policy import build_corpus_model_dir
 
-    corpus = [load_prompt("rubric_logprob").text, *QUESTIONS, *OPENINGS, *WITH_NUMBER, *WITHOUT_NUMBER,
+    corpus = [load_prompt("rubric_student").text, *QUESTIONS, *OPENINGS, *WITH_NUMBER, *WITHOUT_NUMBER,
               "PASS", "FAIL", *(description for _, description, _ in RULES.values())]
     return build_corpus_model_dir(folder, corpus)
 
@@ -118,6 +119,7 @@ def main() -> int:
     parser.add_argument("--answers", type=int, default=2, help="answers judged per sample")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--lora-layers", type=int, default=None, help="LoRA on the top N layers only")
     parser.add_argument("--teacher-latency-s", type=float, default=0.5,
                         help="the scripted teacher's simulated per-call latency (an API judge's)")
     parser.add_argument("--seed", type=int, default=0)
@@ -143,6 +145,7 @@ def main() -> int:
         teacher_s = time.perf_counter() - started
         base = str(tiny_base(folder / "tiny-base")) if args.tiny else args.base_model
         settings = TrainSettings(method=method, epochs=args.epochs, learning_rate=args.learning_rate,
+                                 lora_layers=args.lora_layers,
                                  seed=args.seed)
         result = distill(out_dir=folder / "student", base_model=base, journal=journal, config=config,
                          settings=settings, thresholds=Thresholds(), enforce_gate=False)
@@ -163,6 +166,8 @@ def main() -> int:
     print(f"teacher judgments/s  : {fmt(teacher_rate, 2)} one at a time "
           f"({fmt(report.teacher_latency_s)} s per judgment in its journal, simulated latency "
           f"{args.teacher_latency_s} s; the teacher's journal took {teacher_s:.1f} s with concurrency)")
+    print(f"peak memory (RSS)    : {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2:.2f} GB "
+          "(this process: teacher, training and scoring)")
     print(f"gate                 : {'passed' if report.passed else 'refused: ' + '; '.join(report.failures)}")
     return 0
 

@@ -242,3 +242,73 @@ def test_a_labelled_file_becomes_verdicts_on_one_check_grouped_by_prompt(tmp_pat
     assert judged[0].sample.id == judged[1].sample.id != judged[2].sample.id
     assert target_distribution(judged[2], ["PASS", "FAIL"], soft=True) == [0.25, 0.75]
     assert target_distribution(judged[2], ["PASS", "FAIL"], soft=False) == [0.0, 1.0]
+
+
+def test_the_student_asks_with_its_own_short_template_not_the_teachers(tmp_path: Path) -> None:
+    """A teacher with the ~1000-token few-shot prompt must not make every training step that long:
+    the student (and its reward snippet) use `rubric_student`, whatever the teacher's template."""
+    from transformers import AutoTokenizer
+
+    from judgerl.models import resolve_model
+
+    teacher_options = {"prompt": "rubric_logprob_fewshot", "pass_token": "Yes", "fail_token": "No"}
+    config = student_judge_config("support", [CRITERION], model="unused", extra_options=teacher_options)
+    assert config["judges"][0]["prompt"] == "rubric_student"
+    assert config["judges"][0]["pass_token"] == "Yes"
+    judge = student_judge(config)
+    row = _rows_for_corpus(judge)[0]
+    request = student_request(judge, row)
+    text = render_prompt(AutoTokenizer.from_pretrained(str(resolve_model("smollm2-135m-instruct"))), request)
+    assert row.rollout.completion in text and row.sample.prompt in text and "Yes or No?" in text
+    assert "<<<ANSWER_" not in text  # the fences' hash tags alone cost ~60 tokens
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model("smollm2-135m-instruct")))
+    assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) < 100
+
+
+def test_a_held_out_labelled_file_must_not_share_questions_with_training(tmp_path: Path) -> None:
+    from judgerl.errors import ConfigError
+
+    rows = [{"prompt": "My parcel arrived broken.", "answer": "A refund is on its way.", "score": 1},
+            {"prompt": "My parcel arrived broken.", "answer": "Send a photo.", "score": 0}]
+    train, held = tmp_path / "train.jsonl", tmp_path / "held.jsonl"
+    train.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    held.write_text(json.dumps(rows[0]) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="also in the training file"):
+        distill(out_dir=tmp_path / "out", base_model="unused", labelled=train, held_out_labelled=held,
+                criterion="offers_refund", description="The reply offers a refund.")
+
+
+def test_the_journal_names_the_teachers_model_and_prices_each_judgment(tmp_path: Path) -> None:
+    """The agreement report can then say what a teacher judgment cost, beside the student's speed."""
+    from judgerl.distill.agreement import measure_agreement
+    from judgerl.runtime.journal import read_journal
+
+    journal = tmp_path / "journal.jsonl"
+    config = teacher_config(journal)
+    config["runtime"]["prices"] = {"teacher": {"input_per_mtok": 2.0, "output_per_mtok": 10.0}}
+    backend = ScriptedBackend(teacher_responder, model="teacher")
+    with RewardPipeline.from_config(config, backends={"teacher": backend}) as pipeline:
+        pipeline.score_batch_sync(synthetic_items(3, 1))
+    entries = list(read_journal(journal))
+    assert [entry["model"] for entry in entries] == ["teacher"] * 3
+    assert entries[0]["cost_usd"] == pytest.approx((300 * 2.0 + 1 * 10.0) / 1e6)
+    _, rows = judged_from_journal(journal)
+    report = measure_agreement("support", rows, [row.verdict for row in rows], student_seconds=1.0,
+                               thresholds=Thresholds())
+    assert report.teacher_models == ["teacher"]
+    assert report.teacher_cost_per_judgment == pytest.approx(610 / 1e6)
+    from judgerl.distill.agreement import render_markdown
+
+    assert "0.000610 USD per judgment" in render_markdown(report)
+
+
+def test_lora_on_the_top_layers_only_trains_those_layers(tmp_path: Path) -> None:
+    from judgerl.distill.student import train_student
+
+    base = build_student_base(tmp_path / "base")  # 2 layers
+    judge_config = student_judge_config("support", [CRITERION], model="unused")
+    rows = _rows_for_corpus(student_judge(judge_config))
+    every = train_student(base, rows, judge_config, tmp_path / "all", TrainSettings(epochs=0))
+    top = train_student(base, rows, judge_config, tmp_path / "top", TrainSettings(epochs=0, lora_layers=1))
+    assert 0 < top.trainable_parameters * 2 == every.trainable_parameters
+    assert json.loads((tmp_path / "top" / "distillation.json").read_text())["lora_layers"] == 1

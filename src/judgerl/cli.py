@@ -382,10 +382,20 @@ def distill(
         help="Packaged model name or model folder.")] = "smollm2-135m-instruct",
     method: Annotated[str, typer.Option(help="lora (default) or full fine-tuning.")] = "lora",
     epochs: Annotated[int, typer.Option(help="Passes over the training rows.")] = 3,
-    learning_rate: Annotated[float | None, typer.Option(help="Default 2e-4 (LoRA), 5e-5 (full).")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Default 1e-3 (LoRA), 1e-4 (full).")] = None,
     hard_targets: Annotated[bool, typer.Option(
         "--hard-targets", help="Train on 0/1 verdicts instead of the teacher's probabilities.")] = False,
     held_out: Annotated[float, typer.Option(help="Share of samples held out for the report.")] = 0.2,
+    held_out_file: Annotated[Path | None, typer.Option(
+        help="With --labelled: a labelled file of held-out rows for the report (then every row of "
+             "--labelled trains and --held-out is not used).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Rows per training step.")] = 8,
+    lora_layers: Annotated[int | None, typer.Option(
+        help="LoRA on the top N layers only (faster steps); default all.")] = None,
+    max_prompt_tokens: Annotated[int, typer.Option(
+        help="Longer student prompts keep their last tokens.")] = 384,
+    gradient_checkpointing: Annotated[bool, typer.Option(
+        "--gradient-checkpointing", help="Less memory, ~30% more training time.")] = False,
     min_accuracy: Annotated[float, typer.Option(help="Gate: per-check accuracy vs the teacher.")] = 0.8,
     min_kappa: Annotated[float, typer.Option(help="Gate: per-check Cohen's kappa.")] = 0.6,
     min_spearman: Annotated[float, typer.Option(help="Gate: per-Likert-criterion Spearman.")] = 0.6,
@@ -399,12 +409,15 @@ def distill(
     if method not in ("lora", "full"):
         raise typer.BadParameter("--method is lora or full")
     settings = TrainSettings(method=method, epochs=epochs, learning_rate=learning_rate,  # type: ignore[arg-type]
-                             soft_targets=not hard_targets, seed=seed)
+                             soft_targets=not hard_targets, seed=seed, batch_size=batch_size,
+                             max_prompt_tokens=max_prompt_tokens, lora_layers=lora_layers,
+                             gradient_checkpointing=gradient_checkpointing)
     thresholds = Thresholds(min_accuracy=min_accuracy, min_kappa=min_kappa, min_spearman=min_spearman)
     try:
         result = run_distill(out_dir=output, base_model=base_model, journal=journal, config=config,
                              judge=judge, labelled=labelled, criterion=criterion, description=description,
-                             held_out=held_out, settings=settings, thresholds=thresholds)
+                             held_out=held_out, held_out_labelled=held_out_file, settings=settings,
+                             thresholds=thresholds)
     except DistillGateError as exc:
         console.print(f"[bold red]refused:[/] {exc}", highlight=False)
         raise typer.Exit(1) from exc

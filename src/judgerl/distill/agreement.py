@@ -68,6 +68,9 @@ class AgreementReport:
     teacher_latency_s: float | None
     teacher_tokens_per_judgment: float | None
     thresholds: Thresholds
+    teacher_models: list[str] = field(default_factory=list)
+    #: mean USD per judgment from the journal (None: no price configured for the teacher's model)
+    teacher_cost_per_judgment: float | None = None
     failures: list[str] = field(default_factory=list)
     moved: list[dict[str, Any]] = field(default_factory=list)
 
@@ -189,6 +192,7 @@ def measure_agreement(judge: str, rows: list[Judged], student: list[float | None
     latencies = [row.teacher_latency_s for row in rows if row.teacher_latency_s is not None]
     tokens = [row.teacher_tokens for row in rows if row.teacher_tokens]
     answers = len({(row.sample.id, row.rollout.id) for row in rows})
+    costs = [row.teacher_cost_usd for row in rows if row.teacher_cost_usd is not None]
     moved = sorted(({"sample_id": row.sample.id, "rollout_id": row.rollout.id, "criterion": row.criterion,
                      "teacher": row.verdict, "student": verdict}
                     for row, verdict in zip(rows, student, strict=True) if verdict is not None),
@@ -199,7 +203,9 @@ def measure_agreement(judge: str, rows: list[Judged], student: list[float | None
         student_judgments_per_s=(answers / student_seconds) if student_seconds else None,
         teacher_latency_s=(sum(latencies) / len(latencies)) if latencies else None,
         teacher_tokens_per_judgment=(sum(tokens) / len(tokens)) if tokens else None,
-        thresholds=thresholds, failures=failures, moved=moved)
+        thresholds=thresholds, failures=failures, moved=moved,
+        teacher_models=sorted({row.teacher_model for row in rows if row.teacher_model}),
+        teacher_cost_per_judgment=(sum(costs) / len(costs)) if costs else None)
 
 
 def _check(failures: list[str], criterion: str, figure: str, value: float | None, minimum: float) -> None:
@@ -222,7 +228,10 @@ def render_markdown(report: AgreementReport) -> str:
               "(all criteria of one answer)",
               f"- teacher, from its journal: {fmt(report.teacher_latency_s, 3)} s per judgment "
               f"({fmt(teacher_rate, 2)} judgments/s one at a time), "
-              f"{fmt(report.teacher_tokens_per_judgment, 0)} tokens per judgment", "",
+              f"{fmt(report.teacher_tokens_per_judgment, 0)} tokens per judgment"
+              + (f", model {', '.join(report.teacher_models)}" if report.teacher_models else "")
+              + (f", {report.teacher_cost_per_judgment:.6f} USD per judgment (the run's prices)"
+                 if report.teacher_cost_per_judgment is not None else ", no price configured"), "",
               "## Gate", "",
               f"Thresholds per criterion: accuracy >= {report.thresholds.min_accuracy}, "
               f"kappa >= {report.thresholds.min_kappa} (checks), "

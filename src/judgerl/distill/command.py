@@ -54,7 +54,8 @@ def teacher_criteria(config_path: Path, judge: str) -> tuple[list[dict[str, Any]
 
 def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, config: Path | None = None,
             judge: str | None = None, labelled: Path | None = None, criterion: str | None = None,
-            description: str | None = None, held_out: float = 0.2, settings: TrainSettings | None = None,
+            description: str | None = None, held_out: float = 0.2,
+            held_out_labelled: Path | None = None, settings: TrainSettings | None = None,
             thresholds: Thresholds | None = None, enforce_gate: bool = True) -> DistillResult:
     """Run the whole distillation; raise `DistillGateError` (after writing the report) below thresholds."""
     from judgerl.models import resolve_model
@@ -74,10 +75,18 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
             raise ConfigError("--criterion and --description name the check a labelled file grades")
         judge = judge or "distilled"
         rows = judged_from_labelled(labelled, criterion=criterion)
+        if held_out_labelled is not None:
+            test = judged_from_labelled(held_out_labelled, criterion=criterion)
+            _check_disjoint(rows, test, held_out_labelled)
         criteria = [{"name": criterion, "kind": "check", "description": description}]
     else:
         raise ConfigError("give --journal (with --config) or --labelled")
-    train_rows, test_rows = split_by_sample(rows, held_out=held_out, seed=settings.seed)
+    if held_out_labelled is not None:
+        if labelled is None:
+            raise ConfigError("a held-out labelled file goes with --labelled")
+        train_rows, test_rows = rows, test
+    else:
+        train_rows, test_rows = split_by_sample(rows, held_out=held_out, seed=settings.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_dir = out_dir / MODEL_FOLDER
     training_config = student_judge_config(judge, criteria, model=str(model_dir), extra_options=options)
@@ -94,3 +103,12 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
         raise DistillGateError(f"the distilled judge is refused for training: {'; '.join(report.failures)} "
                                f"(report: {paths['markdown']})")
     return DistillResult(report, training, model_dir, snippet, paths, len(train_rows))
+
+
+def _check_disjoint(train: list[Judged], test: list[Judged], path: Path) -> None:
+    """A held-out file must not share a question with the training file (split by sample)."""
+    shared = {row.sample.id for row in train} & {row.sample.id for row in test}
+    if shared:
+        example = next(row.sample.messages[-1]["content"] for row in test if row.sample.id in shared)
+        raise ConfigError(f"{len(shared)} question(s) of the held-out file are also in the training file, "
+                          f"e.g. {example!r}: hold out whole questions", path=str(path))

@@ -42,6 +42,9 @@ class Judged:
     #: seconds and tokens the teacher spent on the whole judgment (all criteria), for the savings
     teacher_latency_s: float | None = None
     teacher_tokens: int | None = None
+    #: the model that answered and what the judgment cost (USD, at the run's configured prices)
+    teacher_model: str | None = None
+    teacher_cost_usd: float | None = None
 
 
 def judged_from_journal(path: str | Path, *, judge: str | None = None) -> tuple[str, list[Judged]]:
@@ -78,7 +81,10 @@ def judged_from_journal(path: str | Path, *, judge: str | None = None) -> tuple[
             verdict = float(item["value"] if kind == "check" else item["score"])
             judged.append(Judged(sample, rollout, name, kind, verdict,
                                  teacher_latency_s=_number(entry.get("latency_s")),
-                                 teacher_tokens=int(entry.get("tokens") or 0)))
+                                 teacher_tokens=int(entry.get("tokens") or 0),
+                                 teacher_model=entry.get("model") if isinstance(entry.get("model"), str)
+                                 else None,
+                                 teacher_cost_usd=_number(entry.get("cost_usd"))))
     return judge, judged
 
 

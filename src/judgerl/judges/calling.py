@@ -41,6 +41,10 @@ class CallLog:
     #: each call's rendered request (messages and, for scoring: logprob, the candidate tokens):
     #: what a distilled judge is trained on and what an audit replays
     requests: list[dict[str, Any]] = field(default_factory=list)
+    #: the model that answered each call (as the backend reports it)
+    models: list[str] = field(default_factory=list)
+    #: USD of the fresh calls at the runtime's configured prices (None: no price for the model)
+    cost_usd: float | None = None
 
     @property
     def cached(self) -> bool:
@@ -54,6 +58,9 @@ class CallLog:
         self.tokens += other.tokens
         self.calls += other.calls
         self.cached_calls += other.cached_calls
+        self.models += other.models
+        if other.cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
         self.requests += other.requests
 
 
@@ -96,6 +103,11 @@ async def call_and_parse(runtime: ModelRuntime, backend_name: str, request: Comp
         completion = result.completion
         log.raw_outputs.append(completion.text)
         log.tokens += completion.usage.total_tokens
+        log.models.append(completion.model)
+        fresh = not (result.cached or getattr(result, "deduplicated", False))
+        cost = runtime.stats.price_usd(completion.model, completion.usage) if fresh else None
+        if cost is not None:
+            log.cost_usd = (log.cost_usd or 0.0) + cost
         if result.parse_error is None:
             return CallOutcome(result.parsed, None, log)
         error = result.parse_error
@@ -141,6 +153,8 @@ def record_judgment(runtime: ModelRuntime, *, judge: str, kind: str, prompt: Pro
         "outcome": outcome,
         "reason": reason,
         "requests": log.requests,
+        "model": log.models[0] if len(set(log.models)) == 1 else (log.models or None),
+        "cost_usd": None if log.cost_usd is None else round(log.cost_usd, 8),
     }
     if inputs is not None:
         entry["inputs"] = inputs

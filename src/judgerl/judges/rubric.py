@@ -141,7 +141,8 @@ class RubricOptions(CriteriaOptions):
 
 
 GENERATE_PLACEHOLDERS = {"question", "answer", "reference", "criteria", "answer_format"}
-LOGPROB_PLACEHOLDERS = {"question", "answer", "reference", "criterion", "instruction", "choices"}
+LOGPROB_PLACEHOLDERS = {"question", "answer", "reference", "criterion", "instruction", "choices",
+                        "question_text", "answer_text"}
 TRANSCRIPT_PLACEHOLDERS = {"transcript", "tools", "reference", "criteria", "answer_format"}
 SCOPE_PROMPTS = {"trajectory": "rubric_trajectory", "turns": "rubric_turn"}
 
@@ -188,7 +189,10 @@ class RubricJudge(PointwiseJudge):
             self.prompt.check_placeholders(GENERATE_PLACEHOLDERS, {"answer"}, field=field)
         else:
             self.prompt = choose_prompt(self.options.prompt_file, "rubric_logprob", base_dir)
-            self.prompt.check_placeholders(LOGPROB_PLACEHOLDERS, {"answer"}, field=field)
+            # a distilled student's template shows the texts unfenced ({answer_text}): it is a
+            # trained classifier, and the fences' hash tags cost it ~60 prompt tokens per judgment
+            shown = "answer_text" if "answer_text" in self.prompt.placeholders else "answer"
+            self.prompt.check_placeholders(LOGPROB_PLACEHOLDERS, {shown}, field=field)
         self.rationale_prompt = load_prompt("rationale")
         self.specs = [CriterionSpec(criterion.name, criterion.kind) for criterion in self.options.criteria]
 
@@ -239,6 +243,7 @@ class RubricJudge(PointwiseJudge):
         tokens = self.criterion_tokens(criterion)
         instruction, choices = verdict_instruction(criterion.kind, tokens)
         values = {**self._common_values(sample, rollout),
+                  "question_text": sample.prompt, "answer_text": rollout.completion,
                   "criterion": describe_criteria([criterion]).removeprefix("- "),
                   "instruction": instruction, "choices": choices}
         return CompletionRequest(messages=self.prompt.render(values), max_tokens=1, temperature=0.0,

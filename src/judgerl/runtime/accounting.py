@@ -82,10 +82,17 @@ class RuntimeStats:
             if usage is not None:
                 self.prompt_tokens += usage.prompt_tokens
                 self.completion_tokens += usage.completion_tokens
-                price = self.prices.get(model)
-                if price is not None:
-                    self.cost_usd += (usage.prompt_tokens * price.input_per_mtok
-                                      + usage.completion_tokens * price.output_per_mtok) / 1e6
+                cost = self.price_usd(model, usage)
+                if cost is not None:
+                    self.cost_usd += cost
+
+    def price_usd(self, model: str, usage: Usage) -> float | None:
+        """What `usage` cost at `model`'s configured price (USD); None when no price is set."""
+        price = self.prices.get(model)
+        if price is None:
+            return None
+        return (usage.prompt_tokens * price.input_per_mtok
+                + usage.completion_tokens * price.output_per_mtok) / 1e6
 
     def snapshot(self) -> dict[str, Any]:
         """All figures as a plain, JSON-ready dict."""
