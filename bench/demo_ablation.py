@@ -5,7 +5,8 @@ addresses the specific thing the customer wrote, not a generic apology". Whether
 criterion must be measured by a judge the reward did not train on, beyond the run-to-run spread.
 So the specific-reply training scenarios are split into two disjoint halves (by topic): one half
 distils the reward's student, the other distils a second student that only scores. Both are gated
-on the held-out scenarios (as `judgerl distill` does). Then, for each seed, the demo's RFT runs
+on the held-out scenarios (as `judgerl distill` does; a refused half is said so and measured
+anyway, for information). Then, for each seed, the demo's RFT runs
 twice from the base policy, with (a) the demo's checks only and (b) the checks + the reward
 student, and the trained policies answer the demo's held-out prompts (`demo/eval.jsonl`), scored
 by the checks + the scoring student. The base policy is scored the same way once.
@@ -26,10 +27,11 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from judgerl.distill.agreement import Thresholds
+from judgerl.distill.agreement import DistillGateError, Thresholds
 from judgerl.distill.demo_judge import (
     CRITERION,
     DESCRIPTION,
@@ -151,14 +153,20 @@ def main() -> int:
         for name, half in (("reward", reward_half), ("scorer", scorer_half)):
             plan = StudentPlan(base_model=student_base, train=half, held_out=held, settings=settings,
                                thresholds=thresholds)
-            student = prepare_student(out / f"student-{name}", plan)
+            gate = "passed"
+            try:
+                student = prepare_student(out / f"student-{name}", plan)
+            except DistillGateError as exc:  # measured anyway, and said so: a half has half the rows
+                gate = f"REFUSED ({exc}); its figures below are for information only"
+                open_gate = Thresholds(min_accuracy=0.0, min_kappa=-1.0)
+                student = prepare_student(out / f"student-{name}", replace(plan, thresholds=open_gate))
             students[name] = student
             timings[f"distill {name} student"] = [student.seconds]
             figures = student.figures
             print(f"{name} student: {figures['train_rows']} training rows (disjoint topics), held-out "
                   f"accuracy {figures['accuracy']:.3f}, kappa {figures['kappa']:.3f}, AUC "
                   f"{'n/a' if figures.get('auc') is None else format(figures['auc'], '.3f')}"
-                  f"{' (reused)' if student.reused else ''}")
+                  f"{' (reused)' if student.reused else ''}; gate {gate}")
         scoring = scorer_config(students["scorer"].model_dir)
         rewards = {"checks": write_config(checks_only_config(DEMO_RECIPE.parent / "reward.yaml"),
                                           out / "reward-checks.yaml"),

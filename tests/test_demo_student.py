@@ -122,3 +122,14 @@ def test_the_demo_runs_every_stage_rewarded_by_the_student(tmp_path: Path, tiny_
     scored = summary["components"].get(CRITERION)
     assert scored is not None and 0.0 <= scored <= 1.0, summary["components"]
     assert json.loads((run_dir / "timings.json").read_text()) == timings
+
+
+def test_an_unknown_demo_judge_is_refused_before_any_work(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from judgerl.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--run-dir", str(tmp_path / "demo"), "--judge", "teacher"])
+    assert result.exit_code != 0
+    assert "fewshot or student" in result.output
+    assert not (tmp_path / "demo").exists()
