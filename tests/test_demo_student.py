@@ -133,3 +133,27 @@ def test_an_unknown_demo_judge_is_refused_before_any_work(tmp_path: Path):
     assert result.exit_code != 0
     assert "fewshot or student" in result.output
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_folder_of_the_few_shot_demo_is_not_resumed_with_the_student(tmp_path: Path,
+                                                                        tiny_plan: StudentPlan):
+    from judgerl.errors import ConfigError
+
+    run_dir = tmp_path / "demo"
+    run_dir.mkdir()
+    (run_dir / "stages.json").write_text(json.dumps({"stages": {"rft": {"status": "done", "seconds": 1}}}))
+    with pytest.raises(ConfigError, match="another judge"):
+        run_student_demo(run_dir, plan=tiny_plan)
+    assert not (run_dir / "student").exists(), "refused before distilling"
+
+
+def test_finished_stages_of_a_previous_student_are_not_resumed_with_a_new_one(
+        tmp_path: Path, tiny_plan: StudentPlan):
+    from judgerl.errors import ConfigError
+
+    run_dir = tmp_path / "demo"
+    run_dir.mkdir()
+    (run_dir / "stages.json").write_text(json.dumps({"stages": {"rft": {"status": "done", "seconds": 1}}}))
+    (run_dir / "reward-student.yaml").write_text("checks: []\n")
+    with pytest.raises(ConfigError, match="fresh --run-dir"):
+        run_student_demo(run_dir, plan=tiny_plan)

@@ -454,7 +454,8 @@ def rejudge(
 @app.command()
 @friendly_errors
 def demo(
-    run_dir: Annotated[Path, typer.Option(help="Where the demo run goes.")] = Path("runs/demo"),
+    run_dir: Annotated[Path | None, typer.Option(
+        help="Where the demo run goes (default runs/demo; runs/demo-student with --judge student).")] = None,
     overrides: SetOption = None,
     quick: Annotated[bool, typer.Option(
         "--quick", help="A few steps and prompts: checks that everything works in a few minutes.")] = False,
@@ -468,6 +469,7 @@ def demo(
     from judgerl.run.workflow import DEMO_RECIPE, QUICK_OVERRIDES, Workflow
 
     started = time.monotonic()
+    run_dir = run_dir or Path("runs/demo-student" if judge == "student" else "runs/demo")
     settings = [f"workflow.run_dir={run_dir.resolve()}", *(QUICK_OVERRIDES if quick else []),
                 *(overrides or [])]
     if judge == "student":

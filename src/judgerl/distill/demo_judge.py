@@ -110,7 +110,8 @@ def prepare_student(folder: Path, plan: StudentPlan, console: Console | None = N
         _gate(figures, plan.thresholds, folder)
         return PreparedStudent(model_dir, True, time.monotonic() - started, figures)
     if folder.exists():
-        console.print(f"student: {folder} was trained from other data or settings; training again")
+        console.print(f"student: {folder} holds no finished student for these data and settings; "
+                      "training again")
         shutil.rmtree(folder)
     console.print(f"student: distilling {plan.base_model} on {plan.train.name} "
                   f"({plan.settings.method}, {plan.settings.epochs} epoch(s))")
@@ -193,8 +194,16 @@ def run_student_demo(run_dir: Path, overrides: list[str] | None = None, *, plan:
     console = console or Console(stderr=True)
     run_dir = run_dir.resolve()
     plan = plan or StudentPlan()
+    finished = bool(read_stages(run_dir))
+    if finished and not (run_dir / REWARD_FILE).is_file():
+        raise ConfigError("this folder holds a demo run with another judge; its finished stages would be "
+                          "skipped: give --judge student its own --run-dir", path=str(run_dir))
     console.rule("[bold]distill")
     student = prepare_student(run_dir / STUDENT_DIR, plan, console)
+    if finished and not student.reused:
+        raise ConfigError("the student was trained again (other data or settings) but this folder's "
+                          "finished stages were rewarded by the previous one: start in a fresh --run-dir "
+                          f"(the new student is in {run_dir / STUDENT_DIR})", path=str(run_dir))
     console.print(f"student gate passed: held-out accuracy {student.figures['accuracy']:.3f}, "
                   f"kappa {student.figures['kappa']:.3f}, AUC {_fmt(student.figures.get('auc'))} "
                   f"({'reused' if student.reused else 'trained'} in {student.seconds:.0f} s)")
