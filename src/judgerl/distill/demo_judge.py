@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -75,7 +76,7 @@ class StudentPlan:
         described = {"base_model": self.base_model, "settings": asdict(self.settings),
                      "criterion": self.criterion, "description": self.description,
                      "prompt": STUDENT_PROMPT,
-                     # a base model folder: its weights' size and time stand in for its bytes
+                     # a base model folder: its files' names and sizes stand in for its bytes
                      "base_files": sorted((p.name, p.stat().st_size) for p in base.iterdir() if p.is_file())
                      if base.is_dir() else None}
         digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
@@ -123,9 +124,12 @@ def prepare_student(folder: Path, plan: StudentPlan, console: Console | None = N
     figures = {"accuracy": measured.accuracy, "kappa": measured.kappa, "auc": measured.auc,
                "held_out_rows": result.report.held_out_rows, "train_rows": result.train_rows,
                "training_seconds": round(result.training.seconds, 1)}
-    manifest_path.write_text(json.dumps({"digest": digest, "figures": figures,
-                                         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                         "base_model": plan.base_model}, indent=2), encoding="utf-8")
+    # written last and whole (then renamed): a crash mid-way leaves no manifest, so no false reuse
+    staged = manifest_path.with_suffix(".tmp")
+    staged.write_text(json.dumps({"digest": digest, "figures": figures,
+                                  "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                  "base_model": plan.base_model}, indent=2), encoding="utf-8")
+    os.replace(staged, manifest_path)
     _gate(figures, plan.thresholds, folder)
     return PreparedStudent(result.model_dir, False, time.monotonic() - started, figures)
 
@@ -142,7 +146,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 def _gate(figures: dict[str, Any], thresholds: Thresholds, folder: Path) -> None:
     """The `judgerl distill` gate on the recorded held-out figures (None counts as failing)."""
-    failures = [f"{name} {figures.get(name)} < {minimum}"
+    failures = [f"{name} {_fmt(figures.get(name))} < {minimum}"
                 for name, minimum in (("accuracy", thresholds.min_accuracy), ("kappa", thresholds.min_kappa))
                 if figures.get(name) is None or figures[name] < minimum]
     if failures:
