@@ -454,18 +454,37 @@ def rejudge(
 @app.command()
 @friendly_errors
 def demo(
-    run_dir: Annotated[Path, typer.Option(help="Where the demo run goes.")] = Path("runs/demo"),
+    run_dir: Annotated[Path | None, typer.Option(
+        help="Where the demo run goes (default runs/demo; runs/demo-student with --judge student).")] = None,
     overrides: SetOption = None,
     quick: Annotated[bool, typer.Option(
         "--quick", help="A few steps and prompts: checks that everything works in a few minutes.")] = False,
+    judge: Annotated[str, typer.Option(
+        help="fewshot: the embedded few-shot tone judge (default). student: first distil (or reuse "
+             "from RUN_DIR/student) a 135M judge of 'the reply addresses the specific thing the "
+             "customer wrote', gate it on held-out scenarios, and reward with it next to the "
+             "checks. Figures not yet measured.")] = "fewshot",
 ) -> None:
     """Run the whole workflow offline on a shipped task with the embedded local models."""
     from judgerl.run.workflow import DEMO_RECIPE, QUICK_OVERRIDES, Workflow
 
     started = time.monotonic()
+    run_dir = run_dir or Path("runs/demo-student" if judge == "student" else "runs/demo")
     settings = [f"workflow.run_dir={run_dir.resolve()}", *(QUICK_OVERRIDES if quick else []),
                 *(overrides or [])]
-    report_path = Workflow(DEMO_RECIPE, settings, console=console).run()
+    if judge == "student":
+        from judgerl.distill.agreement import DistillGateError
+        from judgerl.distill.demo_judge import run_student_demo
+
+        try:
+            report_path, _ = run_student_demo(run_dir, settings, console=console)
+        except DistillGateError as exc:
+            console.print(f"[bold red]refused:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from exc
+    elif judge == "fewshot":
+        report_path = Workflow(DEMO_RECIPE, settings, console=console).run()
+    else:
+        raise typer.BadParameter("--judge is fewshot or student")
     elapsed = time.monotonic() - started
     console.print(f"[bold green]demo finished in {elapsed:.0f} s; report:[/] {report_path}")
 

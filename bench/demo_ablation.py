@@ -1,0 +1,216 @@
+"""Benchmark: does the demo's RFT learn from the distilled judge? Checks only vs checks + student.
+
+Why: `judgerl demo --judge student` rewards the demo with a 135M student distilled for "the reply
+addresses the specific thing the customer wrote, not a generic apology". Whether RFT moves that
+criterion must be measured by a judge the reward did not train on, beyond the run-to-run spread.
+So the specific-reply training scenarios are split into two disjoint halves (by topic): one half
+distils the reward's student, the other distils a second student that only scores. Both are gated
+on the held-out scenarios (as `judgerl distill` does; a refused half is said so and measured
+anyway, for information). Then, for each seed, the demo's RFT runs
+twice from the base policy, with (a) the demo's checks only and (b) the checks + the reward
+student, and the trained policies answer the demo's held-out prompts (`demo/eval.jsonl`), scored
+by the checks + the scoring student. The base policy is scored the same way once.
+
+Prints, per arm: the scoring student's criterion and the total reward as mean, std, min and max
+over seeds; and the wall time of each part (the two distillations, each RFT, each evaluation).
+
+    python bench/demo_ablation.py --seeds 3            # the packaged 135M policy and students
+    python bench/demo_ablation.py --tiny               # < 2 min: tiny random models, 2 steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from judgerl.distill.agreement import DistillGateError, Thresholds
+from judgerl.distill.demo_judge import (
+    CRITERION,
+    DESCRIPTION,
+    StudentPlan,
+    checks_only_config,
+    prepare_student,
+    specific_reply_data,
+    student_reward_config,
+    write_config,
+)
+from judgerl.distill.student import TrainSettings
+from judgerl.run.workflow import DEMO_RECIPE, trained_model
+
+ARMS = ("checks", "checks+student")
+
+
+def split_scenarios(train: Path, out: Path, *, every: int = 1) -> tuple[Path, Path]:
+    """Two files with disjoint topics (the `category` field), alternating over the sorted topics."""
+    rows = [json.loads(line) for line in train.read_text(encoding="utf-8").splitlines() if line.strip()]
+    topics = sorted({row["category"] for row in rows})
+    halves = {topic: index % 2 for index, topic in enumerate(topics)}
+    paths = (out / "reward-half.jsonl", out / "scorer-half.jsonl")
+    for half, path in enumerate(paths):
+        chosen = [row for row in rows if halves[row["category"]] == half][::every]
+        path.write_text("".join(json.dumps(row) + "\n" for row in chosen), encoding="utf-8")
+    return paths
+
+
+def subset(source: Path, target: Path, every: int) -> Path:
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    target.write_text("".join(lines[::every]), encoding="utf-8")
+    return target
+
+
+def scorer_config(model_dir: Path) -> dict[str, Any]:
+    """The evaluation's reward: the demo's checks + the scoring student (same weight as in training)."""
+    return student_reward_config(DEMO_RECIPE.parent / "reward.yaml", model_dir)
+
+
+def tiny_models(folder: Path, train: Path) -> tuple[str, str]:
+    from judgerl.judges.templates import load_prompt
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from tiny_policy import build_corpus_model_dir, build_tiny_model_dir
+
+    corpus = [load_prompt("rubric_student").text, DESCRIPTION,
+              *train.read_text(encoding="utf-8").splitlines()[:60], "PASS", "FAIL"]
+    student = build_corpus_model_dir(folder / "tiny-student", corpus)
+    return str(student), str(build_tiny_model_dir(folder / "tiny-policy"))
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return (f"mean {statistics.fmean(values):.3f}  std {std:.3f}  min {min(values):.3f}  "
+            f"max {max(values):.3f}  (n={len(values)})")
+
+
+def evaluate(model: str, label: str, config: dict[str, Any], overrides: list[str],
+             out: Path) -> dict[str, Any]:
+    from judgerl.models.policy import SamplingConfig
+    from judgerl.run.evaluate import ModelSpec, evaluate_models
+    from judgerl.train.recipe import load_recipe
+    from judgerl.train.splits import load_split
+
+    recipe = load_recipe(DEMO_RECIPE, overrides)
+    evaluation = recipe.evaluation
+    samples = load_split(recipe, "eval")[: evaluation.limit]
+    sampling = SamplingConfig(k=evaluation.k, temperature=evaluation.temperature, top_p=evaluation.top_p,
+                              max_new_tokens=evaluation.max_new_tokens or recipe.rollout.max_new_tokens,
+                              seed=evaluation.seed, batch_size=evaluation.batch_size)
+    summary = evaluate_models({label: ModelSpec(source=model)}, samples, config, k=evaluation.k,
+                              out_dir=out, sampling=sampling, resume=False)
+    return summary.models[label]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="< 2 min smoke run (tiny random models)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None, help="RFT steps (default: the demo recipe's)")
+    parser.add_argument("--student-base", default="smollm2-135m-instruct")
+    parser.add_argument("--epochs", type=int, default=3, help="student training epochs")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="keep students and runs here (students are reused when unchanged)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.output or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        train, held = specific_reply_data()
+        settings = TrainSettings(epochs=args.epochs)
+        thresholds = Thresholds()
+        base_overrides = ["validation.suite=null", "monitors.held_out_reward=null",
+                          "logging.tensorboard=false", "workflow.export_check=false"]
+        every = 1
+        student_base = args.student_base
+        if args.tiny:
+            every = 6
+            held = subset(held, out / "held.jsonl", 6)
+            student_base, policy = tiny_models(out, train)
+            settings = TrainSettings(method="full", epochs=1, learning_rate=3e-3)
+            thresholds = Thresholds(min_accuracy=0.0, min_kappa=-1.0)  # a tiny student cannot pass
+            args.seeds = min(args.seeds, 2)
+            base_overrides += [f"model.name_or_path={policy}", "model.lora.rank=4", "model.lora.alpha=8",
+                               "rollout.number_generation=2", "rollout.max_new_tokens=6",
+                               "trainer.global_batch_size=4", "trainer.max_steps=2", "trainer.save_steps=2",
+                               "evaluation.max_new_tokens=6", "evaluation.limit=2", "evaluation.k=2"]
+        if args.steps is not None:
+            base_overrides.append(f"trainer.max_steps={args.steps}")
+        reward_half, scorer_half = split_scenarios(train, out, every=every)
+        timings: dict[str, list[float]] = {}
+        students = {}
+        for name, half in (("reward", reward_half), ("scorer", scorer_half)):
+            plan = StudentPlan(base_model=student_base, train=half, held_out=held, settings=settings,
+                               thresholds=thresholds)
+            gate = "passed"
+            try:
+                student = prepare_student(out / f"student-{name}", plan)
+            except DistillGateError as exc:  # measured anyway, and said so: a half has half the rows
+                gate = f"REFUSED ({exc}); its figures below are for information only"
+                open_gate = Thresholds(min_accuracy=0.0, min_kappa=-1.0)
+                student = prepare_student(out / f"student-{name}", replace(plan, thresholds=open_gate))
+            students[name] = student
+            timings[f"distill {name} student"] = [student.seconds]
+            figures = student.figures
+            print(f"{name} student: {figures['train_rows']} training rows (disjoint topics), held-out "
+                  f"accuracy {figures['accuracy']:.3f}, kappa {figures['kappa']:.3f}, AUC "
+                  f"{'n/a' if figures.get('auc') is None else format(figures['auc'], '.3f')}"
+                  f"{' (reused)' if student.reused else ''}; gate {gate}")
+        scoring = scorer_config(students["scorer"].model_dir)
+        rewards = {"checks": write_config(checks_only_config(DEMO_RECIPE.parent / "reward.yaml"),
+                                          out / "reward-checks.yaml"),
+                   "checks+student": write_config(student_reward_config(DEMO_RECIPE.parent / "reward.yaml",
+                                                                        students["reward"].model_dir),
+                                                  out / "reward-checks-student.yaml")}
+        from judgerl.train.grpo import train as rft
+        from judgerl.train.recipe import load_recipe
+
+        started = time.monotonic()
+        base = evaluate(load_recipe(DEMO_RECIPE, base_overrides).model.name_or_path, "base", scoring,
+                        base_overrides, out / "base")
+        timings["evaluate base"] = [time.monotonic() - started]
+        results: dict[str, dict[str, list[float]]] = {arm: {"criterion": [], "total": []} for arm in ARMS}
+        for seed in range(args.seeds):
+            for arm in ARMS:
+                folder = out / f"{arm.replace('+', '-')}-seed{seed}"
+                overrides = [*base_overrides, f"reward={rewards[arm]}", f"trainer.seed={seed}",
+                             f"evaluation.seed={seed}", f"logging.output_dir={folder / 'rft'}"]
+                started = time.monotonic()
+                result = rft(load_recipe(DEMO_RECIPE, overrides), skip_validation=True)
+                timings.setdefault(f"RFT {arm}", []).append(time.monotonic() - started)
+                started = time.monotonic()
+                summary = evaluate(str(trained_model(result.output_dir)), arm.replace("+", "-"), scoring,
+                                   overrides, folder)
+                timings.setdefault(f"evaluate {arm}", []).append(time.monotonic() - started)
+                criterion = summary["components"].get(CRITERION)
+                if criterion is not None:
+                    results[arm]["criterion"].append(criterion)
+                if summary.get("reward_mean") is not None:
+                    results[arm]["total"].append(summary["reward_mean"])
+                print(f"seed {seed} {arm:<15}: {CRITERION} {criterion}  total {summary.get('reward_mean')}")
+        print(f"held-out demo prompts scored by the checks + the scoring student "
+              f"(never trained on the reward's topics); {args.seeds} seed(s)")
+        base_criterion = base["components"].get(CRITERION)
+        print(f"{'base policy':<26}: {CRITERION} {base_criterion}  total {base.get('reward_mean')}")
+        for arm in ARMS:
+            print(f"{arm:<15} {CRITERION:<10}: {spread(results[arm]['criterion'])}")
+            print(f"{arm:<15} {'total':<10}: {spread(results[arm]['total'])}")
+        for part, seconds in timings.items():
+            runs = f" ({len(seconds)} runs)" if len(seconds) > 1 else ""
+            print(f"time {part:<26}: {sum(seconds):.1f} s{runs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
