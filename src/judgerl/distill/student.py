@@ -27,6 +27,7 @@ from judgerl.distill.examples import Judged, target_distribution
 from judgerl.errors import ConfigError
 from judgerl.judges.logprob import verdict_tokens
 from judgerl.judges.rubric import RubricJudge
+from judgerl.models.quiet import quiet_unactionable_warnings
 
 log = logging.getLogger(__name__)
 Method = Literal["lora", "full"]
@@ -171,6 +172,7 @@ def train_student(base_model: Path, rows: list[Judged], judge_config: dict[str, 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_unactionable_warnings()  # peft's merge reads a deprecated transformers attribute
     torch.manual_seed(settings.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(base_model))
     model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
