@@ -31,11 +31,13 @@ SetOption = Annotated[list[str] | None, typer.Option(
 
 
 def quiet_progress_bars_when_logged() -> None:
-    """Hide Hugging Face progress bars ("Loading weights", "Writing model shards") when stderr is
-    not a terminal: in a log file each redraw is a line of noise. HF_HUB_DISABLE_PROGRESS_BARS set
-    by the user wins; it must be set before transformers is imported, which the commands do lazily."""
+    """Hide Hugging Face progress bars ("Loading weights", "Writing model shards", "Tokenizing train
+    dataset") when stderr is not a terminal: in a log file each redraw is a line of noise. The
+    variables set by the user win; they must be set before transformers / datasets are imported,
+    which the commands do lazily."""
     if not sys.stderr.isatty():
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers, huggingface_hub
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # datasets (TRL's tokenizing)
 
 
 @app.callback()
