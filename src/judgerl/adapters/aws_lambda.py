@@ -69,7 +69,7 @@ from judgerl.adapters import (
     prompt_sample_id,
     reference_text,
 )
-from judgerl.reward.pipeline import NEUTRAL_SCORE, RewardPipeline
+from judgerl.reward.pipeline import RewardPipeline
 from judgerl.trajectory import TrajectoryError, final_answer, link_tool_results, parse_tools, parse_trajectory
 from judgerl.types import Reward, Rollout, Sample, rollout_id
 
@@ -263,11 +263,7 @@ def _deadline_s(context: Any) -> float | None:
 
 
 def _unscored(sample: Sample, rollout: Rollout, pipeline: RewardPipeline, reason: str) -> Reward:
-    policy = pipeline.config.failure_policy
-    value = None if policy == "unscored" else (NEUTRAL_SCORE if policy == "neutral" else 0.0)
-    components: dict[str, float | None] = {name: None for name in pipeline.weights}
-    return Reward(sample_id=sample.id, rollout_id=rollout.id, value=value, components=components,
-                  status="unscored", reason=reason, details={"failure_policy": policy})
+    return pipeline.unscored_reward(sample, rollout, None, reason)
 
 
 def score_items(pipeline: RewardPipeline, items: Sequence[tuple[Sample, Rollout]],

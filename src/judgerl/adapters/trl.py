@@ -45,7 +45,7 @@ from typing import Any
 
 from judgerl.adapters import content_text, load_pipeline, prompt_sample_id, reference_text
 from judgerl.adapters.trl_ranks import TRL_HOOKS, launched_ranks, score_across_ranks
-from judgerl.reward.pipeline import NEUTRAL_SCORE, RewardPipeline
+from judgerl.reward.pipeline import RewardPipeline
 from judgerl.trajectory import TrajectoryError, link_tool_results, parse_tools, parse_trajectory, uses_tools
 from judgerl.types import Reward, Rollout, Sample, rollout_id
 
@@ -224,12 +224,8 @@ def _default_name(pipeline: RewardPipeline | None, config: Any) -> str:
 
 def _bad_trajectory(pipeline: RewardPipeline, item: tuple[Sample, Rollout], reason: str) -> Reward:
     """The reward of a rollout whose trajectory cannot be read: unscored, under the failure policy."""
-    policy = pipeline.config.failure_policy
-    value = None if policy == "unscored" else (NEUTRAL_SCORE if policy == "neutral" else 0.0)
     sample, rollout = item
-    return Reward(sample_id=sample.id, rollout_id=rollout.id, value=value,
-                  components=dict.fromkeys(pipeline.weights), status="unscored", reason=reason,
-                  details={"failure_policy": policy})
+    return pipeline.unscored_reward(sample, rollout, None, reason)
 
 
 __all__ = ["DEFAULT_REFERENCE_KEYS", "build_items", "completion_text", "log_rewards", "prompt_messages",

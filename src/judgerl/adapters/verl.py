@@ -172,15 +172,10 @@ def build_item(data_source: Any, solution_str: str, ground_truth: Any,
 def _unreadable(pipeline: RewardPipeline, data_source: Any, extra_info: dict[str, Any] | None,
                 error: TrajectoryError) -> Reward:
     """The reward of a rollout whose conversation cannot be read: unscored, under the failure policy."""
-    from judgerl.reward.pipeline import NEUTRAL_SCORE
-
-    policy = pipeline.config.failure_policy
-    value = None if policy == "unscored" else (NEUTRAL_SCORE if policy == "neutral" else 0.0)
     row = (extra_info or {}).get("index") if isinstance(extra_info, dict) else None
-    return Reward(sample_id=str(row), rollout_id=str(row), value=value,
-                  components=dict.fromkeys(pipeline.weights), status="unscored",
-                  reason=f"bad trajectory (data_source {data_source!r}, index {row}): {error}",
-                  details={"failure_policy": policy})
+    return pipeline.unscored_reward(Sample(id=str(row), messages=[]),
+                                    Rollout(sample_id=str(row), completion="", id=str(row)), None,
+                                    f"bad trajectory (data_source {data_source!r}, index {row}): {error}")
 
 
 def turn_scores_text(reward: Reward, judges: list[str]) -> str:

@@ -46,17 +46,6 @@ def whole_group_judges(pipeline: RewardPipeline) -> list[str]:
     return names
 
 
-def unscored_reward(pipeline: RewardPipeline, sample: Sample, rollout: Rollout, reason: str) -> Reward:
-    """An unscored reward with the pipeline's failure-policy value and every component not computed."""
-    from judgerl.reward.pipeline import NEUTRAL_SCORE
-
-    policy = pipeline.config.failure_policy
-    value = None if policy == "unscored" else (NEUTRAL_SCORE if policy == "neutral" else 0.0)
-    components: dict[str, float | None] = {name: None for name in pipeline.weights}
-    return Reward(sample_id=sample.id, rollout_id=rollout.id, value=value, components=components,
-                  status="unscored", reason=reason, details={"failure_policy": policy})
-
-
 @dataclass
 class _Pending:
     sample: Sample
@@ -158,7 +147,7 @@ class GroupAssembler:
                 reason = (f"{INCOMPLETE_REASON}: {len(pending.rollouts)} of {pending.expected} rollouts "
                           f"arrived within {self.timeout_s:g} s, and judge(s) {', '.join(self.needs_whole)} "
                           "need the whole group")
-                rewards = [unscored_reward(self.pipeline, pending.sample, rollout, reason)
+                rewards = [self.pipeline.unscored_reward(pending.sample, rollout, None, reason)
                            for rollout in pending.rollouts]
         except Exception as exc:  # every waiting caller gets the error (answered as a 5xx)
             for future in pending.futures:
@@ -181,4 +170,4 @@ class GroupAssembler:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
-__all__ = ["INCOMPLETE_REASON", "GroupAssembler", "unscored_reward", "whole_group_judges"]
+__all__ = ["INCOMPLETE_REASON", "GroupAssembler", "whole_group_judges"]

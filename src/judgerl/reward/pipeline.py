@@ -126,13 +126,13 @@ class RewardPipeline:
         for index, rollout in enumerate(rollouts):
             problem = sample_problem or _invalid_rollout_text(rollout)
             if problem is not None:
-                rewards[index] = self._unscored_reward(sample, rollout, {}, f"invalid_text: {problem}")
+                rewards[index] = self.unscored_reward(sample, rollout, {}, f"invalid_text: {problem}")
                 continue
             scores = self._run_checks(sample, rollout)
             failed = next(((name, score) for name, score in scores.items() if score.value is None), None)
             if failed is not None:
                 name, score = failed
-                rewards[index] = self._unscored_reward(sample, rollout, scores,
+                rewards[index] = self.unscored_reward(sample, rollout, scores,
                                                        f"{score.reason or 'unscored'} ({name})")
                 continue
             gate = self._gate(scores)
@@ -276,21 +276,25 @@ class RewardPipeline:
         unscored = [(name, score) for name, score in scores.items() if score.value is None]
         if unscored:
             name, score = unscored[0]
-            return self._unscored_reward(sample, rollout, scores, f"{score.reason or 'unscored'} ({name})",
+            return self.unscored_reward(sample, rollout, scores, f"{score.reason or 'unscored'} ({name})",
                                          rationale=rationale)
         values = {name: float(value) for name, value in components.items() if value is not None}
         try:
             value = self.formula(values) if self.formula is not None else weighted_mean(values, self.weights)
         except Exception as exc:  # FormulaEvaluationError and anything else: this row's failure only
-            return self._unscored_reward(sample, rollout, scores, f"aggregate_error: {_short(exc)}",
+            return self.unscored_reward(sample, rollout, scores, f"aggregate_error: {_short(exc)}",
                                          rationale=rationale)
         details = {"scores": {name: _score_detail(score) for name, score in scores.items()}}
         return Reward(sample_id=sample.id, rollout_id=rollout.id, value=value, components=components,
                       rationale=rationale, status="ok", details=details)
 
-    def _unscored_reward(self, sample: Sample, rollout: Rollout, scores: dict[str, Score], reason: str,
-                         *, rationale: str = "") -> Reward:
-        """An unscored reward (value from `failure_policy`) keeping whatever components were computed."""
+    def unscored_reward(self, sample: Sample, rollout: Rollout, scores: dict[str, Score] | None, reason: str,
+                        *, rationale: str = "") -> Reward:
+        """An unscored reward (value from `failure_policy`) keeping whatever components were computed.
+
+        Adapters use it too, for a rollout they cannot hand to the pipeline (an unreadable
+        trajectory, a deadline): one place decides what unscored is worth."""
+        scores = scores or {}
         components: dict[str, float | None] = {name: score.value for name, score in scores.items()}
         for check_config, _ in self.checks:
             components.setdefault(check_config.name, None)

@@ -34,7 +34,7 @@ from typing import Any
 from judgerl.adapters.trl import attach_trajectory, completion_text, log_rewards
 from judgerl.adapters.trl_ranks import ROW_RANKS, Ranks, score_across_ranks
 from judgerl.data import JsonlWriter
-from judgerl.reward.pipeline import NEUTRAL_SCORE, RewardPipeline
+from judgerl.reward.pipeline import RewardPipeline
 from judgerl.runtime.accounting import stats_delta
 from judgerl.train.monitors import SignalTracker
 from judgerl.trajectory import TrajectoryError
@@ -98,11 +98,7 @@ class TrainingReward:
             return await self.pipeline.score_batch(items)
         good = [item for index, item in enumerate(items) if index not in errors]
         scored = iter(await self.pipeline.score_batch(good) if good else [])
-        policy = self.pipeline.config.failure_policy
-        value = None if policy == "unscored" else (NEUTRAL_SCORE if policy == "neutral" else 0.0)
-        return [Reward(sample_id=item[0].id, rollout_id=item[1].id, value=value,
-                       components=dict.fromkeys(self.pipeline.weights), status="unscored",
-                       reason=errors[index], details={"failure_policy": policy})
+        return [self.pipeline.unscored_reward(*item, None, errors[index])
                 if index in errors else next(scored) for index, item in enumerate(items)]
 
     async def __call__(self, prompts: list[Any], completions: list[Any],
