@@ -375,11 +375,17 @@ def distill(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="The teacher's reward config (with --journal: its criteria).")] = None,
     judge: Annotated[str | None, typer.Option(
-        help="The judge to distill (when the journal holds several).")] = None,
+        help="The judge to distill (when the journal holds several): a rubric judge, or a pairwise "
+             "one (its comparisons train a student that judges each answer alone).")] = None,
     labelled: Annotated[Path | None, typer.Option(
-        help="A scored labelled file (prompt, answer, score), the format `judgerl validate` reads.")] = None,
-    criterion: Annotated[str | None, typer.Option(help="With --labelled: the check's name.")] = None,
-    description: Annotated[str | None, typer.Option(help="With --labelled: what the check asks.")] = None,
+        help="A labelled file in the format `judgerl validate` reads: scored rows (prompt, answer, "
+             "score) or pairwise rows (prompt, answer_a, answer_b, label a/b/tie).")] = None,
+    criterion: Annotated[str | None, typer.Option(
+        help="With scored --labelled rows: the check's name (pairwise rows: the judge's name).")] = None,
+    description: Annotated[str | None, typer.Option(
+        help="With --labelled: what the check asks (pairwise rows: what makes an answer better, "
+             "judged on each answer alone); with a pairwise --journal: overrides the teacher's "
+             "instructions.")] = None,
     base_model: Annotated[str, typer.Option(
         help="Packaged model name or model folder.")] = "smollm2-135m-instruct",
     method: Annotated[str, typer.Option(help="lora (default) or full fine-tuning.")] = "lora",
@@ -391,7 +397,7 @@ def distill(
     held_out_file: Annotated[Path | None, typer.Option(
         help="With --labelled: a labelled file of held-out rows for the report (then every row of "
              "--labelled trains and --held-out is not used).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Rows per training step.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Rows (pairwise: pairs) per training step.")] = 8,
     lora_layers: Annotated[int | None, typer.Option(
         help="LoRA on the top N layers only (faster steps); default all.")] = None,
     max_prompt_tokens: Annotated[int, typer.Option(
@@ -403,7 +409,10 @@ def distill(
     min_spearman: Annotated[float, typer.Option(help="Gate: per-Likert-criterion Spearman.")] = 0.6,
     seed: Annotated[int, typer.Option(help="Split and training seed.")] = 0,
 ) -> None:
-    """Distill a judge: train a small local student on the teacher's verdicts; exit 1 if it is refused."""
+    """Distill a judge: train a small local student on the teacher's verdicts; exit 1 if it is refused.
+
+    Pairwise teachers (journal or labelled rows) get a Bradley-Terry student: a pointwise pairwise judge.
+    """
     from judgerl.distill.agreement import DistillGateError, Thresholds
     from judgerl.distill.command import distill as run_distill
     from judgerl.distill.student import TrainSettings

@@ -8,10 +8,17 @@ verdict, calibration as ECE with a reliability plot; Likert: Spearman, exact-lev
 quadratic-weighted kappa), measures the student's judgments per second here against the teacher's
 recorded latency and tokens, and refuses a student below the thresholds (`DistillGateError`,
 a non-zero exit), like the validation gate refuses a judge before training.
+
+For a pairwise teacher the rows are held-out pairs and the one "criterion" is the preferred side:
+the student (a `type: pairwise`, `comparison: pointwise` judge) gives P(a better) per pair through
+the same real path; accuracy and Cohen's kappa on the side (teacher ties left out, and counted),
+AUC of P(a better) against the teacher's side, ECE with a reliability plot on P(a better), the
+same gate (accuracy and kappa thresholds).
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import math
@@ -22,13 +29,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from judgerl.distill.examples import Judged
+from judgerl.distill.examples import Judged, JudgedPair
 from judgerl.errors import JudgerlError
 from judgerl.types import Rollout, Sample
 from judgerl.validate.report import fmt
 from judgerl.validate.stats import cohen_kappa, percent_agreement, spearman
 
 RELIABILITY_BINS = 10
+#: the one "criterion" of a pairwise teacher's report
+PREFERRED_SIDE = "preferred side"
 
 
 class DistillGateError(JudgerlError):
@@ -55,6 +64,8 @@ class CriterionAgreement:
     ece: float | None = None
     spearman: float | None = None
     teacher_pass_share: float | None = None
+    #: pairwise: held-out pairs the teacher called a tie (left out of every figure)
+    teacher_ties: int | None = None
     reliability: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -73,6 +84,8 @@ class AgreementReport:
     teacher_cost_per_judgment: float | None = None
     failures: list[str] = field(default_factory=list)
     moved: list[dict[str, Any]] = field(default_factory=list)
+    #: a pairwise teacher: rows are pairs, judgments are comparisons, the criterion the side
+    pairwise: bool = False
 
     @property
     def passed(self) -> bool:
@@ -155,6 +168,73 @@ def student_verdicts(config: dict[str, Any], rows: list[Judged]) -> tuple[list[f
     return verdicts, seconds
 
 
+def student_pair_verdicts(config: dict[str, Any], pairs: list[JudgedPair],
+                          ) -> tuple[list[float | None], float]:
+    """P(a better) per pair from the student's pairwise judge (built by a real reward pipeline on
+    the written folder, so exactly as a training run scores); (verdicts, seconds). An unscored
+    comparison is None."""
+    from judgerl.reward.pipeline import RewardPipeline
+
+    with RewardPipeline.from_config(config) as pipeline:
+        for backend in pipeline.runtime.backends.values():
+            load = getattr(backend, "load", None)
+            if callable(load):
+                load()  # the model's loading time is not judging time
+        judge = pipeline.judges[0]
+        compare = getattr(judge, "compare", None)
+        if not callable(compare):
+            raise TypeError(f"the student judge '{judge.name}' does not compare two answers")
+
+        async def every_pair() -> list[Any]:
+            return list(await asyncio.gather(*(compare(pair.sample, pair.a.completion, pair.b.completion)
+                                               for pair in pairs)))
+
+        started = time.perf_counter()
+        verdicts = pipeline.loop_thread().run(every_pair())
+        seconds = time.perf_counter() - started
+    return [verdict.prob_a if verdict.status == "ok" else None for verdict in verdicts], seconds
+
+
+def measure_pair_agreement(judge: str, pairs: list[JudgedPair], student: list[float | None], *,
+                           student_seconds: float | None, thresholds: Thresholds) -> AgreementReport:
+    """The report of a pairwise student (P(a better) per held-out pair) against its teacher."""
+    failures: list[str] = []
+    result = CriterionAgreement(PREFERRED_SIDE, "pairwise", len(pairs))
+    unscored = sum(verdict is None for verdict in student)
+    if unscored:
+        failures.append(f"{PREFERRED_SIDE}: the student left {unscored} pair(s) unscored")
+    decided = [(pair, float(verdict)) for pair, verdict in zip(pairs, student, strict=True)
+               if verdict is not None and pair.verdict != 0.5]
+    result.teacher_ties = sum(pair.verdict == 0.5 for pair in pairs)
+    teacher_sides = [pair.verdict > 0.5 for pair, _ in decided]
+    predicted = [verdict for _, verdict in decided]
+    student_sides = [verdict > 0.5 for verdict in predicted]
+    if decided:
+        result.accuracy = percent_agreement(teacher_sides, student_sides)
+        result.kappa = cohen_kappa(teacher_sides, student_sides)
+        result.auc = auc(predicted, teacher_sides)
+        result.ece, result.reliability = reliability_bins(predicted, [float(x) for x in teacher_sides])
+        result.teacher_pass_share = sum(teacher_sides) / len(teacher_sides)
+    _check(failures, PREFERRED_SIDE, "accuracy", result.accuracy, thresholds.min_accuracy)
+    _check(failures, PREFERRED_SIDE, "kappa", result.kappa, thresholds.min_kappa)
+    latencies = [pair.teacher_latency_s for pair in pairs if pair.teacher_latency_s is not None]
+    tokens = [pair.teacher_tokens for pair in pairs if pair.teacher_tokens]
+    costs = [pair.teacher_cost_usd for pair in pairs if pair.teacher_cost_usd is not None]
+    moved = sorted(({"sample_id": pair.sample.id, "rollout_id": f"{pair.a.id} vs {pair.b.id}",
+                     "criterion": PREFERRED_SIDE, "teacher": pair.verdict, "student": verdict}
+                    for pair, verdict in zip(pairs, student, strict=True) if verdict is not None),
+                   key=lambda item: -abs(item["teacher"] - item["student"]))[:10]
+    return AgreementReport(
+        judge=judge, held_out_rows=len(pairs), held_out_samples=len({pair.sample.id for pair in pairs}),
+        criteria=[result],
+        student_judgments_per_s=(len(pairs) / student_seconds) if student_seconds else None,
+        teacher_latency_s=(sum(latencies) / len(latencies)) if latencies else None,
+        teacher_tokens_per_judgment=(sum(tokens) / len(tokens)) if tokens else None,
+        thresholds=thresholds, failures=failures, moved=moved, pairwise=True,
+        teacher_models=sorted({pair.teacher_model for pair in pairs if pair.teacher_model}),
+        teacher_cost_per_judgment=(sum(costs) / len(costs)) if costs else None)
+
+
 def measure_agreement(judge: str, rows: list[Judged], student: list[float | None], *,
                       student_seconds: float | None, thresholds: Thresholds) -> AgreementReport:
     """The report of the student against the teacher on `rows` (held out), with the gate applied."""
@@ -215,19 +295,28 @@ def _check(failures: list[str], criterion: str, figure: str, value: float | None
 
 def render_markdown(report: AgreementReport) -> str:
     teacher_rate = (1 / report.teacher_latency_s) if report.teacher_latency_s else None
+    unit = "pairs" if report.pairwise else "rows"
+    judgment = "comparisons" if report.pairwise else "judgments"
     lines = [f"# Distilled judge `{report.judge}`: agreement with the teacher", "",
-             f"Held out: {report.held_out_rows} rows from {report.held_out_samples} samples "
-             "(split by sample: no held-out question was trained on).", "",
+             f"Held out: {report.held_out_rows} {unit} from {report.held_out_samples} samples "
+             "(split by sample: no held-out question was trained on).", ""]
+    if report.pairwise:
+        ties = report.criteria[0].teacher_ties if report.criteria else 0
+        lines += ["Pairwise teacher: the student scores each answer alone and P(a better) = "
+                  "sigmoid(s_a - s_b); figures are on the preferred side, AUC and ECE on P(a better); "
+                  f"{ties} pair(s) the teacher called a tie are left out. 'teacher pass share' is the "
+                  "share of pairs where the teacher preferred a.", ""]
+    lines += [
              "| criterion | kind | rows | accuracy | kappa | AUC | ECE | Spearman | teacher pass share |",
              "|---|---|---|---|---|---|---|---|---|"]
     for c in report.criteria:
         lines.append(f"| {c.criterion} | {c.kind} | {c.rows} | {fmt(c.accuracy)} | {fmt(c.kappa)} | "
                      f"{fmt(c.auc)} | {fmt(c.ece)} | {fmt(c.spearman)} | {fmt(c.teacher_pass_share)} |")
     lines += ["", "## What it saves", "",
-              f"- student, here: {fmt(report.student_judgments_per_s, 2)} judgments/s "
-              "(all criteria of one answer)",
+              f"- student, here: {fmt(report.student_judgments_per_s, 2)} {judgment}/s "
+              + ("(two answers, each judged alone)" if report.pairwise else "(all criteria of one answer)"),
               f"- teacher, from its journal: {fmt(report.teacher_latency_s, 3)} s per judgment "
-              f"({fmt(teacher_rate, 2)} judgments/s one at a time), "
+              f"({fmt(teacher_rate, 2)} {judgment}/s one at a time), "
               f"{fmt(report.teacher_tokens_per_judgment, 0)} tokens per judgment"
               + (f", model {', '.join(report.teacher_models)}" if report.teacher_models else "")
               + (f", {report.teacher_cost_per_judgment:.6f} USD per judgment (the run's prices)"
@@ -278,8 +367,8 @@ def _reliability_plot(report: AgreementReport, path: Path) -> None:
         if c.reliability:
             axes.plot([b["predicted"] for b in c.reliability], [b["observed"] for b in c.reliability],
                       marker="o", label=f"{c.criterion} (ECE {fmt(c.ece)})")
-    axes.set_xlabel("student P(pass)")
-    axes.set_ylabel("share the teacher passed")
+    axes.set_xlabel("student P(a better)" if report.pairwise else "student P(pass)")
+    axes.set_ylabel("share the teacher preferred a" if report.pairwise else "share the teacher passed")
     axes.set_title("Reliability on held-out rows")
     axes.legend(fontsize=7)
     figure.tight_layout()

@@ -3,6 +3,8 @@
 Why one function: the CLI, the benchmark and the tests run the same steps in the same order
 (read verdicts, split by sample, train, write the folder and the snippet, score the held-out rows
 through the `local` backend, report, gate), so none of them can skip the held-out measurement.
+A pairwise teacher (its journal's comparisons, or a pairwise labelled file) takes the same steps
+with pairs: a Bradley-Terry student (student.py) whose snippet is a pointwise pairwise judge.
 """
 
 from __future__ import annotations
@@ -19,12 +21,32 @@ from judgerl.distill.agreement import (
     DistillGateError,
     Thresholds,
     measure_agreement,
+    measure_pair_agreement,
+    student_pair_verdicts,
     student_verdicts,
     write_agreement_report,
 )
-from judgerl.distill.examples import Judged, judged_from_journal, judged_from_labelled, split_by_sample
-from judgerl.distill.student import TrainResult, TrainSettings, student_judge_config, train_student
-from judgerl.errors import ConfigError
+from judgerl.distill.examples import (
+    Judged,
+    JudgedPair,
+    balanced,
+    journal_judge_names,
+    judged_from_journal,
+    judged_from_labelled,
+    pairs_from_journal,
+    pairs_from_labelled,
+    split_by_sample,
+)
+from judgerl.distill.student import (
+    TrainResult,
+    TrainSettings,
+    student_judge_config,
+    student_pairwise_config,
+    train_student,
+)
+from judgerl.errors import ConfigError, DataError
+from judgerl.judges.pairwise import DEFAULT_CRITERION
+from judgerl.validate.datasets import PairItem, load_labelled_file
 
 MODEL_FOLDER = "model"
 SNIPPET_FILE = "reward-snippet.yaml"
@@ -52,6 +74,34 @@ def teacher_criteria(config_path: Path, judge: str) -> tuple[list[dict[str, Any]
     return criteria, options
 
 
+def teacher_kind(config_path: Path, journal: Path, judge: str | None) -> tuple[str, str]:
+    """(judge name, its type in the teacher's reward config: rubric or pairwise)."""
+    if judge is None:
+        names = sorted(journal_judge_names(journal))
+        if len(names) != 1:
+            raise DataError(f"the journal holds judgments of {names or 'no judge'}; name one with --judge",
+                            path=str(journal))
+        judge = names[0]
+    config = load_reward_config(config_path)
+    found = next((j for j in config.judges if j.name == judge), None)
+    if found is None or found.type not in ("rubric", "pairwise"):
+        raise ConfigError(f"no rubric or pairwise judge '{judge}' in the reward config "
+                          f"(judges: {[j.name for j in config.judges]})", path=str(config_path))
+    return judge, found.type
+
+
+def teacher_pairwise_options(config_path: Path, judge: str) -> dict[str, Any]:
+    """A pairwise teacher's options (its mode, instructions, ...) from its reward config."""
+    config = load_reward_config(config_path)
+    found = next(j for j in config.judges if j.name == judge)
+    return dict(found.options)
+
+
+def is_pairwise_file(path: Path) -> bool:
+    """Whether a labelled file holds pairwise rows (its rows are validated, bad ones named)."""
+    return isinstance(load_labelled_file(path)[0], PairItem)
+
+
 def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, config: Path | None = None,
             judge: str | None = None, labelled: Path | None = None, criterion: str | None = None,
             description: str | None = None, held_out: float = 0.2,
@@ -68,9 +118,31 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
         if config is None:
             raise ConfigError("--config (the teacher's reward config) is needed with --journal: "
                               "the student's rubric copies the teacher's criteria")
+        judge, kind = teacher_kind(config, journal, judge)
+        if kind == "pairwise":
+            options = teacher_pairwise_options(config, judge)
+            asked = description or options.get("instructions") or DEFAULT_CRITERION
+            return _distill_pairs(out_dir=out_dir, base_model=base_model, judge=judge,
+                                  pairs=pairs_from_journal(journal, judge=judge), held=None,
+                                  description=asked, options=options, held_out=held_out, settings=settings,
+                                  thresholds=thresholds, enforce_gate=enforce_gate)
         judge, rows = judged_from_journal(journal, judge=judge)
         criteria, options = teacher_criteria(config, judge)
     elif labelled is not None:
+        if labelled.is_file() and is_pairwise_file(labelled):
+            if not description:
+                raise ConfigError("--description names what makes an answer better in a pairwise "
+                                  "labelled file (the criterion the student judges each answer on)")
+            pairs = pairs_from_labelled(labelled)
+            held = None
+            if held_out_labelled is not None:
+                held = pairs_from_labelled(held_out_labelled)
+                _check_disjoint(pairs, held, held_out_labelled)
+            return _distill_pairs(out_dir=out_dir, base_model=base_model,
+                                  judge=judge or criterion or "distilled", pairs=pairs, held=held,
+                                  description=description, options={},
+                                  held_out=held_out, settings=settings, thresholds=thresholds,
+                                  enforce_gate=enforce_gate)
         if not criterion or not description:
             raise ConfigError("--criterion and --description name the check a labelled file grades")
         judge = judge or "distilled"
@@ -93,19 +165,57 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
     training = train_student(resolve_model(base_model), train_rows, training_config, model_dir, settings)
     snippet = out_dir / SNIPPET_FILE
     snippet_config = student_judge_config(judge, criteria, model=MODEL_FOLDER, extra_options=options)
-    snippet.write_text("# a distilled judge (judgerl distill); the model path is relative to this file\n"
-                       + yaml.safe_dump(snippet_config, sort_keys=False), encoding="utf-8")
+    _write_snippet(snippet, snippet_config)
     measured = student_judge_config(judge, criteria, model=str(model_dir.resolve()), extra_options=options)
     verdicts, seconds = student_verdicts(measured, test_rows)
     report = measure_agreement(judge, test_rows, verdicts, student_seconds=seconds, thresholds=thresholds)
+    return _finish(report, training, model_dir, snippet, out_dir, len(train_rows), enforce_gate)
+
+
+def _distill_pairs(*, out_dir: Path, base_model: str, judge: str, pairs: list[JudgedPair],
+                   held: list[JudgedPair] | None, description: str, options: dict[str, Any],
+                   held_out: float, settings: TrainSettings, thresholds: Thresholds,
+                   enforce_gate: bool) -> DistillResult:
+    """The pairwise teacher's distillation: a Bradley-Terry student, a pointwise pairwise snippet."""
+    from judgerl.models import resolve_model
+
+    if held is not None:
+        train_pairs, test_pairs = pairs, held
+    else:
+        train_pairs, test_pairs = split_by_sample(pairs, held_out=held_out, seed=settings.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_dir = out_dir / MODEL_FOLDER
+
+    def config_for(model: str) -> dict[str, Any]:
+        return student_pairwise_config(judge, description, model=model, extra_options=options)
+
+    training = train_student(resolve_model(base_model), train_pairs, config_for(str(model_dir)), model_dir,
+                             settings)
+    snippet = out_dir / SNIPPET_FILE
+    _write_snippet(snippet, config_for(MODEL_FOLDER))
+    test_pairs = balanced(test_pairs)
+    verdicts, seconds = student_pair_verdicts(config_for(str(model_dir.resolve())), test_pairs)
+    report = measure_pair_agreement(judge, test_pairs, verdicts, student_seconds=seconds,
+                                    thresholds=thresholds)
+    return _finish(report, training, model_dir, snippet, out_dir, len(train_pairs), enforce_gate)
+
+
+def _write_snippet(path: Path, config: dict[str, Any]) -> None:
+    path.write_text("# a distilled judge (judgerl distill); the model path is relative to this file\n"
+                    + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+def _finish(report: AgreementReport, training: TrainResult, model_dir: Path, snippet: Path, out_dir: Path,
+            train_rows: int, enforce_gate: bool) -> DistillResult:
     paths = write_agreement_report(report, out_dir)
     if enforce_gate and not report.passed:
         raise DistillGateError(f"the distilled judge is refused for training: {'; '.join(report.failures)} "
                                f"(report: {paths['markdown']})")
-    return DistillResult(report, training, model_dir, snippet, paths, len(train_rows))
+    return DistillResult(report, training, model_dir, snippet, paths, train_rows)
 
 
-def _check_disjoint(train: list[Judged], test: list[Judged], path: Path) -> None:
+def _check_disjoint(train: list[Judged] | list[JudgedPair], test: list[Judged] | list[JudgedPair],
+                    path: Path) -> None:
     """A held-out file must not share a question with the training file (split by sample)."""
     shared = {row.sample.id for row in train} & {row.sample.id for row in test}
     if shared:

@@ -7,6 +7,12 @@ another template or `scoring: generate`) but rendered by the student's own rubri
 and the answer, which the journal records as `inputs`. The teacher's verdict per criterion becomes
 the target: P(pass) for a check (a soft target; 0/1 for hard targets), the level for a Likert one.
 
+A pairwise teacher (which of two answers is better) gives `JudgedPair`s: the question, both
+answers in the order shown and the teacher's P(a better) after its position swap (1 / 0.5 / 0 for a
+verdict without probabilities: a win, a tie, a loss), from the journal's `judge_kind: pairwise`
+entries or from a pairwise labelled file (`judgerl validate`'s format: prompt, answer_a, answer_b,
+label). The student for such a teacher scores each answer alone (student.py).
+
 The held-out split is by sample id, never by rollout or criterion: every answer to one question and
 every criterion of it falls on one side, so the agreement measured on held-out rows is agreement on
 questions the student never saw.
@@ -19,14 +25,15 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from judgerl.errors import DataError
 from judgerl.runtime.journal import read_journal
 from judgerl.types import Rollout, Sample
-from judgerl.validate.datasets import AnswerItem, load_labelled_file
+from judgerl.validate.datasets import AnswerItem, PairItem, load_labelled_file
 
 Kind = Literal["check", "likert"]
+_WINNER = {"a": 1.0, "tie": 0.5, "b": 0.0}
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,98 @@ class Judged:
     #: the model that answered and what the judgment cost (USD, at the run's configured prices)
     teacher_model: str | None = None
     teacher_cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class JudgedPair:
+    """Two answers to one question the teacher compared, and its P(a better) (0.5: a tie)."""
+
+    sample: Sample
+    a: Rollout
+    b: Rollout
+    #: P(a better) in [0, 1] after the teacher's position swap; 1 / 0.5 / 0 for win / tie / loss
+    verdict: float
+    teacher_latency_s: float | None = None
+    teacher_tokens: int | None = None
+    teacher_model: str | None = None
+    teacher_cost_usd: float | None = None
+
+    def swapped(self) -> JudgedPair:
+        """The same comparison with the answers the other way round (the verdict follows).
+
+        >>> pair = JudgedPair(Sample("s", []), Rollout("s", "x", id="1"), Rollout("s", "y", id="2"), 0.75)
+        >>> swapped = pair.swapped(); (swapped.a.id, swapped.verdict)
+        ('2', 0.25)
+        """
+        return JudgedPair(self.sample, self.b, self.a, 1.0 - self.verdict, self.teacher_latency_s,
+                          self.teacher_tokens, self.teacher_model, self.teacher_cost_usd)
+
+
+def journal_judge_names(path: str | Path) -> dict[str, set[str]]:
+    """Judge name -> the kinds of judgment (rubric, pairwise) the journal holds for it."""
+    names: dict[str, set[str]] = {}
+    for entry in read_journal(path):
+        if entry.get("judge_kind") in ("rubric", "pairwise"):
+            names.setdefault(str(entry.get("judge")), set()).add(str(entry["judge_kind"]))
+    return names
+
+
+def pairs_from_journal(path: str | Path, *, judge: str) -> list[JudgedPair]:
+    """The scored comparisons of pairwise judge `judge` in a journal (answers in the order shown).
+
+    Comparisons decided without the judge (an empty answer, identical answers) are not in the
+    journal; entries without `inputs` (journals written before judgerl recorded them for pairwise
+    judges) cannot be replayed and are an error.
+    """
+    chosen = [entry for entry in read_journal(path) if entry.get("judge_kind") == "pairwise"
+              and entry.get("judge") == judge and entry.get("outcome") == "ok"]
+    if not chosen:
+        raise DataError(f"no scored pairwise judgment of judge '{judge}'", path=str(path))
+    pairs = []
+    for number, entry in enumerate(chosen, start=1):
+        inputs = entry.get("inputs")
+        if not isinstance(inputs, dict) or len(inputs.get("answers") or []) != 2:
+            raise DataError(f"pairwise judgment {number} of '{judge}' has no `inputs` (the question and "
+                            "both answers); rerun the teacher with this judgerl version to record them",
+                            path=str(path))
+        scores = entry.get("scores") or {}
+        probability = scores.get("prob_a")
+        if not isinstance(probability, (int, float)):
+            if scores.get("winner") not in _WINNER:
+                raise DataError(f"pairwise judgment {number} of '{judge}' has neither `prob_a` nor a "
+                                "winner", path=str(path), field="scores")
+            probability = _WINNER[scores["winner"]]
+        sample = Sample(id=str(entry["sample_id"]), messages=list(inputs.get("messages") or []),
+                        reference=inputs.get("reference"))
+        ids = list(entry.get("rollout_ids") or []) or ["a", "b"]
+        a, b = (Rollout(sample_id=sample.id, completion=str(text), id=str(rollout_id))
+                for text, rollout_id in zip(inputs["answers"], ids, strict=True))
+        pairs.append(JudgedPair(sample, a, b, float(probability),
+                                teacher_latency_s=_number(entry.get("latency_s")),
+                                teacher_tokens=int(entry.get("tokens") or 0),
+                                teacher_model=model if isinstance(model := entry.get("model"), str) else None,
+                                teacher_cost_usd=_number(entry.get("cost_usd"))))
+    return pairs
+
+
+def pairs_from_labelled(path: str | Path) -> list[JudgedPair]:
+    """Rows of a pairwise labelled file (prompt, answer_a, answer_b, label a/b/tie) as comparisons.
+
+    A bad row is the loader's `DataError` (file, line, field); a scored file is refused here.
+    """
+    items = load_labelled_file(path)
+    if not isinstance(items[0], PairItem):
+        raise DataError("expected pairwise rows (prompt, answer_a, answer_b, label); this file is scored",
+                        path=str(path))
+    pairs = []
+    for item in items:
+        assert isinstance(item, PairItem) and item.label is not None
+        key = item.category + ":" + item.prompt if item.category else item.prompt
+        sample = Sample(id=_short_id(key), messages=[{"role": "user", "content": item.prompt}],
+                        reference=item.reference)
+        pairs.append(JudgedPair(sample, Rollout(sample.id, item.a, id=f"{item.id}:a"),
+                                Rollout(sample.id, item.b, id=f"{item.id}:b"), _WINNER[item.label]))
+    return pairs
 
 
 def judged_from_journal(path: str | Path, *, judge: str | None = None) -> tuple[str, list[Judged]]:
@@ -95,8 +194,8 @@ def judged_from_labelled(path: str | Path, *, criterion: str) -> list[Judged]:
     """
     items = load_labelled_file(path)
     if not items or not isinstance(items[0], AnswerItem):
-        raise DataError("distilling from a labelled file needs scored rows (prompt, answer, score); "
-                        "pairwise rows are not supported yet", path=str(path))
+        raise DataError("expected scored rows (prompt, answer, score); this file is pairwise",
+                        path=str(path))
     scores = [float(item.score) for item in items if isinstance(item, AnswerItem) and item.score is not None]
     low, high = min(scores), max(scores)
     if low >= 0 and high <= 1:
@@ -114,9 +213,16 @@ def judged_from_labelled(path: str | Path, *, criterion: str) -> list[Judged]:
     return judged
 
 
-def split_by_sample(judged: Iterable[Judged], *, held_out: float, seed: int = 0,
-                    ) -> tuple[list[Judged], list[Judged]]:
-    """(train, held out): a sample's rows all go to one side, chosen by a seeded hash of its id.
+class _OfSample(Protocol):
+    @property
+    def sample(self) -> Sample: ...
+
+
+Row = TypeVar("Row", bound=_OfSample)
+
+
+def split_by_sample(judged: Iterable[Row], *, held_out: float, seed: int = 0) -> tuple[list[Row], list[Row]]:
+    """(train, held out): a sample's rows (or pairs) all go to one side, by a seeded hash of its id.
 
     >>> rows = [Judged(Sample(str(i), []), Rollout(str(i), "a", id=f"{i}-{k}"), "c", "check", 1.0)
     ...         for i in range(50) for k in range(3)]
@@ -132,6 +238,20 @@ def split_by_sample(judged: Iterable[Judged], *, held_out: float, seed: int = 0,
         raise DataError("distillation needs judgments of at least two samples to hold one out")
     held = set(ids[:max(1, round(len(ids) * held_out))])
     return [row for row in rows if row.sample.id not in held], [row for row in rows if row.sample.id in held]
+
+
+def balanced(pairs: Iterable[JudgedPair]) -> list[JudgedPair]:
+    """Every other pair (in a fixed order) swapped, so the teacher's preferred side is a in about
+    half of them: agreement on the side (kappa, AUC) is then informative even when a file always
+    puts the better answer first. A student that scores answers alone gives the same verdict
+    either way round, so this changes which side is called a, never who agrees.
+
+    >>> rows = [JudgedPair(Sample(str(i), []), Rollout(str(i), "x"), Rollout(str(i), "y"), 1.0)
+    ...         for i in range(4)]
+    >>> [pair.verdict for pair in balanced(rows)]
+    [1.0, 0.0, 1.0, 0.0]
+    """
+    return [pair.swapped() if index % 2 else pair for index, pair in enumerate(pairs)]
 
 
 def target_distribution(row: Judged, tokens: list[str], *, soft: bool) -> list[float]:

@@ -20,6 +20,11 @@ used instead (a graded win). In round robin an unscored pair is left out of both
 rates, and a rollout with no scored pair is unscored. Identical answers tie without a call; an
 empty answer (when `empty_answer_score` is set) loses to any non-empty answer without a call.
 
+Each comparison's journal entry (`judge_kind: pairwise`) records what was judged (`inputs`: the
+sample's messages and reference, the answers a and b in that order) beside `scores.prob_a`
+(P(a better) after the position swap) or `scores.winner`, so `judgerl distill` can train a student
+on the teacher's comparisons.
+
 Template placeholders (pairwise.txt, pairwise_logprob.txt): {question} {answer_a} {answer_b}
 {instructions} {choices}; {answer_a} and {answer_b} are required.
 
@@ -62,7 +67,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from judgerl.backends.base import Completion, CompletionRequest
 from judgerl.config import JudgeConfig
 from judgerl.judges.base import ComparingJudge
-from judgerl.judges.calling import CallLog, CallOutcome, call_and_parse, record_judgment
+from judgerl.judges.calling import CallLog, CallOutcome, call_and_parse, judgment_inputs, record_judgment
 from judgerl.judges.logprob import candidate_mass, pairwise_prob_first
 from judgerl.judges.options import JudgeOptions, choose_prompt, is_empty, parse_options, question_block
 from judgerl.judges.parsing import PairwiseAnswer, parse_pairwise
@@ -131,6 +136,14 @@ class PairwiseOptions(JudgeOptions):
         return self.instructions or DEFAULT_CRITERION
 
 
+def _pair_inputs(sample: Sample, a: str, b: str, rollout_ids: list[str]) -> dict[str, object]:
+    """What a comparison judged, for the journal: the question, the reference and both answers in
+    the order a, b (the verdict's `prob_a` is P(a better) after the position swap), so the judgment
+    can be replayed or distilled (`judgerl distill` of a pairwise teacher)."""
+    ids = rollout_ids if len(rollout_ids) == 2 else ["a", "b"]
+    return judgment_inputs(sample, [Rollout(sample.id, a, id=ids[0]), Rollout(sample.id, b, id=ids[1])])
+
+
 def _unswap(answer: PairwiseAnswer, swapped: bool) -> Winner:
     if answer.winner == "tie":
         return "tie"
@@ -178,7 +191,9 @@ class PairwiseJudge(ComparingJudge):
         if self.options.comparison == "pointwise":
             self.rater = RubricJudge(self._rater_config(config), runtime, base_dir=base_dir)
             self.prompt = self.rater.prompt
-            self.prompt.check_placeholders(LOGPROB_PLACEHOLDERS, {"answer"},
+            # a distilled student's template shows the answer unfenced (as the rubric judge allows)
+            required = {"answer_text"} if "answer_text" in self.prompt.placeholders else {"answer"}
+            self.prompt.check_placeholders(LOGPROB_PLACEHOLDERS, required,
                                            field=f"judges.{config.name}.prompt_file")
             return
         default = "pairwise" if self.options.scoring == "generate" else "pairwise_logprob"
@@ -248,7 +263,7 @@ class PairwiseJudge(ComparingJudge):
             if rated is None:
                 ids = rollout_ids if len(rollout_ids) == 2 else ["a", "b"]
                 rated = await self._rate(sample, [(ids[0], a), (ids[1], b)])
-            return self._from_ratings(sample, rated[a], rated[b], rollout_ids=rollout_ids)
+            return self._from_ratings(sample, a, b, rated[a], rated[b], rollout_ids=rollout_ids)
         forward, backward = await asyncio.gather(self._one_order(sample, a, b), self._one_order(sample, b, a))
         log = CallLog()
         log.merge(forward.log)
@@ -276,7 +291,8 @@ class PairwiseJudge(ComparingJudge):
                         outcome="ok" if verdict.status == "ok" else "unscored", reason=verdict.reason,
                         scores={"winner": verdict.winner, "prob_a": verdict.prob_a, **{
                             key: value for key, value in verdict.details.items() if key != "prompt_version"}},
-                        rationale=verdict.rationale, extra={"scoring": self.options.scoring})
+                        rationale=verdict.rationale, extra={"scoring": self.options.scoring},
+                        inputs=_pair_inputs(sample, a, b, rollout_ids))
         return verdict
 
     # -- comparison pointwise: each answer alone ---------------------------------------------
@@ -295,7 +311,7 @@ class PairwiseJudge(ComparingJudge):
         scores = await self.rater.score_group(sample, rollouts)
         return dict(zip(distinct, scores, strict=True))
 
-    def _from_ratings(self, sample: Sample, rating_a: Score, rating_b: Score, *,
+    def _from_ratings(self, sample: Sample, a: str, b: str, rating_a: Score, rating_b: Score, *,
                       rollout_ids: list[str]) -> Verdict:
         """The verdict from two answers judged alone: P(a better) = preference(p_a, p_b)."""
         failures = [f"answer {label}: {rating.reason or 'unscored'}"
@@ -317,7 +333,8 @@ class PairwiseJudge(ComparingJudge):
                         outcome="ok" if verdict.status == "ok" else "unscored", reason=verdict.reason,
                         scores={"winner": verdict.winner, "prob_a": verdict.prob_a, **{
                             key: value for key, value in verdict.details.items() if key != "prompt_version"}},
-                        extra={"scoring": self.options.scoring, "comparison": "pointwise"})
+                        extra={"scoring": self.options.scoring, "comparison": "pointwise"},
+                        inputs=_pair_inputs(sample, a, b, rollout_ids))
         return verdict
 
     # -- a group ---------------------------------------------------------------------------
