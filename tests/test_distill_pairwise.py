@@ -4,8 +4,9 @@ Bradley-Terry student that learns it, scored as a `comparison: pointwise` pairwi
 The teacher is a scripted backend (no model) behind the real pairwise judge (both orders, the
 position swap) and runtime, so its journal is the one a user's run writes: it prefers the answer
 that mentions a refund (P(A) = 0.95 when only A does, 0.05 when only B does, 0.5 otherwise). The
-student is the tiny Llama of tests/test_distill.py, trained by `judgerl distill` with the pairwise
-loss on its own pointwise verdict logits, loaded back by the `local` backend and measured on pairs
+student is a tiny Llama (tests/tiny_policy.py, its tokenizer trained on the task's words), trained
+by `judgerl distill` with the pairwise loss on its own pointwise verdict logits, loaded back by the
+`local` backend and measured on pairs
 of questions it never saw.
 """
 
