@@ -227,3 +227,34 @@ def test_pair_agreement_leaves_teacher_ties_out_and_counts_them() -> None:
     assert side.auc == pytest.approx(1.0)  # P(a better) still ranks the teacher's sides right
     assert report.student_judgments_per_s == pytest.approx(2.5)
     assert any("unscored" in failure for failure in report.failures) and not report.passed
+
+
+def test_a_pointwise_pairwise_teachers_journal_is_read_as_comparisons(tmp_path: Path) -> None:
+    """A `comparison: pointwise` teacher journals each answer as a rubric judgment under its own name
+    and each comparison as a pairwise one: its config's type decides, and the comparisons are read;
+    a journal written before comparisons recorded their `inputs` is refused with a clear error."""
+    from judgerl.distill.command import teacher_kind
+    from judgerl.judges.pairwise import preference
+    from test_distill import teacher_responder
+
+    journal = tmp_path / "journal.jsonl"
+    config = {"backends": {"teacher": {"type": "scripted"}}, "runtime": {"journal_path": str(journal)},
+              "judges": [{"name": "alone", "type": "pairwise", "backend": "teacher", "scoring": "logprob",
+                          "comparison": "pointwise", "mode": "round_robin", "instructions": DESCRIPTION}]}
+    config_path = tmp_path / "reward.yaml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    with RewardPipeline.from_config(config, backends={"teacher": ScriptedBackend(teacher_responder)}) as p:
+        p.score_batch_sync(synthetic_items(4, 3, seed=2))
+    entries = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines()]
+    assert {entry["judge_kind"] for entry in entries} == {"rubric", "pairwise"}
+    assert teacher_kind(config_path, journal, None) == ("alone", "pairwise")
+    pairs = pairs_from_journal(journal, judge="alone")
+    assert len(pairs) == sum(entry["judge_kind"] == "pairwise" for entry in entries) > 0
+    for pair in pairs:
+        p_a, p_b = (0.95 if hidden_rule(r.completion) else 0.05 for r in (pair.a, pair.b))
+        assert pair.verdict == pytest.approx(preference(p_a, p_b))
+    old = tmp_path / "old.jsonl"
+    old.write_text("".join(json.dumps({key: value for key, value in entry.items() if key != "inputs"}) + "\n"
+                           for entry in entries), encoding="utf-8")
+    with pytest.raises(DataError, match="has no `inputs`"):
+        pairs_from_journal(old, judge="alone")
