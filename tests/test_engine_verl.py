@@ -11,12 +11,13 @@ config key). These tests take verl's own files as the truth:
   (`verl/experimental/reward_loop/reward_manager/naive.py`) uses, read from its source, and
   awaited or not as `run_single` decides (`inspect.iscoroutinefunction`).
 
-What is not driven: `import verl` imports ray at module level (`verl/protocol.py`), and the
-`engines` extra keeps ray out of CI, so `get_custom_reward_fn` is compiled from the real
-`reward.py` source (its module-level imports need `verl.DataProto`, which it does not use),
-with `verl.utils.import_utils` (stdlib only) imported as the real module file. The
-`RewardLoopWorker` / `NaiveRewardManager` classes themselves, and the `pkg://verl.trainer.config`
-search path of the example (it imports verl), need ray and are not run here.
+What is not driven: `import verl` imports ray at module level (`verl/protocol.py`); to keep these
+tests independent of ray, `get_custom_reward_fn` is compiled from the real `reward.py` source (its
+module-level imports need `verl.DataProto`, which it does not use), with
+`verl.utils.import_utils` (stdlib only) imported as the real module file. The `RewardLoopWorker`
+/ `RewardLoopManager` / `NaiveRewardManager` classes themselves, and the `pkg://verl.trainer.config`
+search path of the example (it imports verl), are driven in `test_engine_verl_ray.py`, with the
+ray that scripts/setup installs.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """verl's own tool agent loop and reward loop scoring a tool-using rollout with the judgerl reward.
 
 Why: `test_adapter_verl_tools.py` checks the reward function against `extra_info` as verl's
-reward manager merges it. This test runs verl's real code end to end, where ray is installed:
+reward manager merges it. This test runs verl's real code end to end (verl's agent loop imports ray):
 judgerl's `JudgerlToolAgentLoop` (verl's `ToolAgentLoop` plus the conversation), instantiated from
 `examples/verl/agent_loops.yaml` the way `AgentLoopWorker._run_agent_loop` does, with verl's
 hermes tool parser, continuous-token builder and `FunctionTool`s (the support agent's fake order
@@ -16,9 +16,7 @@ assistant turn: a policy model is not what is under test) and the Ray actor hand
 `AgentLoopWorker` is made without its constructor (which starts LLM clients): only the
 attributes its post-processing reads are set, each from the same config.
 
-Skipped without ray. To run it on CPU next to the `engines` pins:
-`pip install --no-deps ray==2.60.0 tensordict==0.10.0 pyvers cloudpickle orjson codetiming msgpack
-cachetools`.
+Skipped without ray and tensordict (the `engines` extra; scripts/setup installs them, CPU only).
 """
 
 from __future__ import annotations
@@ -38,8 +36,6 @@ pytest.importorskip("tensordict")
 from judgerl.adapters import clear_pipelines, load_pipeline
 from test_adapter_verl_tools import config
 from test_engine_verl import README_OVERRIDES, VERL_CONFIG_DIR, compose_verl
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORT = ROOT / "examples" / "support_agent"
