@@ -17,8 +17,10 @@ from judgerl.distill.demo_judge import (
     BACKEND,
     CRITERION,
     DESCRIPTION,
+    QUICK_EVERY,
     StudentPlan,
     prepare_student,
+    quick_plan,
     run_student_demo,
     specific_reply_data,
     student_reward_config,
@@ -94,6 +96,23 @@ def test_a_student_below_the_thresholds_is_refused(tmp_path: Path, tiny_plan: St
     assert (tmp_path / "student" / "agreement.md").is_file(), "the refused student's report is kept"
 
 
+def test_the_quick_student_sees_a_quarter_of_the_rows_once_and_its_gate_is_only_printed(
+        tmp_path: Path, tiny_plan: StudentPlan):
+    from rich.console import Console
+
+    plan = quick_plan(tmp_path / "data")
+    for quick, packaged in zip((plan.train, plan.held_out), specific_reply_data(), strict=True):
+        rows = packaged.read_text(encoding="utf-8").splitlines()
+        assert quick.read_text(encoding="utf-8").splitlines() == rows[::QUICK_EVERY]
+    assert plan.settings.epochs == 1 and plan.digest() != StudentPlan().digest()
+
+    strict = StudentPlan(**{**tiny_plan.__dict__, "thresholds": Thresholds(min_accuracy=1.01)})
+    console = Console(record=True, width=200)
+    student = prepare_student(tmp_path / "student", strict, console, enforce_gate=False)
+    assert (student.model_dir / "config.json").is_file()
+    assert "gate not enforced (--quick): accuracy" in console.export_text()
+
+
 def test_the_reward_config_adds_the_student_to_the_checks(tmp_path: Path):
     reward = DEMO_RECIPE.parent / "reward.yaml"
     config = student_reward_config(reward, tmp_path / "model", weight=2.0)
@@ -131,7 +150,7 @@ def test_an_unknown_demo_judge_is_refused_before_any_work(tmp_path: Path):
 
     result = CliRunner().invoke(app, ["demo", "--run-dir", str(tmp_path / "demo"), "--judge", "teacher"])
     assert result.exit_code != 0
-    assert "fewshot or student" in result.output
+    assert "student or fewshot" in result.output
     assert not (tmp_path / "demo").exists()
 
 

@@ -135,3 +135,23 @@ def test_rft_from_sft_without_an_sft_stage_is_a_config_error(tmp_path: Path):
     with pytest.raises(ConfigError, match="rft_from: sft needs the SFT stage's merged model") as info:
         workflow.rft_recipe()
     assert info.value.field == "workflow.rft_from"
+
+
+def test_a_folder_finished_under_other_settings_is_not_resumed(tmp_path: Path):
+    from judgerl.errors import ConfigError
+
+    recipe = write_recipe(tmp_path)
+    Workflow(recipe, backends=backends(), stop_after="baseline_eval").run()
+    run_dir = tmp_path / "run"
+    saved = (run_dir / "recipe.yaml").read_text()
+    stages = (run_dir / "stages.json").read_text()
+
+    # say `judgerl demo --quick`, then the full run in the same folder: its finished stages would be
+    # skipped and the report would mix the two runs
+    with pytest.raises(ConfigError, match=r"other settings \(trainer\.max_steps: 2 -> 3\)"):
+        Workflow(recipe, ["trainer.max_steps=3"], backends=backends())
+    assert (run_dir / "recipe.yaml").read_text() == saved and (run_dir / "stages.json").read_text() == stages
+
+    # the same settings resume (the interrupted-run case)
+    Workflow(recipe, backends=backends(), stop_after="validation").run()
+    assert list(json.loads((run_dir / "stages.json").read_text())["stages"]) == ["baseline_eval", "validation"]

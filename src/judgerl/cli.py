@@ -466,21 +466,27 @@ def rejudge(
 @friendly_errors
 def demo(
     run_dir: Annotated[Path | None, typer.Option(
-        help="Where the demo run goes (default runs/demo; runs/demo-student with --judge student).")] = None,
+        help="Where the demo run goes (default runs/demo; runs/demo-quick with --quick; "
+             "runs/demo-fewshot[-quick] with --judge fewshot).")] = None,
     overrides: SetOption = None,
     quick: Annotated[bool, typer.Option(
-        "--quick", help="A few steps and prompts: checks that everything works in a few minutes.")] = False,
+        "--quick", help="A few steps and prompts, and a one-epoch student on a quarter of the "
+                        "labels, its gate not enforced: checks that everything works in a few "
+                        "minutes.")] = False,
     judge: Annotated[str, typer.Option(
-        help="fewshot: the embedded few-shot tone judge (default). student: first distil (or reuse "
-             "from RUN_DIR/student) a 135M judge of 'the reply addresses the specific thing the "
-             "customer wrote', gate it on held-out scenarios, and reward with it next to the "
-             "checks. Figures not yet measured.")] = "fewshot",
+        help="student (default): first distil (or reuse from RUN_DIR/student) a 135M judge of 'the "
+             "reply addresses the specific thing the customer wrote' from the packaged labelled set, "
+             "gate it on held-out scenarios, and reward with it next to the checks. fewshot: the "
+             "embedded few-shot tone judge instead (no distillation).")] = "student",
 ) -> None:
     """Run the whole workflow offline on a shipped task with the embedded local models."""
     from judgerl.run.workflow import DEMO_RECIPE, QUICK_OVERRIDES, Workflow
 
+    if judge not in ("student", "fewshot"):
+        raise typer.BadParameter("--judge is student or fewshot")
     started = time.monotonic()
-    run_dir = run_dir or Path("runs/demo-student" if judge == "student" else "runs/demo")
+    suffix = ("-fewshot" if judge == "fewshot" else "") + ("-quick" if quick else "")
+    run_dir = run_dir or Path(f"runs/demo{suffix}")
     settings = [f"workflow.run_dir={run_dir.resolve()}", *(QUICK_OVERRIDES if quick else []),
                 *(overrides or [])]
     if judge == "student":
@@ -488,14 +494,12 @@ def demo(
         from judgerl.distill.demo_judge import run_student_demo
 
         try:
-            report_path, _ = run_student_demo(run_dir, settings, console=console)
+            report_path, _ = run_student_demo(run_dir, settings, console=console, quick=quick)
         except DistillGateError as exc:
             console.print(f"[bold red]refused:[/] {exc}", highlight=False)
             raise typer.Exit(1) from exc
-    elif judge == "fewshot":
-        report_path = Workflow(DEMO_RECIPE, settings, console=console).run()
     else:
-        raise typer.BadParameter("--judge is fewshot or student")
+        report_path = Workflow(DEMO_RECIPE, settings, console=console).run()
     elapsed = time.monotonic() - started
     console.print(f"[bold green]demo finished in {elapsed:.0f} s; report:[/] {report_path}")
 

@@ -1,4 +1,4 @@
-"""`judgerl demo --judge student`: the demo rewarded by a judge distilled for it.
+"""`judgerl demo` (its default `--judge student`): the demo rewarded by a judge distilled for it.
 
 Why: the demo's embedded few-shot judge does not move under RFT (README), so the demo showed RLVR
 with a noisy judge. This module distils the packaged student on the specific-reply labelled set
@@ -43,8 +43,12 @@ DEFAULT_WEIGHT = 2.0
 MANIFEST = "student.json"
 STUDENT_DIR = "student"
 REWARD_FILE = "reward-student.yaml"
-#: what `--judge` accepts: the embedded few-shot tone judge (default) or the distilled student
-DEMO_JUDGES = ("fewshot", "student")
+#: what `--judge` accepts: the distilled student (default) or the embedded few-shot tone judge
+DEMO_JUDGES = ("student", "fewshot")
+#: `--quick`: the student sees every QUICK_EVERY-th labelled row for one epoch; a smoke run of
+#: the distillation stage, so its gate figures are printed and recorded but not enforced
+QUICK_EVERY = 4
+QUICK_DATA_DIR = "student-data"
 
 
 def specific_reply_data() -> tuple[Path, Path]:
@@ -95,9 +99,24 @@ class PreparedStudent:
     figures: dict[str, Any]
 
 
-def prepare_student(folder: Path, plan: StudentPlan, console: Console | None = None) -> PreparedStudent:
+def quick_plan(folder: Path) -> StudentPlan:
+    """The `--quick` student: every QUICK_EVERY-th row of both packaged files (written to
+    `folder`), one epoch: it runs the distillation stage in about a minute, and it is not gated."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for source in specific_reply_data():
+        lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+        target = folder / source.name
+        target.write_text("".join(lines[::QUICK_EVERY]), encoding="utf-8")
+        files.append(target)
+    return StudentPlan(train=files[0], held_out=files[1], settings=TrainSettings(epochs=1))
+
+
+def prepare_student(folder: Path, plan: StudentPlan, console: Console | None = None, *,
+                    enforce_gate: bool = True) -> PreparedStudent:
     """Distil the student into `folder` (or reuse the one a previous run left there when the plan
-    hashes the same) and gate it; raise `DistillGateError` when it is below the thresholds."""
+    hashes the same) and gate it; raise `DistillGateError` when it is below the thresholds (unless
+    `enforce_gate` is false: then a failed gate is only printed)."""
     console = console or Console(stderr=True)
     started = time.monotonic()
     digest = plan.digest()
@@ -108,7 +127,7 @@ def prepare_student(folder: Path, plan: StudentPlan, console: Console | None = N
         figures = previous["figures"]
         console.print(f"student: reusing {model_dir} (same data and settings, trained "
                       f"{previous.get('trained_at', '?')})")
-        _gate(figures, plan.thresholds, folder)
+        _gate(figures, plan.thresholds, folder, enforce_gate, console)
         return PreparedStudent(model_dir, True, time.monotonic() - started, figures)
     if folder.exists():
         console.print(f"student: {folder} holds no finished student for these data and settings; "
@@ -130,7 +149,7 @@ def prepare_student(folder: Path, plan: StudentPlan, console: Console | None = N
                                   "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                   "base_model": plan.base_model}, indent=2), encoding="utf-8")
     os.replace(staged, manifest_path)
-    _gate(figures, plan.thresholds, folder)
+    _gate(figures, plan.thresholds, folder, enforce_gate, console)
     return PreparedStudent(result.model_dir, False, time.monotonic() - started, figures)
 
 
@@ -144,14 +163,18 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) and isinstance(data.get("figures"), dict) else {}
 
 
-def _gate(figures: dict[str, Any], thresholds: Thresholds, folder: Path) -> None:
-    """The `judgerl distill` gate on the recorded held-out figures (None counts as failing)."""
+def _gate(figures: dict[str, Any], thresholds: Thresholds, folder: Path, enforce: bool = True,
+          console: Console | None = None) -> None:
+    """The `judgerl distill` gate on the recorded held-out figures (None counts as failing); not
+    enforced: the failure is printed instead of raised."""
     failures = [f"{name} {_fmt(figures.get(name))} < {minimum}"
                 for name, minimum in (("accuracy", thresholds.min_accuracy), ("kappa", thresholds.min_kappa))
                 if figures.get(name) is None or figures[name] < minimum]
-    if failures:
+    if failures and enforce:
         raise DistillGateError(f"the demo's student is refused for training: {'; '.join(failures)} "
                                f"on the held-out scenarios (report: {folder / 'agreement.md'})")
+    if failures and console is not None:
+        console.print(f"student gate not enforced (--quick): {'; '.join(failures)}", highlight=False)
 
 
 def student_reward_config(base_reward: Path, model_dir: Path, *, weight: float = DEFAULT_WEIGHT,
@@ -189,26 +212,28 @@ def write_config(config: dict[str, Any], path: Path) -> Path:
 
 def run_student_demo(run_dir: Path, overrides: list[str] | None = None, *, plan: StudentPlan | None = None,
                      recipe: Path = DEMO_RECIPE, console: Console | None = None,
-                     weight: float = DEFAULT_WEIGHT) -> tuple[Path, dict[str, float]]:
+                     weight: float = DEFAULT_WEIGHT, quick: bool = False) -> tuple[Path, dict[str, float]]:
     """Distil (or reuse) and gate the student, then run the demo's workflow with it in the reward.
+    `quick`: the student of `quick_plan` (unless `plan` is given), its gate not enforced.
 
     Returns the report path and the seconds per stage (distill, validation, sft, rft, evaluation,
     export, report), which are also printed and written to RUN_DIR/timings.json.
     """
     console = console or Console(stderr=True)
     run_dir = run_dir.resolve()
-    plan = plan or StudentPlan()
     finished = bool(read_stages(run_dir))
     if finished and not (run_dir / REWARD_FILE).is_file():
-        raise ConfigError("this folder holds a demo run with another judge; its finished stages would be "
-                          "skipped: give --judge student its own --run-dir", path=str(run_dir))
+        raise ConfigError("this folder holds a demo run with another judge (the few-shot judge, or an "
+                          "earlier judgerl's demo); its finished stages would be skipped: give the "
+                          "demo another --run-dir or delete this one", path=str(run_dir))
     console.rule("[bold]distill")
-    student = prepare_student(run_dir / STUDENT_DIR, plan, console)
+    plan = plan or (quick_plan(run_dir / QUICK_DATA_DIR) if quick else StudentPlan())
+    student = prepare_student(run_dir / STUDENT_DIR, plan, console, enforce_gate=not quick)
     if finished and not student.reused:
         raise ConfigError("the student was trained again (other data or settings) but this folder's "
                           "finished stages were rewarded by the previous one: start in a fresh --run-dir "
                           f"(the new student is in {run_dir / STUDENT_DIR})", path=str(run_dir))
-    console.print(f"student gate passed: held-out accuracy {student.figures['accuracy']:.3f}, "
+    console.print(f"student: held-out accuracy {student.figures['accuracy']:.3f}, "
                   f"kappa {student.figures['kappa']:.3f}, AUC {_fmt(student.figures.get('auc'))} "
                   f"({'reused' if student.reused else 'trained'} in {student.seconds:.0f} s)")
     base_reward = _recipe_reward(recipe)

@@ -73,6 +73,38 @@ def run_recipe_paths(recipe: Recipe, overrides: list[str], source: str | Path) -
     return load_recipe(source, [*placed, *overrides]), run_dir
 
 
+def refuse_other_settings(run_dir: Path, recipe: dict[str, Any]) -> None:
+    """A folder whose stages finished under other settings is not resumed: its finished stages
+    would be skipped and the report would mix two runs (say, `--quick` and then the full run)."""
+    path = run_dir / "recipe.yaml"
+    if not path.is_file():
+        return
+    before = _flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    now = _flatten(recipe)
+    changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+    if changed:
+        shown = ", ".join(f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in changed[:5])
+        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        raise ConfigError(f"this folder holds a run with other settings ({shown}{more}); its finished "
+                          "stages would be skipped: use another --run-dir (or workflow.run_dir) or "
+                          "delete this one", path=str(run_dir))
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}, "c": [2]} -> {"a.b": 1, "c": [2]}
+
+    >>> _flatten({"a": {"b": 1, "c": {}}, "d": [2]})
+    {'a.b': 1, 'a.c': {}, 'd': [2]}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def trained_model(folder: Path) -> Path:
     """What to evaluate for a training output: the merged final model, the final adapter, or
     the last checkpoint."""
@@ -102,8 +134,10 @@ class Workflow:
         self.stop_after = stop_after
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = StageLog.open(self.run_dir)
-        (self.run_dir / "recipe.yaml").write_text(
-            yaml.safe_dump(self.recipe.model_dump(mode="json"), sort_keys=False))
+        recipe = self.recipe.model_dump(mode="json")
+        if self.log.stages:
+            refuse_other_settings(self.run_dir, recipe)
+        (self.run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
 
     # -- the stages ------------------------------------------------------------------------
 
