@@ -3,25 +3,26 @@
 Why: `judgerl demo --judge student` rewards the demo with a 135M student distilled for "the reply
 addresses the specific thing the customer wrote, not a generic apology". Whether RFT moves that
 criterion must be measured by a judge the reward did not train on, beyond the run-to-run spread.
-So the specific-reply training scenarios are split into two disjoint halves (by topic): one half
-distils the reward's student, the other distils a second student that only scores. Both are gated
-on the held-out scenarios (as `judgerl distill` does; a refused half is said so and measured
-anyway, for information). Then, for each seed, the demo's RFT runs
-twice from the base policy, with (a) the demo's checks only and (b) the checks + the reward
-student, and the trained policies answer the demo's held-out prompts (`demo/eval.jsonl`), scored
-by the checks + the scoring student. The base policy is scored the same way once.
+The reward's student is the demo's own (`judgerl demo --judge student`: distilled on the 336
+training rows, 24 scenarios, gated on the 109 held-out rows, 8 other scenarios). The scoring
+student is distilled the other way round: on the 109 held-out rows only, and its agreement is
+measured on the 336 training rows it never saw, so the two judges share no labelled row and no
+scenario. Both are gated as `judgerl distill` does (a refused scorer is said so and used anyway,
+for information). Then, for each seed, the demo's RFT runs twice from the base policy, with (a)
+the demo's checks only and (b) the checks + the reward's student, and the trained policies answer
+the demo's held-out prompts (`demo/eval.jsonl`), scored by the checks + the scoring student. The
+base policy is scored the same way once.
 
 Prints, per arm: the scoring student's criterion and the total reward as mean, std, min and max
 over seeds; and the wall time of each part (the two distillations, each RFT, each evaluation).
 
-    python bench/demo_ablation.py --seeds 3            # the packaged 135M policy and students
+    python bench/demo_ablation.py --seeds 3 --output runs/ablation   # the packaged 135M models
     python bench/demo_ablation.py --tiny               # < 2 min: tiny random models, 2 steps
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import sys
@@ -46,18 +47,6 @@ from judgerl.distill.student import TrainSettings
 from judgerl.run.workflow import DEMO_RECIPE, trained_model
 
 ARMS = ("checks", "checks+student")
-
-
-def split_scenarios(train: Path, out: Path, *, every: int = 1) -> tuple[Path, Path]:
-    """Two files with disjoint topics (the `category` field), alternating over the sorted topics."""
-    rows = [json.loads(line) for line in train.read_text(encoding="utf-8").splitlines() if line.strip()]
-    topics = sorted({row["category"] for row in rows})
-    halves = {topic: index % 2 for index, topic in enumerate(topics)}
-    paths = (out / "reward-half.jsonl", out / "scorer-half.jsonl")
-    for half, path in enumerate(paths):
-        chosen = [row for row in rows if halves[row["category"]] == half][::every]
-        path.write_text("".join(json.dumps(row) + "\n" for row in chosen), encoding="utf-8")
-    return paths
 
 
 def subset(source: Path, target: Path, every: int) -> Path:
@@ -115,7 +104,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=None, help="RFT steps (default: the demo recipe's)")
     parser.add_argument("--student-base", default="smollm2-135m-instruct")
-    parser.add_argument("--epochs", type=int, default=3, help="student training epochs")
+    parser.add_argument("--epochs", type=int, default=3, help="the reward student's training epochs")
+    parser.add_argument("--scorer-epochs", type=int, default=6,
+                        help="the scoring student's epochs (it has a third of the rows)")
     parser.add_argument("--output", type=Path, default=None,
                         help="keep students and runs here (students are reused when unchanged)")
     parser.add_argument("--threads", type=int, default=2)
@@ -125,48 +116,55 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     with tempfile.TemporaryDirectory() as tmp:
-        out = args.output or Path(tmp)
+        # absolute: the recipe resolves relative reward paths against its own folder
+        out = (args.output or Path(tmp)).resolve()
         out.mkdir(parents=True, exist_ok=True)
         train, held = specific_reply_data()
         settings = TrainSettings(epochs=args.epochs)
         thresholds = Thresholds()
         base_overrides = ["validation.suite=null", "monitors.held_out_reward=null",
                           "logging.tensorboard=false", "workflow.export_check=false"]
-        every = 1
         student_base = args.student_base
         if args.tiny:
-            every = 6
             held = subset(held, out / "held.jsonl", 6)
+            train = subset(train, out / "train.jsonl", 6)
             student_base, policy = tiny_models(out, train)
             settings = TrainSettings(method="full", epochs=1, learning_rate=3e-3)
             thresholds = Thresholds(min_accuracy=0.0, min_kappa=-1.0)  # a tiny student cannot pass
             args.seeds = min(args.seeds, 2)
+            args.scorer_epochs = 1
             base_overrides += [f"model.name_or_path={policy}", "model.lora.rank=4", "model.lora.alpha=8",
                                "rollout.number_generation=2", "rollout.max_new_tokens=6",
                                "trainer.global_batch_size=4", "trainer.max_steps=2", "trainer.save_steps=2",
                                "evaluation.max_new_tokens=6", "evaluation.limit=2", "evaluation.k=2"]
         if args.steps is not None:
             base_overrides.append(f"trainer.max_steps={args.steps}")
-        reward_half, scorer_half = split_scenarios(train, out, every=every)
         timings: dict[str, list[float]] = {}
         students = {}
-        for name, half in (("reward", reward_half), ("scorer", scorer_half)):
-            plan = StudentPlan(base_model=student_base, train=half, held_out=held, settings=settings,
-                               thresholds=thresholds)
+        # the reward's student is the demo's (the plan `judgerl demo --judge student` trains, so a
+        # demo run's RUN_DIR/student copied to OUTPUT/student-reward is reused); the scorer is
+        # trained on the held-out rows and measured on the training rows
+        plans = {"reward": StudentPlan(base_model=student_base, train=train, held_out=held, settings=settings,
+                                       thresholds=thresholds),
+                 "scorer": StudentPlan(base_model=student_base, train=held, held_out=train,
+                                       settings=replace(settings, epochs=args.scorer_epochs),
+                                       thresholds=thresholds)}
+        for name, plan in plans.items():
             gate = "passed"
             try:
                 student = prepare_student(out / f"student-{name}", plan)
-            except DistillGateError as exc:  # measured anyway, and said so: a half has half the rows
+            except DistillGateError as exc:  # measured anyway, and said so
                 gate = f"REFUSED ({exc}); its figures below are for information only"
                 open_gate = Thresholds(min_accuracy=0.0, min_kappa=-1.0)
                 student = prepare_student(out / f"student-{name}", replace(plan, thresholds=open_gate))
             students[name] = student
             timings[f"distill {name} student"] = [student.seconds]
             figures = student.figures
-            print(f"{name} student: {figures['train_rows']} training rows (disjoint topics), held-out "
-                  f"accuracy {figures['accuracy']:.3f}, kappa {figures['kappa']:.3f}, AUC "
+            print(f"{name} student: trained on {plan.train.name} ({figures['train_rows']} rows), measured on "
+                  f"{plan.held_out.name} ({figures['held_out_rows']} rows, other scenarios): accuracy "
+                  f"{figures['accuracy']:.3f}, kappa {figures['kappa']:.3f}, AUC "
                   f"{'n/a' if figures.get('auc') is None else format(figures['auc'], '.3f')}"
-                  f"{' (reused)' if student.reused else ''}; gate {gate}")
+                  f"{' (reused)' if student.reused else ''}; gate {gate}", flush=True)
         scoring = scorer_config(students["scorer"].model_dir)
         rewards = {"checks": write_config(checks_only_config(DEMO_RECIPE.parent / "reward.yaml"),
                                           out / "reward-checks.yaml"),
@@ -198,9 +196,10 @@ def main() -> int:
                     results[arm]["criterion"].append(criterion)
                 if summary.get("reward_mean") is not None:
                     results[arm]["total"].append(summary["reward_mean"])
-                print(f"seed {seed} {arm:<15}: {CRITERION} {criterion}  total {summary.get('reward_mean')}")
+                print(f"seed {seed} {arm:<15}: {CRITERION} {criterion}  total {summary.get('reward_mean')}",
+                      flush=True)
         print(f"held-out demo prompts scored by the checks + the scoring student "
-              f"(never trained on the reward's topics); {args.seeds} seed(s)")
+              f"(shares no labelled row or scenario with the reward's student); {args.seeds} seed(s)")
         base_criterion = base["components"].get(CRITERION)
         print(f"{'base policy':<26}: {CRITERION} {base_criterion}  total {base.get('reward_mean')}")
         for arm in ARMS:
