@@ -108,7 +108,10 @@ def main() -> int:
     parser.add_argument("--scorer-epochs", type=int, default=6,
                         help="the scoring student's epochs (it has a third of the rows)")
     parser.add_argument("--output", type=Path, default=None,
-                        help="keep students and runs here (students are reused when unchanged)")
+                        help="keep students and runs here (students are reused when unchanged, "
+                             "finished RFT runs of a seed and arm always)")
+    parser.add_argument("--eval-k", type=int, default=None,
+                        help="answers per held-out prompt in the evaluations (default: the recipe's, 4)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import torch
@@ -139,6 +142,8 @@ def main() -> int:
                                "evaluation.max_new_tokens=6", "evaluation.limit=2", "evaluation.k=2"]
         if args.steps is not None:
             base_overrides.append(f"trainer.max_steps={args.steps}")
+        if args.eval_k is not None:
+            base_overrides.append(f"evaluation.k={args.eval_k}")
         timings: dict[str, list[float]] = {}
         students = {}
         # the reward's student is the demo's (the plan `judgerl demo --judge student` trains, so a
@@ -185,10 +190,15 @@ def main() -> int:
                 overrides = [*base_overrides, f"reward={rewards[arm]}", f"trainer.seed={seed}",
                              f"evaluation.seed={seed}", f"logging.output_dir={folder / 'rft'}"]
                 started = time.monotonic()
-                result = rft(load_recipe(DEMO_RECIPE, overrides), skip_validation=True)
-                timings.setdefault(f"RFT {arm}", []).append(time.monotonic() - started)
+                trained = folder / "rft" / "final" / "merged"
+                if (trained / "config.json").is_file():  # a finished run of this seed and arm: reused
+                    print(f"seed {seed} {arm}: reusing {trained}", flush=True)
+                else:
+                    result = rft(load_recipe(DEMO_RECIPE, overrides), skip_validation=True)
+                    trained = trained_model(result.output_dir)
+                    timings.setdefault(f"RFT {arm}", []).append(time.monotonic() - started)
                 started = time.monotonic()
-                summary = evaluate(str(trained_model(result.output_dir)), arm.replace("+", "-"), scoring,
+                summary = evaluate(str(trained), arm.replace("+", "-"), scoring,
                                    overrides, folder)
                 timings.setdefault(f"evaluate {arm}", []).append(time.monotonic() - started)
                 criterion = summary["components"].get(CRITERION)
