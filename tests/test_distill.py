@@ -121,6 +121,21 @@ def test_the_journal_records_what_distillation_needs(tmp_path: Path) -> None:
     assert verdict == pytest.approx(0.95 if hidden_rule(entry["inputs"]["answers"][0]) else 0.05)
 
 
+def test_the_teachers_time_is_its_endpoints_not_the_queue_in_front_of_it(tmp_path: Path) -> None:
+    # one slot and 0.1 s a call: 6 judgments queue; each costs the endpoint 0.1 s, whatever it waited
+    journal = tmp_path / "journal.jsonl"
+    backend = ScriptedBackend(teacher_responder, model="teacher", latency_s=0.1, max_concurrency=1)
+    with RewardPipeline.from_config(teacher_config(journal), backends={"teacher": backend}) as pipeline:
+        pipeline.score_batch_sync(synthetic_items(3, 2))
+    entries = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines()]
+    fresh = [entry for entry in entries if not entry["cached"]]  # a shared (deduplicated) answer cost nothing
+    assert len(entries) == 6 and len(fresh) >= 4 and all(entry["service_s"] >= 0.1 for entry in fresh)
+    assert max(entry["latency_s"] - entry["service_s"] for entry in fresh) >= 0.3, "someone queued"
+    _, judged = judged_from_journal(journal)
+    assert sorted(row.teacher_latency_s for row in judged if row.teacher_latency_s is not None) == sorted(
+        entry["service_s"] for entry in fresh)
+
+
 def test_split_by_sample_keeps_every_rollout_of_a_sample_on_one_side(tmp_path: Path) -> None:
     journal, _ = write_teacher_journal(tmp_path, samples=20, answers_per_sample=3)
     _, rows = judged_from_journal(journal)

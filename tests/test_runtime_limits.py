@@ -32,6 +32,21 @@ async def test_concurrency_is_bounded_per_backend(fake_openai: FakeOpenAIServer)
     assert fake_openai.total_connections <= 5  # the pool reuses its connections
 
 
+async def test_service_time_is_the_backends_own_time_without_the_queue(fake_openai: FakeOpenAIServer) -> None:
+    # one slot, three calls of 0.2 s each over real HTTP: the later ones wait for the slot; what the
+    # endpoint spent on each (service_s) is one call's time, what the caller waited (latency_s) more
+    fake_openai.default = Reply(delay_s=0.2)
+    backend = OpenAICompatBackend(fake_openai.url, "m", max_concurrency=1)
+    runtime = ModelRuntime({"judge": backend}, RuntimeConfig(cache_path=None))
+    results = await asyncio.gather(*(runtime.complete("judge", request(f"q{i}")) for i in range(3)))
+    await runtime.aclose()
+    assert all(result.ok for result in results)
+    assert all(result.service_s >= 0.2 for result in results)
+    queued = max(results, key=lambda result: result.latency_s)
+    assert queued.latency_s - queued.service_s >= 0.3, "the last call waited for two others"
+    assert sum(result.service_s for result in results) <= max(result.latency_s for result in results) + 0.05
+
+
 async def test_rpm_bucket_spaces_requests() -> None:
     # 600 rpm: 10 per second, burst of 10
     backend = ScriptedBackend(lambda _request: "ok", max_concurrency=50, limits=BackendLimits(rpm=600))

@@ -154,4 +154,5 @@ def test_a_folder_finished_under_other_settings_is_not_resumed(tmp_path: Path):
 
     # the same settings resume (the interrupted-run case)
     Workflow(recipe, backends=backends(), stop_after="validation").run()
-    assert list(json.loads((run_dir / "stages.json").read_text())["stages"]) == ["baseline_eval", "validation"]
+    stages = json.loads((run_dir / "stages.json").read_text())["stages"]
+    assert list(stages) == ["baseline_eval", "validation"]

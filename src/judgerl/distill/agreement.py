@@ -315,8 +315,8 @@ def render_markdown(report: AgreementReport) -> str:
     lines += ["", "## What it saves", "",
               f"- student, here: {fmt(report.student_judgments_per_s, 2)} {judgment}/s "
               + ("(two answers, each judged alone)" if report.pairwise else "(all criteria of one answer)"),
-              f"- teacher, from its journal: {fmt(report.teacher_latency_s, 3)} s per judgment "
-              f"({fmt(teacher_rate, 2)} {judgment}/s one at a time), "
+              f"- teacher, from its journal: {fmt(report.teacher_latency_s, 3)} s per judgment at the "
+              f"endpoint, without queueing ({fmt(teacher_rate, 2)} {judgment}/s one at a time), "
               f"{fmt(report.teacher_tokens_per_judgment, 0)} tokens per judgment"
               + (f", model {', '.join(report.teacher_models)}" if report.teacher_models else "")
               + (f", {report.teacher_cost_per_judgment:.6f} USD per judgment (the run's prices)"

@@ -119,7 +119,7 @@ def pairs_from_journal(path: str | Path, *, judge: str) -> list[JudgedPair]:
         a, b = (Rollout(sample_id=sample.id, completion=str(text), id=str(rollout_id))
                 for text, rollout_id in zip(inputs["answers"], ids, strict=True))
         pairs.append(JudgedPair(sample, a, b, float(probability),
-                                teacher_latency_s=_number(entry.get("latency_s")),
+                                teacher_latency_s=teacher_seconds(entry),
                                 teacher_tokens=int(entry.get("tokens") or 0),
                                 teacher_model=model if isinstance(model := entry.get("model"), str) else None,
                                 teacher_cost_usd=_number(entry.get("cost_usd"))))
@@ -179,7 +179,7 @@ def judged_from_journal(path: str | Path, *, judge: str | None = None) -> tuple[
             kind: Kind = "likert" if item.get("kind") == "likert" else "check"
             verdict = float(item["value"] if kind == "check" else item["score"])
             judged.append(Judged(sample, rollout, name, kind, verdict,
-                                 teacher_latency_s=_number(entry.get("latency_s")),
+                                 teacher_latency_s=teacher_seconds(entry),
                                  teacher_tokens=int(entry.get("tokens") or 0),
                                  teacher_model=entry.get("model") if isinstance(entry.get("model"), str)
                                  else None,
@@ -279,6 +279,21 @@ def target_distribution(row: Judged, tokens: list[str], *, soft: bool) -> list[f
     if upper_share > 0:
         distribution[low] += upper_share
     return distribution
+
+
+def teacher_seconds(entry: dict[str, Any]) -> float | None:
+    """A journaled judgment's cost in time: the backend's own seconds (`service_s`, without the
+    queue in front of it) when the journal has them, else the caller's latency (older journals);
+    None for an answer from the cache (it cost the endpoint nothing, and says nothing of its speed).
+
+    >>> teacher_seconds({"latency_s": 3.1, "service_s": 1.0}), teacher_seconds({"latency_s": 3.1})
+    (1.0, 3.1)
+    >>> teacher_seconds({"latency_s": 0.001, "service_s": 0.0, "cached": True}) is None
+    True
+    """
+    if entry.get("cached"):
+        return None
+    return _number(entry.get("service_s", entry.get("latency_s")))
 
 
 def _number(value: Any) -> float | None:

@@ -35,6 +35,8 @@ class CallLog:
     prompt_hashes: list[str] = field(default_factory=list)
     attempts: int = 0
     latency_s: float = 0.0
+    #: the backend's own time (no queueing): what a judgment costs the endpoint
+    service_s: float = 0.0
     tokens: int = 0
     calls: int = 0
     cached_calls: int = 0
@@ -55,6 +57,7 @@ class CallLog:
         self.prompt_hashes += other.prompt_hashes
         self.attempts += other.attempts
         self.latency_s += other.latency_s
+        self.service_s += other.service_s
         self.tokens += other.tokens
         self.calls += other.calls
         self.cached_calls += other.cached_calls
@@ -94,6 +97,7 @@ async def call_and_parse(runtime: ModelRuntime, backend_name: str, request: Comp
         log.calls += 1
         log.attempts += result.attempts
         log.latency_s += result.latency_s
+        log.service_s += result.service_s
         log.cached_calls += int(result.cached or getattr(result, "deduplicated", False))
         log.prompt_hashes.append(request.fingerprint())
         log.requests.append({"messages": [dict(message) for message in request.messages],
@@ -146,6 +150,7 @@ def record_judgment(runtime: ModelRuntime, *, judge: str, kind: str, prompt: Pro
         "scores": scores,
         "rationale": rationale,
         "latency_s": round(log.latency_s, 6),
+        "service_s": round(log.service_s, 6),
         "tokens": log.tokens,
         "calls": log.calls,
         "attempts": log.attempts,

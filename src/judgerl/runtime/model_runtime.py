@@ -65,13 +65,25 @@ _REASON = re.compile(r"^([a-z][a-z0-9_]*)(?::|$)")
 
 
 @dataclass
+class _ServiceTime:
+    """Seconds one logical call spent at the backend (summed over its attempts)."""
+
+    seconds: float = 0.0
+
+
+@dataclass
 class CallResult:
     """The outcome of one logical call (possibly several HTTP attempts)."""
 
     completion: Completion | None
     error: str | None = None
     attempts: int = 1
+    #: from the call to its result: queueing (concurrency slot, RPM/TPM, Retry-After), retries
+    #: and their back-off included; what the caller waited
     latency_s: float = 0.0
+    #: the time the backend itself took: the attempts' sends to their answers (0 for a cached or
+    #: shared answer); what the call costs the endpoint, whatever the queue in front of it
+    service_s: float = 0.0
     cached: bool = False
     deduplicated: bool = False
     parsed: Any = None  # what `accept` returned, when the caller passed one and it took the answer
@@ -335,7 +347,14 @@ class ModelRuntime:
         return CallResult(None, error=_format_error(reason, detail), attempts=attempts, latency_s=latency)
 
     async def _call(self, state: _BackendState, request: CompletionRequest, started: float) -> CallResult:
-        """Attempts with retries; returns a CallResult or raises FatalBackendError."""
+        """Attempts with retries; returns a CallResult (with the backend's own time, `service_s`)
+        or raises FatalBackendError."""
+        spent = _ServiceTime()
+        result = await self._attempts(state, request, started, spent)
+        return replace(result, service_s=spent.seconds)
+
+    async def _attempts(self, state: _BackendState, request: CompletionRequest, started: float,
+                        spent: _ServiceTime) -> CallResult:
         config = self.config
         semaphore = self._loop_state().semaphores[state.name]
         estimate = estimate_tokens(request.messages) + request.max_tokens
@@ -364,6 +383,7 @@ class ModelRuntime:
                     attempts += 1
                     outcome = await self._attempt(state, request, min(state.timeout_s, deadline - now),
                                                   attempts, started)
+                    spent.seconds += time.monotonic() - now
                     if outcome.unsent_wait_s is None:
                         break
                     # A window opened while the backend got its connection: nothing was sent, so
