@@ -208,18 +208,10 @@ def measure_pair_agreement(judge: str, pairs: list[JudgedPair], student: list[fl
     result.teacher_ties = sum(pair.verdict == 0.5 for pair in pairs)
     teacher_sides = [pair.verdict > 0.5 for pair, _ in decided]
     predicted = [verdict for _, verdict in decided]
-    student_sides = [verdict > 0.5 for verdict in predicted]
     if decided:
-        result.accuracy = percent_agreement(teacher_sides, student_sides)
-        result.kappa = cohen_kappa(teacher_sides, student_sides)
-        result.auc = auc(predicted, teacher_sides)
-        result.ece, result.reliability = reliability_bins(predicted, [float(x) for x in teacher_sides])
-        result.teacher_pass_share = sum(teacher_sides) / len(teacher_sides)
+        _binary_agreement(result, teacher_sides, predicted)
     _check(failures, PREFERRED_SIDE, "accuracy", result.accuracy, thresholds.min_accuracy)
     _check(failures, PREFERRED_SIDE, "kappa", result.kappa, thresholds.min_kappa)
-    latencies = [pair.teacher_latency_s for pair in pairs if pair.teacher_latency_s is not None]
-    tokens = [pair.teacher_tokens for pair in pairs if pair.teacher_tokens]
-    costs = [pair.teacher_cost_usd for pair in pairs if pair.teacher_cost_usd is not None]
     moved = sorted(({"sample_id": pair.sample.id, "rollout_id": f"{pair.a.id} vs {pair.b.id}",
                      "criterion": PREFERRED_SIDE, "teacher": pair.verdict, "student": verdict}
                     for pair, verdict in zip(pairs, student, strict=True) if verdict is not None),
@@ -228,11 +220,7 @@ def measure_pair_agreement(judge: str, pairs: list[JudgedPair], student: list[fl
         judge=judge, held_out_rows=len(pairs), held_out_samples=len({pair.sample.id for pair in pairs}),
         criteria=[result],
         student_judgments_per_s=(len(pairs) / student_seconds) if student_seconds else None,
-        teacher_latency_s=(sum(latencies) / len(latencies)) if latencies else None,
-        teacher_tokens_per_judgment=(sum(tokens) / len(tokens)) if tokens else None,
-        thresholds=thresholds, failures=failures, moved=moved, pairwise=True,
-        teacher_models=sorted({pair.teacher_model for pair in pairs if pair.teacher_model}),
-        teacher_cost_per_judgment=(sum(costs) / len(costs)) if costs else None)
+        thresholds=thresholds, failures=failures, moved=moved, pairwise=True, **_teacher_figures(pairs))
 
 
 def measure_agreement(judge: str, rows: list[Judged], student: list[float | None], *,
@@ -251,13 +239,8 @@ def measure_agreement(judge: str, rows: list[Judged], student: list[float | None
         teacher = [row.verdict for row, _ in scored]
         predicted = [float(verdict) for _, verdict in scored if verdict is not None]
         if kind == "check":
-            teacher_labels = [value >= 0.5 for value in teacher]
-            student_labels = [value >= 0.5 for value in predicted]
-            result.accuracy = percent_agreement(teacher_labels, student_labels)
-            result.kappa = cohen_kappa(teacher_labels, student_labels)
-            result.auc = auc(predicted, teacher_labels)
-            result.ece, result.reliability = reliability_bins(predicted, [float(x) for x in teacher_labels])
-            result.teacher_pass_share = sum(teacher_labels) / len(teacher_labels) if teacher_labels else None
+            if scored:
+                _binary_agreement(result, [value >= 0.5 for value in teacher], predicted)
             _check(failures, name, "accuracy", result.accuracy, thresholds.min_accuracy)
             _check(failures, name, "kappa", result.kappa, thresholds.min_kappa)
         else:
@@ -269,10 +252,7 @@ def measure_agreement(judge: str, rows: list[Judged], student: list[float | None
             result.spearman = spearman(teacher, predicted)
             _check(failures, name, "spearman", result.spearman, thresholds.min_spearman)
         criteria.append(result)
-    latencies = [row.teacher_latency_s for row in rows if row.teacher_latency_s is not None]
-    tokens = [row.teacher_tokens for row in rows if row.teacher_tokens]
     answers = len({(row.sample.id, row.rollout.id) for row in rows})
-    costs = [row.teacher_cost_usd for row in rows if row.teacher_cost_usd is not None]
     moved = sorted(({"sample_id": row.sample.id, "rollout_id": row.rollout.id, "criterion": row.criterion,
                      "teacher": row.verdict, "student": verdict}
                     for row, verdict in zip(rows, student, strict=True) if verdict is not None),
@@ -281,11 +261,33 @@ def measure_agreement(judge: str, rows: list[Judged], student: list[float | None
         judge=judge, held_out_rows=len(rows), held_out_samples=len({row.sample.id for row in rows}),
         criteria=criteria,
         student_judgments_per_s=(answers / student_seconds) if student_seconds else None,
-        teacher_latency_s=(sum(latencies) / len(latencies)) if latencies else None,
-        teacher_tokens_per_judgment=(sum(tokens) / len(tokens)) if tokens else None,
-        thresholds=thresholds, failures=failures, moved=moved,
-        teacher_models=sorted({row.teacher_model for row in rows if row.teacher_model}),
-        teacher_cost_per_judgment=(sum(costs) / len(costs)) if costs else None)
+        thresholds=thresholds, failures=failures, moved=moved, **_teacher_figures(rows))
+
+
+def _binary_agreement(result: CriterionAgreement, teacher: list[bool], predicted: list[float]) -> None:
+    """Accuracy, kappa, AUC, ECE and the teacher's pass share of a yes/no verdict (a check, or
+    the preferred side of a pair) into `result`; the student says yes from 0.5 up."""
+    said = [value >= 0.5 for value in predicted]
+    result.accuracy = percent_agreement(teacher, said)
+    result.kappa = cohen_kappa(teacher, said)
+    result.auc = auc(predicted, teacher)
+    result.ece, result.reliability = reliability_bins(predicted, [float(x) for x in teacher])
+    result.teacher_pass_share = sum(teacher) / len(teacher)
+
+
+def _teacher_figures(judged: Sequence[Judged] | Sequence[JudgedPair]) -> dict[str, Any]:
+    """What the teacher spent per judgment, from its journal: mean time at the endpoint, tokens,
+    USD (where priced) and the models that answered."""
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    return {"teacher_latency_s": mean([item.teacher_latency_s for item in judged
+                                       if item.teacher_latency_s is not None]),
+            "teacher_tokens_per_judgment": mean([float(item.teacher_tokens) for item in judged
+                                                 if item.teacher_tokens]),
+            "teacher_cost_per_judgment": mean([item.teacher_cost_usd for item in judged
+                                               if item.teacher_cost_usd is not None]),
+            "teacher_models": sorted({item.teacher_model for item in judged if item.teacher_model})}
 
 
 def _check(failures: list[str], criterion: str, figure: str, value: float | None, minimum: float) -> None:
