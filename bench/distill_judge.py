@@ -109,14 +109,17 @@ def tiny_base(folder: Path) -> Path:
     return build_corpus_model_dir(folder, corpus)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def hidden_rule_args(description: str, *, answers: int, answers_help: str, tiny_samples: int,
+                     tiny_answers: int) -> tuple[argparse.Namespace, str, str]:
+    """The hidden-rule benches' command line (this one's and distill_pairwise_judge.py's), torch's
+    threads and logging set up, `--tiny`'s defaults applied; returns (args, method, rule)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tiny random model)")
     parser.add_argument("--base-model", default="smollm2-135m-instruct")
     parser.add_argument("--method", choices=["lora", "full"], default=None)
     parser.add_argument("--rule", choices=sorted(RULES), default=None)
     parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--answers", type=int, default=2, help="answers judged per sample")
+    parser.add_argument("--answers", type=int, default=answers, help=answers_help)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--lora-layers", type=int, default=None, help="LoRA on the top N layers only")
@@ -131,12 +134,19 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.tiny:
-        args.samples, args.answers, args.epochs, args.teacher_latency_s = 40, 2, 3, 0.0
+        args.samples, args.answers, args.epochs, args.teacher_latency_s = tiny_samples, tiny_answers, 3, 0.0
         args.method = args.method or "full"
         args.rule = args.rule or "refund"
         args.learning_rate = args.learning_rate or 3e-3
     method = args.method or "lora"
     rule = args.rule or "number"
+    return args, method, rule
+
+
+def main() -> int:
+    args, method, rule = hidden_rule_args(__doc__.split("\n\n")[0], answers=2,
+                                          answers_help="answers judged per sample", tiny_samples=40,
+                                          tiny_answers=2)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         started = time.perf_counter()

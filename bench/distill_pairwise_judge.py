@@ -18,8 +18,6 @@ teacher (from its journal), and the training time.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import math
 import re
 import resource
@@ -29,7 +27,7 @@ import time
 from pathlib import Path
 
 import yaml
-from distill_judge import RULES, synthetic_items, tiny_base
+from distill_judge import RULES, hidden_rule_args, synthetic_items, tiny_base
 
 from judgerl.backends.base import Completion, CompletionRequest, Usage
 from judgerl.backends.scripted import ScriptedBackend
@@ -71,33 +69,9 @@ def write_journal(folder: Path, rule: str, samples: int, answers: int, latency_s
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tiny random model)")
-    parser.add_argument("--base-model", default="smollm2-135m-instruct")
-    parser.add_argument("--method", choices=["lora", "full"], default=None)
-    parser.add_argument("--rule", choices=sorted(RULES), default=None)
-    parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--answers", type=int, default=3, help="answers per sample (round robin: all pairs)")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--learning-rate", type=float, default=None)
-    parser.add_argument("--lora-layers", type=int, default=None, help="LoRA on the top N layers only")
-    parser.add_argument("--teacher-latency-s", type=float, default=0.5,
-                        help="the scripted teacher's simulated per-call latency (an API judge's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    if args.tiny:
-        args.samples, args.answers, args.epochs, args.teacher_latency_s = 30, 3, 3, 0.0
-        args.method = args.method or "full"
-        args.rule = args.rule or "refund"
-        args.learning_rate = args.learning_rate or 3e-3
-    method = args.method or "lora"
-    rule = args.rule or "number"
+    args, method, rule = hidden_rule_args(__doc__.split("\n\n")[0], answers=3,
+                                          answers_help="answers per sample (round robin: all pairs)",
+                                          tiny_samples=30, tiny_answers=3)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         started = time.perf_counter()

@@ -132,7 +132,7 @@ def test_the_teachers_time_is_its_endpoints_not_the_queue_in_front_of_it(tmp_pat
     assert len(entries) == 6 and len(fresh) >= 4 and all(entry["service_s"] >= 0.1 for entry in fresh)
     assert max(entry["latency_s"] - entry["service_s"] for entry in fresh) >= 0.3, "someone queued"
     _, judged = judged_from_journal(journal)
-    assert sorted(row.teacher_latency_s for row in judged if row.teacher_latency_s is not None) == sorted(
+    assert sorted(row.teacher.latency_s for row in judged if row.teacher.latency_s is not None) == sorted(
         entry["service_s"] for entry in fresh)
 
 

@@ -117,7 +117,7 @@ def test_the_pairwise_journal_records_both_answers_and_the_swapped_probability(t
     pairs = pairs_from_journal(journal, judge="prefers")
     assert len(pairs) == len(compared)
     assert pairs[0].a.completion == compared[0]["inputs"]["answers"][0]
-    assert pairs[0].teacher_tokens == 802 and pairs[0].teacher_model == "teacher"
+    assert pairs[0].teacher.tokens == 802 and pairs[0].teacher.model == "teacher"
 
 
 def test_the_student_is_trained_on_the_prompt_its_pairwise_judge_renders(tmp_path: Path) -> None:

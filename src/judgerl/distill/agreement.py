@@ -281,13 +281,11 @@ def _teacher_figures(judged: Sequence[Judged] | Sequence[JudgedPair]) -> dict[st
     def mean(values: list[float]) -> float | None:
         return sum(values) / len(values) if values else None
 
-    return {"teacher_latency_s": mean([item.teacher_latency_s for item in judged
-                                       if item.teacher_latency_s is not None]),
-            "teacher_tokens_per_judgment": mean([float(item.teacher_tokens) for item in judged
-                                                 if item.teacher_tokens]),
-            "teacher_cost_per_judgment": mean([item.teacher_cost_usd for item in judged
-                                               if item.teacher_cost_usd is not None]),
-            "teacher_models": sorted({item.teacher_model for item in judged if item.teacher_model})}
+    costs = [item.teacher for item in judged]
+    return {"teacher_latency_s": mean([cost.latency_s for cost in costs if cost.latency_s is not None]),
+            "teacher_tokens_per_judgment": mean([float(cost.tokens) for cost in costs if cost.tokens]),
+            "teacher_cost_per_judgment": mean([cost.cost_usd for cost in costs if cost.cost_usd is not None]),
+            "teacher_models": sorted({cost.model for cost in costs if cost.model})}
 
 
 def _check(failures: list[str], criterion: str, figure: str, value: float | None, minimum: float) -> None:

@@ -37,6 +37,23 @@ _WINNER = {"a": 1.0, "tie": 0.5, "b": 0.0}
 
 
 @dataclass(frozen=True)
+class TeacherCost:
+    """What one journaled judgment cost the teacher: seconds at its endpoint, tokens, the model
+    that answered and USD (at the run's configured prices); None where the journal does not say."""
+
+    latency_s: float | None = None
+    tokens: int | None = None
+    model: str | None = None
+    cost_usd: float | None = None
+
+    @classmethod
+    def of(cls, entry: dict[str, Any]) -> TeacherCost:
+        model = entry.get("model")
+        return cls(teacher_seconds(entry), int(entry.get("tokens") or 0),
+                   model if isinstance(model, str) else None, _number(entry.get("cost_usd")))
+
+
+@dataclass(frozen=True)
 class Judged:
     """One answer the teacher judged on one criterion, and its verdict."""
 
@@ -46,12 +63,8 @@ class Judged:
     kind: Kind
     #: check: P(pass) in [0, 1]; likert: the level, 1..5 (a float when it was an expectation)
     verdict: float
-    #: seconds and tokens the teacher spent on the whole judgment (all criteria), for the savings
-    teacher_latency_s: float | None = None
-    teacher_tokens: int | None = None
-    #: the model that answered and what the judgment cost (USD, at the run's configured prices)
-    teacher_model: str | None = None
-    teacher_cost_usd: float | None = None
+    #: what the whole judgment (all criteria) cost the teacher, for the savings
+    teacher: TeacherCost = TeacherCost()
 
 
 @dataclass(frozen=True)
@@ -63,10 +76,7 @@ class JudgedPair:
     b: Rollout
     #: P(a better) in [0, 1] after the teacher's position swap; 1 / 0.5 / 0 for win / tie / loss
     verdict: float
-    teacher_latency_s: float | None = None
-    teacher_tokens: int | None = None
-    teacher_model: str | None = None
-    teacher_cost_usd: float | None = None
+    teacher: TeacherCost = TeacherCost()
 
     def swapped(self) -> JudgedPair:
         """The same comparison with the answers the other way round (the verdict follows).
@@ -75,8 +85,7 @@ class JudgedPair:
         >>> swapped = pair.swapped(); (swapped.a.id, swapped.verdict)
         ('2', 0.25)
         """
-        return JudgedPair(self.sample, self.b, self.a, 1.0 - self.verdict, self.teacher_latency_s,
-                          self.teacher_tokens, self.teacher_model, self.teacher_cost_usd)
+        return JudgedPair(self.sample, self.b, self.a, 1.0 - self.verdict, self.teacher)
 
 
 def journal_judge_names(path: str | Path) -> dict[str, set[str]]:
@@ -118,11 +127,7 @@ def pairs_from_journal(path: str | Path, *, judge: str) -> list[JudgedPair]:
         ids = list(entry.get("rollout_ids") or []) or ["a", "b"]
         a, b = (Rollout(sample_id=sample.id, completion=str(text), id=str(rollout_id))
                 for text, rollout_id in zip(inputs["answers"], ids, strict=True))
-        pairs.append(JudgedPair(sample, a, b, float(probability),
-                                teacher_latency_s=teacher_seconds(entry),
-                                teacher_tokens=int(entry.get("tokens") or 0),
-                                teacher_model=model if isinstance(model := entry.get("model"), str) else None,
-                                teacher_cost_usd=_number(entry.get("cost_usd"))))
+        pairs.append(JudgedPair(sample, a, b, float(probability), TeacherCost.of(entry)))
     return pairs
 
 
@@ -178,12 +183,7 @@ def judged_from_journal(path: str | Path, *, judge: str | None = None) -> tuple[
         for name, item in criteria.items():
             kind: Kind = "likert" if item.get("kind") == "likert" else "check"
             verdict = float(item["value"] if kind == "check" else item["score"])
-            judged.append(Judged(sample, rollout, name, kind, verdict,
-                                 teacher_latency_s=teacher_seconds(entry),
-                                 teacher_tokens=int(entry.get("tokens") or 0),
-                                 teacher_model=entry.get("model") if isinstance(entry.get("model"), str)
-                                 else None,
-                                 teacher_cost_usd=_number(entry.get("cost_usd"))))
+            judged.append(Judged(sample, rollout, name, kind, verdict, TeacherCost.of(entry)))
     return judge, judged
 
 
