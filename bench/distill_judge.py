@@ -25,6 +25,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -84,14 +85,21 @@ def teacher(rule: str):
 def write_journal(folder: Path, rule: str, samples: int, answers: int, latency_s: float,
                   seed: int) -> tuple[Path, Path]:
     name, description, _ = RULES[rule]
+    judge = {"name": "support", "type": "rubric", "backend": "teacher", "scoring": "logprob",
+             "criteria": [{"name": name, "kind": "check", "description": description}]}
+    return journal_teacher(folder, judge, teacher(rule), samples, answers, latency_s, seed)
+
+
+def journal_teacher(folder: Path, judge: dict, responder: Callable[[CompletionRequest], Completion],
+                    samples: int, answers: int, latency_s: float, seed: int) -> tuple[Path, Path]:
+    """Judge the synthetic items with a scripted teacher (`judge` on backend `teacher`) through the
+    real pipeline; returns (its journal, its reward config file)."""
     journal = folder / "teacher-journal.jsonl"
-    config = {"backends": {"teacher": {"type": "scripted"}},
-              "runtime": {"journal_path": str(journal)},
-              "judges": [{"name": "support", "type": "rubric", "backend": "teacher", "scoring": "logprob",
-                          "criteria": [{"name": name, "kind": "check", "description": description}]}]}
+    config = {"backends": {"teacher": {"type": "scripted"}}, "runtime": {"journal_path": str(journal)},
+              "judges": [judge]}
     config_path = folder / "teacher.yaml"
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    backend = ScriptedBackend(teacher(rule), model="scripted-teacher", latency_s=latency_s)
+    backend = ScriptedBackend(responder, model="scripted-teacher", latency_s=latency_s)
     with RewardPipeline.from_config(config, backends={"teacher": backend}) as pipeline:
         pipeline.score_batch_sync(synthetic_items(samples, answers, seed))
     return journal, config_path

@@ -26,15 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from distill_judge import RULES, hidden_rule_args, synthetic_items, tiny_base
+from distill_judge import RULES, hidden_rule_args, journal_teacher, tiny_base
 
 from judgerl.backends.base import Completion, CompletionRequest, Usage
-from judgerl.backends.scripted import ScriptedBackend
 from judgerl.distill.agreement import Thresholds
 from judgerl.distill.command import distill
 from judgerl.distill.student import TrainSettings
-from judgerl.reward.pipeline import RewardPipeline
 
 FENCED = re.compile(r"<<<ANSWER_([AB])_\w+>>>\n(.*?)\n<<<END_ANSWER_\1_\w+>>>", re.DOTALL)
 
@@ -54,18 +51,9 @@ def teacher(rule: str):
 
 def write_journal(folder: Path, rule: str, samples: int, answers: int, latency_s: float,
                   seed: int) -> tuple[Path, Path]:
-    _, description, _ = RULES[rule]
-    journal = folder / "teacher-journal.jsonl"
-    config = {"backends": {"teacher": {"type": "scripted"}},
-              "runtime": {"journal_path": str(journal)},
-              "judges": [{"name": "prefers", "type": "pairwise", "backend": "teacher", "scoring": "logprob",
-                          "mode": "round_robin", "instructions": description}]}
-    config_path = folder / "teacher.yaml"
-    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    backend = ScriptedBackend(teacher(rule), model="scripted-teacher", latency_s=latency_s)
-    with RewardPipeline.from_config(config, backends={"teacher": backend}) as pipeline:
-        pipeline.score_batch_sync(synthetic_items(samples, answers, seed))
-    return journal, config_path
+    judge = {"name": "prefers", "type": "pairwise", "backend": "teacher", "scoring": "logprob",
+             "mode": "round_robin", "instructions": RULES[rule][1]}
+    return journal_teacher(folder, judge, teacher(rule), samples, answers, latency_s, seed)
 
 
 def main() -> int:
