@@ -43,8 +43,9 @@ from judgerl.judges import JUDGE_TYPES
 from judgerl.train.recipe import Recipe
 from judgerl.validate.suite import Suite
 
-GENERATED_NOTE = ("!!! note \"Generated from the code\"\n    This page is written by `scripts/docs_reference.py` "
-                  "when the site is built, from {source}: it cannot drift from the code.\n")
+GENERATED_NOTE = ("!!! note \"Generated from the code\"\n    This page is written by "
+                  "`scripts/docs_reference.py` when the site is built, from {source}: "
+                  "it cannot drift from the code.\n")
 
 
 # --- types, defaults and constraints as text -------------------------------------------------------
@@ -147,14 +148,15 @@ def model_sections(model: type[BaseModel], path: str, level: int = 2, *,
     lines = ["#" * level + f" `{path}`", ""]
     if doc_of(model):
         lines += [doc_of(model), ""]
-    lines += field_table(model) + [""]
+    lines += [*field_table(model), ""]
     for name, field in model.model_fields.items():
         for nested in nested_models(field.annotation):
             if nested in seen:
                 continue
             seen.add(nested)
             suffix = "[]" if typing.get_origin(field.annotation) is list else ""
-            lines += model_sections(nested, f"{path}.{field.alias or name}{suffix}".lstrip("."), level, seen=seen)
+            child = f"{path}.{field.alias or name}{suffix}".lstrip(".")
+            lines += model_sections(nested, child, level, seen=seen)
     return lines
 
 
@@ -167,7 +169,7 @@ def reward_config_page() -> str:
              "([the reward pipeline](../concepts/reward-pipeline.md)). Relative paths in it resolve "
              "against the file's folder; any field can be overridden with `--set dotted.path=value`.", "",
              "## Top level", "", doc_of(RewardConfig), ""]
-    lines += field_table(RewardConfig) + [""]
+    lines += [*field_table(RewardConfig), ""]
     for key, model, note in [
         ("backends.NAME", BackendConfig, "Each type's own options: [backend reference](backends.md)."),
         ("runtime", RuntimeConfig, "How it works: [the reward runtime](../concepts/runtime.md)."),
@@ -183,7 +185,7 @@ def reward_config_page() -> str:
             lines += [doc_of(model), ""]
         if note:
             lines += [note, ""]
-        lines += field_table(model) + [""]
+        lines += [*field_table(model), ""]
     return "\n".join(lines)
 
 
@@ -191,14 +193,14 @@ def options_page(title: str, intro: str, source: str, common: type[BaseModel] | 
                  entries: list[tuple[str, str, type[BaseModel]]]) -> str:
     lines = [f"# {title}", "", GENERATED_NOTE.format(source=source), intro, ""]
     if common is not None:
-        lines += ["## Fields every entry takes", ""] + field_table(common) + [""]
+        lines += ["## Fields every entry takes", "", *field_table(common), ""]
     for name, summary, options in entries:
         lines += [f"## `{name}`", ""]
         if summary:
             lines += [summary, ""]
         lines += [f"Options (`{options.__name__}`):", ""]
         if options.model_fields:
-            lines += field_table(options) + [""]
+            lines += [*field_table(options), ""]
         else:
             lines += ["No options of its own.", ""]
         seen: set[type] = {options}
@@ -209,7 +211,7 @@ def options_page(title: str, intro: str, source: str, common: type[BaseModel] | 
                     lines += [f"### `{name}`: `{field_name}` entries (`{nested.__name__}`)", ""]
                     if doc_of(nested):
                         lines += [doc_of(nested), ""]
-                    lines += field_table(nested) + [""]
+                    lines += [*field_table(nested), ""]
     return "\n".join(lines)
 
 
@@ -225,14 +227,16 @@ def judge_options(judge: type) -> type[BaseModel]:
     source = inspect.getsource(judge.__init__)  # type: ignore[misc]
     match = re.search(r"parse_options\((\w+)", source)
     if match is None:
-        raise RuntimeError(f"{judge.__name__}.__init__ calls no parse_options(...): update scripts/docs_reference.py")
+        raise RuntimeError(f"{judge.__name__}.__init__ calls no parse_options(...): "
+                           "update scripts/docs_reference.py")
     model = vars(sys.modules[judge.__module__])[match.group(1)]
     assert issubclass(model, BaseModel)
     return model
 
 
 def judges_page() -> str:
-    entries = [(name, doc_of(judge).split("\n\n")[0], judge_options(judge)) for name, judge in JUDGE_TYPES.items()]
+    entries = [(name, doc_of(judge).split("\n\n")[0], judge_options(judge))
+               for name, judge in JUDGE_TYPES.items()]
     return options_page("Judge reference", "Every `type` a `judges:` entry can name, with its options "
                         "(the entry's other keys). How judges work: [LLM judges](../guides/judges/index.md).",
                         "`judgerl.judges.JUDGE_TYPES` and each judge's options model", JudgeConfig, entries)
@@ -253,10 +257,10 @@ def backends_page() -> str:
 def recipe_page() -> str:
     lines = ["# Recipe reference", "",
              GENERATED_NOTE.format(source="the pydantic models in `judgerl/train/recipe.py`"),
-             "The training recipe of `judgerl train`, `judgerl sft` and `judgerl run` (YAML; paths relative to "
-             "the recipe; any field overridable with `--set a.b=value`). How it maps onto TRL: "
+             "The training recipe of `judgerl train`, `judgerl sft` and `judgerl run` (YAML; paths "
+             "relative to the recipe; any field overridable with `--set a.b=value`). How it maps onto TRL: "
              "[Training](../guides/training.md).", "", "## Top level", "", doc_of(Recipe), ""]
-    lines += field_table(Recipe) + [""]
+    lines += [*field_table(Recipe), ""]
     seen: set[type] = {Recipe}
     for name, field in Recipe.model_fields.items():
         for nested in nested_models(field.annotation):
@@ -273,7 +277,7 @@ def suite_page() -> str:
              "The suite file of `judgerl validate` (and of a recipe's `validation.suite`). What each "
              "section measures: [Validation](../guides/validation.md).", "", "## Top level", "",
              doc_of(Suite), ""]
-    lines += field_table(Suite) + [""]
+    lines += [*field_table(Suite), ""]
     seen: set[type] = {Suite}
     for name, field in Suite.model_fields.items():
         for nested in nested_models(field.annotation):
