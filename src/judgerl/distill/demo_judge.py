@@ -1,6 +1,6 @@
 """`judgerl demo` (its default `--judge student`): the demo rewarded by a judge distilled for it.
 
-Why: the demo's embedded few-shot judge does not move under RFT (README), so the demo showed RLVR
+Why: the demo's embedded few-shot judge does not move under RFT (docs/benchmarks.md), so the demo showed RLVR
 with a noisy judge. This module distils the packaged student on the specific-reply labelled set
 (`judgerl/data/specific-reply`: "the reply addresses the specific thing the customer wrote, not a
 generic apology"), gates it on the held-out scenarios like `judgerl distill`, and writes the demo's

@@ -50,11 +50,11 @@ STUDENT_PROMPT = "rubric_student"
 
 @dataclass
 class TrainSettings:
-    """How the student is trained (the defaults are the ones measured in the README)."""
+    """How the student is trained (the defaults are the ones measured in docs/guides/distillation.md)."""
 
     method: Method = "lora"
     epochs: int = 3
-    learning_rate: float | None = None  # None: 1e-3 for LoRA, 1e-4 for full (measured, README)
+    learning_rate: float | None = None  # None: 1e-3 for LoRA, 1e-4 for full (measured, docs/guides/distillation.md)
     batch_size: int = 8  # rows per step (a pairwise teacher: pairs, two prompts each)
     soft_targets: bool = True
     lora_rank: int = 16

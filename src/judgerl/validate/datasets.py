@@ -3,7 +3,7 @@ file, or items written inline in the suite.
 
 Why a module: the same probes (accuracy against humans, position bias, verbosity) should run on
 public data with one command and on the user's own data without code. Two vendored sets ship
-inside the package, in `judgerl/data/judge-validation/` (licences and provenance in the README
+inside the package, in `judgerl/data/judge-validation/` (licences and provenance in docs/guides/validation.md
 there), so they work from a wheel with no download and nothing beside the checkout:
 
 - `llmbar-natural`: 100 instruction-following pairs from LLMBar, `label` 1 or 2 names the better

@@ -93,7 +93,7 @@ class LocalBackend(Backend):
     folder. `max_concurrency` is also the largest batch. `max_batch_wait_s`: how long the first
     request of a batch waits for others to join it. `threads`: torch intra-op threads (process-wide).
     `chat_template`: false sends prompts as plain text unless a request's `extra` says otherwise
-    (small models judged better without it, see the README). `prefix_cache_tokens`: budget of the
+    (small models judged better without it, see docs/guides/backends.md). `prefix_cache_tokens`: budget of the
     prefix KV cache in tokens (0 disables prefix reuse; backends sharing a model get the largest).
     """
 

@@ -37,7 +37,7 @@ from judgerl.errors import BackendError, ConfigError, JudgerlError
 log = logging.getLogger(__name__)
 
 #: glibc malloc settings that keep freed activation buffers mapped between forward passes
-#: (measured: see the README). They only work when set before the process starts.
+#: (measured: see docs/guides/backends.md). They only work when set before the process starts.
 RECOMMENDED_MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "1000000000",
     "MALLOC_TRIM_THRESHOLD_": "1000000000",
