@@ -199,7 +199,14 @@ def serve(
     body_timeout: Annotated[float, typer.Option(
         min=0.001, help="Seconds a client has to send a request's body after its headers.")] = 60.0,
     max_connections: Annotated[int, typer.Option(
-        min=1, help="Most connections open at once; more are closed as they arrive.")] = 512,
+        min=1, help="Most connections served at once; more wait in the listen backlog (never closed). "
+                    "Fitted under the open-file limit.")] = 16384,
+    backlog: Annotated[int, typer.Option(
+        min=1, help="Listen backlog: connections waiting to be accepted (capped by net.core.somaxconn).",
+    )] = 16384,
+    max_pending_mb: Annotated[float, typer.Option(
+        min=0.001, help="Request bodies held at once, in MiB (read or being judged); a request past it "
+                        "gets 503 with Retry-After.")] = 1024.0,
     overrides: SetOption = None,
 ) -> None:
     """OpenRLHF-compatible reward server: POST /get_reward, GET /health (judgerl.adapters.openrlhf)."""
@@ -209,7 +216,8 @@ def serve(
                max_batch=max_batch, max_body_bytes=int(max_body_mb * 1024 * 1024),
                allow_networks=allow_network or [], special_tokens=special_token or [], tokenizer=tokenizer,
                budget_window=budget_window, group_size=group_size, group_timeout_s=group_timeout_s,
-               header_timeout_s=header_timeout, body_timeout_s=body_timeout, max_connections=max_connections)
+               header_timeout_s=header_timeout, body_timeout_s=body_timeout, max_connections=max_connections,
+               backlog=backlog, max_pending_bytes=int(max_pending_mb * 1024 * 1024))
 
 
 @app.command()

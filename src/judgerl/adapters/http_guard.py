@@ -1,48 +1,152 @@
-"""Bounds on slow clients for `judgerl serve`: a header timeout, a body timeout, a connection cap.
+"""Bounds on slow clients for `judgerl serve`, with backpressure instead of rejection.
 
 Why: uvicorn has no timeout for reading a request. `timeout_keep_alive` only runs between
 requests on a connection that has already answered one, and any byte received cancels it, so a
 client that opens a connection and sends its headers one byte every few seconds (or never sends
 them, or never finishes its body) holds a socket, a file descriptor and a protocol object for
-ever; a few hundred of them exhaust the server (the "slowloris" attack).
+ever; a few hundred of them exhaust the server (the "slowloris" attack). And a training cluster
+is not a slow client: OpenRLHF posts every rollout of a batch at once (`rollout_batch_size` x
+`n_samples_per_prompt`, e.g. 1,024 x 8 = 8,192 connections), each on a new connection, and
+gives up on a rollout after 5 failed tries 1 s apart. A bound that closes honest connections
+loses rewards (issue 26: a cap of 512 lost 58 % of a 4,096-rollout batch).
 
-`guarded_h11_protocol(...)` returns uvicorn's h11 protocol with three bounds added, enforced
-per connection by one timer on the event loop:
+`guarded_h11_protocol(...)` returns uvicorn's h11 protocol with these bounds, enforced per
+connection by one timer on the event loop:
 
-- `header_timeout_s`: from the moment a connection opens (or its previous response was sent)
-  until the request's headers are complete; trickling bytes does not extend it;
+- `header_timeout_s`: from the moment a connection is let in (or its previous response was
+  sent) until the request's headers are complete; trickling bytes does not extend it;
 - `body_timeout_s`: from the headers until the body is complete;
-- `max_connections`: connections beyond this many open at once are closed as they arrive.
+- `max_connections`: the connections the service reads and answers at once. It bounds memory
+  and file descriptors, not honest concurrency: a connection beyond it is never closed, it
+  waits. When the count reaches the bound, the server stops accepting (`GuardedServer`
+  removes its listening sockets from the event loop), so new connections wait in the kernel's
+  listen backlog (`backlog`, capped by `net.core.somaxconn`); the connections one accept burst
+  already took past the bound wait accepted, unread and without a deadline, in arrival order.
+  Each connection that closes lets the next waiting one in; accepting resumes when none waits.
 
 A connection that misses a deadline is closed (nothing is answered: the client has not sent a
 complete request). Once the request is read, the bounds stop: the app's own work (a judge
 batch) may take as long as it takes, and uvicorn's keep-alive timeout governs idle time after.
-The h11 protocol is pure Python and ships with uvicorn; a reward server's time goes to judge
-calls, not HTTP parsing.
+A waiting connection has no deadline (its client sent nothing yet that could be late), so a
+crowd of slow clients makes honest ones wait for a header timeout, never fail.
+
+`raise_fd_limit()` raises the process's soft `RLIMIT_NOFILE` to its hard limit, and
+`connection_limits()` fits `max_connections` under it (each connection is one descriptor; one
+accept burst can add `backlog` more), saying what it changed.
+
+Pausing the listener uses asyncio's selector loop (`loop.remove_reader` on the listening socket,
+then `asyncio.Server._start_serving()` to resume): `server_config` pins uvicorn to the asyncio
+loop. Without a `GuardedServer` (a plain `uvicorn.Server`) nothing pauses accepting: connections
+past the bound still wait (accepted, unread), holding a descriptor each. The h11 protocol is
+pure Python and ships with uvicorn; a reward server's time goes to judge calls, not HTTP parsing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import resource
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import h11
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 logger = logging.getLogger("judgerl.serve")
 
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 60.0
-DEFAULT_MAX_CONNECTIONS = 512
+# OpenRLHF's largest common batch in flight (1,024 prompts x 8 samples = 8,192) twice over.
+DEFAULT_MAX_CONNECTIONS = 16384
+DEFAULT_BACKLOG = 16384
+# Descriptors kept free for everything that is not a client connection (the listening socket,
+# the judge's HTTP pool, the cache and journal files, logs).
+FD_RESERVE = 256
+SOMAXCONN_PATH = Path("/proc/sys/net/core/somaxconn")
+
+
+class AcceptGate:
+    """Counts the connections being served; past `limit`, stops accepting and queues the rest.
+
+    Shared by every connection of one protocol class (one server). `listen_on` gives it the
+    asyncio servers whose listening sockets it pauses.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active: set[GuardedH11Protocol] = set()
+        self.waiting: collections.deque[GuardedH11Protocol] = collections.deque()
+        self.servers: list[asyncio.base_events.Server] = []
+        self.paused = False
+        self.pauses = 0  # times accepting was paused (for tests and metrics)
+        self.peak_active = 0
+        self.peak_waiting = 0
+
+    def listen_on(self, servers: Iterable[asyncio.base_events.Server]) -> None:
+        self.servers = list(servers)
+
+    def admit(self, connection: GuardedH11Protocol) -> bool:
+        """Whether `connection` is served now; otherwise it is queued (the caller pauses it)."""
+        if len(self.active) < self.limit and not self.waiting:
+            self.active.add(connection)
+            self.peak_active = max(self.peak_active, len(self.active))
+            if len(self.active) >= self.limit:
+                self._pause_accepting()
+            return True
+        self.waiting.append(connection)
+        self.peak_waiting = max(self.peak_waiting, len(self.waiting))
+        self._pause_accepting()
+        return False
+
+    def release(self, connection: GuardedH11Protocol) -> None:
+        """`connection` closed: let the next waiting one in, or resume accepting."""
+        if connection in self.active:
+            self.active.discard(connection)
+        elif connection in self.waiting:  # left while waiting (its client gave up)
+            self.waiting.remove(connection)
+        while self.waiting and len(self.active) < self.limit:
+            nxt = self.waiting.popleft()
+            if nxt.transport.is_closing():
+                continue
+            self.active.add(nxt)
+            nxt.let_in()
+        if not self.waiting and len(self.active) < self.limit:
+            self._resume_accepting()
+
+    def _pause_accepting(self) -> None:
+        if self.paused or not self.servers:
+            return
+        self.paused = True
+        self.pauses += 1
+        for server in self.servers:
+            for sock in server.sockets:
+                server.get_loop().remove_reader(sock.fileno())
+        logger.info("%d connections are being served (max %d): new connections wait in the listen backlog",
+                    len(self.active), self.limit)
+
+    def _resume_accepting(self) -> None:
+        if not self.paused:
+            return
+        self.paused = False
+        for server in self.servers:
+            if not server.sockets:
+                continue  # closed (shutting down): nothing to resume
+            # asyncio has no public pause/resume: this is what `Server.start_serving()` runs,
+            # after it checked `_serving` (which the pause left True).
+            server._serving = False
+            server._start_serving()
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with header / body read deadlines and a cap on open connections."""
+    """uvicorn's h11 protocol with header / body read deadlines and a bound on connections served."""
 
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    gate: AcceptGate = AcceptGate(DEFAULT_MAX_CONNECTIONS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -53,11 +157,14 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.max_connections:
-            logger.warning("closing a new connection from %s: %d connections are open (max %d)",
-                           _peer(self.client), len(self.connections), self.max_connections)
-            self._close()
-            return
+        if self.gate.admit(self):
+            self._expect("headers")
+        else:
+            transport.pause_reading()  # waits unread, without a deadline, until let in
+
+    def let_in(self) -> None:
+        """A waiting connection's turn: read it, with the header deadline from now."""
+        self.transport.resume_reading()
         self._expect("headers")
 
     def data_received(self, data: bytes) -> None:
@@ -71,6 +178,7 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        self.gate.release(self)
 
     # -- the deadline ----------------------------------------------------------------------
 
@@ -107,27 +215,89 @@ class GuardedH11Protocol(H11Protocol):
             return
         logger.warning("closing the connection from %s: its request %s did not arrive within %gs",
                        _peer(self.client), "headers" if phase == "headers" else "body", timeout)
-        self._close()
-
-    def _close(self) -> None:
         self._disarm()
         self.transport.close()
+
+
+class GuardedServer(uvicorn.Server):
+    """A `uvicorn.Server` whose guarded protocol may pause accepting (see the module docstring)."""
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        protocol = getattr(self.config, "http_protocol_class", None)
+        if isinstance(protocol, type) and issubclass(protocol, GuardedH11Protocol):
+            protocol.gate.listen_on(getattr(self, "servers", []))
 
 
 def guarded_h11_protocol(*, header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
                          body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
                          max_connections: int = DEFAULT_MAX_CONNECTIONS) -> type[GuardedH11Protocol]:
-    """A `GuardedH11Protocol` class with these bounds, to pass as `uvicorn.Config(http=...)`."""
+    """A `GuardedH11Protocol` class with these bounds (and its own gate), for `uvicorn.Config(http=...)`."""
     if header_timeout_s <= 0 or body_timeout_s <= 0 or max_connections < 1:
         raise ValueError("timeouts must be positive and max_connections at least 1")
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {
         "header_timeout_s": float(header_timeout_s), "body_timeout_s": float(body_timeout_s),
-        "max_connections": int(max_connections)})
+        "max_connections": int(max_connections), "gate": AcceptGate(int(max_connections))})
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (a process may); return (before, after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            logger.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+            return soft, soft
+        return soft, target
+    return soft, soft
+
+
+def somaxconn() -> int | None:
+    """The kernel's cap on a listen backlog (`net.core.somaxconn`), where it can be read."""
+    try:
+        return int(SOMAXCONN_PATH.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def connection_limits(max_connections: int, backlog: int, *, open_files: int | None = None,
+                      kernel_backlog: int | None = None) -> tuple[int, int, list[str]]:
+    """(max_connections, backlog) fitted to the open-file limit and somaxconn, and what changed.
+
+    Each connection served or waiting accepted is one descriptor; one accept burst takes up to
+    the effective backlog at once, so max_connections + backlog + FD_RESERVE must fit.
+
+    >>> connection_limits(16384, 16384, open_files=20000, kernel_backlog=4096)[:2]
+    (15648, 4096)
+    >>> connection_limits(16384, 16384, open_files=1 << 20, kernel_backlog=65535)[:2]
+    (16384, 16384)
+    """
+    notes = []
+    if open_files is None:
+        open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if kernel_backlog is None:
+        kernel_backlog = somaxconn()
+    effective_backlog = backlog
+    if kernel_backlog is not None and backlog > kernel_backlog:
+        effective_backlog = kernel_backlog
+        notes.append(f"the listen backlog is {kernel_backlog}, not {backlog}: the kernel caps it "
+                     f"(raise it with `sysctl -w net.core.somaxconn={backlog}`)")
+    room = open_files - effective_backlog - FD_RESERVE
+    if open_files != resource.RLIM_INFINITY and max_connections > room:
+        fitted = max(1, room)
+        notes.append(f"serving at most {fitted} connections at once, not {max_connections}: the open-file "
+                     f"limit is {open_files} (raise the hard limit, e.g. `ulimit -Hn 65536` or "
+                     "LimitNOFILE= in a systemd unit); more connections wait in the backlog")
+        max_connections = fitted
+    return max_connections, effective_backlog, notes
 
 
 def _peer(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "an unknown client"
 
 
-__all__ = ["DEFAULT_BODY_TIMEOUT_S", "DEFAULT_HEADER_TIMEOUT_S", "DEFAULT_MAX_CONNECTIONS",
-           "GuardedH11Protocol", "guarded_h11_protocol"]
+__all__ = ["DEFAULT_BACKLOG", "DEFAULT_BODY_TIMEOUT_S", "DEFAULT_HEADER_TIMEOUT_S", "DEFAULT_MAX_CONNECTIONS",
+           "AcceptGate", "GuardedH11Protocol", "GuardedServer", "connection_limits", "guarded_h11_protocol",
+           "raise_fd_limit", "somaxconn"]
