@@ -33,9 +33,10 @@ multi-turn query is read back into a trajectory with tool calls and results
 Failure budget: over the last `budget_window` items the server scored (all clients together,
 counted once 32 were seen), not per request: a single unscored rollout is answered 200 with
 `unscored: 1`. When the window's unscored share passes the config's `failure_budget` the answer
-is 503 with the reasons and `Retry-After` (OpenRLHF retries 5 times 1 s apart whatever the
-header says, then leaves the reward empty and the run stops): training on rollouts the judge
-could not score would be training on noise.
+is 503 with the reasons, without `Retry-After` (the run should stop; OpenRLHF retries 5 times
+1 s apart, then leaves the reward empty and the run stops): training on rollouts the judge
+could not score would be training on noise. The one 503 with `Retry-After` is a refusal for
+memory (below): try again later.
 
 Safety defaults: bound to 127.0.0.1; a client must send `Authorization: Bearer <t>` or connect
 from a network allowed with `--allow-network 10.0.0.0/8` (repeatable): OpenRLHF's client sends
@@ -111,7 +112,6 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_GROUP_TIMEOUT_S = 30.0
 DEFAULT_MAX_PENDING_BYTES = 1024 * 1024 * 1024
 RETRY_AFTER_BUSY_S = 5  # a request refused for memory: try again in a few seconds
-RETRY_AFTER_BUDGET_S = 30  # the judge is failing: give its endpoint time to recover
 CLIENT_CLOSED = 499  # the status recorded (never sent) when the client left before its answer
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -438,7 +438,7 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
             budget.record(rewards)
         except FailureBudgetExceeded as exc:
             logger.error("get_reward -> 503: %s", exc)
-            return error_response(503, str(exc), RETRY_AFTER_BUDGET_S, failed=exc.failed, total=exc.total,
+            return error_response(503, str(exc), failed=exc.failed, total=exc.total,
                                   reasons=exc.reasons), rewards
         values = [numeric_value(reward) for reward in rewards]
         per_item = [component_values(reward) for reward in rewards]
