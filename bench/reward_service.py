@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import itertools
 import json
 import logging
@@ -212,6 +213,8 @@ class LoadResult:
     groups_split: float | None
     statuses: dict[str, float]
     log_tracebacks: int
+    log_deadlines: int
+    try_errors: list[tuple[str, int]]
 
 
 def status_kb(pid: int, field: str) -> float | None:
@@ -296,13 +299,13 @@ class TryCounter(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.failed_tries = 0
-        self.first: str | None = None
+        self.kinds: collections.Counter[str] = collections.Counter()
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if "error, please check" in message:
             self.failed_tries += 1
-            self.first = self.first or message
+            self.kinds[re.sub(r"\d+", "#", message)[:160]] += 1
 
 
 def openrlhf_tokenizer() -> Any:
@@ -395,7 +398,8 @@ def run_load(count: int, *, latency_s: float, slots: int, group_size: int, tok: 
         per_request_kb=None if idle_kb is None or peak_kb is None else (peak_kb - idle_kb) / count,
         groups_complete=metric(metrics, 'judgerl_groups_total{outcome="complete"}'),
         groups_split=metric(metrics, 'judgerl_groups_total{outcome="incomplete"}'),
-        statuses=statuses, log_tracebacks=log_text.count("Traceback"))
+        statuses=statuses, log_tracebacks=log_text.count("Traceback"),
+        log_deadlines=log_text.count("did not arrive within"), try_errors=counter.kinds.most_common(3))
 
 
 def print_load(result: LoadResult, *, latency_s: float, slots: int, group_size: int) -> None:
@@ -404,6 +408,8 @@ def print_load(result: LoadResult, *, latency_s: float, slots: int, group_size: 
           f"{latency_s * 1000:.0f} ms x C={slots}, group size {group_size}", flush=True)
     print(f"  rollouts without a reward: {result.without_reward} (goal 0); tries OpenRLHF repeated: "
           f"{result.failed_tries}; answers by status: {result.statuses}", flush=True)
+    for message, count in result.try_errors:
+        print(f"    {count} x {message}", flush=True)
     print(f"  latency p50 {ms(result.p50_s)}, p95 {ms(result.p95_s)}; batch done in {result.seconds:.1f} s",
           flush=True)
     print(f"  throughput {result.achieved_per_s:.1f} rollouts/s of ideal {result.ideal_per_s:.1f} "
@@ -411,7 +417,8 @@ def print_load(result: LoadResult, *, latency_s: float, slots: int, group_size: 
           flush=True)
     per = "n/a" if result.per_request_kb is None else f"{result.per_request_kb:.1f} KiB"
     print(f"  service RSS idle {result.idle_rss_mb or 0:.0f} MB, peak {result.peak_rss_mb or 0:.0f} MB: "
-          f"{per} per request in flight; tracebacks in its log: {result.log_tracebacks}", flush=True)
+          f"{per} per request in flight; in its log: {result.log_tracebacks} tracebacks, "
+          f"{result.log_deadlines} connections closed at a read deadline", flush=True)
     if group_size > 1:
         print(f"  groups: {result.groups_complete or 0:.0f} complete, {result.groups_split or 0:.0f} split "
               f"at the group timeout (expected {-(-result.rollouts // group_size)} complete)", flush=True)

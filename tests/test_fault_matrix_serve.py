@@ -187,12 +187,51 @@ def test_slow_headers_are_cut_off(pipeline: RewardPipeline):
 
 
 def test_a_silent_connection_is_cut_off(pipeline: RewardPipeline):
-    with serving(create_app(pipeline, token=None), header_timeout_s=0.5) as port:
+    with serving(create_app(pipeline, token=None), header_timeout_s=0.5, idle_timeout_s=0.8) as port:
         sock = connect(port)
-        deadline = time.monotonic() + 5
+        started = time.monotonic()
         while not closed_by_server(sock):
-            assert time.monotonic() < deadline, "a connection that sends nothing stays open"
+            assert time.monotonic() < started + 5, "a connection that sends nothing stays open"
         sock.close()
+        assert time.monotonic() - started >= 0.7, "closed before the idle timeout"
+
+
+def test_a_client_slow_to_send_its_first_byte_is_served_when_no_one_waits(pipeline: RewardPipeline):
+    """A busy client (its own loop behind) may send its request long after the connection opened:
+    past the header timeout, it is still answered while no other connection waits for a slot."""
+    with serving(create_app(pipeline, token=None), header_timeout_s=0.3) as port:
+        sock = connect(port)
+        time.sleep(1.0)  # over three header timeouts without a byte
+        body = json.dumps({"query": ["Q: hi A: hello there"]}).encode()
+        sock.sendall(b"POST /get_reward HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        sock.settimeout(10)
+        reply = sock.recv(65536)
+        sock.close()
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+
+
+def test_silent_connections_are_cut_at_the_header_timeout_when_others_wait(pipeline: RewardPipeline):
+    with serving_config(create_app(pipeline, token=None), header_timeout_s=0.5,
+                        max_connections=3) as (port, config):
+        silent = [connect(port) for _ in range(3)]
+        time.sleep(0.1)
+        waiting = connect(port)
+        body = json.dumps({"query": ["Q: hi A: hello there"]}).encode()
+        waiting.sendall(b"POST /get_reward HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        started = time.monotonic()
+        waiting.settimeout(10)
+        reply = waiting.recv(65536)
+        took = time.monotonic() - started
+        closed = [closed_by_server(sock) for sock in silent]
+        for sock in [*silent, waiting]:
+            sock.close()
+        gate = config.http_protocol_class.gate
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert all(closed), "the silent connections holding the slots were kept"
+    assert gate.silent_closed == 3
+    assert took < 5, f"the waiting client was answered after {took:.1f}s"
 
 
 def test_slow_body_is_cut_off(pipeline: RewardPipeline):

@@ -193,9 +193,12 @@ def serve(
         help="Longest a rollout is held for its group.")] = 30.0,
     max_batch: Annotated[int, typer.Option(help="Most items per request (413 above).")] = 4096,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB (413 above).")] = 32.0,
+    idle_timeout: Annotated[float, typer.Option(
+        min=0.001, help="Seconds a connection may wait before sending the first byte of its request "
+                        "(the header timeout instead while connections wait for a slot).")] = 180.0,
     header_timeout: Annotated[float, typer.Option(
-        min=0.001, help="Seconds a client has to send a request's headers (then the connection is closed).",
-    )] = 10.0,
+        min=0.001, help="Seconds a client has, from a request's first byte, to send its headers (then the "
+                        "connection is closed).")] = 10.0,
     body_timeout: Annotated[float, typer.Option(
         min=0.001, help="Seconds a client has to send a request's body after its headers.")] = 60.0,
     max_connections: Annotated[int, typer.Option(
@@ -217,7 +220,8 @@ def serve(
                allow_networks=allow_network or [], special_tokens=special_token or [], tokenizer=tokenizer,
                budget_window=budget_window, group_size=group_size, group_timeout_s=group_timeout_s,
                header_timeout_s=header_timeout, body_timeout_s=body_timeout, max_connections=max_connections,
-               backlog=backlog, max_pending_bytes=int(max_pending_mb * 1024 * 1024))
+               backlog=backlog, max_pending_bytes=int(max_pending_mb * 1024 * 1024),
+               idle_timeout_s=idle_timeout)
 
 
 @app.command()

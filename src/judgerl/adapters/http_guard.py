@@ -13,8 +13,15 @@ loses rewards (issue 26: a cap of 512 lost 58 % of a 4,096-rollout batch).
 `guarded_h11_protocol(...)` returns uvicorn's h11 protocol with these bounds, enforced per
 connection by one timer on the event loop:
 
-- `header_timeout_s`: from the moment a connection is let in (or its previous response was
-  sent) until the request's headers are complete; trickling bytes does not extend it;
+- `idle_timeout_s` (180 s, OpenRLHF's own client timeout): from the moment a connection is let
+  in until the first byte of its request. A busy client with thousands of rollouts in flight
+  may take tens of seconds between its connection being accepted and sending its request (its
+  own event loop is behind): that client is honest, and a silent connection costs only a
+  descriptor. But while connections wait for a slot (the bound below is reached), a silent
+  connection older than `header_timeout_s` is closed: it holds a slot an honest client waits
+  for (one sweep a second while there is pressure);
+- `header_timeout_s`: from the first byte of a request until its headers are complete;
+  trickling bytes does not extend it;
 - `body_timeout_s`: from the headers until the body is complete;
 - `max_connections`: the connections the service reads and answers at once. It bounds memory
   and file descriptors, not honest concurrency: a connection beyond it is never closed, it
@@ -47,6 +54,7 @@ import asyncio
 import collections
 import logging
 import resource
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -57,6 +65,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 logger = logging.getLogger("judgerl.serve")
 
+DEFAULT_IDLE_TIMEOUT_S = 180.0
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 60.0
 # OpenRLHF's largest common batch in flight (1,024 prompts x 8 samples = 8,192) twice over.
@@ -75,8 +84,9 @@ class AcceptGate:
     asyncio servers whose listening sockets it pauses.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S) -> None:
         self.limit = limit
+        self.sweep_every_s = min(1.0, header_timeout_s / 2)
         self.active: set[GuardedH11Protocol] = set()
         self.waiting: collections.deque[GuardedH11Protocol] = collections.deque()
         self.servers: list[asyncio.base_events.Server] = []
@@ -84,6 +94,8 @@ class AcceptGate:
         self.pauses = 0  # times accepting was paused (for tests and metrics)
         self.peak_active = 0
         self.peak_waiting = 0
+        self.silent_closed = 0  # silent connections closed to free a slot under pressure
+        self._sweep: asyncio.TimerHandle | None = None
 
     def listen_on(self, servers: Iterable[asyncio.base_events.Server]) -> None:
         self.servers = list(servers)
@@ -116,7 +128,33 @@ class AcceptGate:
         if not self.waiting and len(self.active) < self.limit:
             self._resume_accepting()
 
+    def under_pressure(self) -> bool:
+        """Whether connections wait for a slot (queued here, or in the listen backlog)."""
+        return self.paused or bool(self.waiting)
+
+    def sweep_silent(self) -> None:
+        """Under pressure, close the connections that have sent nothing for their header timeout."""
+        self._sweep = None
+        if not self.under_pressure():
+            return
+        now = time.monotonic()
+        silent = [c for c in self.active if c.silent_for(now) >= c.header_timeout_s]
+        for connection in silent:
+            connection.close_silent()
+        if silent:
+            self.silent_closed += len(silent)
+            logger.warning("closed %d connections that sent nothing for their header timeout while %s "
+                           "connections waited for a slot (max %d)", len(silent),
+                           len(self.waiting) or "more", self.limit)
+        self._schedule_sweep()
+
+    def _schedule_sweep(self) -> None:
+        if self._sweep is not None:
+            return
+        self._sweep = asyncio.get_running_loop().call_later(self.sweep_every_s, self.sweep_silent)
+
     def _pause_accepting(self) -> None:
+        self._schedule_sweep()
         if self.paused or not self.servers:
             return
         self.paused = True
@@ -143,6 +181,7 @@ class AcceptGate:
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with header / body read deadlines and a bound on connections served."""
 
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
@@ -151,21 +190,31 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._read_deadline: asyncio.TimerHandle | None = None
-        self._reading: str | None = None  # "headers", "body" or None (request read, or closed)
+        # "idle" (no byte of the request yet), "headers", "body", or None (request read, or closed)
+        self._reading: str | None = None
+        self._phase_since = 0.0
 
     # -- uvicorn's protocol hooks ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if self.gate.admit(self):
-            self._expect("headers")
+            self._expect("idle")
         else:
             transport.pause_reading()  # waits unread, without a deadline, until let in
 
     def let_in(self) -> None:
-        """A waiting connection's turn: read it, with the header deadline from now."""
+        """A waiting connection's turn: read it, its deadlines from now."""
         self.transport.resume_reading()
-        self._expect("headers")
+        self._expect("idle")
+
+    def silent_for(self, now: float) -> float:
+        """Seconds this connection has been let in without sending a byte of its request (else 0)."""
+        return now - self._phase_since if self._reading == "idle" else 0.0
+
+    def close_silent(self) -> None:
+        self._disarm()
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -189,7 +238,8 @@ class GuardedH11Protocol(H11Protocol):
             return
         state = self.conn.their_state
         if state is h11.IDLE and (self.cycle is None or self.cycle.response_complete):
-            self._expect("headers")  # waiting for (the rest of) the next request's headers
+            # waiting for the next request: its first byte, or the rest of its headers
+            self._expect("headers" if self.conn.trailing_data[0] else "idle")
         elif state is h11.SEND_BODY:
             self._expect("body")
         else:
@@ -200,7 +250,9 @@ class GuardedH11Protocol(H11Protocol):
             return  # keep the running deadline: bytes trickling in do not extend it
         self._disarm()
         self._reading = phase
-        timeout = self.header_timeout_s if phase == "headers" else self.body_timeout_s
+        self._phase_since = time.monotonic()
+        timeouts = {"idle": self.idle_timeout_s, "headers": self.header_timeout_s}
+        timeout = timeouts.get(phase, self.body_timeout_s)
         self._read_deadline = self.loop.call_later(timeout, self._deadline_passed, phase, timeout)
 
     def _disarm(self) -> None:
@@ -213,8 +265,9 @@ class GuardedH11Protocol(H11Protocol):
         self._read_deadline = None
         if self._reading != phase or self.transport.is_closing():
             return
-        logger.warning("closing the connection from %s: its request %s did not arrive within %gs",
-                       _peer(self.client), "headers" if phase == "headers" else "body", timeout)
+        what = {"idle": "'s first byte", "headers": " headers"}.get(phase, " body")
+        logger.warning("closing the connection from %s: its request%s did not arrive within %gs",
+                       _peer(self.client), what, timeout)
         self._disarm()
         self.transport.close()
 
@@ -231,13 +284,16 @@ class GuardedServer(uvicorn.Server):
 
 def guarded_h11_protocol(*, header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
                          body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
-                         max_connections: int = DEFAULT_MAX_CONNECTIONS) -> type[GuardedH11Protocol]:
+                         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> type[GuardedH11Protocol]:
     """A `GuardedH11Protocol` class with these bounds (and its own gate), for `uvicorn.Config(http=...)`."""
-    if header_timeout_s <= 0 or body_timeout_s <= 0 or max_connections < 1:
+    if min(header_timeout_s, body_timeout_s, idle_timeout_s) <= 0 or max_connections < 1:
         raise ValueError("timeouts must be positive and max_connections at least 1")
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {
+        "idle_timeout_s": float(idle_timeout_s),
         "header_timeout_s": float(header_timeout_s), "body_timeout_s": float(body_timeout_s),
-        "max_connections": int(max_connections), "gate": AcceptGate(int(max_connections))})
+        "max_connections": int(max_connections),
+        "gate": AcceptGate(int(max_connections), float(header_timeout_s))})
 
 
 def raise_fd_limit() -> tuple[int, int]:
@@ -266,13 +322,18 @@ def connection_limits(max_connections: int, backlog: int, *, open_files: int | N
                       kernel_backlog: int | None = None) -> tuple[int, int, list[str]]:
     """(max_connections, backlog) fitted to the open-file limit and somaxconn, and what changed.
 
-    Each connection served or waiting accepted is one descriptor; one accept burst takes up to
-    the effective backlog at once, so max_connections + backlog + FD_RESERVE must fit.
+    Each connection served or waiting accepted is one descriptor, and one accept burst takes up
+    to the backlog at once, so max_connections + backlog + FD_RESERVE must fit in the open-file
+    limit. When they do not, the backlog gets at most a quarter of the room and the connections
+    served the rest. (A smaller backlog loses nothing: when it is full the kernel drops the
+    client's SYN and the client sends it again a second later, and again.)
 
     >>> connection_limits(16384, 16384, open_files=20000, kernel_backlog=4096)[:2]
     (15648, 4096)
     >>> connection_limits(16384, 16384, open_files=1 << 20, kernel_backlog=65535)[:2]
     (16384, 16384)
+    >>> connection_limits(16384, 16384, open_files=1024, kernel_backlog=4096)[:2]
+    (576, 192)
     """
     notes = []
     if open_files is None:
@@ -284,13 +345,15 @@ def connection_limits(max_connections: int, backlog: int, *, open_files: int | N
         effective_backlog = kernel_backlog
         notes.append(f"the listen backlog is {kernel_backlog}, not {backlog}: the kernel caps it "
                      f"(raise it with `sysctl -w net.core.somaxconn={backlog}`)")
-    room = open_files - effective_backlog - FD_RESERVE
-    if open_files != resource.RLIM_INFINITY and max_connections > room:
-        fitted = max(1, room)
-        notes.append(f"serving at most {fitted} connections at once, not {max_connections}: the open-file "
-                     f"limit is {open_files} (raise the hard limit, e.g. `ulimit -Hn 65536` or "
-                     "LimitNOFILE= in a systemd unit); more connections wait in the backlog")
-        max_connections = fitted
+    room = open_files - FD_RESERVE
+    if open_files != resource.RLIM_INFINITY and max_connections + effective_backlog > room:
+        fitted_backlog = max(1, min(effective_backlog, room // 4))
+        fitted = max(1, min(max_connections, room - fitted_backlog))
+        notes.append(f"serving at most {fitted} connections at once (asked {max_connections}) with a backlog "
+                     f"of {fitted_backlog}: the open-file limit is {open_files} (raise the hard limit, e.g. "
+                     "LimitNOFILE=65536 in a systemd unit or `ulimit -Hn 65536` as root); more connections "
+                     "wait to connect")
+        max_connections, effective_backlog = fitted, fitted_backlog
     return max_connections, effective_backlog, notes
 
 
@@ -298,6 +361,7 @@ def _peer(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "an unknown client"
 
 
-__all__ = ["DEFAULT_BACKLOG", "DEFAULT_BODY_TIMEOUT_S", "DEFAULT_HEADER_TIMEOUT_S", "DEFAULT_MAX_CONNECTIONS",
+__all__ = ["DEFAULT_BACKLOG", "DEFAULT_BODY_TIMEOUT_S", "DEFAULT_HEADER_TIMEOUT_S", "DEFAULT_IDLE_TIMEOUT_S",
+           "DEFAULT_MAX_CONNECTIONS",
            "AcceptGate", "GuardedH11Protocol", "GuardedServer", "connection_limits", "guarded_h11_protocol",
            "raise_fd_limit", "somaxconn"]

@@ -52,9 +52,11 @@ own loop, so uvicorn's loop stays free and every request shares one runtime.
 A body nested more than `MAX_JSON_DEPTH` levels deep is 422, like any malformed body. An item
 whose text cannot be handled (a lone surrogate) is that item's failure, not the batch's: it is
 unscored (0.0 with `unscored: 1`) and the other items are scored. Slow clients are bounded
-(adapters/http_guard.py): request headers must arrive within `header_timeout_s` and the body
-within `body_timeout_s`; at most `max_connections` connections are served at once and more
-wait (in the listen backlog, never closed: a training cluster sends its whole batch at once).
+(adapters/http_guard.py): a request's first byte must arrive within `idle_timeout_s` (within
+`header_timeout_s` while other connections wait for a slot), its headers within
+`header_timeout_s` of that and its body within `body_timeout_s`; at most `max_connections`
+connections are served at once and more wait (in the listen backlog, never closed: a training
+cluster sends its whole batch at once).
 Request bodies held at once (being read or judged) are bounded by `max_pending_bytes`: a request
 that would pass it is answered 503 with `Retry-After` (a bound on memory; an honest batch of
 10,000 OpenRLHF rollouts holds a few tens of MB). A client that disconnects before its answer is
@@ -83,6 +85,7 @@ from judgerl.adapters.http_guard import (
     DEFAULT_BACKLOG,
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_IDLE_TIMEOUT_S,
     DEFAULT_MAX_CONNECTIONS,
     GuardedServer,
     connection_limits,
@@ -505,14 +508,15 @@ def resolve_token(*, token_env: str, no_auth: bool, allow_networks: Sequence[str
 def server_config(app: FastAPI, *, host: str = "127.0.0.1", port: int = 5000, log_level: str = "info",
                   header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
                   body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
-                  max_connections: int = DEFAULT_MAX_CONNECTIONS, backlog: int = DEFAULT_BACKLOG) -> Any:
+                  max_connections: int = DEFAULT_MAX_CONNECTIONS, backlog: int = DEFAULT_BACKLOG,
+                  idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> Any:
     """The `uvicorn.Config` of `judgerl serve`: the guarded h11 protocol (slow-client bounds,
     backpressure past `max_connections`), a listen `backlog` for the connections that wait, the
     asyncio loop (the protocol pauses its listener), access log off (get_reward logs its own line)."""
     import uvicorn
 
     protocol = guarded_h11_protocol(header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
-                                    max_connections=max_connections)
+                                    max_connections=max_connections, idle_timeout_s=idle_timeout_s)
     return uvicorn.Config(app, host=host, port=port, http=protocol, loop="asyncio", backlog=backlog,
                           access_log=False, log_level=log_level)
 
@@ -525,7 +529,8 @@ def serve(config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int 
           group_timeout_s: float = DEFAULT_GROUP_TIMEOUT_S, log_level: str = "info",
           header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
           max_connections: int = DEFAULT_MAX_CONNECTIONS, backlog: int = DEFAULT_BACKLOG,
-          max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
+          max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+          idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> None:
     """Run the server until interrupted (what `judgerl serve` calls).
 
     `special_tokens` are stripped besides the defaults and the `tokenizer` folder's own. The
@@ -558,7 +563,8 @@ def serve(config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int 
                          max_pending_bytes=max_pending_bytes)
         draining_server(server_config(app, host=host, port=port, log_level=log_level,
                                       header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
-                                      max_connections=max_connections, backlog=backlog),
+                                      max_connections=max_connections, backlog=backlog,
+                                      idle_timeout_s=idle_timeout_s),
                         app.state.assembler).run()
 
 
