@@ -96,6 +96,7 @@ class AcceptGate:
         self.peak_waiting = 0
         self.silent_closed = 0  # silent connections closed to free a slot under pressure
         self._sweep: asyncio.TimerHandle | None = None
+        self._logged_at = -float("inf")
 
     def listen_on(self, servers: Iterable[asyncio.base_events.Server]) -> None:
         self.servers = list(servers)
@@ -162,8 +163,11 @@ class AcceptGate:
         for server in self.servers:
             for sock in server.sockets:
                 server.get_loop().remove_reader(sock.fileno())
-        logger.info("%d connections are being served (max %d): new connections wait in the listen backlog",
-                    len(self.active), self.limit)
+        if time.monotonic() - self._logged_at >= 60:  # at the bound this toggles often: a line a minute
+            self._logged_at = time.monotonic()
+            logger.info("%d connections are being served (max %d): new connections wait in the listen "
+                        "backlog (accepting paused %d times so far)", len(self.active), self.limit,
+                        self.pauses)
 
     def _resume_accepting(self) -> None:
         if not self.paused:
