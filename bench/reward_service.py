@@ -215,6 +215,7 @@ class LoadResult:
     log_tracebacks: int
     log_deadlines: int
     try_errors: list[tuple[str, int]]
+    service_cpu_ms_per_rollout: float | None
 
 
 def status_kb(pid: int, field: str) -> float | None:
@@ -225,6 +226,15 @@ def status_kb(pid: int, field: str) -> float | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process `pid` so far (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_judge(latency_s: float) -> tuple[subprocess.Popen[str], str]:
@@ -371,8 +381,10 @@ def run_load(count: int, *, latency_s: float, slots: int, group_size: int, tok: 
             if warm.status_code != 200:
                 raise RuntimeError(f"warm-up request -> {warm.status_code}: {warm.text[:300]}")
             idle_kb = status_kb(service.pid, "VmRSS")
+            cpu_before = cpu_seconds(service.pid)
             outputs, latencies, seconds = asyncio.run(send_batch(url, count, group_size, tok))
             peak_kb = status_kb(service.pid, "VmHWM")
+            cpu_after = cpu_seconds(service.pid)
             metrics = httpx.get(f"{url}/metrics", timeout=30).text
         finally:
             service.terminate()
@@ -399,7 +411,9 @@ def run_load(count: int, *, latency_s: float, slots: int, group_size: int, tok: 
         groups_complete=metric(metrics, 'judgerl_groups_total{outcome="complete"}'),
         groups_split=metric(metrics, 'judgerl_groups_total{outcome="incomplete"}'),
         statuses=statuses, log_tracebacks=log_text.count("Traceback"),
-        log_deadlines=log_text.count("did not arrive within"), try_errors=counter.kinds.most_common(3))
+        log_deadlines=log_text.count("did not arrive within"), try_errors=counter.kinds.most_common(3),
+        service_cpu_ms_per_rollout=None if cpu_before is None or cpu_after is None
+        else 1000 * (cpu_after - cpu_before) / count)
 
 
 def print_load(result: LoadResult, *, latency_s: float, slots: int, group_size: int) -> None:
@@ -415,6 +429,9 @@ def print_load(result: LoadResult, *, latency_s: float, slots: int, group_size: 
     print(f"  throughput {result.achieved_per_s:.1f} rollouts/s of ideal {result.ideal_per_s:.1f} "
           f"= N / (ceil(N / C) x L): achieved/ideal {result.achieved_per_s / result.ideal_per_s:.3f}",
           flush=True)
+    if result.service_cpu_ms_per_rollout is not None:
+        print(f"  service CPU {result.service_cpu_ms_per_rollout:.2f} ms per rollout (ceiling on one free "
+              f"core: {1000 / result.service_cpu_ms_per_rollout:.0f} rollouts/s)", flush=True)
     per = "n/a" if result.per_request_kb is None else f"{result.per_request_kb:.1f} KiB"
     print(f"  service RSS idle {result.idle_rss_mb or 0:.0f} MB, peak {result.peak_rss_mb or 0:.0f} MB: "
           f"{per} per request in flight; in its log: {result.log_tracebacks} tracebacks, "
