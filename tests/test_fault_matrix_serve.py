@@ -335,9 +335,13 @@ def test_a_burst_past_max_connections_is_answered_in_full_with_at_most_that_many
     with pipeline, serving_config(create_app(pipeline, token=None), max_connections=8) as (port, config):
         replies = post_on_open_sockets(port, 100, seconds=60)
         gate = config.http_protocol_class.gate
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     assert sum(reply.startswith(b"HTTP/1.1 200") for reply in replies) == 100, set(replies)
     assert gate.peak_active <= 8, f"{gate.peak_active} connections were served at once (max 8)"
     assert gate.peak_waiting > 0 or gate.pauses > 0, "the burst never met the bound"
+    assert "judgerl_connections_max 8" in metrics
+    assert f"judgerl_accept_pauses_total {gate.pauses}" in metrics
+    assert "judgerl_pending_request_bytes 0" in metrics, "every request's bytes were given back"
 
 
 # -- issue 26: a client that leaves is one log line, not a traceback --------------------------------

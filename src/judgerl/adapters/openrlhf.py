@@ -401,7 +401,9 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
         if not authorized(request):
             return PlainTextResponse("unauthorized\n", status_code=401,
                                      headers={"WWW-Authenticate": "Bearer"})
-        return PlainTextResponse(metrics.render(pipeline.runtime, assembler), media_type=CONTENT_TYPE)
+        text = metrics.render(pipeline.runtime, assembler, pending_bytes=pending.held,
+                              connections=getattr(app.state, "connection_gate", None))
+        return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
     async def score(body: RewardRequest, items: list[tuple[Sample, Rollout]]) -> list[Reward]:
         expected = body.group_size or group_size
@@ -517,6 +519,7 @@ def server_config(app: FastAPI, *, host: str = "127.0.0.1", port: int = 5000, lo
 
     protocol = guarded_h11_protocol(header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
                                     max_connections=max_connections, idle_timeout_s=idle_timeout_s)
+    app.state.connection_gate = protocol.gate  # for GET /metrics
     return uvicorn.Config(app, host=host, port=port, http=protocol, loop="asyncio", backlog=backlog,
                           access_log=False, log_level=log_level)
 
