@@ -310,6 +310,10 @@ async def read_body(request: Request, limit: int, pending: PendingBodies | None 
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, f"request body of {int(declared)} bytes is over the limit of {limit} bytes")
+    if pending is not None and declared is not None and declared.isdigit() and \
+            pending.held + int(declared) > pending.limit:
+        raise RequestError(503, f"the service holds {pending.held} bytes of requests (max {pending.limit}); "
+                                "try again later", RETRY_AFTER_BUSY_S)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
