@@ -60,7 +60,7 @@ cluster sends its whole batch at once).
 Request bodies held at once (being read or judged) are bounded by `max_pending_bytes`: a request
 that would pass it is answered 503 with `Retry-After` (a bound on memory; an honest batch of
 10,000 OpenRLHF rollouts holds a few tens of MB). A client that disconnects before its answer is
-one log line (its rollouts are still judged, and cached).
+one log line (its rollouts are still judged, and cached when the cache is on).
 """
 
 from __future__ import annotations
@@ -385,6 +385,7 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
     app.state.failure_budget = budget
     pending = PendingBodies(max_pending_bytes)
     app.state.pending_bodies = pending
+    max_body_bytes = min(max_body_bytes, max_pending_bytes)  # a larger body could never be held: 413
 
     def authorized(request: Request) -> bool:
         if token is None and not networks:
@@ -455,7 +456,7 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
         extra_logs = {name: [components.get(name, 0.0) for components in per_item] for name in names}
         if await request.is_disconnected():
             logger.info("get_reward: the client at %s disconnected before its answer (%d items judged, "
-                        "kept in the cache; answer dropped)", client_address(request), len(rewards))
+                        "answer dropped)", client_address(request), len(rewards))
             return error_response(CLIENT_CLOSED, "the client disconnected"), rewards
         logger.info("get_reward -> 200: %d items (%d unscored) in %.2fs", len(rewards),
                     sum(reward.status == "unscored" for reward in rewards), time.monotonic() - started)
