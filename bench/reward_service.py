@@ -1,4 +1,5 @@
-"""Benchmark of `judgerl serve` fed one rollout a request by many clients, with group assembly.
+"""Benchmark of `judgerl serve` fed one rollout a request by many clients, with group assembly;
+and (`--openrlhf N`) OpenRLHF's own reward client sending a whole batch at once.
 
 Why: verl ≥ 0.9 and OpenRLHF ≥ 0.9.1 send one rollout per request, from many workers, and a
 group judge needs the k rollouts of a prompt together. The service holds them until the group is
@@ -21,26 +22,54 @@ The service runs in its own process (uvicorn on 127.0.0.1), the clients in this 
     .venv/bin/python bench/reward_service.py               # K=64, G=8, C=4, L=0.5 s, J=20 ms, 20 s
     .venv/bin/python bench/reward_service.py --clients 8 --group 2 --slots 2
     .venv/bin/python bench/reward_service.py --tiny        # smoke run (CI): figures not meaningful
+
+`--openrlhf N[,N...]` (issue 26): OpenRLHF 0.11.2 scores every rollout of a batch concurrently,
+one POST per rollout on a new connection (`SingleTurnAgentExecutor._fetch_rewards_via_http`: 5
+tries 1 s apart, a 180 s timeout each, then no reward), and a rollout without a reward makes its
+experience maker raise. A batch is `rollout_batch_size` x `n_samples_per_prompt` rollouts (e.g.
+1,024 x 8 = 8,192). This mode drives that real executor with N rollouts at once against
+`judgerl serve` started as a user starts it (its CLI, default limits) in front of a loopback
+OpenAI-compatible judge (tests/fake_openai.py, its own process) answering each call in L s
+(`--judge-latency`), C calls at a time (`--judge-slots`, the config's `max_concurrency`). Only
+the generation engine is a stand-in (vLLM needs a GPU): it answers at once, so the whole batch
+reaches the service together (the worst case). For each N it prints the rollouts without a
+reward (goal 0), the tries OpenRLHF repeated, p50/p95 latency of a rollout's reward, the
+service's peak resident memory (VmHWM) and its growth over the idle service divided by N (the
+memory each waiting request costs, an upper bound), achieved vs ideal throughput (a pointwise
+judge makes one call per rollout, C at a time:
+ideal N / (ceil(N / C) x L) rollouts/s, C / L for large N), and with `--group-size G` the groups
+assembled complete or split at the group timeout. Each N gets a fresh service.
+
+    .venv/bin/python bench/reward_service.py --openrlhf 1000,4000,10000
+    .venv/bin/python bench/reward_service.py --openrlhf 1000,4000,10000 --group-size 8
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import itertools
 import json
+import logging
 import os
 import random
 import re
 import socket
 import subprocess
 import sys
+import tempfile
+import textwrap
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import httpx
 
+from judgerl.adapters.http_guard import raise_fd_limit
 from judgerl.backends.base import CompletionRequest
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import JudgeConfig, RewardConfig
@@ -161,6 +190,277 @@ def metric(text: str, name: str) -> float | None:
     return float(found.group(1)) if found and found.group(1) != "NaN" else None
 
 
+# -- --openrlhf: OpenRLHF's own client, a whole batch at once (issue 26) ------------------------------
+
+FAKE_JUDGE = ROOT / "tests" / "fake_openai.py"
+VERDICT = '{"criteria": {"answers": {"rationale": "it answers", "score": true}}}'
+
+
+@dataclass
+class LoadResult:
+    rollouts: int
+    without_reward: int
+    failed_tries: int
+    p50_s: float | None
+    p95_s: float | None
+    seconds: float
+    achieved_per_s: float
+    ideal_per_s: float
+    idle_rss_mb: float | None
+    peak_rss_mb: float | None
+    per_request_kb: float | None
+    groups_complete: float | None
+    groups_split: float | None
+    statuses: dict[str, float]
+    log_tracebacks: int
+    log_deadlines: int
+    try_errors: list[tuple[str, int]]
+    service_cpu_ms_per_rollout: float | None
+
+
+def status_kb(pid: int, field: str) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process `pid` so far (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_judge(latency_s: float) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen([sys.executable, str(FAKE_JUDGE), "--port", "0", "--latency", str(latency_s),
+                                "--text", VERDICT], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.startswith("PORT "):
+        process.kill()
+        raise RuntimeError(f"the loopback judge did not start: {line!r}")
+    return process, f"http://127.0.0.1:{line.split()[1]}/v1"
+
+
+def write_config(folder: Path, judge_url: str, slots: int) -> Path:
+    """A pointwise reward like a training run's: a length check and a rubric judge (one call a rollout)."""
+    path = folder / "reward.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        backends:
+          judge: {{type: openai, base_url: "{judge_url}", model: loopback-judge, max_concurrency: {slots},
+                  timeout_s: 60}}
+        runtime: {{journal_path: null, cache_path: null}}
+        checks:
+          - {{name: length, type: length, unit: words, min: 1, max: 60, weight: 0.5}}
+        judges:
+          - name: quality
+            type: rubric
+            criteria: [{{name: answers, kind: check, description: "The answer responds to the question."}}]
+        """), encoding="utf-8")
+    return path
+
+
+def start_cli_service(config: Path, port: int, group_size: int, log: Path) -> subprocess.Popen[bytes]:
+    """`judgerl serve` as a user starts it: its CLI, default limits (only --no-auth on loopback)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "judgerl.cli", "serve", "-c", str(config), "--port", str(port),
+               "--no-auth"]
+    if group_size > 1:
+        command += ["--group-size", str(group_size)]
+    with log.open("wb") as sink:
+        return subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+
+
+def wait_healthy(url: str, service: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if service.poll() is not None:
+            raise RuntimeError(f"judgerl serve exited with {service.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("judgerl serve did not answer /health in time")
+
+
+class ScriptedEngine:
+    """Stands in for OpenRLHF's vLLM engine (not a model): answers `token_ids` at once, then EOS."""
+
+    def __init__(self, token_ids: list[int]) -> None:
+        self.token_ids = token_ids
+
+    async def generate(self, prompt_token_ids: list[int], params: Any, multi_modal_data: Any = None) -> Any:
+        output = SimpleNamespace(token_ids=list(self.token_ids), finish_reason="stop", logprobs=None)
+        return SimpleNamespace(outputs=[output])
+
+
+class TryCounter(logging.Handler):
+    """Counts OpenRLHF's own log lines for a failed try (it logs each at INFO, then retries)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.failed_tries = 0
+        self.kinds: collections.Counter[str] = collections.Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "error, please check" in message:
+            self.failed_tries += 1
+            self.kinds[re.sub(r"\d+", "#", message)[:160]] += 1
+
+
+def openrlhf_tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    from judgerl.models import resolve_model
+
+    return AutoTokenizer.from_pretrained(str(resolve_model("smollm2-135m-instruct")))
+
+
+async def send_batch(url: str, count: int, group_size: int,
+                     tok: Any) -> tuple[list[dict], list[float], float]:
+    """N rollouts through OpenRLHF's `SingleTurnAgentExecutor`, all at once; (outputs, latencies, seconds)."""
+    from openrlhf.datasets.prompts_dataset import preprocess_data
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+    executor = SingleTurnAgentExecutor(remote_rm_url=f"{url}/get_reward")
+    params = SimpleNamespace(max_tokens=64, logprobs=None)
+    prompts = [preprocess_data({"input": f"Question {index}: name a colour and say why."},
+                               input_key="input", apply_chat_template=tok.apply_chat_template)[0]
+               for index in range(-(-count // group_size))]
+    engines = [ScriptedEngine(tok(f"Colour {index}: blue, like the sky at noon.", add_special_tokens=False)
+                              ["input_ids"] + [tok.eos_token_id]) for index in range(count)]
+    latencies: list[float] = []
+
+    async def rollout(index: int) -> dict:
+        started = time.monotonic()
+        output = await executor.execute(prompts[index // group_size], "", params, max_length=512,
+                                        hf_tokenizer=tok, llm_engine=engines[index])
+        latencies.append(time.monotonic() - started)
+        return output
+
+    began = time.monotonic()
+    outputs = await asyncio.gather(*(rollout(index) for index in range(count)))
+    return list(outputs), latencies, time.monotonic() - began
+
+
+def run_load(count: int, *, latency_s: float, slots: int, group_size: int, tok: Any,
+             keep_log: Path | None = None) -> LoadResult:
+    """One fresh service, one batch of `count` rollouts through OpenRLHF's client."""
+    soft = raise_fd_limit()[1]
+    if soft < count + 512:
+        raise RuntimeError(f"this process may open {soft} files; {count} rollouts at once need about "
+                           f"{count + 512} (raise `ulimit -n`)")
+    from openrlhf.utils import agent
+
+    counter = TryCounter()
+    agent_logger = agent.logger
+    saved_handlers = list(agent_logger.handlers)
+    for handler in saved_handlers:
+        agent_logger.removeHandler(handler)  # thousands of retry lines would bury the figures
+    agent_logger.addHandler(counter)
+    judge, judge_url = start_judge(latency_s)
+    with tempfile.TemporaryDirectory() as folder:
+        log = keep_log or Path(folder) / "serve.log"
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        service = start_cli_service(write_config(Path(folder), judge_url, slots), port, group_size, log)
+        try:
+            wait_healthy(url, service)
+            warm = httpx.post(f"{url}/get_reward", timeout=60,
+                              json={"query": ["Q: warm up? A: yes, warm."], "group_size": 1})
+            if warm.status_code != 200:
+                raise RuntimeError(f"warm-up request -> {warm.status_code}: {warm.text[:300]}")
+            idle_kb = status_kb(service.pid, "VmRSS")
+            cpu_before = cpu_seconds(service.pid)
+            outputs, latencies, seconds = asyncio.run(send_batch(url, count, group_size, tok))
+            peak_kb = status_kb(service.pid, "VmHWM")
+            cpu_after = cpu_seconds(service.pid)
+            metrics = httpx.get(f"{url}/metrics", timeout=30).text
+        finally:
+            service.terminate()
+            try:
+                service.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                service.kill()
+            judge.terminate()
+            judge.wait(timeout=30)
+            agent_logger.removeHandler(counter)
+            for handler in saved_handlers:
+                agent_logger.addHandler(handler)
+        log_text = log.read_text(errors="replace")
+    without = sum(output["reward"] is None for output in outputs)
+    statuses = {found.group(1): float(found.group(2)) for found in
+                re.finditer(r'^judgerl_requests_total\{code="(\d+)"\} (\S+)$', metrics, re.M)}
+    return LoadResult(
+        rollouts=count, without_reward=without, failed_tries=counter.failed_tries,
+        p50_s=percentile(latencies, 50), p95_s=percentile(latencies, 95), seconds=seconds,
+        achieved_per_s=(count - without) / seconds, ideal_per_s=count / (-(-count // slots) * latency_s),
+        idle_rss_mb=None if idle_kb is None else idle_kb / 1024,
+        peak_rss_mb=None if peak_kb is None else peak_kb / 1024,
+        per_request_kb=None if idle_kb is None or peak_kb is None else (peak_kb - idle_kb) / count,
+        groups_complete=metric(metrics, 'judgerl_groups_total{outcome="complete"}'),
+        groups_split=metric(metrics, 'judgerl_groups_total{outcome="incomplete"}'),
+        statuses=statuses, log_tracebacks=log_text.count("Traceback"),
+        log_deadlines=log_text.count("did not arrive within"), try_errors=counter.kinds.most_common(3),
+        service_cpu_ms_per_rollout=None if cpu_before is None or cpu_after is None
+        else 1000 * (cpu_after - cpu_before) / count)
+
+
+def print_load(result: LoadResult, *, latency_s: float, slots: int, group_size: int) -> None:
+    ms = lambda seconds: "n/a" if seconds is None else f"{seconds * 1000:.0f} ms"  # noqa: E731
+    print(f"N={result.rollouts:,} rollouts at once (OpenRLHF SingleTurnAgentExecutor), judge L="
+          f"{latency_s * 1000:.0f} ms x C={slots}, group size {group_size}", flush=True)
+    print(f"  rollouts without a reward: {result.without_reward} (goal 0); tries OpenRLHF repeated: "
+          f"{result.failed_tries}; answers by status: {result.statuses}", flush=True)
+    for message, count in result.try_errors:
+        print(f"    {count} x {message}", flush=True)
+    print(f"  latency p50 {ms(result.p50_s)}, p95 {ms(result.p95_s)}; batch done in {result.seconds:.1f} s",
+          flush=True)
+    print(f"  throughput {result.achieved_per_s:.1f} rollouts/s of ideal {result.ideal_per_s:.1f} "
+          f"= N / (ceil(N / C) x L): achieved/ideal {result.achieved_per_s / result.ideal_per_s:.3f}",
+          flush=True)
+    if result.service_cpu_ms_per_rollout is not None:
+        print(f"  service CPU {result.service_cpu_ms_per_rollout:.2f} ms per rollout (ceiling on one free "
+              f"core: {1000 / result.service_cpu_ms_per_rollout:.0f} rollouts/s)", flush=True)
+    per = "n/a" if result.per_request_kb is None else f"{result.per_request_kb:.1f} KiB"
+    print(f"  service RSS idle {result.idle_rss_mb or 0:.0f} MB, peak {result.peak_rss_mb or 0:.0f} MB: "
+          f"{per} per request in flight; in its log: {result.log_tracebacks} tracebacks, "
+          f"{result.log_deadlines} connections closed at a read deadline", flush=True)
+    if group_size > 1:
+        print(f"  groups: {result.groups_complete or 0:.0f} complete, {result.groups_split or 0:.0f} split "
+              f"at the group timeout (expected {-(-result.rollouts // group_size)} complete)", flush=True)
+
+
+def openrlhf_mode(args: argparse.Namespace) -> int:
+    counts = [int(part) for part in str(args.openrlhf).split(",") if part.strip()]
+    if args.tiny:
+        counts = [min(counts[0], 48)] if counts else [48]
+    tok = openrlhf_tokenizer()
+    results = []
+    for count in counts:
+        result = run_load(count, latency_s=args.judge_latency, slots=args.judge_slots,
+                          group_size=args.group_size, tok=tok)
+        print_load(result, latency_s=args.judge_latency, slots=args.judge_slots, group_size=args.group_size)
+        results.append(result)
+    ok = all(result.without_reward == 0 and result.log_tracebacks == 0 and not result.groups_split
+             for result in results)
+    summary = [asdict(result) for result in results]
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+    print("PASS" if ok else "FAIL", json.dumps(summary), flush=True)
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=64,
@@ -174,11 +474,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-timeout", type=float, default=30.0, help="the service's group timeout")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--tiny", action="store_true", help="smoke run (seconds; figures not meaningful)")
+    parser.add_argument("--openrlhf", default=None, metavar="N[,N...]",
+                        help="OpenRLHF's real client sending N rollouts at once to `judgerl serve`")
+    parser.add_argument("--judge-latency", type=float, default=0.2, help="--openrlhf: judge seconds per call")
+    parser.add_argument("--judge-slots", type=int, default=64, help="--openrlhf: judge calls at a time (C)")
+    parser.add_argument("--group-size", type=int, default=1,
+                        help="--openrlhf: the service's --group-size (rollouts per prompt)")
     parser.add_argument("--serve-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_child:
         return serve_child(args)
+    if args.openrlhf:
+        return openrlhf_mode(args)
     if args.tiny:
         args.clients, args.group, args.slots, args.latency, args.duration = 8, 2, 2, 0.05, 1.5
     if args.clients < args.group:

@@ -47,3 +47,15 @@ def test_benchmark_runs_in_tiny_mode(script: Path) -> None:
     headline = HEADLINES.get(script.name)
     if headline is not None:
         assert re.search(headline, done.stdout), done.stdout[-3000:]
+
+
+def test_reward_service_drives_openrlhfs_own_client() -> None:
+    """`reward_service.py --openrlhf`: OpenRLHF's SingleTurnAgentExecutor against `judgerl serve`."""
+    pytest.importorskip("openrlhf", reason="needs the `engines` extra (scripts/setup installs it)")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    done = subprocess.run([sys.executable, str(BENCH / "reward_service.py"), "--tiny", "--openrlhf", "48",
+                           "--group-size", "8"], capture_output=True, text=True, timeout=600, env=env,
+                          cwd=BENCH.parent)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "rollouts without a reward: 0 (goal 0)" in done.stdout, done.stdout[-3000:]
+    assert re.search(r"groups: 6 complete, 0 split", done.stdout), done.stdout[-3000:]

@@ -251,3 +251,29 @@ def test_compute_score_remote_raises_with_the_services_message():
             pytest.raises(adapter.RemoteRewardError, match="401: missing or wrong bearer token"):
         asyncio.run(adapter.compute_score_remote("d", "x", "4", {}, reward_url=url))
 
+
+
+def test_compute_score_remote_waits_out_a_503_with_retry_after(monkeypatch):
+    """The service refused for memory (503 + Retry-After): judgerl's verl client tries again later."""
+    import threading
+    import time
+
+    import httpx
+
+    import judgerl.adapters.verl as adapter
+    from judgerl.adapters.openrlhf import create_app
+    from test_adapter_openrlhf import running
+
+    monkeypatch.setattr(adapter, "RETRY_AFTER_MAX_S", 0.7)  # the service says 5 s; the test waits less
+    pipeline, _judge, _backend = make_pipeline(latency_s=0.6)
+    big = {"query": ["Q: hi A: good " + "x" * 400]}
+    with pipeline, running(create_app(pipeline, token=None, max_pending_bytes=450)) as url:
+        holder = threading.Thread(target=httpx.post, args=(f"{url}/get_reward",),
+                                  kwargs={"json": big, "timeout": 10})
+        holder.start()  # holds ~420 bytes while judged (0.6 s): the next requests are refused at first
+        time.sleep(0.2)
+        refused = httpx.post(f"{url}/get_reward", json={"query": ["Q: 2+2 A: 4"]}, timeout=10)
+        result = asyncio.run(adapter.compute_score_remote("d", "good", "good", {}, reward_url=url))
+        holder.join()
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "5", refused.text
+    assert result["unscored"] == 0.0 and "score" in result

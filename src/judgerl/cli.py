@@ -193,13 +193,23 @@ def serve(
         help="Longest a rollout is held for its group.")] = 30.0,
     max_batch: Annotated[int, typer.Option(help="Most items per request (413 above).")] = 4096,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB (413 above).")] = 32.0,
+    idle_timeout: Annotated[float, typer.Option(
+        min=0.001, help="Seconds a connection may wait before sending the first byte of its request "
+                        "(the header timeout instead while connections wait for a slot).")] = 180.0,
     header_timeout: Annotated[float, typer.Option(
-        min=0.001, help="Seconds a client has to send a request's headers (then the connection is closed).",
-    )] = 10.0,
+        min=0.001, help="Seconds a client has, from a request's first byte, to send its headers (then the "
+                        "connection is closed).")] = 10.0,
     body_timeout: Annotated[float, typer.Option(
         min=0.001, help="Seconds a client has to send a request's body after its headers.")] = 60.0,
     max_connections: Annotated[int, typer.Option(
-        min=1, help="Most connections open at once; more are closed as they arrive.")] = 512,
+        min=1, help="Most connections served at once; more wait in the listen backlog (never closed). "
+                    "Fitted under the open-file limit.")] = 16384,
+    backlog: Annotated[int, typer.Option(
+        min=1, help="Listen backlog: connections waiting to be accepted (capped by net.core.somaxconn).",
+    )] = 16384,
+    max_pending_mb: Annotated[float, typer.Option(
+        min=0.001, help="Request bodies held at once, in MiB (read or being judged); a request past it "
+                        "gets 503 with Retry-After.")] = 1024.0,
     overrides: SetOption = None,
 ) -> None:
     """OpenRLHF-compatible reward server: POST /get_reward, GET /health (judgerl.adapters.openrlhf)."""
@@ -209,7 +219,9 @@ def serve(
                max_batch=max_batch, max_body_bytes=int(max_body_mb * 1024 * 1024),
                allow_networks=allow_network or [], special_tokens=special_token or [], tokenizer=tokenizer,
                budget_window=budget_window, group_size=group_size, group_timeout_s=group_timeout_s,
-               header_timeout_s=header_timeout, body_timeout_s=body_timeout, max_connections=max_connections)
+               header_timeout_s=header_timeout, body_timeout_s=body_timeout, max_connections=max_connections,
+               backlog=backlog, max_pending_bytes=int(max_pending_mb * 1024 * 1024),
+               idle_timeout_s=idle_timeout)
 
 
 @app.command()

@@ -33,8 +33,10 @@ multi-turn query is read back into a trajectory with tool calls and results
 Failure budget: over the last `budget_window` items the server scored (all clients together,
 counted once 32 were seen), not per request: a single unscored rollout is answered 200 with
 `unscored: 1`. When the window's unscored share passes the config's `failure_budget` the answer
-is 503 with the reasons (OpenRLHF retries 5 times, then leaves the reward empty and the run
-stops): training on rollouts the judge could not score would be training on noise.
+is 503 with the reasons, without `Retry-After` (the run should stop; OpenRLHF retries 5 times
+1 s apart, then leaves the reward empty and the run stops): training on rollouts the judge
+could not score would be training on noise. The one 503 with `Retry-After` is a refusal for
+memory (below): try again later.
 
 Safety defaults: bound to 127.0.0.1; a client must send `Authorization: Bearer <t>` or connect
 from a network allowed with `--allow-network 10.0.0.0/8` (repeatable): OpenRLHF's client sends
@@ -50,8 +52,15 @@ own loop, so uvicorn's loop stays free and every request shares one runtime.
 A body nested more than `MAX_JSON_DEPTH` levels deep is 422, like any malformed body. An item
 whose text cannot be handled (a lone surrogate) is that item's failure, not the batch's: it is
 unscored (0.0 with `unscored: 1`) and the other items are scored. Slow clients are bounded
-(adapters/http_guard.py): request headers must arrive within `header_timeout_s` and the body
-within `body_timeout_s`, and at most `max_connections` connections are open at once.
+(adapters/http_guard.py): a request's first byte must arrive within `idle_timeout_s` (within
+`header_timeout_s` while other connections wait for a slot), its headers within
+`header_timeout_s` of that and its body within `body_timeout_s`; at most `max_connections`
+connections are served at once and more wait (in the listen backlog, never closed: a training
+cluster sends its whole batch at once).
+Request bodies held at once (being read or judged) are bounded by `max_pending_bytes`: a request
+that would pass it is answered 503 with `Retry-After` (a bound on memory; an honest batch of
+10,000 OpenRLHF rollouts holds a few tens of MB). A client that disconnects before its answer is
+one log line (its rollouts are still judged, and cached when the cache is on).
 """
 
 from __future__ import annotations
@@ -69,13 +78,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import ClientDisconnect
 
 from judgerl.adapters import component_values, numeric_value, prompt_sample_id, reference_text
 from judgerl.adapters.http_guard import (
+    DEFAULT_BACKLOG,
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_IDLE_TIMEOUT_S,
     DEFAULT_MAX_CONNECTIONS,
+    GuardedServer,
+    connection_limits,
     guarded_h11_protocol,
+    raise_fd_limit,
 )
 from judgerl.adapters.service_metrics import CONTENT_TYPE, ServiceMetrics
 from judgerl.adapters.special_tokens import (
@@ -98,6 +113,9 @@ logger = logging.getLogger("judgerl.serve")
 DEFAULT_MAX_BATCH = 4096
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_GROUP_TIMEOUT_S = 30.0
+DEFAULT_MAX_PENDING_BYTES = 1024 * 1024 * 1024
+RETRY_AFTER_BUSY_S = 5  # a request refused for memory: try again in a few seconds
+CLIENT_CLOSED = 499  # the status recorded (never sent) when the client left before its answer
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -117,17 +135,46 @@ class RewardRequest(BaseModel):
 
 
 class RequestError(Exception):
-    """A client error, answered as `{"error": message}` with `status`."""
+    """A client error, answered as `{"error": message}` with `status` (503s with `Retry-After`)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
-def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+def error_response(status: int, message: str, retry_after_s: int | None = None, **extra: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(retry_after_s)
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers or None)
+
+
+class PendingBodies:
+    """The request bytes the service holds at once (read, or waiting for their judgment).
+
+    A bound on memory, not on concurrency: one event loop takes and gives back, so no lock.
+
+    >>> pending = PendingBodies(10)
+    >>> pending.take(6), pending.take(6), pending.held
+    (True, False, 6)
+    >>> pending.give_back(6); pending.held
+    0
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
 
 
 def split_query(query: str, prompt: str | None,
@@ -253,16 +300,30 @@ def address_allowed(host: str | None, networks: Sequence[Network]) -> bool:
     return any(address.version == network.version and address in network for network in networks)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) more than `limit` bytes before reading them all."""
+async def read_body(request: Request, limit: int, pending: PendingBodies | None = None,
+                    held: list[int] | None = None) -> bytes:
+    """The request body, refusing (413) more than `limit` bytes before reading them all.
+
+    With `pending`, each chunk is taken from the service's bound on bytes held at once (and
+    added to `held[0]`, for the caller to give back); past the bound the answer is 503.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, f"request body of {int(declared)} bytes is over the limit of {limit} bytes")
+    if pending is not None and declared is not None and declared.isdigit() and \
+            pending.held + int(declared) > pending.limit:
+        raise RequestError(503, f"the service holds {pending.held} bytes of requests (max {pending.limit}); "
+                                "try again later", RETRY_AFTER_BUSY_S)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise RequestError(413, f"request body is over the limit of {limit} bytes")
+        if pending is not None and held is not None:
+            if not pending.take(len(chunk)):
+                raise RequestError(503, f"the service holds {pending.held} bytes of requests (max "
+                                        f"{pending.limit}); try again later", RETRY_AFTER_BUSY_S)
+            held[0] += len(chunk)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -291,13 +352,15 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, allow_networks: Sequence[str] = (),
                special_tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS, budget_window: int = DEFAULT_WINDOW,
                budget_min_items: int = DEFAULT_MIN_ITEMS, group_size: int = 1,
-               group_timeout_s: float = DEFAULT_GROUP_TIMEOUT_S) -> FastAPI:
+               group_timeout_s: float = DEFAULT_GROUP_TIMEOUT_S,
+               max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> FastAPI:
     """The FastAPI app.
 
     A request is let in with the bearer `token` or from one of `allow_networks`; with neither
     (`token=None`, no networks) auth is off (the caller must have asked for that). With
     `group_size` > 1 (or a request's `group_size`), rollouts are held by group (see
-    `judgerl.reward.groups`) for at most `group_timeout_s`.
+    `judgerl.reward.groups`) for at most `group_timeout_s`. Request bodies held at once are
+    bounded by `max_pending_bytes` (503 with `Retry-After` past it).
     """
     metrics = ServiceMetrics()
     assembler = GroupAssembler(pipeline, group_size=group_size, timeout_s=group_timeout_s,
@@ -320,6 +383,9 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
     budget = RollingFailureBudget(pipeline.config.failure_budget, window=budget_window,
                                   min_items=budget_min_items)
     app.state.failure_budget = budget
+    pending = PendingBodies(max_pending_bytes)
+    app.state.pending_bodies = pending
+    max_body_bytes = min(max_body_bytes, max_pending_bytes)  # a larger body could never be held: 413
 
     def authorized(request: Request) -> bool:
         if token is None and not networks:
@@ -340,7 +406,9 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
         if not authorized(request):
             return PlainTextResponse("unauthorized\n", status_code=401,
                                      headers={"WWW-Authenticate": "Bearer"})
-        return PlainTextResponse(metrics.render(pipeline.runtime, assembler), media_type=CONTENT_TYPE)
+        text = metrics.render(pipeline.runtime, assembler, pending_bytes=pending.held,
+                              connections=getattr(app.state, "connection_gate", None))
+        return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
     async def score(body: RewardRequest, items: list[tuple[Sample, Rollout]]) -> list[Reward]:
         expected = body.group_size or group_size
@@ -351,18 +419,22 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
             return await assembler.score(items, keys=body.group_keys, group_size=expected)
         return await pipeline.score_batch(items, enforce_budget=False)
 
-    async def answer(request: Request, started: float) -> tuple[JSONResponse, list[Reward]]:
+    async def answer(request: Request, started: float, held: list[int]) -> tuple[JSONResponse, list[Reward]]:
         if not authorized(request):
             message = ("missing or wrong bearer token" if token is not None
                        else "this client's address is not in an allowed network")
             return error_response(401, message), []
         try:
-            body = parse_body(await read_body(request, max_body_bytes), max_batch)
+            body = parse_body(await read_body(request, max_body_bytes, pending, held), max_batch)
             items = build_items(body, tokens, needs_reference, trajectories=trajectories)
             rewards = await score(body, items)
+        except ClientDisconnect:
+            logger.info("get_reward: the client at %s disconnected before its request was read (%d bytes "
+                        "received)", client_address(request), held[0])
+            return error_response(CLIENT_CLOSED, "the client disconnected"), []
         except RequestError as exc:
             logger.info("get_reward -> %d: %s", exc.status, exc.message)
-            return error_response(exc.status, exc.message), []
+            return error_response(exc.status, exc.message, exc.retry_after_s), []
         except DataError as exc:
             logger.info("get_reward -> 422: %s", exc)
             return error_response(422, str(exc)), []
@@ -382,6 +454,10 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
         per_item = [component_values(reward) for reward in rewards]
         names = list(dict.fromkeys(name for components in per_item for name in components))
         extra_logs = {name: [components.get(name, 0.0) for components in per_item] for name in names}
+        if await request.is_disconnected():
+            logger.info("get_reward: the client at %s disconnected before its answer (%d items judged, "
+                        "answer dropped)", client_address(request), len(rewards))
+            return error_response(CLIENT_CLOSED, "the client disconnected"), rewards
         logger.info("get_reward -> 200: %d items (%d unscored) in %.2fs", len(rewards),
                     sum(reward.status == "unscored" for reward in rewards), time.monotonic() - started)
         return JSONResponse({"rewards": values, "scores": values, "extra_logs": extra_logs}), rewards
@@ -390,24 +466,29 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
     async def get_reward(request: Request) -> JSONResponse:
         started = time.monotonic()
         metrics.started()
-        status, rewards = 500, []
+        status, rewards, held = 500, [], [0]
         try:
-            response, rewards = await answer(request, started)
+            response, rewards = await answer(request, started, held)
             status = response.status_code
             return response
         finally:
+            pending.give_back(held[0])
             metrics.finished(status, time.monotonic() - started, rewards)
 
     return app
 
 
+def client_address(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "an unknown address"
+
+
 def draining_server(config: Any, assembler: GroupAssembler) -> Any:
     """A `uvicorn.Server` that, told to stop (SIGTERM, SIGINT), first judges the groups still
     waiting for rollouts as they are: the requests holding them are answered before the server
-    waits for its connections to close, not after the group timeout."""
-    import uvicorn
+    waits for its connections to close, not after the group timeout. It is a `GuardedServer`:
+    past `max_connections` it stops accepting (connections wait in the listen backlog)."""
 
-    class DrainingServer(uvicorn.Server):
+    class DrainingServer(GuardedServer):
         async def shutdown(self, sockets: Any = None) -> None:
             assembler.flush_all()
             await super().shutdown(sockets=sockets)
@@ -434,14 +515,18 @@ def resolve_token(*, token_env: str, no_auth: bool, allow_networks: Sequence[str
 def server_config(app: FastAPI, *, host: str = "127.0.0.1", port: int = 5000, log_level: str = "info",
                   header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
                   body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
-                  max_connections: int = DEFAULT_MAX_CONNECTIONS) -> Any:
-    """The `uvicorn.Config` of `judgerl serve`: the guarded h11 protocol (slow-client bounds),
-    access log off (get_reward logs its own line)."""
+                  max_connections: int = DEFAULT_MAX_CONNECTIONS, backlog: int = DEFAULT_BACKLOG,
+                  idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> Any:
+    """The `uvicorn.Config` of `judgerl serve`: the guarded h11 protocol (slow-client bounds,
+    backpressure past `max_connections`), a listen `backlog` for the connections that wait, the
+    asyncio loop (the protocol pauses its listener), access log off (get_reward logs its own line)."""
     import uvicorn
 
     protocol = guarded_h11_protocol(header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
-                                    max_connections=max_connections)
-    return uvicorn.Config(app, host=host, port=port, http=protocol, access_log=False, log_level=log_level)
+                                    max_connections=max_connections, idle_timeout_s=idle_timeout_s)
+    app.state.connection_gate = protocol.gate  # for GET /metrics
+    return uvicorn.Config(app, host=host, port=port, http=protocol, loop="asyncio", backlog=backlog,
+                          access_log=False, log_level=log_level)
 
 
 def serve(config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 5000,
@@ -451,10 +536,14 @@ def serve(config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int 
           tokenizer: str | None = None, budget_window: int = DEFAULT_WINDOW, group_size: int = 1,
           group_timeout_s: float = DEFAULT_GROUP_TIMEOUT_S, log_level: str = "info",
           header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
-          max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+          max_connections: int = DEFAULT_MAX_CONNECTIONS, backlog: int = DEFAULT_BACKLOG,
+          max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+          idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> None:
     """Run the server until interrupted (what `judgerl serve` calls).
 
-    `special_tokens` are stripped besides the defaults and the `tokenizer` folder's own.
+    `special_tokens` are stripped besides the defaults and the `tokenizer` folder's own. The
+    process's soft open-file limit is raised to its hard limit, and `max_connections` and
+    `backlog` are fitted under it and the kernel's somaxconn (each change is logged).
     """
     from judgerl.adapters.special_tokens import token_list
 
@@ -465,6 +554,12 @@ def serve(config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int 
         logger.warning("serving WITHOUT auth on %s: anyone who can reach this port can spend "
                        "your judge budget", host)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    before, after = raise_fd_limit()
+    if after != before:
+        logger.info("raised the open-file limit (RLIMIT_NOFILE soft) from %d to %d", before, after)
+    max_connections, backlog, notes = connection_limits(max_connections, backlog)
+    for note in notes:
+        logger.warning("%s", note)
     tokens = token_list(special_tokens, tokenizer=tokenizer)
     with RewardPipeline.from_config(str(config), overrides=overrides) as pipeline:
         if group_size > 1 and not whole_group_judges(pipeline):
@@ -472,13 +567,17 @@ def serve(config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int 
                            "round_robin); holding rollouts only adds latency", group_size)
         app = create_app(pipeline, token=token, max_batch=max_batch, max_body_bytes=max_body_bytes,
                          allow_networks=networks, special_tokens=tokens, budget_window=budget_window,
-                         group_size=group_size, group_timeout_s=group_timeout_s)
+                         group_size=group_size, group_timeout_s=group_timeout_s,
+                         max_pending_bytes=max_pending_bytes)
         draining_server(server_config(app, host=host, port=port, log_level=log_level,
                                       header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
-                                      max_connections=max_connections), app.state.assembler).run()
+                                      max_connections=max_connections, backlog=backlog,
+                                      idle_timeout_s=idle_timeout_s),
+                        app.state.assembler).run()
 
 
 __all__ = [
+    "PendingBodies",
     "RewardRequest",
     "address_allowed",
     "build_items",

@@ -20,6 +20,7 @@ from judgerl.runtime.accounting import percentile
 from judgerl.types import Reward
 
 if TYPE_CHECKING:
+    from judgerl.adapters.http_guard import AcceptGate
     from judgerl.reward.groups import GroupAssembler
     from judgerl.runtime.model_runtime import ModelRuntime
 
@@ -98,7 +99,10 @@ class ServiceMetrics:
                 if reward.status == "unscored":
                     self.unscored[reason_key(reward)] += 1
 
-    def render(self, runtime: ModelRuntime | None = None, assembler: GroupAssembler | None = None) -> str:
+    def render(self, runtime: ModelRuntime | None = None, assembler: GroupAssembler | None = None, *,
+               connections: AcceptGate | None = None, pending_bytes: int | None = None) -> str:
+        """The exposition text; `connections` (the server's gate) and `pending_bytes` (request
+        bytes held) add the load gauges of `judgerl serve`."""
         lines: list[str] = []
 
         def metric(name: str, kind: str, help_text: str, samples: list[str]) -> None:
@@ -133,6 +137,24 @@ class ServiceMetrics:
                     metric(name, "gauge", f"time a rollout was held for its group, p{quantile} over the "
                                           "last 10000 rollouts",
                            [f"{name} {'NaN' if value is None else value}"])
+        if connections is not None:
+            metric("judgerl_connections_served", "gauge", "connections being read or answered",
+                   [f"judgerl_connections_served {len(connections.active)}"])
+            metric("judgerl_connections_waiting", "gauge",
+                   "connections accepted and waiting for a slot (more may wait in the listen backlog)",
+                   [f"judgerl_connections_waiting {len(connections.waiting)}"])
+            metric("judgerl_connections_max", "gauge", "most connections served at once",
+                   [f"judgerl_connections_max {connections.limit}"])
+            metric("judgerl_accept_paused", "gauge", "1 while the service does not accept (at the bound)",
+                   [f"judgerl_accept_paused {int(connections.paused)}"])
+            metric("judgerl_accept_pauses_total", "counter", "times accepting paused at the bound",
+                   [f"judgerl_accept_pauses_total {connections.pauses}"])
+            metric("judgerl_silent_connections_closed_total", "counter",
+                   "connections closed for sending nothing while others waited for a slot",
+                   [f"judgerl_silent_connections_closed_total {connections.silent_closed}"])
+        if pending_bytes is not None:
+            metric("judgerl_pending_request_bytes", "gauge", "request bytes held (read or being judged)",
+                   [f"judgerl_pending_request_bytes {pending_bytes}"])
         if runtime is not None:
             lines += runtime_lines(runtime.stats.snapshot())
         return "\n".join(lines) + "\n"

@@ -245,6 +245,7 @@ class RemoteRewardError(RuntimeError):
 
 
 REMOTE_ATTEMPTS = 3
+RETRY_AFTER_MAX_S = 60.0
 
 
 async def compute_score_remote(data_source: Any, solution_str: str, ground_truth: Any,
@@ -255,8 +256,10 @@ async def compute_score_remote(data_source: Any, solution_str: str, ground_truth
 
     The request carries the prompt (as the judge should see it), the response, the reference,
     the prompt's sample id as `group_keys` and `group_size`. Connection errors are retried
-    (3 attempts); any answer but 200 raises `RemoteRewardError` with the service's message (a
-    503 is the service's failure budget: the run should stop).
+    (3 attempts), and so is a 503 with `Retry-After` (the service refused for memory: it is
+    tried again after the seconds it says, at most `RETRY_AFTER_MAX_S`); any other answer but
+    200 raises `RemoteRewardError` with the service's message (a 503 without `Retry-After` is
+    the service's failure budget: the run should stop).
     """
     import aiohttp
 
@@ -274,6 +277,10 @@ async def compute_score_remote(data_source: Any, solution_str: str, ground_truth
             async with aiohttp.ClientSession(timeout=timeout) as session, \
                     session.post(url, json=payload, headers=headers) as response:
                 data = await response.json(content_type=None)
+                retry_after = response.headers.get("Retry-After", "")
+                if response.status == 503 and retry_after.strip().isdigit() and attempt < REMOTE_ATTEMPTS:
+                    await asyncio.sleep(min(float(retry_after), RETRY_AFTER_MAX_S))
+                    continue
                 if response.status != 200:
                     message = data.get("error") if isinstance(data, dict) else data
                     raise RemoteRewardError(f"the reward service at {url} answered {response.status}: "
