@@ -85,7 +85,7 @@ def score(
 
     from judgerl.config import load_reward_config
     from judgerl.data import load_rollouts
-    from judgerl.errors import DataError
+    from judgerl.errors import BudgetExhausted, DataError
     from judgerl.reward.pipeline import RewardPipeline
     from judgerl.run.score import score_file
 
@@ -102,10 +102,20 @@ def score(
         TimeElapsedColumn(), console=console,
     ) as progress:
         task = progress.add_task("scoring", total=len(items))
-        summary = score_file(pipeline, items, output, batch_size=batch_size, resume=resume,
-                             keep_unscored=keep_unscored, progress=lambda n: progress.advance(task, n))
+        try:
+            summary = score_file(pipeline, items, output, batch_size=batch_size, resume=resume,
+                                 keep_unscored=keep_unscored, progress=lambda n: progress.advance(task, n))
+        except BudgetExhausted as exc:
+            stopped: BudgetExhausted | None = exc
+            summary = exc.summary  # type: ignore[attr-defined]
+        else:
+            stopped = None
         progress.advance(task, summary.skipped)
     print_summary(summary, output, bad_rows=len(errors))
+    if stopped is not None:
+        console.print(f"[bold red]stopped by the budget:[/] {summary.not_scored} rows not scored (not "
+                      f"written; a rerun with a raised budget scores them). {stopped}", highlight=False)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -514,7 +524,9 @@ def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:
     counts = ", ".join(f"{status}: {count}" for status, count in sorted(summary.status_counts.items()))
     retried = f" ({summary.retried} unscored before, scored again)" if summary.retried else ""
     console.print(f"scored {summary.total}{retried} ({counts or 'none'}); skipped (final, already in "
-                  f"output) {summary.skipped}; bad input rows {bad_rows}", highlight=False)
+                  f"output) {summary.skipped}; bad input rows {bad_rows}"
+                  + (f"; not scored (budget) {summary.not_scored}" if summary.not_scored else ""),
+                  highlight=False)
     if summary.unscored_reasons:
         reasons = ", ".join(f"{reason} ({count})" for reason, count in
                             sorted(summary.unscored_reasons.items(), key=lambda item: -item[1]))
@@ -524,6 +536,15 @@ def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:
     if stats:
         console.print(" · ".join(f"{key}: {_fmt(value)}" for key, value in stats.items()
                                  if not isinstance(value, dict)), highlight=False)
+        spend = Table(title="judge spend")
+        for column in ("calls sent", "cache hits", "prompt tokens", "completion tokens", "USD", "budget"):
+            spend.add_column(column, justify="right")
+        budgets = [f"${stats['budget_usd']:g}" if stats.get("budget_usd") is not None else "",
+                   f"{stats['budget_tokens']} tok" if stats.get("budget_tokens") is not None else ""]
+        spend.add_row(str(stats.get("attempts", 0)), str(stats.get("cache_hits", 0)),
+                      str(stats.get("prompt_tokens", 0)), str(stats.get("completion_tokens", 0)),
+                      f"{stats.get('cost_usd', 0.0):.4f}", " + ".join(b for b in budgets if b) or "none")
+        console.print(spend)
 
 
 def _fmt(value: Any) -> str:
