@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -19,7 +20,11 @@ from judgerl.config import RuntimeConfig, load_reward_config
 from judgerl.errors import BudgetExhausted, ConfigError
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.runtime.model_runtime import ModelRuntime
+from judgerl.train.grpo import GrpoRun
+from judgerl.train.recipe import load_recipe
 from test_cli_score import EXAMPLES, ROLLOUTS, read_rewards, rubric_judge
+from test_train_grpo import REWARD, scripted_judge
+from tiny_policy import build_tiny_model_dir
 
 runner = CliRunner()
 
@@ -120,3 +125,47 @@ def test_score_stops_at_the_budget_keeps_every_finished_row_and_a_rerun_scores_t
     assert len(rewards) == 8 and all(row["status"] in ("ok", "gated") for row in rewards.values())
     assert {key: rewards[key]["value"] for key in scored_first} == scored_first, "nothing finished is lost"
     assert len(fake_openai.chat_requests) == 6, "each judged rollout was judged once over both runs"
+
+
+def test_training_stops_at_the_budget_with_a_checkpoint_and_resumes_after_raising_it(tmp_path: Path):
+    """Fails on the code before budgets: the recipe's reward could not set `runtime.budget_tokens`."""
+    build_tiny_model_dir(tmp_path / "model")
+    rows = [{"id": f"q{i}", "prompt": f"Say something short about {word}.", "reference": word}
+            for i, word in enumerate(["cats", "dogs", "Paris", "rain"])]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+    def judge(request: CompletionRequest) -> Completion:  # 110 tokens a call, whatever the prompt
+        return Completion(text=scripted_judge(request), model="scripted", usage=Usage(100, 10))
+
+    def run(budget: int, *, resume: bool = False) -> Any:
+        reward = {**REWARD, "runtime": {"budget_tokens": budget},
+                  "judges": [{**REWARD["judges"][0], "max_tokens": 64}]}
+        recipe = load_recipe({
+            "model": {"name_or_path": str(tmp_path / "model"), "lora": {"enabled": False}},
+            "data": {"train": str(tmp_path / "train.jsonl")}, "reward": reward,
+            "rollout": {"number_generation": 4, "max_new_tokens": 10},
+            "trainer": {"max_steps": 2, "global_batch_size": 8, "per_device_batch_size": 4,
+                        "save_steps": 5, "learning_rate": 5e-3},
+            "logging": {"output_dir": str(tmp_path / "out"), "tensorboard": False}})
+        grpo = GrpoRun(recipe, resume=resume,
+                       backends={"judge": ScriptedBackend(judge, max_concurrency=1)})
+        return grpo.run
+
+    out = tmp_path / "out"
+    start = run(2000)
+    with pytest.raises(BudgetExhausted) as caught:
+        start()
+    message = str(caught.value)
+    assert "while scoring step 2" in message and "checkpoint-1" in message and "--resume" in message
+    assert (out / "checkpoint-1").is_dir(), "the last finished step is saved although save_steps is 5"
+    assert caught.value.spend["total_tokens"] <= 2000
+    completions = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
+    assert {row["step"] for row in completions} == {1} and len(completions) == 8
+    metrics_rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert metrics_rows[0]["judge/spent_tokens"] > 0 and metrics_rows[0]["judge/budget_tokens"] == 2000
+
+    resume = run(100_000, resume=True)
+    result = resume()
+    assert result.global_step == 2
+    completions = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in completions].count(2) == 8 and len(completions) == 16
