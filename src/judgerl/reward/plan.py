@@ -27,6 +27,7 @@ which is what `judgerl score` of that file will send.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import statistics
 from collections import defaultdict
@@ -103,13 +104,27 @@ class RecordingBackend(DryRunBackend):
         return answer
 
 
+def structured_reference(sample: Sample) -> str | None:
+    """The sample's reference when it is a JSON object or list: an answer of the shape the task asks
+    for (judges that read items of a structured answer judge each item)."""
+    if not sample.reference:
+        return None
+    try:
+        parsed = json.loads(sample.reference)
+    except ValueError:
+        return None
+    return sample.reference if isinstance(parsed, (dict, list)) else None
+
+
 def stand_in_answers(sample: Sample, count: int, tokens: int, counter: TokenCounter) -> list[Rollout]:
-    """`count` distinct answers of about `tokens` tokens each (distinct: no cache or dedup hit
-    between them, as between real answers)."""
+    """`count` answers: the sample's reference when it is structured (JSON), else plain text of about
+    `tokens` tokens. Real answers differ from each other, so identical stand-ins are never taken
+    for cache or dedup hits (only real answers from a rollout file are)."""
     rollouts = []
+    reference = structured_reference(sample)
     for index in range(count):
         text = f"Answer {index + 1}. " + STAND_IN_TEXT * (1 + (tokens * 8) // len(STAND_IN_TEXT))
-        text = counter.cut(text, tokens)
+        text = reference if reference is not None else counter.cut(text, tokens)
         rollouts.append(Rollout(sample_id=sample.id, completion=text, id=rollout_id(sample.id, index)))
     return rollouts
 
@@ -278,6 +293,7 @@ def forecast(parts: Sequence[PlanPart], options: PlanOptions | None = None) -> d
         recorded = record_requests(part)
         cached = _cached_keys(part, real, recorded)
         dedup_wide = part.config.runtime.cache_path is not None
+        collapse = part.run_checks  # identical real answers are asked once; stand-ins are not real
         seen: set[tuple[int, str]] = set()
         rows: dict[tuple[str, str], dict[str, Any]] = {}
         for index, call in enumerate(recorded):
@@ -291,7 +307,7 @@ def forecast(parts: Sequence[PlanPart], options: PlanOptions | None = None) -> d
             key = cached[index]
             if key is not None and key[1]:
                 row["cached"] += 1
-            elif key is not None:
+            elif key is not None and collapse:
                 scope = (-1 if dedup_wide else call.group, key[0])
                 if scope in seen:
                     row["cached"] += 1  # the same call again: the cache or the dedup answers it
@@ -346,7 +362,7 @@ def forecast(parts: Sequence[PlanPart], options: PlanOptions | None = None) -> d
         if options.probe:
             _probe(part, real, per_backend, options.probe, notes)
         _close(real)
-        if not part.run_checks and part.config.checks:
+        if not part.run_checks and any(check.gate for check in part.config.checks):
             notes.append(f"{part.name}: stand-in answers are judged without running the checks: a gate "
                          "that stops some real answers makes the real calls fewer (the forecast is an "
                          "upper bound)")
@@ -459,7 +475,7 @@ def _timing(load: dict[str, Any], options: PlanOptions) -> dict[str, Any]:
     calls, tokens = load["sent_calls_per_step"], load["tokens_per_step"]
     bounds: dict[str, float] = {}
     if latency is not None:
-        bounds["concurrency x latency"] = math.ceil(calls / load["max_concurrency"] - 1e-9) * latency
+        bounds["latency"] = math.ceil(calls / load["max_concurrency"] - 1e-9) * latency
     if load["rpm"]:
         bounds["rpm"] = 60.0 * calls / load["rpm"]
     if load["tpm"]:
@@ -493,7 +509,7 @@ def _total(judges: list[dict[str, Any]], backends: list[dict[str, Any]], options
         "prompt_tokens": sum(row["prompt_tokens"] for row in judges),
         "completion_tokens": sum(row["completion_tokens"] for row in judges),
         "usd": round(sum(usd_known), 6) if priced and judges else None,
-        "usd_priced_part": round(sum(usd_known), 6),
+        "usd_priced_part": round(sum(usd_known), 6) if usd_known else None,
         "usd_per_step": round(sum(row["usd_per_step"] or 0.0 for row in judges), 6) if priced else None,
         "tokens_exact": all(row["tokens_counted_by"] != ESTIMATE for row in judges),
         "judging_s_per_step": judging if complete else None,
@@ -506,9 +522,9 @@ def _total(judges: list[dict[str, Any]], backends: list[dict[str, Any]], options
         total["step_s"] = round(step, 3)
         total["judging_share"] = round(judging / step, 3) if step else None
         total["bound_by"] = "judging" if judging > options.generation_s else "generation"
-        total["run_hours"] = round(step * steps / 3600, 3)
+        total["run_s"] = round(step * steps, 1)
     elif judging is not None:
-        total["judging_hours"] = round(judging * steps / 3600, 3)
+        total["judging_run_s"] = round(judging * steps, 1)
     return total
 
 
