@@ -165,3 +165,23 @@ def test_plan_part_counts_a_group_of_stand_ins_once_per_answer():
             for n in range(3)]
     result = forecast([PlanPart("p", config, [(sample, same)], groups_per_step=1, steps=1, rows_total=1)])
     assert result["total"]["calls"] == result["total"]["sent_calls"] > 0
+
+
+def test_the_report_shows_the_spend_and_the_forecast_against_it(tmp_path: Path):
+    from judgerl.run.plan import PLAN_FILE, save_plan
+    from judgerl.run.report import render_report
+
+    run = tmp_path / "run"
+    (run / "rft").mkdir(parents=True)
+    rows = [{"step": step, "judge/calls": 10, "judge/cache_hits": 1, "judge/prompt_tokens": 1000,
+             "judge/completion_tokens": 50, "judge/total_tokens": 1050, "judge/cost_usd": 0.01,
+             "judge/budget_usd": 5.0} for step in (1, 2)]
+    (run / "rft" / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    page = render_report(run).read_text()
+    assert "Judge cost" in page and "2100 tokens" in page and "budget $5" in page
+    assert "Forecast vs actual" not in page
+    save_plan({"parts": [{"steps": 4}], "total": {"calls": 44, "prompt_tokens": 4000,
+                                                 "completion_tokens": 200, "usd": 0.04}}, run / PLAN_FILE)
+    page = render_report(run).read_text()
+    assert "Forecast vs actual" in page
+    assert "22.000" in page and "-0.091" in page  # 44 calls over 4 steps -> 22 for the 2 run; 20 made
