@@ -169,3 +169,16 @@ def test_training_stops_at_the_budget_with_a_checkpoint_and_resumes_after_raisin
     assert result.global_step == 2
     completions = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
     assert [row["step"] for row in completions].count(2) == 8 and len(completions) == 16
+
+
+def test_a_run_folder_resumes_with_a_raised_budget_but_not_with_other_settings(tmp_path: Path):
+    import yaml
+
+    from judgerl.run.workflow import refuse_other_settings
+
+    recipe = {"trainer": {"max_steps": 4}, "reward": {"runtime": {"budget_usd": 1.0}}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    raised = {"runtime": {"budget_usd": 5.0}}
+    refuse_other_settings(tmp_path, {"trainer": {"max_steps": 4}, "reward": raised})
+    with pytest.raises(ConfigError, match=r"trainer\.max_steps"):
+        refuse_other_settings(tmp_path, {"trainer": {"max_steps": 8}, "reward": raised})
