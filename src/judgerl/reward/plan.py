@@ -116,15 +116,39 @@ def structured_reference(sample: Sample) -> str | None:
     return sample.reference if isinstance(parsed, (dict, list)) else None
 
 
+def variant(reference: str, index: int) -> str:
+    """The structured reference with its first text value marked `(index)`: the same shape, a
+    different answer (judges that compare answers skip identical ones, real answers differ).
+
+    >>> variant('{"points": ["a", "b"]}', 2)
+    '{"points": ["a (2)", "b"]}'
+    """
+    if index == 0:
+        return reference
+    parsed = json.loads(reference)
+    stack: list[Any] = [parsed]
+    while stack:
+        node = stack.pop(0)
+        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        for key, value in items:
+            if isinstance(value, str):
+                node[key] = f"{value} ({index})"
+                return json.dumps(parsed, ensure_ascii=False)
+            if isinstance(value, (dict, list)):
+                stack.append(value)
+    return json.dumps(parsed, ensure_ascii=False) + " " * index
+
+
 def stand_in_answers(sample: Sample, count: int, tokens: int, counter: TokenCounter) -> list[Rollout]:
-    """`count` answers: the sample's reference when it is structured (JSON), else plain text of about
-    `tokens` tokens. Real answers differ from each other, so identical stand-ins are never taken
-    for cache or dedup hits (only real answers from a rollout file are)."""
+    """`count` different answers: the sample's reference when it is structured (JSON), each marked
+    apart (`variant`), else plain text of about `tokens` tokens. Real answers differ from each
+    other, so stand-ins are never taken for cache or dedup hits (real answers from a rollout file
+    are)."""
     rollouts = []
     reference = structured_reference(sample)
     for index in range(count):
         text = f"Answer {index + 1}. " + STAND_IN_TEXT * (1 + (tokens * 8) // len(STAND_IN_TEXT))
-        text = reference if reference is not None else counter.cut(text, tokens)
+        text = variant(reference, index) if reference is not None else counter.cut(text, tokens)
         rollouts.append(Rollout(sample_id=sample.id, completion=text, id=rollout_id(sample.id, index)))
     return rollouts
 
