@@ -185,3 +185,18 @@ def test_the_report_shows_the_spend_and_the_forecast_against_it(tmp_path: Path):
     page = render_report(run).read_text()
     assert "Forecast vs actual" in page
     assert "22.000" in page and "-0.091" in page  # 44 calls over 4 steps -> 22 for the 2 run; 20 made
+
+
+def test_probe_measures_the_latency_with_real_calls(fake_openai: FakeOpenAIServer):
+    fake_openai.responder = rubric_judge
+    fake_openai.latency_s = 0.2
+    result = plan_json("-c", str(EXAMPLES / "reward_rubric.yaml"), "--rollouts", str(ROLLOUTS),
+                       "--probe", "2", "--set", f"backends.judge.base_url={fake_openai.url}",
+                       "--set", "runtime.cache_path=null", "--generation-s", "1")
+    backend = result["backends"][0]
+    assert len(fake_openai.chat_requests) == 2, "the probe sends N real calls per backend"
+    assert backend["latency_from"] == "probe" and 0.2 <= backend["latency_s"] < 1.0
+    # 6 calls a step, 32 at once: one wave of the measured latency
+    assert result["backends"][0]["judging_s_per_step"] == pytest.approx(backend["latency_s"], abs=1e-3)
+    assert result["total"]["bound_by"] == "generation"
+    assert any("the probe made 2 real calls" in note for note in result["notes"])

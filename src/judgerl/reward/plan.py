@@ -484,7 +484,7 @@ def _probe(part: PlanPart, real: dict[str, Backend], loads: dict[tuple[str, str]
         notes.append(f"{part.name}: the probe made {spent['attempts']} real calls "
                      f"({spent['total_tokens']} tokens, ${spent['cost_usd']:.4f})")
     finally:
-        runtime.close_files()  # the backends are closed with the others
+        loop.run(runtime.aclose())  # on the loop their connections were opened on (safe to repeat)
         loop.close()
 
 
