@@ -194,9 +194,9 @@ def test_probe_measures_the_latency_with_real_calls(fake_openai: FakeOpenAIServe
                        "--probe", "2", "--set", f"backends.judge.base_url={fake_openai.url}",
                        "--set", "runtime.cache_path=null", "--generation-s", "1")
     backend = result["backends"][0]
-    assert len(fake_openai.chat_requests) == 2, "the probe sends N real calls per backend"
+    assert len(fake_openai.chat_requests) == 3, "the probe sends a warm-up and N real calls per backend"
     assert backend["latency_from"] == "probe" and 0.2 <= backend["latency_s"] < 1.0
     # 6 calls a step, 32 at once: one wave of the measured latency
     assert result["backends"][0]["judging_s_per_step"] == pytest.approx(backend["latency_s"], abs=1e-3)
     assert result["total"]["bound_by"] == "generation"
-    assert any("the probe made 2 real calls" in note for note in result["notes"])
+    assert any("the probe made 3 real calls" in note for note in result["notes"])

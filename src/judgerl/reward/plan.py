@@ -458,8 +458,8 @@ def _cached_keys(part: PlanPart, real: dict[str, Backend], recorded: list[Record
 
 def _probe(part: PlanPart, real: dict[str, Backend], loads: dict[tuple[str, str], dict[str, Any]],
            count: int, notes: list[str]) -> None:
-    """Send `count` of each backend's rendered requests for real (one at a time, no cache) and keep
-    the median latency; what the probe cost is noted."""
+    """Send `count` of each backend's rendered requests for real (one at a time, no cache, after one
+    warm-up call that is not counted) and keep the median latency; what the probe cost is noted."""
     runtime_config = part.config.runtime.model_copy(update={"cache_path": None, "journal_path": None})
     runtime = ModelRuntime(real, runtime_config, base_dir=part.config.base_dir)
     loop = LoopThread()
@@ -468,7 +468,10 @@ def _probe(part: PlanPart, real: dict[str, Backend], loads: dict[tuple[str, str]
             if part_name != part.name or backend_name not in real:
                 continue
             latencies, errors = [], []
-            for request in load["_requests"][:count]:
+            requests = load["_requests"]
+            if requests:  # a warm-up call first (a connection, a model load), not counted
+                loop.run(runtime.complete(backend_name, requests[0], use_cache=False))
+            for request in requests[:count]:
                 result = loop.run(runtime.complete(backend_name, request, use_cache=False))
                 if result.ok:
                     latencies.append(result.service_s or result.latency_s)
