@@ -22,7 +22,15 @@ from rich.table import Table
 from judgerl.config import RewardConfig
 from judgerl.data import load_rollouts_strict, load_samples_strict
 from judgerl.errors import ConfigError
-from judgerl.reward.plan import ESTIMATE, PlanOptions, PlanPart, TokenCounter, forecast, stand_in_answers
+from judgerl.reward.plan import (
+    ESTIMATE,
+    PlanOptions,
+    PlanPart,
+    TokenCounter,
+    forecast,
+    stand_in_answers,
+    structured_reference,
+)
 from judgerl.train.recipe import Recipe
 from judgerl.train.splits import load_split
 from judgerl.types import Rollout, Sample, rollout_id
@@ -86,10 +94,11 @@ def recipe_parts(recipe: Recipe, *, sample: int = DEFAULT_SAMPLE, rollouts: Path
     counter = policy_counter(recipe)
     answers = _measured_answers(rollouts) if rollouts is not None else None
     length_from = "max_new_tokens" if answer_tokens is None else "--answer-tokens"
+    structured = sum(structured_reference(sample) is not None for sample in picked)
     label = (f"answers from {rollouts}" if answers else
              f"stand-ins of {tokens} tokens ({length_from}, counted by the policy's "
-             f"{'tokenizer' if counter.exact else 'estimate'}; a structured (JSON) reference stands in "
-             "as itself)")
+             f"{'tokenizer' if counter.exact else 'estimate'})"
+             + (f"; {structured} rows' JSON references stand in, marked apart" if structured else ""))
     groups = _groups(picked, k, tokens, counter, answers)
     parts = [PlanPart("training reward", recipe.training_reward_config(), groups,
                       groups_per_step=recipe.trainer.global_batch_size / k, steps=recipe.trainer.max_steps,
