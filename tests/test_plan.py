@@ -200,3 +200,43 @@ def test_probe_measures_the_latency_with_real_calls(fake_openai: FakeOpenAIServe
     assert result["backends"][0]["judging_s_per_step"] == pytest.approx(backend["latency_s"], abs=1e-3)
     assert result["total"]["bound_by"] == "generation"
     assert any("the probe made 3 real calls" in note for note in result["notes"])
+
+
+def test_a_tokenizer_on_disk_counts_an_api_judges_tokens(tmp_path: Path):
+    from transformers import AutoTokenizer
+
+    from judgerl.backends.base import CompletionRequest
+    from judgerl.reward.plan import token_counter
+
+    build_tiny_model_dir(tmp_path / "model")
+    result = plan_json("-c", str(EXAMPLES / "reward_rubric.yaml"), "--rollouts", str(ROLLOUTS),
+                       "--tokenizer", f"judge={tmp_path / 'model'}")
+    row = result["judges"][0]
+    assert row["tokens_counted_by"] == f"tokenizer {tmp_path / 'model'}" and result["total"]["tokens_exact"]
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "model"))
+    counter = token_counter(None, str(tmp_path / "model"))
+    request = CompletionRequest(messages=[{"role": "user", "content": "Is Paris the capital of France?"}])
+    expected = (len(tokenizer.apply_chat_template(request.messages, tokenize=True, add_generation_prompt=True,
+                                                  return_dict=True)["input_ids"])
+                if tokenizer.chat_template else
+                len(tokenizer("Is Paris the capital of France?", add_special_tokens=False)["input_ids"]))
+    assert counter.prompt(request) == expected
+    bad = runner.invoke(app, ["plan", "-c", str(EXAMPLES / "reward_rubric.yaml"), "--rollouts", str(ROLLOUTS),
+                              "--tokenizer", "judge"])
+    assert bad.exit_code != 0 and "BACKEND=VALUE" in bad.output
+
+
+@pytest.mark.slow
+def test_plan_prints_for_the_demo_and_the_case_study():
+    """The packaged recipes (their local judge's tokenizer: the packaged SmolLM2, converted once)."""
+    root = Path(__file__).resolve().parents[1]
+    for recipe, per_rollout in ((root / "src" / "judgerl" / "demo" / "recipe.yaml", 2),
+                                (root / "examples" / "contract_review" / "recipe.yaml", None)):
+        result = plan_json(str(recipe))
+        training = result["judges"][0]
+        assert training["tokens_counted_by"].startswith("tokenizer of smollm2")
+        assert training["calls"] > 0 and result["total"]["prompt_tokens"] > 0
+        if per_rollout is not None:
+            assert training["calls_per_rollout"] == per_rollout
+        printed = runner.invoke(app, ["plan", str(recipe)])
+        assert printed.exit_code == 0 and "judging time per step" in printed.output

@@ -249,7 +249,9 @@ class TokenCounter:
         if getattr(self.tokenizer, "chat_template", None):
             ids = self.tokenizer.apply_chat_template(request.messages, tokenize=True,
                                                      add_generation_prompt=True)
-            return len(ids["input_ids"] if isinstance(ids, dict) else ids)
+            if not isinstance(ids, list):  # a BatchEncoding (transformers 5) rather than the ids
+                ids = ids["input_ids"]
+            return len(ids)
         return self.text("\n\n".join(message.get("content", "") for message in request.messages))
 
     def completion(self, request: CompletionRequest, answer: str) -> int:
