@@ -138,6 +138,9 @@ def test_a_recipe_plans_the_training_and_held_out_rewards_from_its_shape(tmp_pat
     assert training["tokens_counted_by"] == "the scripted backend's own count"
     # the stand-ins are cut to max_new_tokens of the policy's own tokenizer
     assert "policy's tokenizer" in result["parts"][0]["answers"]
+    # TRL judges once every num_iterations steps (it reuses a generation)
+    reused = forecast(recipe_parts(load_recipe(recipe.model_dump(mode="json"), ["trainer.num_iterations=4"])))
+    assert reused["judges"][0]["calls"] == 8 * 13  # ceil(50 / 4) generations
 
 
 def test_forecast_vs_actual_from_the_training_metrics():

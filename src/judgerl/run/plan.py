@@ -85,9 +85,13 @@ def _groups(samples: Sequence[Sample], count: int, tokens: int, counter: TokenCo
 
 def recipe_parts(recipe: Recipe, *, sample: int = DEFAULT_SAMPLE, rollouts: Path | None = None,
                  answer_tokens: int | None = None) -> list[PlanPart]:
-    """The training reward (every step: global_batch_size / number_generation prompts x
-    number_generation answers) and the held-out reward (every step: held_out_sample answers)."""
+    """The training reward (every generation: global_batch_size / number_generation prompts x
+    number_generation answers) and the held-out reward (every generation: held_out_sample answers).
+
+    TRL generates (and so judges) once every `trainer.num_iterations` optimizer steps: the steps
+    judged are ⌈max_steps / num_iterations⌉."""
     samples = load_split(recipe, "train")
+    judged_steps = -(-recipe.trainer.max_steps // recipe.trainer.num_iterations)
     picked = pick(samples, sample)
     k = recipe.rollout.number_generation
     tokens = answer_tokens or recipe.rollout.max_new_tokens
@@ -101,13 +105,13 @@ def recipe_parts(recipe: Recipe, *, sample: int = DEFAULT_SAMPLE, rollouts: Path
              + (f"; {structured} rows' JSON references stand in, marked apart" if structured else ""))
     groups = _groups(picked, k, tokens, counter, answers)
     parts = [PlanPart("training reward", recipe.training_reward_config(), groups,
-                      groups_per_step=recipe.trainer.global_batch_size / k, steps=recipe.trainer.max_steps,
+                      groups_per_step=recipe.trainer.global_batch_size / k, steps=judged_steps,
                       rows_total=len(samples), answers=label)]
     held_out = recipe.held_out_reward_config()
     if held_out is not None:
         per_step = min(recipe.monitors.held_out_sample, recipe.trainer.global_batch_size)
         parts.append(PlanPart("held-out reward", held_out, _groups(picked, 1, tokens, counter, answers),
-                              groups_per_step=per_step, steps=recipe.trainer.max_steps,
+                              groups_per_step=per_step, steps=judged_steps,
                               rows_total=len(samples), answers=label))
     return parts
 
