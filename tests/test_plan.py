@@ -156,6 +156,14 @@ def test_forecast_vs_actual_from_the_training_metrics():
     assert rows["calls"][1] == 30 and rows["calls"][3] == 0
     assert rows["prompt tokens"][2] == 2900 and rows["prompt tokens"][3] == pytest.approx(2900 / 3000 - 1)
     assert actual_spend([{"step": 1, "loss": 0.1}]) is None
+    # with per-judge rows, only the training reward's part is compared (the metrics log it alone)
+    plan_result["parts"] = [{"name": "training reward", "steps": 4}, {"name": "held-out reward", "steps": 4}]
+    plan_result["judges"] = [
+        {"part": "training reward", "calls": 40, "prompt_tokens": 4000, "completion_tokens": 400,
+         "usd": 0.02},
+        {"part": "held-out reward", "calls": 400, "prompt_tokens": 1, "completion_tokens": 1, "usd": None}]
+    rows = {row[0]: row for row in forecast_vs_actual(plan_result, actual)}
+    assert rows["calls"][1] == 30 and rows["USD"][1] == pytest.approx(0.015)
 
 
 def test_plan_part_counts_a_group_of_stand_ins_once_per_answer():

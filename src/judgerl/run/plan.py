@@ -295,11 +295,21 @@ def actual_spend(metrics: Sequence[dict[str, Any]]) -> dict[str, float] | None:
 
 
 def forecast_vs_actual(plan_result: dict[str, Any], actual: dict[str, float] | None) -> list[list[Any]]:
-    """Rows (figure, forecast, actual, error) for the report; the forecast scaled to the steps run."""
+    """Rows (figure, forecast, actual, error) for the report: the training reward's forecast (the
+    metrics log that judge's use), scaled to the steps run."""
     if actual is None:
         return []
     total = plan_result.get("total", {})
-    planned_steps = max((part.get("steps", 0) for part in plan_result.get("parts", [])), default=0)
+    parts = plan_result.get("parts", [])
+    first = parts[0].get("name") if parts else None
+    judges = [row for row in plan_result.get("judges", []) if first is not None and row.get("part") == first]
+    if judges:  # the metrics hold the training reward's judge use only: compare that part alone
+        priced = all(row.get("usd") is not None for row in judges)
+        total = {"calls": sum(row["calls"] for row in judges),
+                 "prompt_tokens": sum(row["prompt_tokens"] for row in judges),
+                 "completion_tokens": sum(row["completion_tokens"] for row in judges),
+                 "usd": sum(row["usd"] for row in judges) if priced else None}
+    planned_steps = parts[0].get("steps", 0) if parts else 0
     scale = actual["steps"] / planned_steps if planned_steps else 1.0
     rows = []
     for label, forecast_key, actual_key in (("calls", "calls", "calls"),
