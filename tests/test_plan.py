@@ -251,3 +251,33 @@ def test_plan_prints_for_the_demo_and_the_case_study():
             assert training["calls_per_rollout"] == per_rollout
         printed = runner.invoke(app, ["plan", str(recipe)])
         assert printed.exit_code == 0 and "judging time per step" in printed.output
+
+
+def test_a_training_run_spends_what_its_plan_forecast(tmp_path: Path):
+    """Plan a tiny GRPO run, save the plan in the run folder, train, and read both in the report."""
+    from judgerl.backends.scripted import ScriptedBackend
+    from judgerl.run.plan import PLAN_FILE, save_plan
+    from judgerl.run.report import load_run, render_report
+    from judgerl.train.grpo import GrpoRun
+    from test_train_grpo import held_out_judge
+
+    build_tiny_model_dir(tmp_path / "model")
+    rows = [{"id": f"q{i}", "prompt": f"Say something about {word}.", "reference": word}
+            for i, word in enumerate(["cats", "dogs", "Paris", "rain"])]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run = tmp_path / "run"
+    recipe = load_recipe({
+        "model": {"name_or_path": str(tmp_path / "model"), "lora": {"enabled": False}},
+        "data": {"train": str(tmp_path / "train.jsonl")}, "reward": REWARD,
+        "rollout": {"number_generation": 4, "max_new_tokens": 10},
+        "trainer": {"max_steps": 2, "global_batch_size": 8, "per_device_batch_size": 4, "save_steps": 5},
+        "logging": {"output_dir": str(run / "rft"), "tensorboard": False}})
+    result = forecast(recipe_parts(recipe))
+    save_plan(result, run / PLAN_FILE)
+    GrpoRun(recipe, backends={"judge": ScriptedBackend(held_out_judge)}).run()
+    actual = actual_spend(load_run(run).metrics)
+    assert actual is not None and actual["calls"] == result["total"]["calls"] == 16
+    tokens = actual["prompt_tokens"]
+    assert abs(result["total"]["prompt_tokens"] - tokens) / tokens < 0.10
+    page = render_report(run).read_text()
+    assert "Forecast vs actual" in page and "16.000" in page
