@@ -253,6 +253,7 @@ def test_plan_prints_for_the_demo_and_the_case_study():
         assert printed.exit_code == 0 and "judging time per step" in printed.output
 
 
+@pytest.mark.slow
 def test_a_training_run_spends_what_its_plan_forecast(tmp_path: Path):
     """Plan a tiny GRPO run, save the plan in the run folder, train, and read both in the report."""
     from judgerl.backends.scripted import ScriptedBackend
