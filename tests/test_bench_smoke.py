@@ -20,6 +20,7 @@ SCRIPTS = sorted(BENCH.glob("*.py"))
 
 #: what each script's tiny run must print (its headline figure), when the script is known here
 HEADLINES = {
+    "cost_plan.py": r"largest error: calls \d+, tokens [\d.]+%",
     "distill_judge.py": r"held-out kappa\s+: (n/a|-?[\d.]+)",
     "distill_pairwise_judge.py": r"held-out kappa\s+: (n/a|-?[\d.]+)",
     "demo_ablation.py": r"checks\+student\s+specific\s+: mean [\d.]+  std [\d.]+  min [\d.]+  max [\d.]+",

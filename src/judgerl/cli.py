@@ -85,7 +85,7 @@ def score(
 
     from judgerl.config import load_reward_config
     from judgerl.data import load_rollouts
-    from judgerl.errors import DataError
+    from judgerl.errors import BudgetExhausted, DataError
     from judgerl.reward.pipeline import RewardPipeline
     from judgerl.run.score import score_file
 
@@ -102,10 +102,20 @@ def score(
         TimeElapsedColumn(), console=console,
     ) as progress:
         task = progress.add_task("scoring", total=len(items))
-        summary = score_file(pipeline, items, output, batch_size=batch_size, resume=resume,
-                             keep_unscored=keep_unscored, progress=lambda n: progress.advance(task, n))
+        try:
+            summary = score_file(pipeline, items, output, batch_size=batch_size, resume=resume,
+                                 keep_unscored=keep_unscored, progress=lambda n: progress.advance(task, n))
+        except BudgetExhausted as exc:
+            stopped: BudgetExhausted | None = exc
+            summary = exc.summary  # type: ignore[attr-defined]
+        else:
+            stopped = None
         progress.advance(task, summary.skipped)
     print_summary(summary, output, bad_rows=len(errors))
+    if stopped is not None:
+        console.print(f"[bold red]stopped by the budget:[/] {summary.not_scored} rows not scored (not "
+                      f"written; a rerun with a raised budget scores them). {stopped}", highlight=False)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -516,6 +526,87 @@ def demo(
     console.print(f"[bold green]demo finished in {elapsed:.0f} s; report:[/] {report_path}")
 
 
+@app.command()
+@friendly_errors
+def plan(
+    recipe: Annotated[Path | None, typer.Argument(
+        help="Training recipe YAML (steps, batch, rewards).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="A reward config instead of a recipe (give the run's shape).")] = None,
+    overrides: SetOption = None,
+    data: Annotated[Path | None, typer.Option(help="With --config: the prompts (JSONL).")] = None,
+    rollouts: Annotated[Path | None, typer.Option(
+        help="A rollout file: its answers (measured lengths) stand in; alone with --config, the plan "
+             "of scoring that file.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="With --config: training steps.")] = None,
+    prompts_per_step: Annotated[int | None, typer.Option(
+        min=1, help="With --config: prompts a step.")] = None,
+    rollouts_per_prompt: Annotated[int | None, typer.Option(
+        min=1, help="With --config: answers per prompt.")] = None,
+    answer_tokens: Annotated[int | None, typer.Option(
+        min=1, help="Stand-in answers' length (default: the recipe's max_new_tokens).")] = None,
+    sample: Annotated[int, typer.Option(min=1, help="Training rows whose judge prompts are rendered.")] = 16,
+    latency_s: Annotated[list[str] | None, typer.Option(
+        "--latency-s", help="Expected latency of one judge call: SECONDS for every backend, or "
+                            "BACKEND=SECONDS (repeatable).")] = None,
+    probe: Annotated[int, typer.Option(
+        min=0, help="Measure the latency with N real calls per backend (they cost money).")] = 0,
+    generation_s: Annotated[float | None, typer.Option(
+        help="The policy's generation time per step, to see what bounds the step.")] = None,
+    tokenizer: Annotated[list[str] | None, typer.Option(
+        help="BACKEND=FOLDER: count that backend's tokens with a transformers tokenizer on disk.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the forecast as JSON only.")] = False,
+    save: Annotated[Path | None, typer.Option(
+        help="Write the forecast JSON here (a run folder: RUN_DIR/plan.json, which the report "
+             "compares with the actual spend).")] = None,
+) -> None:
+    """Forecast the judge's calls, tokens, cost and time per step before a run.
+
+    See docs/guides/judge-cost.md for the formulas."""
+    import json as json_module
+
+    from judgerl.config import load_reward_config
+    from judgerl.reward.plan import PlanOptions
+    from judgerl.run import plan as planning
+    from judgerl.train.recipe import load_recipe
+
+    if (recipe is None) == (config is None):
+        raise typer.BadParameter("give a recipe, or --config with the run's shape (or --rollouts)")
+    if recipe is not None:
+        parts = planning.recipe_parts(load_recipe(recipe, overrides or []), sample=sample, rollouts=rollouts,
+                                      answer_tokens=answer_tokens)
+    else:
+        parts = planning.config_parts(load_reward_config(config, overrides or []), data=data,  # type: ignore[arg-type]
+                                      rollouts=rollouts, steps=steps, prompts_per_step=prompts_per_step,
+                                      rollouts_per_prompt=rollouts_per_prompt, answer_tokens=answer_tokens,
+                                      sample=sample)
+    options = PlanOptions(latency_s=_named_values(latency_s, "--latency-s", float), generation_s=generation_s,
+                          probe=probe, tokenizers=_named_values(tokenizer, "--tokenizer", str, bare=False))
+    result = planning.plan(parts, options)
+    if save is not None:
+        save = planning.save_plan(result, save / planning.PLAN_FILE if save.is_dir() else save)
+    if json_output:
+        typer.echo(json_module.dumps(result, indent=2, default=str))
+        return
+    planning.print_plan(result, console)
+    if save is not None:
+        console.print(f"forecast saved: {save}", highlight=False)
+
+
+def _named_values(items: list[str] | None, option: str, kind: Any, *, bare: bool = True) -> dict[str, Any]:
+    """`NAME=VALUE` items (and a bare `VALUE` for every name, as "*", when `bare`) as a dict."""
+    values: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, value = item.rpartition("=")
+        if not sep and not bare:
+            raise typer.BadParameter(f"{option} takes BACKEND=VALUE, not {item!r}")
+        try:
+            values[name if sep else "*"] = kind(value)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{option}: {item!r} is not BACKEND=NUMBER or NUMBER") from exc
+    return values
+
+
 def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:
     table = Table(title=f"rewards -> {output}")
     for column in ("component", "mean", "std", "n"):
@@ -526,7 +617,9 @@ def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:
     counts = ", ".join(f"{status}: {count}" for status, count in sorted(summary.status_counts.items()))
     retried = f" ({summary.retried} unscored before, scored again)" if summary.retried else ""
     console.print(f"scored {summary.total}{retried} ({counts or 'none'}); skipped (final, already in "
-                  f"output) {summary.skipped}; bad input rows {bad_rows}", highlight=False)
+                  f"output) {summary.skipped}; bad input rows {bad_rows}"
+                  + (f"; not scored (budget) {summary.not_scored}" if summary.not_scored else ""),
+                  highlight=False)
     if summary.unscored_reasons:
         reasons = ", ".join(f"{reason} ({count})" for reason, count in
                             sorted(summary.unscored_reasons.items(), key=lambda item: -item[1]))
@@ -536,6 +629,15 @@ def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:
     if stats:
         console.print(" · ".join(f"{key}: {_fmt(value)}" for key, value in stats.items()
                                  if not isinstance(value, dict)), highlight=False)
+        spend = Table(title="judge spend")
+        for column in ("calls sent", "cache hits", "prompt tokens", "completion tokens", "USD", "budget"):
+            spend.add_column(column, justify="right")
+        budgets = [f"${stats['budget_usd']:g}" if stats.get("budget_usd") is not None else "",
+                   f"{stats['budget_tokens']} tok" if stats.get("budget_tokens") is not None else ""]
+        spend.add_row(str(stats.get("attempts", 0)), str(stats.get("cache_hits", 0)),
+                      str(stats.get("prompt_tokens", 0)), str(stats.get("completion_tokens", 0)),
+                      f"{stats.get('cost_usd', 0.0):.4f}", " + ".join(b for b in budgets if b) or "none")
+        console.print(spend)
 
 
 def _fmt(value: Any) -> str:

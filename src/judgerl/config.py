@@ -97,6 +97,12 @@ class RuntimeConfig(BaseModel):
     dedup: bool = Field(default=True, description="identical calls in flight at once are made once")
     rate_burst_s: float = Field(default=1.0, gt=0,
                                 description="seconds of RPM / TPM quota that may be spent at once")
+    budget_usd: float | None = Field(
+        default=None, gt=0, description="USD this process may spend on model calls (at `prices`); a call "
+        "that would cross it is not made and its judgment is unscored `budget_exhausted`")
+    budget_tokens: int | None = Field(
+        default=None, gt=0, description="tokens (prompt + completion) this process may spend on model "
+        "calls; a call that would cross it is not made (`budget_exhausted`)")
 
 
 class CheckConfig(BaseModel):

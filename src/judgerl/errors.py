@@ -113,6 +113,22 @@ class FailureBudgetExceeded(JudgerlError):
         )
 
 
+class BudgetExhausted(JudgerlError):
+    """The process's spending budget (`runtime.budget_usd` / `runtime.budget_tokens`) is used up.
+
+    The runtime made no call that would have crossed it; the judgments it refused are unscored
+    with reason `budget_exhausted`. `spend` is the runtime's accounting at that moment (calls,
+    tokens, USD), `rewards` (when set) the batch that was being scored, so a caller keeps every
+    finished row. Raise the budget and rerun (or resume) to go on.
+    """
+
+    def __init__(self, detail: str, spend: dict[str, object] | None = None) -> None:
+        self.detail = detail
+        self.spend = dict(spend or {})
+        self.rewards: list[object] = []
+        super().__init__(detail)
+
+
 class ValidationGateError(JudgerlError):
     """The judge missed a threshold of its validation suite; `failures` lists the figures.
 

@@ -29,7 +29,7 @@ from judgerl.aggregate import Formula, weighted_mean
 from judgerl.backends.base import Backend
 from judgerl.config import CheckConfig, RewardConfig, load_reward_config
 from judgerl.data import find_lone_surrogate, lone_surrogate, surrogate_message
-from judgerl.errors import ConfigError, DataError, FailureBudgetExceeded, FatalBackendError
+from judgerl.errors import BudgetExhausted, ConfigError, DataError, FailureBudgetExceeded, FatalBackendError
 from judgerl.judges.base import Judge
 from judgerl.reward.dry_run import DryRunBackend
 from judgerl.runtime.loop import LoopThread
@@ -87,6 +87,9 @@ class RewardPipeline:
             if backends is not None:
                 raise ConfigError("dry run replaces every backend: pass `backends` or `dry_run`, not both")
             dry_run_backends = [DryRunBackend() for _ in config.backends]
+            # a dry run costs nothing: no budget (and no price) applies to its stand-in backends
+            config = config.model_copy(update={"runtime": config.runtime.model_copy(
+                update={"budget_usd": None, "budget_tokens": None})})
             backends = dict(zip(config.backends, dry_run_backends, strict=True))
         if backends is None:
             backends = {}
@@ -197,6 +200,7 @@ class RewardPipeline:
         `on_reward` is called (on that loop's thread) as each reward is ready.
         """
         rewards = await self.loop_thread().arun(self._score_batch(items, on_reward))
+        self.check_spending_budget(rewards)
         if enforce_budget:
             self.check_failure_budget(rewards)
         return rewards
@@ -206,6 +210,7 @@ class RewardPipeline:
                          enforce_budget: bool = True) -> list[Reward]:
         """`score_batch` for synchronous callers (verl, Lambda, scripts)."""
         rewards = self.loop_thread().run(self._score_batch(items, on_reward))
+        self.check_spending_budget(rewards)
         if enforce_budget:
             self.check_failure_budget(rewards)
         return rewards
@@ -215,6 +220,24 @@ class RewardPipeline:
         with scope trajectory / turns): adapters then score a turn that only calls tools."""
         return any(getattr(check, "reads_trajectory", lambda: False)() for _, check in self.checks) or \
             any(judge.reads_trajectory() for judge in self.judges)
+
+    def check_spending_budget(self, rewards: Sequence[Reward]) -> None:
+        """Raise BudgetExhausted (the rewards attached) when the runtime's spending budget refused a
+        judgment of this batch: those rows are unscored `budget_exhausted`, not failures of the judge,
+        and the caller must stop (and keep the finished rows) rather than go on without a judge."""
+        budget = self.runtime.budget
+        if budget.exhausted is None:
+            return
+        refused = sum(1 for reward in rewards if (reward.reason or "").startswith("budget_exhausted"))
+        if not refused:
+            return
+        spend = {**self.runtime_stats(), **budget.snapshot()}
+        error = BudgetExhausted(
+            f"{budget.exhausted}; {refused} of {len(rewards)} judgments of the batch left unscored "
+            f"(budget_exhausted); spent so far: {spend_text(spend)}. Raise the budget and rerun to go on",
+            spend)
+        error.rewards = list(rewards)
+        raise error
 
     def check_failure_budget(self, rewards: Sequence[Reward]) -> None:
         """Raise FailureBudgetExceeded when the unscored share passes the budget."""
@@ -308,8 +331,12 @@ class RewardPipeline:
                       rationale=rationale, status="unscored", reason=reason, details=details)
 
     def runtime_stats(self) -> dict[str, Any]:
-        """The runtime's accounting now (calls, tokens, cost, latencies): `RuntimeStats.snapshot()`."""
-        return self.runtime.stats.snapshot()
+        """The runtime's accounting now (calls, tokens, cost, latencies): `RuntimeStats.snapshot()`,
+        and the spend against `runtime.budget_usd` / `budget_tokens` when one is set."""
+        stats = self.runtime.stats.snapshot()
+        if self.runtime.budget.active:
+            stats.update(self.runtime.budget.snapshot())
+        return stats
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -332,6 +359,20 @@ class RewardPipeline:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def spend_text(stats: dict[str, Any]) -> str:
+    """One line of what the runtime spent: calls, tokens, USD (and the budgets, when set).
+
+    >>> spend_text({"attempts": 3, "total_tokens": 120, "cost_usd": 0.0012, "budget_usd": 0.001})
+    '3 calls sent, 120 tokens, $0.0012 (budget $0.001)'
+    """
+    text = (f"{stats.get('attempts', 0)} calls sent, {stats.get('total_tokens', 0)} tokens, "
+            f"${stats.get('cost_usd', 0.0):.4g}")
+    budgets = [f"${stats['budget_usd']:g}" if stats.get("budget_usd") is not None else None,
+               f"{stats['budget_tokens']} tokens" if stats.get("budget_tokens") is not None else None]
+    budgets = [item for item in budgets if item]
+    return text + (f" (budget {', '.join(budgets)})" if budgets else "")
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

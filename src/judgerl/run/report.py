@@ -11,6 +11,7 @@ in run/folder.py) and skips the rest:
     validation/report.json                      pass/fail per section, figures vs thresholds
     export/ (README.md)                         links to the exported model and its card
     stages.json                                 which stages finished
+    plan.json                                   `judgerl plan`'s forecast, compared with the spend
 
 Plots are PNGs drawn with matplotlib's Agg canvas (no display, no pyplot state), saved under
 RUN_DIR/plots/ and embedded as base64 data URIs, so report.html opens offline, alone, with no
@@ -26,6 +27,8 @@ import base64
 import functools
 import html
 import io
+import json
+import logging
 import math
 import os
 import re
@@ -38,11 +41,14 @@ from typing import Any
 from markupsafe import Markup
 
 from judgerl.run.folder import read_objects, read_run_folder
+from judgerl.run.plan import PLAN_FILE, actual_spend, forecast_vs_actual
+
+log = logging.getLogger(__name__)
 
 MAX_SAMPLES_SHOWN = 3  # best and worst answers per model
 #: the page's table of contents: (anchor, title)
-NAV = (("evaluation", "Evaluation"), ("training", "Training"), ("validation", "Judge validation"),
-       ("samples", "Samples"))
+NAV = (("evaluation", "Evaluation"), ("training", "Training"), ("judge-cost", "Judge cost"),
+       ("validation", "Judge validation"), ("samples", "Samples"))
 MAX_TEXT = 2000  # characters of an answer or rationale shown
 MAX_EXTRA_CURVES = 16
 REWARD_KEYS = ("reward_mean", "reward", "rewards/judgerl/mean", "train/reward")
@@ -72,6 +78,7 @@ class RunData:
     stages: dict[str, Any] = field(default_factory=dict)
     export_dir: Path | None = None
     model_card: Path | None = None
+    plan: dict[str, Any] | None = None  # RUN_DIR/plan.json: `judgerl plan`'s forecast, when saved
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> RunData:
@@ -84,6 +91,12 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         data.samples[label] = read_objects(run / "eval" / label / "samples.jsonl")
     data.metrics = read_objects(run / "rft" / "metrics.jsonl")
     data.sft_metrics = read_objects(run / "sft" / "metrics.jsonl")
+    plan_path = run / PLAN_FILE
+    if plan_path.is_file():
+        try:
+            data.plan = json.loads(plan_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("%s cannot be read: %s", plan_path, exc)
     return data
 
 
@@ -647,6 +660,20 @@ def training_section(data: RunData, plots: list[Plot]) -> str:
                            plots=shown, alarms=alarms, sft_plot=sft_plot)
 
 
+def judge_cost_section(data: RunData) -> str:
+    """What the training judge spent (from the metrics), and the forecast of `judgerl plan` against
+    it when one was saved in the run folder (templates/judge_cost.html)."""
+    spent = actual_spend(data.metrics)
+    last = data.metrics[-1] if data.metrics else {}
+    usd, tokens = last.get("judge/budget_usd"), last.get("judge/budget_tokens")
+    budget = ", ".join(item for item in (f"${usd:g}" if isinstance(usd, (int, float)) else "",
+                                         f"{tokens:.0f} tokens" if isinstance(tokens, (int, float)) else "")
+                       if item)
+    rows = forecast_vs_actual(data.plan, spent) if data.plan is not None else []
+    return render_template("judge_cost.html", spent=spent, budget=budget, rows=rows,
+                           plan_file=PLAN_FILE if data.plan is not None else None)
+
+
 def validation_section(data: RunData, plots: list[Plot]) -> str:
     """The judge validation's verdict, failures, per-section figures against their thresholds and
     plot (templates/validation.html)."""
@@ -737,6 +764,7 @@ def render_report(run_dir: str | os.PathLike[str], *, output: str | os.PathLike[
         stages_section(data),
         evaluation_section(data, plots),
         training_section(data, plots),
+        judge_cost_section(data),
         validation_section(data, plots),
         samples_section(data),
         export_section(data),

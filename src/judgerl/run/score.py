@@ -8,7 +8,11 @@ recover from anything that went wrong. Rewards are appended to the output as eac
 - `unscored` rows (the judge was down, the circuit was open, a row's data was bad) are dropped
   from the output and scored again, so rerunning after an outage recovers them; with
   `keep_unscored=True` (`--keep-unscored`) they are kept as they are instead;
-- a torn last line (a kill mid-write) is dropped; a key written twice keeps its final row.
+- a torn last line (a kill mid-write) is dropped; a key written twice keeps its final row;
+- when the spending budget (`runtime.budget_usd` / `budget_tokens`) runs out, the rows it left
+  unscored (`budget_exhausted`) are not written at all, no further batch is started, and
+  `score_file` raises `BudgetExhausted` with the summary attached (`exc.summary`): a rerun with a
+  raised budget scores exactly the rows that are missing.
 
 Dropping rows rewrites the output atomically (a temporary file, then a rename), so a kill at
 any moment leaves either the old file or the new one; with the SQLite cache, judgments that
@@ -37,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from judgerl.errors import DataError, JudgerlError
+from judgerl.errors import BudgetExhausted, DataError, JudgerlError
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.types import Reward, Rollout, Sample
 
@@ -284,6 +288,7 @@ class ScoreSummary:
     total: int = 0
     skipped: int = 0  # final rows already in the output: not scored again
     retried: int = 0  # unscored rows of a previous run, scored again
+    not_scored: int = 0  # rows the spending budget left unscored: not written, scored by a rerun
     status_counts: dict[str, int] = field(default_factory=dict)
     unscored_reasons: dict[str, int] = field(default_factory=dict)
     reward: RunningStats = field(default_factory=RunningStats)
@@ -333,6 +338,9 @@ def score_file(pipeline: RewardPipeline, items: Sequence[tuple[Sample, Rollout]]
         writer = RewardWriter(output)
 
         def on_reward(reward: Reward) -> None:
+            if (reward.reason or "").startswith("budget_exhausted"):
+                summary.not_scored += 1  # not final, and not written: a rerun scores it
+                return
             writer.write(reward)
             summary.add(reward)
             if progress is not None:
@@ -341,6 +349,11 @@ def score_file(pipeline: RewardPipeline, items: Sequence[tuple[Sample, Rollout]]
         try:
             for batch in _chunks(pending, batch_size):
                 pipeline.score_batch_sync(batch, on_reward=on_reward)
+        except BudgetExhausted as exc:
+            summary.runtime = pipeline.runtime_stats()
+            summary.not_scored = len(pending) - summary.total
+            exc.summary = summary  # type: ignore[attr-defined]
+            raise
         finally:
             writer.close()
             summary.runtime = pipeline.runtime_stats()

@@ -73,15 +73,22 @@ def run_recipe_paths(recipe: Recipe, overrides: list[str], source: str | Path) -
     return load_recipe(source, [*placed, *overrides]), run_dir
 
 
+#: settings a resumed run may change: raising a judge's spending budget is how a run it stopped goes on
+BUDGET_KEYS = ("runtime.budget_usd", "runtime.budget_tokens")
+
+
 def refuse_other_settings(run_dir: Path, recipe: dict[str, Any]) -> None:
     """A folder whose stages finished under other settings is not resumed: its finished stages
-    would be skipped and the report would mix two runs (say, `--quick` and then the full run)."""
+    would be skipped and the report would mix two runs (say, `--quick` and then the full run).
+    The judges' spending budgets (`BUDGET_KEYS`) are exempt: a run stopped by its budget is resumed
+    with a raised one."""
     path = run_dir / "recipe.yaml"
     if not path.is_file():
         return
     before = _flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
     now = _flatten(recipe)
-    changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+    changed = sorted(key for key in before.keys() | now.keys()
+                     if before.get(key) != now.get(key) and not key.endswith(BUDGET_KEYS))
     if changed:
         shown = ", ".join(f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in changed[:5])
         more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""

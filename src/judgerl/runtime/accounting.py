@@ -130,3 +130,69 @@ def stats_delta(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[st
         if isinstance(delta[key], float):
             delta[key] = round(delta[key], 6)
     return delta
+
+
+class SpendBudget:
+    """`runtime.budget_usd` / `runtime.budget_tokens` of one runtime: what the process may still spend.
+
+    Why here and not in the judges: the runtime is the one place every call goes through, so the
+    budget holds across judges, backends and retries. Before each send the runtime asks `admit`
+    with the call's estimate (the prompt estimate plus `max_tokens`, priced at the model's
+    price); the estimate is held while the call is in flight, so concurrent calls cannot jointly
+    overshoot, and released once the real usage is counted in `stats`. The first refusal is
+    final (`exhausted`): no later call of the process is sent, whatever its size, so a run stops
+    at one point instead of trickling on with small calls. Cache hits cost nothing and are
+    still served.
+    """
+
+    def __init__(self, stats: RuntimeStats, *, usd: float | None, tokens: int | None) -> None:
+        self.stats = stats
+        self.usd = usd
+        self.tokens = tokens
+        self._lock = threading.Lock()
+        self._held_tokens = 0
+        self._held_usd = 0.0
+        self.exhausted: str | None = None  # why the budget refused a call (None: not yet)
+
+    @property
+    def active(self) -> bool:
+        return self.usd is not None or self.tokens is not None
+
+    def admit(self, model: str, prompt_tokens: int, max_tokens: int) -> tuple[int, float] | str:
+        """Hold the estimate of one call (returned, to `release` later), or say why it may not be sent."""
+        cost = self.stats.price_usd(model, Usage(prompt_tokens, max_tokens)) or 0.0
+        tokens = prompt_tokens + max_tokens
+        with self._lock:
+            if self.exhausted is not None:
+                return self.exhausted
+            spent_tokens, spent_usd = self.spent()
+            if self.tokens is not None and spent_tokens + self._held_tokens + tokens > self.tokens:
+                self.exhausted = (f"budget_exhausted: the next call (~{tokens} tokens) would cross "
+                                  f"runtime.budget_tokens={self.tokens} ({spent_tokens} spent, "
+                                  f"{self._held_tokens} in flight)")
+                return self.exhausted
+            if self.usd is not None and spent_usd + self._held_usd + cost > self.usd:
+                self.exhausted = (f"budget_exhausted: the next call (~${cost:.6f}) would cross "
+                                  f"runtime.budget_usd={self.usd:g} (${spent_usd:.6f} spent, "
+                                  f"${self._held_usd:.6f} in flight)")
+                return self.exhausted
+            self._held_tokens += tokens
+            self._held_usd += cost
+            return tokens, cost
+
+    def release(self, held: tuple[int, float]) -> None:
+        """The call is over (its real usage, if any, is in `stats`): drop its estimate."""
+        with self._lock:
+            self._held_tokens -= held[0]
+            self._held_usd -= held[1]
+
+    def spent(self) -> tuple[int, float]:
+        """(tokens, USD) spent so far by fresh calls."""
+        with self.stats._lock:
+            return self.stats.prompt_tokens + self.stats.completion_tokens, self.stats.cost_usd
+
+    def snapshot(self) -> dict[str, Any]:
+        """The spend against the budget, JSON-ready."""
+        tokens, usd = self.spent()
+        return {"spent_tokens": tokens, "spent_usd": round(usd, 6), "budget_tokens": self.tokens,
+                "budget_usd": self.usd, "exhausted": self.exhausted is not None}

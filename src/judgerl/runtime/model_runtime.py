@@ -21,7 +21,10 @@ One logical call, step by step:
    meanwhile sends the call back to wait, without counting an attempt;
 4. the RPM / TPM buckets (`backend.limits.rpm`, `.tpm`; TPM charged with the prompt estimate plus
    `max_tokens`, corrected with the real usage);
-5. the circuit breaker (open: fail fast as "circuit_open"; half-open: one probe);
+5. the spending budget (`runtime.budget_usd`, `runtime.budget_tokens`; `accounting.SpendBudget`):
+   a call whose estimate would cross it is not sent ("budget_exhausted"), and from then on no
+   call of the process is sent (cache hits are still served);
+   then the circuit breaker (open: fail fast as "circuit_open"; half-open: one probe);
 6. one attempt, bounded by `backend.limits.timeout_s` and the deadline; then retry on retryable errors:
    the server's Retry-After when given (shared by every call of that backend), otherwise
    exponential backoff with full jitter, up to `max_attempts`. A Retry-After longer than
@@ -32,7 +35,8 @@ One logical call, step by step:
 
 The error of a failed `CallResult` starts with a short machine-readable reason: "timeout",
 "http_429", "http_503", "connection_error", "bad_response", "circuit_open",
-"deadline_exceeded", "retry_after_too_long", "context_length", "backend_error".
+"deadline_exceeded", "retry_after_too_long", "context_length", "backend_error",
+"budget_exhausted".
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from typing import Any
 from judgerl.backends.base import Backend, Completion, CompletionRequest
 from judgerl.config import RuntimeConfig
 from judgerl.errors import BackendError, ConfigError, FatalBackendError, JudgeParseError, SendGateClosed
-from judgerl.runtime.accounting import RuntimeStats
+from judgerl.runtime.accounting import RuntimeStats, SpendBudget
 from judgerl.runtime.breaker import CircuitBreaker
 from judgerl.runtime.cache import CompletionCache, cache_key
 from judgerl.runtime.journal import Journal
@@ -201,6 +205,15 @@ class ModelRuntime:
             weakref.WeakKeyDictionary())
         self._rng = rng or random.Random()
         self.stats = RuntimeStats(self.config.prices)
+        self.budget = SpendBudget(self.stats, usd=self.config.budget_usd, tokens=self.config.budget_tokens)
+        if self.config.budget_usd is not None:
+            for name, backend in backends.items():
+                if backend.model not in self.config.prices:
+                    raise ConfigError(
+                        f"runtime.budget_usd is set but runtime.prices has no price for model "
+                        f"'{backend.model}' (backend '{name}'), so its calls could not be counted "
+                        "against the budget: add one (0 for a model that costs nothing per token)",
+                        field="runtime.prices")
         self.cache = (CompletionCache(base / self.config.cache_path)
                       if self.config.cache_path else None)
         self.journal = Journal(base / self.config.journal_path if self.config.journal_path else None)
@@ -357,47 +370,61 @@ class ModelRuntime:
                         spent: _ServiceTime) -> CallResult:
         config = self.config
         semaphore = self._loop_state().semaphores[state.name]
-        estimate = estimate_tokens(request.messages) + request.max_tokens
+        prompt_estimate = estimate_tokens(request.messages)
+        estimate = prompt_estimate + request.max_tokens
         attempts = 0
         deadline: float | None = None
+        if self.budget.exhausted is not None:  # nothing more is sent once the budget said no
+            return self._fail(state, "budget_exhausted", self.budget.exhausted, attempts, started)
         while True:
             if state.breaker.state == "open":
                 return self._fail(state, "circuit_open", f"backend '{state.name}' is failing; "
                                   f"calls fail fast for {config.breaker_cooldown_s:g}s", attempts, started)
             async with semaphore:
-                if deadline is None:
-                    deadline = time.monotonic() + config.deadline_s
-                quota_spent = False
-                while True:  # until something was sent (a window that opens at send time loops back)
-                    waited_out, quota_spent = await self._wait_to_send(state, estimate, quota_spent,
-                                                                       deadline, attempts, started)
-                    if waited_out is not None:
-                        return waited_out
-                    # no await between the checks below and the send
-                    now = time.monotonic()
-                    if now >= deadline:
-                        return self._fail(state, "deadline_exceeded", None, attempts, started)
-                    if not state.breaker.allow():
-                        return self._fail(state, "circuit_open", f"backend '{state.name}' is failing",
-                                          attempts, started)
-                    attempts += 1
-                    outcome = await self._attempt(state, request, min(state.timeout_s, deadline - now),
-                                                  attempts, started)
-                    spent.seconds += time.monotonic() - now
-                    if outcome.unsent_wait_s is None:
-                        break
-                    # A window opened while the backend got its connection: nothing was sent, so
-                    # it is no attempt and says nothing about health. Wait for the window (the
-                    # gate that said so is normally this one; close_for keeps the later end).
-                    attempts -= 1
-                    state.gate.close_for(outcome.unsent_wait_s)
-                if outcome.final is not None:
-                    return outcome.final
-                if outcome.completion is not None:
-                    return self._succeeded(state, outcome.completion, estimate, attempts, started)
-                delay = self._retry_delay(state, outcome, attempts, deadline, started)
-                if isinstance(delay, CallResult):
-                    return delay
+                held: list[tuple[int, float]] = []  # the budget's estimate of the call in flight
+                try:
+                    if deadline is None:
+                        deadline = time.monotonic() + config.deadline_s
+                    quota_spent = False
+                    while True:  # until something was sent (a window that opens at send time loops back)
+                        waited_out, quota_spent = await self._wait_to_send(state, estimate, quota_spent,
+                                                                           deadline, attempts, started)
+                        if waited_out is not None:
+                            return waited_out
+                        # no await between the checks below and the send
+                        now = time.monotonic()
+                        if now >= deadline:
+                            return self._fail(state, "deadline_exceeded", None, attempts, started)
+                        if self.budget.active and not held:
+                            admitted = self.budget.admit(state.backend.model, prompt_estimate,
+                                                         request.max_tokens)
+                            if isinstance(admitted, str):
+                                return self._fail(state, "budget_exhausted", admitted, attempts, started)
+                            held.append(admitted)
+                        if not state.breaker.allow():
+                            return self._fail(state, "circuit_open", f"backend '{state.name}' is failing",
+                                              attempts, started)
+                        attempts += 1
+                        outcome = await self._attempt(state, request, min(state.timeout_s, deadline - now),
+                                                      attempts, started)
+                        spent.seconds += time.monotonic() - now
+                        if outcome.unsent_wait_s is None:
+                            break
+                        # A window opened while the backend got its connection: nothing was sent, so
+                        # it is no attempt and says nothing about health. Wait for the window (the
+                        # gate that said so is normally this one; close_for keeps the later end).
+                        attempts -= 1
+                        state.gate.close_for(outcome.unsent_wait_s)
+                    if outcome.final is not None:
+                        return outcome.final
+                    if outcome.completion is not None:
+                        return self._succeeded(state, outcome.completion, estimate, attempts, started)
+                    delay = self._retry_delay(state, outcome, attempts, deadline, started)
+                    if isinstance(delay, CallResult):
+                        return delay
+                finally:
+                    for estimate_held in held:  # after the real usage is counted
+                        self.budget.release(estimate_held)
             if delay > 0:
                 await asyncio.sleep(delay)  # outside the slot: other calls go on meanwhile
 

@@ -45,7 +45,7 @@ from rich.console import Console
 
 from judgerl.adapters.trl_ranks import launched_ranks, run_on_main
 from judgerl.backends.base import Backend
-from judgerl.errors import ConfigError
+from judgerl.errors import BudgetExhausted, ConfigError
 from judgerl.models.quiet import quiet_unactionable_warnings
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.train.checkpoints import resume_point
@@ -234,6 +234,8 @@ class GrpoRun:
             self.trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
             final_dir = save_final(self.trainer, self.tokenizer, recipe.output_dir / "final",
                                    merge=recipe.logging.save_merged)
+        except BudgetExhausted as exc:
+            raise self._stopped_by_budget(exc) from exc
         finally:
             self.close()
         state = self.trainer.state
@@ -241,6 +243,26 @@ class GrpoRun:
                            metrics_path=self.metrics_path, seconds=time.perf_counter() - started,
                            alarms=list(self.alarm.fired),
                            stopped_early=state.global_step < recipe.trainer.max_steps)
+
+    def _stopped_by_budget(self, exc: BudgetExhausted) -> BudgetExhausted:
+        """The judge's spending budget ran out while a step was being scored: that step is not
+        trained (its rewards are incomplete); the last finished step is saved as a checkpoint (unless
+        `save_steps` already saved it) so that `--resume` with a raised budget continues from it."""
+        from judgerl.reward.pipeline import spend_text
+        from judgerl.train.checkpoints import checkpoints
+
+        step = self.trainer.state.global_step
+        saved = next((path for path in checkpoints(self.recipe.output_dir)
+                      if path.name == f"checkpoint-{step}"), None)
+        if saved is None:
+            self.trainer._save_checkpoint(self.trainer.model, trial=None)
+            saved = self.recipe.output_dir / f"checkpoint-{step}"
+        return BudgetExhausted(
+            f"training stopped by the judge's budget while scoring step {step + 1}: {exc.detail}. Steps "
+            f"1-{step} are trained and saved in {saved}; spent this run: {spend_text(exc.spend)}. Raise "
+            "runtime.budget_usd / runtime.budget_tokens (for a reward file: --set "
+            "reward.runtime.budget_usd=...) and resume (`judgerl train --resume`, or rerun `judgerl run`)",
+            exc.spend)
 
     def close(self) -> None:
         self.reward.close()

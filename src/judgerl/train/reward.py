@@ -7,7 +7,10 @@ adapter's `log_rewards` for component means and shares), and in the same call:
 
 - scores a random sample of the rollouts with the held-out reward, concurrently with the main one;
 - logs each component's spread, the judge calls / tokens / cost of the step (from the runtime's
-  stats) and the hacking signals of `monitors.SignalTracker` through TRL's `log_metric`, so they
+  stats), the run's spend so far (`judge/spent_usd`, `judge/spent_tokens`, with the budget when
+  `runtime.budget_usd` / `budget_tokens` is set; the pipeline raises `BudgetExhausted` when the
+  budget refuses a judgment, and `GrpoRun` saves a checkpoint and stops) and the hacking
+  signals of `monitors.SignalTracker` through TRL's `log_metric`, so they
   land in TRL's logs, TensorBoard and `metrics.jsonl`;
 - appends every rollout with its reward and components to `completions.jsonl`.
 
@@ -156,6 +159,11 @@ class TrainingReward:
         spent = stats_delta(self._last_stats, stats)
         metrics.update({f"judge/{key}": float(spent[key]) for key in JUDGE_COUNTERS
                         if isinstance(spent.get(key), (int, float))})
+        # the spend of the whole run so far (this process), next to the budget when one is set
+        for key, name in (("cost_usd", "spent_usd"), ("total_tokens", "spent_tokens"),
+                          ("budget_usd", "budget_usd"), ("budget_tokens", "budget_tokens")):
+            if isinstance(stats.get(key), (int, float)):
+                metrics[f"judge/{name}"] = float(stats[key])
         self._last_stats = stats
         return metrics
 
