@@ -387,3 +387,12 @@ def test_judgerl_score_with_a_panel_of_two_http_judges(fake_openai: FakeOpenAISe
         assert sorted({entry["judge"] for entry in journal}) == ["panel", "panel/one", "panel/two"]
     finally:
         second.stop()
+
+
+def test_the_openrlhf_server_knows_a_panel_member_needs_a_reference() -> None:
+    from judgerl.adapters.openrlhf import reference_users
+
+    config = panel_config([member("a", "a", use_reference=True), member("b", "b")])
+    with RewardPipeline.from_config(config, backends={"a": ScriptedBackend(p_pass(0.5)),
+                                                      "b": ScriptedBackend(p_pass(0.5))}) as pipeline:
+        assert reference_users(pipeline) == ["judge 'panel/a'"]
