@@ -283,6 +283,7 @@ def test_a_pairwise_panel_by_majority_counts_each_members_verdict() -> None:
     with RewardPipeline.from_config(panel_config(members, combine="majority"), backends=backends) as pipeline:
         verdict = pipeline.loop_thread().run(pipeline.judges[0].compare(sample(), "mine", "theirs"))
     assert verdict.winner == "a" and verdict.prob_a == pytest.approx(2 / 3)
+    assert verdict.details["votes_a"] == 2 and verdict.details["majority"] == "a"
 
 
 # -- config errors ---------------------------------------------------------------------------------
@@ -396,3 +397,21 @@ def test_the_openrlhf_server_knows_a_panel_member_needs_a_reference() -> None:
     with RewardPipeline.from_config(config, backends={"a": ScriptedBackend(p_pass(0.5)),
                                                       "b": ScriptedBackend(p_pass(0.5))}) as pipeline:
         assert reference_users(pipeline) == ["judge 'panel/a'"]
+
+
+def test_the_panels_example_runs_dry(tmp_path: Path) -> None:
+    """examples/panels/ stays a valid config (its real run loads the embedded model: see its README)."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "panels"
+    output = tmp_path / "rewards.jsonl"
+    result = CliRunner().invoke(app, ["score", "-c", str(example / "reward.yaml"), "-i",
+                                      str(example / "rollouts.jsonl"), "-o", str(output), "--dry-run",
+                                      "--set", f"runtime.journal_path={tmp_path / 'journal.jsonl'}"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(rows) == 12
+    # dry run: the logprob members split their probability evenly (0.5), the generating one passes
+    # (1.0): a spread of 0.5 > 0.45, so the panel abstains on every row, as it would for real
+    assert {row["reason"].split(":")[0] for row in rows} == {"panel_disagreement"}
+    members = rows[0]["details"]["scores"]["support"]["details"]["members"]
+    assert {name: member["value"] for name, member in members.items()} == {
+        "fewshot": pytest.approx(0.5), "plain": pytest.approx(0.5), "stand_in": 1.0}

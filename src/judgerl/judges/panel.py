@@ -387,9 +387,11 @@ class PanelJudge(Judge):
         cast = [votes[name] for name in answered] if votes is not None else None
         value = combine_values(numbers, self.options.combine, pass_threshold=self.options.pass_threshold,
                                votes=cast)
-        if self.options.combine == "majority":
-            figures["votes_pass"] = sum(cast) if cast is not None else sum(
-                1 for number in numbers if number >= self.options.pass_threshold)
+        if self.options.combine == "majority" and cast is not None:  # pairwise: votes for a (a tie: 1/2)
+            figures["votes_a"] = sum(cast)
+            figures["majority"] = "a" if value > 0.5 else "b" if value < 0.5 else "tie"
+        elif self.options.combine == "majority":
+            figures["votes_pass"] = sum(1 for number in numbers if number >= self.options.pass_threshold)
             figures["majority"] = "pass" if value > 0.5 else "fail" if value < 0.5 else "tie"
         return min(1.0, max(0.0, value)), None, figures
 
