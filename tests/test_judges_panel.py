@@ -415,3 +415,22 @@ def test_the_panels_example_runs_dry(tmp_path: Path) -> None:
     members = rows[0]["details"]["scores"]["support"]["details"]["members"]
     assert {name: member["value"] for name, member in members.items()} == {
         "fewshot": pytest.approx(0.5), "plain": pytest.approx(0.5), "stand_in": 1.0}
+
+
+def test_a_panel_with_a_group_member_scores_whole_groups_in_order() -> None:
+    from judgerl.judges.panel import GroupPanel
+
+    def group_judge(request: CompletionRequest) -> str:
+        text = request.messages[-1]["content"]
+        answers = re.findall(r"<<<ANSWER_(R\d+)_\w+>>>\n(.*?)\n<<<END_ANSWER_R", text, re.DOTALL)
+        return json.dumps({"scores": [{"id": label.lower(), "score": 10 if answer == "good" else 1,
+                                       "rationale": "scripted"} for label, answer in answers]})
+
+    members = [{"name": "ranker", "type": "group", "backend": "g"}, member("rater", "r")]
+    backends = {"g": ScriptedBackend(group_judge), "r": ScriptedBackend(p_pass({"good": 0.8, "bad": 0.4}))}
+    with RewardPipeline.from_config(panel_config(members), backends=backends) as pipeline:
+        assert isinstance(pipeline.judges[0], GroupPanel)
+        rewards = pipeline.score_batch_sync([(sample(), Rollout("s1", text, id=f"s1#{i}"))
+                                             for i, text in enumerate(["bad", "good", "bad"])])
+    # ranker: (10 - 1) / 9 = 1 for good, 0 for bad; rater: 0.8 / 0.4; the mean of the two
+    assert [reward.value for reward in rewards] == [pytest.approx(value) for value in (0.2, 0.9, 0.2)]
