@@ -434,3 +434,18 @@ def test_a_panel_with_a_group_member_scores_whole_groups_in_order() -> None:
                                              for i, text in enumerate(["bad", "good", "bad"])])
     # ranker: (10 - 1) / 9 = 1 for good, 0 for bad; rater: 0.8 / 0.4; the mean of the two
     assert [reward.value for reward in rewards] == [pytest.approx(value) for value in (0.2, 0.9, 0.2)]
+
+
+def test_the_same_judge_sampled_twice_is_two_members_with_their_own_answers() -> None:
+    answers = iter([True, False] * 4)
+
+    def coin(request: CompletionRequest) -> str:
+        return json.dumps({"criteria": {"helpful": {"rationale": "sampled", "score": next(answers)}}})
+
+    sampled = {"type": "rubric", "backend": "a", "criteria": CRITERIA, "temperature": 0.8}
+    config = panel_config([{**sampled, "name": "first"}, {**sampled, "name": "second"}])
+    config["runtime"] = {"cache_path": None}
+    (reward,) = score(config, {"a": ScriptedBackend(coin)}, ["x"])
+    members = reward.details["scores"]["panel"]["details"]["members"]
+    assert sorted(member["value"] for member in members.values()) == [0.0, 1.0], "two calls, two samples"
+    assert reward.value == 0.5

@@ -186,10 +186,6 @@ MEMBER_TYPES: dict[str, type[Judge]] = {
 }
 
 
-def _known_types() -> dict[str, type[Judge]]:
-    return MEMBER_TYPES
-
-
 def panel_shape(config: JudgeConfig) -> str:
     """pointwise | pairwise | group: what a panel with these members is, from their types (before
     any is built); a bad member list is a ConfigError naming `judges.<panel>.members...`."""
@@ -197,7 +193,7 @@ def panel_shape(config: JudgeConfig) -> str:
     prefix = f"judges.{config.name}.members"
     if not isinstance(members, list) or not members:
         raise ConfigError("a panel needs a non-empty list of member judges", field=prefix)
-    known = _known_types()
+    known = MEMBER_TYPES
     classes = []
     for index, member in enumerate(members):
         if not isinstance(member, dict):
@@ -276,10 +272,11 @@ class PanelJudge(Judge):
             if "backend" not in raw:
                 raise ConfigError("each member names its own `backend`", field=f"{where}.backend")
             identity = repr(sorted((key, repr(value)) for key, value in raw.items() if key != "name"))
-            if identity in identities:
+            sampled = raw.get("scoring", "generate") == "generate" and float(raw.get("temperature") or 0) > 0
+            if identity in identities and not sampled:
                 raise ConfigError(f"member {index} is the same judge as member {identities[identity]} (same "
-                                  "type, backend and options): it would give the same answers from the same "
-                                  "cache entries; vary its backend, model, prompt or criteria",
+                                  "type, backend and options, not sampled): it would answer alike; vary its "
+                                  "backend, model, prompt or criteria, or sample it (temperature > 0)",
                                   field=f"{where}")
             identities[identity] = index
             full = f"{config.name}/{name}"
