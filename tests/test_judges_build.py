@@ -22,7 +22,7 @@ def runtime(answer: str = "") -> ModelRuntime:
 
 
 def test_registry_names() -> None:
-    assert set(JUDGE_TYPES) == {"rubric", "pairwise", "group", "itemized_rubric"}
+    assert set(JUDGE_TYPES) == {"rubric", "pairwise", "group", "itemized_rubric", "panel"}
 
 
 def test_unknown_type_and_backend_name_the_field() -> None:

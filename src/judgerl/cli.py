@@ -397,8 +397,9 @@ def distill(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="The teacher's reward config (with --journal: its criteria).")] = None,
     judge: Annotated[str | None, typer.Option(
-        help="The judge to distill (when the journal holds several): a rubric judge, or a pairwise "
-             "one (its comparisons train a student that judges each answer alone).")] = None,
+        help="The judge to distill (when the journal holds several): a rubric judge, a pairwise "
+             "one (its comparisons train a student that judges each answer alone), or a panel (its "
+             "combined verdicts; the rollouts it abstained on are left out).")] = None,
     labelled: Annotated[Path | None, typer.Option(
         help="A labelled file in the format `judgerl validate` reads: scored rows (prompt, answer, "
              "score) or pairwise rows (prompt, answer_a, answer_b, label a/b/tie).")] = None,
@@ -407,7 +408,8 @@ def distill(
     description: Annotated[str | None, typer.Option(
         help="With --labelled: what the check asks (pairwise rows: what makes an answer better, "
              "judged on each answer alone); with a pairwise --journal: overrides the teacher's "
-             "instructions.")] = None,
+             "instructions; with a panel: the student's one check (default: the panel's "
+             "description).")] = None,
     base_model: Annotated[str, typer.Option(
         help="Packaged model name or model folder.")] = "smollm2-135m-instruct",
     method: Annotated[str, typer.Option(help="lora (default) or full fine-tuning.")] = "lora",

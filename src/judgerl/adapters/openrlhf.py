@@ -208,9 +208,10 @@ def reference_users(pipeline: RewardPipeline) -> list[str]:
                 options.get("mode") == "regex" and options.get("pattern")):
             users.append(f"check '{check_config.name}'")
     for judge in pipeline.judges:
-        options = getattr(judge, "options", None)
-        if getattr(options, "use_reference", False) or getattr(options, "mode", None) == "reference":
-            users.append(f"judge '{judge.name}'")
+        for part in (judge, *judge.parts()):  # a panel's members
+            options = getattr(part, "options", None)
+            if getattr(options, "use_reference", False) or getattr(options, "mode", None) == "reference":
+                users.append(f"judge '{part.name}'")
     return users
 
 

@@ -44,13 +44,18 @@ class CompletionRequest:
     # Who asks (the judge's name): for the journal, per-judge accounting and dry runs. It does
     # not change the output, so it is not part of the cache key and never sent to a model.
     tag: str = ""
+    # Whose answer this is in the cache and the in-flight dedup, when two askers must not share
+    # one (a panel's members: `<panel>/<member>`). Never sent to a model; part of the cache key
+    # only when set, so the keys of every other call are unchanged.
+    cache_scope: str = ""
 
     def cache_payload(self) -> dict[str, Any]:
-        """Everything that changes the output, and nothing that does not.
+        """Everything that changes the output (and the cache scope, when set), nothing else.
 
         A shallow dict (the values are shared, not copied): it is only serialised for the cache
         key, and `asdict`'s deep copy cost ~3x as much per judgment."""
-        return {item.name: getattr(self, item.name) for item in fields(self) if item.name != "tag"}
+        return {item.name: getattr(self, item.name) for item in fields(self)
+                if item.name != "tag" and (item.name != "cache_scope" or self.cache_scope)}
 
     def fingerprint(self) -> str:
         """A stable hash of the rendered messages (the journal's prompt hash)."""

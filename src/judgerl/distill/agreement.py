@@ -86,6 +86,8 @@ class AgreementReport:
     moved: list[dict[str, Any]] = field(default_factory=list)
     #: a pairwise teacher: rows are pairs, judgments are comparisons, the criterion the side
     pairwise: bool = False
+    #: the teacher's judgments left out, by reason (a panel teacher's abstentions: panel_disagreement)
+    teacher_left_out: dict[str, int] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -300,6 +302,9 @@ def render_markdown(report: AgreementReport) -> str:
     lines = [f"# Distilled judge `{report.judge}`: agreement with the teacher", "",
              f"Held out: {report.held_out_rows} {unit} from {report.held_out_samples} samples "
              "(split by sample: no held-out question was trained on).", ""]
+    if report.teacher_left_out:
+        lines += ["Left out (the teacher gave no verdict): " + ", ".join(
+            f"{count} {reason}" for reason, count in sorted(report.teacher_left_out.items())) + ".", ""]
     if report.pairwise:
         ties = report.criteria[0].teacher_ties if report.criteria else 0
         lines += ["Pairwise teacher: the student scores each answer alone and P(a better) = "

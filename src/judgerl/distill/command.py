@@ -5,6 +5,8 @@ Why one function: the CLI, the benchmark and the tests run the same steps in the
 through the `local` backend, report, gate), so none of them can skip the held-out measurement.
 A pairwise teacher (its journal's comparisons, or a pairwise labelled file) takes the same steps
 with pairs: a Bradley-Terry student (student.py) whose snippet is a pointwise pairwise judge.
+A panel teacher's combined verdicts train a student with one check named after the panel; the
+rollouts it abstained on are left out and counted in the report.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from judgerl.distill.examples import (
     journal_judge_names,
     judged_from_journal,
     judged_from_labelled,
+    judged_from_panel_journal,
     pairs_from_journal,
     pairs_from_labelled,
     split_by_sample,
@@ -75,7 +78,7 @@ def teacher_criteria(config_path: Path, judge: str) -> tuple[list[dict[str, Any]
 
 
 def teacher_kind(config_path: Path, journal: Path, judge: str | None) -> tuple[str, str]:
-    """(judge name, its type in the teacher's reward config: rubric or pairwise)."""
+    """(judge name, its type in the teacher's reward config: rubric, pairwise or panel)."""
     if judge is None:
         names = sorted(journal_judge_names(journal))
         if len(names) != 1:
@@ -84,10 +87,29 @@ def teacher_kind(config_path: Path, journal: Path, judge: str | None) -> tuple[s
         judge = names[0]
     config = load_reward_config(config_path)
     found = next((j for j in config.judges if j.name == judge), None)
-    if found is None or found.type not in ("rubric", "pairwise"):
-        raise ConfigError(f"no rubric or pairwise judge '{judge}' in the reward config "
+    if found is None or found.type not in ("rubric", "pairwise", "panel"):
+        raise ConfigError(f"no rubric, pairwise or panel judge '{judge}' in the reward config "
                           f"(judges: {[j.name for j in config.judges]})", path=str(config_path))
     return judge, found.type
+
+
+def panel_criterion(config_path: Path, judge: str, description: str | None) -> list[dict[str, Any]]:
+    """A panel teacher's one check for the student: named after the panel, asking `description` (or
+    the panel's own `description`); a pairwise panel cannot be distilled yet."""
+    from judgerl.judges.panel import panel_shape
+
+    config = load_reward_config(config_path)
+    found = next(j for j in config.judges if j.name == judge)
+    if panel_shape(found) == "pairwise":
+        raise ConfigError(f"panel '{judge}' compares answers: distilling a pairwise panel is not supported "
+                          "(distil one of its members, or a pointwise panel)", path=str(config_path),
+                          field=f"judges.{judge}")
+    asked = description or found.options.get("description")
+    if not asked:
+        raise ConfigError(f"say what panel '{judge}' judges, as the student's one check: --description, or "
+                          "`description` in the panel's config", path=str(config_path),
+                          field=f"judges.{judge}.description")
+    return [{"name": judge, "kind": "check", "description": str(asked)}]
 
 
 def teacher_pairwise_options(config_path: Path, judge: str) -> dict[str, Any]:
@@ -114,6 +136,7 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
     thresholds = thresholds or Thresholds()
     rows: list[Judged]
     options: dict[str, Any] = {}
+    left_out: dict[str, int] = {}
     if journal is not None:
         if config is None:
             raise ConfigError("--config (the teacher's reward config) is needed with --journal: "
@@ -126,8 +149,13 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
                                   pairs=pairs_from_journal(journal, judge=judge), held=None,
                                   description=asked, options=options, held_out=held_out, settings=settings,
                                   thresholds=thresholds, enforce_gate=enforce_gate)
-        judge, rows = judged_from_journal(journal, judge=judge)
-        criteria, options = teacher_criteria(config, judge)
+        if kind == "panel":
+            criteria = panel_criterion(config, judge, description)
+            verdicts = judged_from_panel_journal(journal, judge=judge)
+            rows, left_out = verdicts.judged, verdicts.left_out
+        else:
+            judge, rows = judged_from_journal(journal, judge=judge)
+            criteria, options = teacher_criteria(config, judge)
     elif labelled is not None:
         if labelled.is_file() and is_pairwise_file(labelled):
             if not description:
@@ -167,8 +195,9 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
     snippet_config = student_judge_config(judge, criteria, model=MODEL_FOLDER, extra_options=options)
     _write_snippet(snippet, snippet_config)
     measured = student_judge_config(judge, criteria, model=str(model_dir.resolve()), extra_options=options)
-    verdicts, seconds = student_verdicts(measured, test_rows)
-    report = measure_agreement(judge, test_rows, verdicts, student_seconds=seconds, thresholds=thresholds)
+    student, seconds = student_verdicts(measured, test_rows)
+    report = measure_agreement(judge, test_rows, student, student_seconds=seconds, thresholds=thresholds)
+    report.teacher_left_out = left_out
     return _finish(report, training, model_dir, snippet, out_dir, len(train_rows), enforce_gate)
 
 

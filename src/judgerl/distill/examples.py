@@ -13,6 +13,10 @@ verdict without probabilities: a win, a tie, a loss), from the journal's `judge_
 entries or from a pairwise labelled file (`judgerl validate`'s format: prompt, answer_a, answer_b,
 label). The student for such a teacher scores each answer alone (student.py).
 
+A panel teacher (judges/panel.py) gives its combined value per rollout as P(pass) on one check named
+after the panel; the rollouts it abstained on (`panel_disagreement`) or could not score
+(`panel_quorum`) are left out and counted.
+
 The held-out split is by sample id, never by rollout or criterion: every answer to one question and
 every criterion of it falls on one side, so the agreement measured on held-out rows is agreement on
 questions the student never saw.
@@ -89,12 +93,67 @@ class JudgedPair:
 
 
 def journal_judge_names(path: str | Path) -> dict[str, set[str]]:
-    """Judge name -> the kinds of judgment (rubric, pairwise) the journal holds for it."""
+    """Judge name -> the kinds of judgment (rubric, pairwise, panel) the journal holds for it.
+
+    A panel's members (`<panel>/<member>`) are left out when their panel is in the journal: the
+    panel is the teacher a user means when the journal holds one panel and nothing else."""
     names: dict[str, set[str]] = {}
     for entry in read_journal(path):
-        if entry.get("judge_kind") in ("rubric", "pairwise"):
+        if entry.get("judge_kind") in ("rubric", "pairwise", "panel"):
             names.setdefault(str(entry.get("judge")), set()).add(str(entry["judge_kind"]))
-    return names
+    panels = {name for name, kinds in names.items() if "panel" in kinds}
+    return {name: kinds for name, kinds in names.items()
+            if name in panels or name.split("/", 1)[0] not in panels}
+
+
+@dataclass(frozen=True)
+class PanelVerdicts:
+    """A panel teacher's combined verdicts (one `Judged` per scored rollout, on the one check named
+    after the panel) and how many of its judgments were left out, by reason (panel_disagreement,
+    panel_quorum, ...): an abstention is not a verdict to learn from."""
+
+    judged: list[Judged]
+    left_out: dict[str, int]
+
+
+def judged_from_panel_journal(path: str | Path, *, judge: str) -> PanelVerdicts:
+    """The combined judgments of panel `judge` in a journal (`judge_kind: panel`), each as the
+    verdict P(pass) = the panel's value on the one check `judge`; unscored ones are counted by the
+    reason's first word. A judgment's cost is the sum of its members' journaled judgments of the same
+    rollout (`<panel>/<member>`): what the panel cost the endpoints."""
+    entries = read_journal(path)
+    members: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for entry in entries:
+        if str(entry.get("judge", "")).startswith(judge + "/") and len(entry.get("rollout_ids") or []) == 1:
+            members.setdefault((str(entry.get("sample_id")), str(entry["rollout_ids"][0])), []).append(entry)
+    chosen = [entry for entry in entries
+              if entry.get("judge_kind") == "panel" and entry.get("judge") == judge]
+    if not chosen:
+        raise DataError(f"no judgment of panel '{judge}' in the journal", path=str(path))
+    judged: list[Judged] = []
+    left_out: dict[str, int] = {}
+    for number, entry in enumerate(chosen, start=1):
+        value = (entry.get("scores") or {}).get("value")
+        if entry.get("outcome") != "ok" or not isinstance(value, (int, float)):
+            reason = str(entry.get("reason") or "unscored").split(":", 1)[0]
+            left_out[reason] = left_out.get(reason, 0) + 1
+            continue
+        inputs = entry.get("inputs")
+        if not isinstance(inputs, dict) or len(inputs.get("answers") or []) != 1:
+            raise DataError(f"panel judgment {number} of '{judge}' has no `inputs` of one answer (a pairwise "
+                            "panel's comparisons cannot be distilled yet)", path=str(path))
+        sample = Sample(id=str(entry["sample_id"]), messages=list(inputs.get("messages") or []),
+                        reference=inputs.get("reference"))
+        rollout_id = str((entry.get("rollout_ids") or [""])[0])
+        rollout = Rollout(sample_id=sample.id, completion=str(inputs["answers"][0]), id=rollout_id)
+        costs = [TeacherCost.of(member) for member in members.get((sample.id, rollout_id), [])]
+        seconds = [cost.latency_s for cost in costs if cost.latency_s is not None]
+        prices = [cost.cost_usd for cost in costs if cost.cost_usd is not None]
+        cost = TeacherCost(sum(seconds) if seconds else None, sum(cost.tokens or 0 for cost in costs),
+                           "+".join(sorted({cost.model for cost in costs if cost.model})) or None,
+                           sum(prices) if prices else None)
+        judged.append(Judged(sample, rollout, judge, "check", float(value), cost))
+    return PanelVerdicts(judged, left_out)
 
 
 def pairs_from_journal(path: str | Path, *, judge: str) -> list[JudgedPair]:

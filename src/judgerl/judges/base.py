@@ -44,6 +44,10 @@ class Judge(ABC):
         """Whether this judge reads a tool-using rollout's trajectory, not only its final answer."""
         return False
 
+    def parts(self) -> list[Judge]:
+        """The judges this one calls through under their own names (a panel's members); none here."""
+        return []
+
     def dry_run_answer(self, request: CompletionRequest) -> str:
         """A well-formed, neutral answer to one of this judge's requests (for `--dry-run`)."""
         raise NotImplementedError(f"judge type '{self.kind}' has no dry-run answer")

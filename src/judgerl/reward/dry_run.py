@@ -30,7 +30,9 @@ class DryRunBackend(ScriptedBackend):
 
     def serve(self, judges: Iterable[Judge]) -> None:
         """Answer for these judges (each by its own `dry_run_answer`)."""
-        self.judges.update({judge.name: judge for judge in judges})
+        for judge in judges:
+            self.judges[judge.name] = judge
+            self.serve(judge.parts())  # a panel's members ask under their own names
 
     def _answer(self, request: CompletionRequest) -> str | Completion:
         if request.candidate_tokens:

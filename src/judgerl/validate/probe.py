@@ -139,7 +139,12 @@ class JudgeProbe:
             scores = await self.judge.score_group(sample, rollouts)
         score_a, score_b = scores[0].value, scores[1].value
         winner = winner_from_scores(score_a, score_b)
-        details = {"score_a": score_a, "score_b": score_b}
+        details: dict[str, Any] = {"score_a": score_a, "score_b": score_b}
+        members_a, members_b = scores[0].details.get("members"), scores[1].details.get("members")
+        if isinstance(members_a, dict) and isinstance(members_b, dict):  # a panel: each member's own pick
+            details["members"] = {name: {"winner": winner_from_scores(members_a[name].get("value"),
+                                                                      members_b[name].get("value"))}
+                                  for name in members_a if name in members_b}
         if winner is None:
             reasons = [score.reason for score in scores if score.value is None]
             return PairOutcome(None, reason="; ".join(r for r in reasons if r) or "unscored", details=details)

@@ -22,6 +22,7 @@ from judgerl.config import RewardConfig, load_reward_config
 from judgerl.errors import ConfigError
 from judgerl.judges.adversarial import load_adversarial_set
 from judgerl.judges.base import Judge
+from judgerl.judges.panel import PanelJudge
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.validate.datasets import load_source, pairs_only
 from judgerl.validate.gate import check_section, gate_or_raise
@@ -32,6 +33,7 @@ from judgerl.validate.sections.agreement import agreement_units, collect, summar
 from judgerl.validate.sections.attacks import build_attacks, run_attacks
 from judgerl.validate.sections.consistency import run_consistency
 from judgerl.validate.sections.human_labels import run_human_labels
+from judgerl.validate.sections.panel import panel_figures
 from judgerl.validate.sections.position import run_position
 from judgerl.validate.sections.regression import run_regression
 from judgerl.validate.sections.verbosity import run_verbosity
@@ -130,6 +132,7 @@ def run_validation(config: RewardConfig | str | Path | dict[str, Any],
         runner = _Runner(pipeline, progress)
         report = ValidationReport(judge=judge.name, judge_kind=probe.kind, config=reward_config.source,
                                   suite=suite.source)
+        _check_panel_section(suite, judge)
         for name, section in suite.sections():
             section_started = time.monotonic()
             context = SectionContext(name, suite, probe, runner, other_backends, progress)
@@ -137,11 +140,35 @@ def run_validation(config: RewardConfig | str | Path | dict[str, Any],
             result.seconds = time.monotonic() - section_started
             check_section(result, section.thresholds(name))
             report.sections.append(result)
+            if name == "human_labels" and isinstance(judge, PanelJudge):
+                report.sections.append(_panel_result(result, judge, suite))
         report.runtime = pipeline.runtime_stats()
     report.seconds = time.monotonic() - started
     if output_dir is not None:
         write_report(report, output_dir)
     return report
+
+
+def _check_panel_section(suite: Suite, judge: Judge) -> None:
+    """A `panel:` section gates a panel judge's figures, which human_labels measures: refuse it
+    (before any call) for another kind of judge or without human labels."""
+    if suite.panel is None or not suite.panel.enabled:
+        return
+    if not isinstance(judge, PanelJudge):
+        raise ConfigError(f"`panel` gates a panel judge's figures; '{judge.name}' is a {judge.kind} judge",
+                          path=suite.source, field="panel")
+    if suite.human_labels is None or not suite.human_labels.enabled:
+        raise ConfigError("a panel's figures are measured on the human_labels items: add a human_labels "
+                          "section", path=suite.source, field="panel")
+
+
+def _panel_result(human: SectionResult, judge: PanelJudge, suite: Suite) -> SectionResult:
+    """The panel's own figures, from the human-labels section's items, checked against `panel:`."""
+    result = panel_figures(human, judge.member_names, pass_threshold=suite.pass_threshold)
+    result.seconds = 0.0
+    gated = suite.panel is not None and suite.panel.enabled
+    check_section(result, suite.panel.thresholds("panel") if gated and suite.panel is not None else [])
+    return result
 
 
 def validate_and_gate(config: RewardConfig | str | Path | dict[str, Any],

@@ -2,10 +2,11 @@
 
 Why hand-written: validation runs wherever the reward runs (a laptop, a Lambda, CI), and the
 figures it needs are small and well defined: percent agreement, Cohen's kappa (optionally
-weighted), Spearman's rho with average ranks for ties, and percentile bootstrap confidence
-intervals. Pulling scipy in for these would add a heavy dependency to the core package.
-Each function returns None where the figure is undefined (no items, a constant column) instead
-of a made-up number, and the doctests pin the values against textbook examples.
+weighted), Fleiss' kappa (a panel's members), Spearman's rho with average ranks for ties, and
+percentile bootstrap confidence intervals. Pulling scipy in for these would add a heavy
+dependency to the core package. Each function returns None where the figure is undefined (no
+items, a constant column) instead of a made-up number, and the doctests pin the values against
+textbook examples.
 """
 
 from __future__ import annotations
@@ -91,6 +92,44 @@ def cohen_kappa(x: Sequence[Hashable], y: Sequence[Hashable], *,
     if expected_d == 0:
         return None
     return 1 - observed_d / expected_d
+
+
+def fleiss_kappa(ratings: Sequence[Sequence[Hashable]]) -> float | None:
+    """Fleiss' kappa: agreement of several raters (the same number on every item) corrected for chance.
+
+    `ratings[i]` holds every rater's label for item i. None when there is no item, fewer than two
+    raters, or chance agreement is total (every label the same). The example of Fleiss (1971) as
+    Wikipedia gives it: 10 items, 14 raters, 5 categories, kappa 0.210.
+
+    >>> counts = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
+    ...           [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    >>> items = [[label for label, count in enumerate(row) for _ in range(count)] for row in counts]
+    >>> round(fleiss_kappa(items), 3)
+    0.21
+    >>> fleiss_kappa([["pass", "pass"], ["pass", "pass"]]) is None
+    True
+    """
+    if not ratings:
+        return None
+    raters = len(ratings[0])
+    if any(len(item) != raters for item in ratings):
+        raise ValueError("every item needs the same number of ratings")
+    if raters < 2:
+        return None
+    labels = sorted({label for item in ratings for label in item}, key=_sort_key)
+    totals = dict.fromkeys(labels, 0)
+    agreement = 0.0
+    for item in ratings:
+        counts = dict.fromkeys(labels, 0)
+        for label in item:
+            counts[label] += 1
+            totals[label] += 1
+        agreement += (sum(count * count for count in counts.values()) - raters) / (raters * (raters - 1))
+    observed = agreement / len(ratings)
+    expected = sum((total / (len(ratings) * raters)) ** 2 for total in totals.values())
+    if expected >= 1.0:
+        return None
+    return (observed - expected) / (1 - expected)
 
 
 def rank(values: Sequence[float]) -> list[float]:

@@ -18,6 +18,7 @@ bias:
   position: {data: {dataset: evalbiasbench, limit: 12}, min_consistency_rate: 0.8}
   verbosity: {data: {dataset: llmbar-natural, limit: 10}, max_padded_win_rate: 0.2}
   attacks: {data: {dataset: llmbar-natural, limit: 5}, max_false_positive_rate: 0.05}
+panel: {max_abstention_rate: 0.2, min_members_kappa: 0.4}   # a panel judge: gates its own figures
 ```
 """
 
@@ -244,6 +245,25 @@ class AttackProbe(Section):
         return self
 
 
+class PanelSection(BaseModel):
+    """Thresholds on a panel judge's own figures (validate/sections/panel.py), which are measured on
+    the human_labels items whenever the judge validated is a panel; this entry only gates them, so it
+    is no `Section` (it has no runner and no data of its own)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="false: the figures are reported, not gated")
+    thresholds = Section.thresholds
+
+    max_abstention_rate: float | None = Field(default=None, ge=0, le=1,
+                                              description="share of items the panel abstained on")
+    max_quorum_failure_rate: float | None = Field(default=None, ge=0, le=1)
+    min_members_percent_agreement: float | None = Field(default=None, ge=0, le=1)
+    min_members_kappa: float | None = Field(default=None, ge=-1, le=1,
+                                            description="mean Cohen's kappa over every two members")
+    min_fleiss_kappa: float | None = Field(default=None, ge=-1, le=1)
+
+
 class BiasSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -277,6 +297,8 @@ class Suite(FileBacked):
     human_labels: HumanLabelsSection | None = None
     regression: RegressionSection | None = None
     bias: BiasSection | None = None
+    panel: PanelSection | None = Field(default=None, description="thresholds on a panel judge's figures "
+                                       "(measured with human_labels)")
 
     def sections(self) -> list[tuple[str, Section]]:
         """The enabled sections, in the order they run, with their report names."""
@@ -289,7 +311,10 @@ class Suite(FileBacked):
         return [(name, section) for name, section in found if section is not None and section.enabled]
 
     def thresholds(self) -> list[Threshold]:
-        return [threshold for name, section in self.sections() for threshold in section.thresholds(name)]
+        found = [threshold for name, section in self.sections() for threshold in section.thresholds(name)]
+        if self.panel is not None and self.panel.enabled:
+            found += self.panel.thresholds("panel")
+        return found
 
     def resolve(self, relative: str) -> Path:
         path = Path(relative)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from typing import Any
 
 from judgerl.errors import ConfigError
 from judgerl.types import Score
@@ -75,7 +76,7 @@ async def _pairs(probe: JudgeProbe, pairs: list[PairItem], bootstrap: Bootstrap,
     if len(by_category) > 1:
         result.breakdown["category (accuracy)"] = {key: mean(values) for key, values in by_category.items()}
     result.items = [{"id": item.id, "label": item.label, "judge": outcome.winner, "value": outcome.value,
-                     "category": item.category, "reason": outcome.reason}
+                     "category": item.category, "reason": outcome.reason, **_members(outcome.details)}
                     for item, outcome in zip(pairs, outcomes, strict=True)]
     result.examples = [{"id": item.id, "human": item.label, "judge": outcome.winner or "unscored",
                         "prompt": item.prompt, "reason": outcome.reason or ""}
@@ -125,7 +126,8 @@ async def _scores(section: HumanLabelsSection, probe: JudgeProbe, answers: list[
     if outside:
         raise ConfigError(f"human scores {outside[:3]} are outside the scale [{low:g}, {high:g}]",
                           field=f"{name}.scale")
-    result.items = [{"id": item.id, "human": item.score, "judge": score.value, "reason": score.reason}
+    result.items = [{"id": item.id, "human": item.score, "judge": score.value, "reason": score.reason,
+                     **_members(score.details)}
                     for item, score in zip(answers, scores, strict=True)]
     spread = high - low or 1.0
     result.examples = sorted(
@@ -135,3 +137,10 @@ async def _scores(section: HumanLabelsSection, probe: JudgeProbe, answers: list[
          if score.value is None or abs((float(item.score or 0) - low) / spread - score.value) > 0.25),
         key=lambda row: row["id"])
     return result
+
+
+def _members(details: dict[str, Any]) -> dict[str, Any]:
+    """A panel's members' own judgments of the item (judges/panel.py), kept for the panel's figures
+    (validate/sections/panel.py); nothing for any other judge."""
+    members = details.get("members")
+    return {"members": members} if isinstance(members, dict) else {}
