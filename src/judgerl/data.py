@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from judgerl.errors import DataError
+from judgerl.rubric_items import split_reference
 from judgerl.trajectory import (
     TrajectoryError,
     final_answer,
@@ -412,6 +413,7 @@ def _parse_sample(row: Any, line: int, path: str, fields: _Fields,
                 break
         if reference_key is not None:
             break
+    reference, rubric = split_reference(reference)
     if reference is not None and isinstance(reference, bool):
         raise err("expected a string, number, object or list, got a boolean", reference_key)
 
@@ -422,6 +424,8 @@ def _parse_sample(row: Any, line: int, path: str, fields: _Fields,
     used.update(key for key in fields.reference if key in row and row[key] is None)
     metadata = {key: value for key, value in nested.items() if key != reference_key}
     metadata.update({key: value for key, value in row.items() if key not in used})
+    if rubric is not None:  # a reference object carrying the prompt's rubric (judgerl.rubric_items)
+        metadata.setdefault("rubric", rubric)
     return Sample(id=sample_id, messages=messages, reference=reference_text(reference), metadata=metadata)
 
 
