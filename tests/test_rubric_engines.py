@@ -113,3 +113,14 @@ def test_rollout_files_keep_the_rubric_for_each_rollout(tmp_path: Path) -> None:
     path.write_text(json.dumps({"id": "a", "prompt": QUESTION, "rubric": RUBRIC, "completion": GOOD}) + "\n")
     [(sample, rollout)] = load_rollouts(path).pairs
     assert sample.metadata["rubric"] == RUBRIC and rollout.location and "line 1" in rollout.location
+
+
+async def test_train_reward_finds_each_rows_rubric_by_its_id(pipeline: RewardPipeline) -> None:
+    from judgerl.train.reward import TrainingReward
+    from judgerl.types import Sample
+
+    samples = [Sample("a", [{"role": "user", "content": QUESTION}], metadata={"rubric": RUBRIC}),
+               Sample("b", [{"role": "user", "content": QUESTION}], metadata={"rubric": RUBRIC[:1]})]
+    reward = TrainingReward(pipeline, samples)
+    values = await reward(prompts=[QUESTION] * 2, completions=[PITFALL, PITFALL], id=["a", "b"])
+    assert values == [pytest.approx(PITFALL_VALUE), pytest.approx(1.0)]
