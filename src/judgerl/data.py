@@ -463,6 +463,14 @@ def load_samples(path: str | Path, *, prompt_field: str = "prompt", messages_fie
     return LoadResult(samples, errors)
 
 
+def parse_sample_row(row: Any, *, line: int, path: str) -> Sample:
+    """One decoded row as a Sample (the default field names); RowError names the line and field.
+    For commands that rewrite a file row by row (`judgerl rubrics`)."""
+    if isinstance(row, DataError):
+        raise row
+    return _parse_sample(row, line, path, _fields("prompt", "messages", "id", None))
+
+
 def load_samples_strict(path: str | Path, **options: Any) -> list[Sample]:
     """Like `load_samples`, but raise the first error (with the count of bad rows) if any."""
     result = load_samples(path, **options)
