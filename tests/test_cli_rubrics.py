@@ -57,7 +57,8 @@ def test_generates_checks_dedups_writes_back_and_resumes(fake_openai: FakeOpenAI
     fake_openai.responder = generator
     config, prompts = write_files(tmp_path, fake_openai.url)
     output = tmp_path / "with_rubrics.jsonl"
-    result = runner.invoke(app, ["rubrics", "-c", str(config), "-i", str(prompts), "-o", str(output), "-k", "5"])
+    result = runner.invoke(app, ["rubrics", "-c", str(config), "-i", str(prompts), "-o", str(output),
+                                 "-k", "5"])
     assert result.exit_code == 1, result.output  # one row failed: reported, exit 1
     rows = {row["id"]: row for row in map(json.loads, output.read_text().splitlines())}
     assert list(rows) == ["dose", "fail", "has"], "input order, every row"
@@ -74,7 +75,8 @@ def test_generates_checks_dedups_writes_back_and_resumes(fake_openai: FakeOpenAI
     assert "failed: fail: parse_error" in result.output
     assert re.search(r"cost \$0\.00[1-9]", result.output), "the prices make a cost"
     journal = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
-    assert {(entry["sample_id"], entry["outcome"]) for entry in journal} == {("dose", "ok"), ("fail", "unscored")}
+    outcomes = {(entry["sample_id"], entry["outcome"]) for entry in journal}
+    assert outcomes == {("dose", "ok"), ("fail", "unscored")}
     assert journal[0]["prompt_version"] == "rubric-generation-v1"
 
     again = runner.invoke(app, ["rubrics", "-c", str(config), "-i", str(prompts), "-o", str(output)])
