@@ -135,10 +135,11 @@ def student_judge(config: dict[str, Any]) -> RubricJudge:
 
 
 def student_request(judge: RubricJudge, row: Judged) -> CompletionRequest:
-    criterion = next((c for c in judge.options.criteria if c.name == row.criterion), None)
+    criteria = judge.rubric_for(row.sample).criteria  # the config's, and the row's own items r1, r2, ...
+    criterion = next((c for c in criteria if c.name == row.criterion), None)
     if criterion is None:
         raise ConfigError(f"criterion '{row.criterion}' is not in the student's rubric "
-                          f"({[c.name for c in judge.options.criteria]})")
+                          f"({[c.name for c in criteria]})")
     return judge.logprob_request(row.sample, row.rollout, criterion)
 
 
