@@ -9,6 +9,7 @@ tokens each repeats; this script prints both, and the seconds, per rollout.
     .venv/bin/python bench/rubric_items.py --part calls          # 1. only (seconds: overhead only)
     .venv/bin/python bench/rubric_items.py --part calls --base-url http://127.0.0.1:8000/v1 --model M
     .venv/bin/python bench/rubric_items.py --part logprob --rollouts 12
+    .venv/bin/python bench/rubric_items.py --part logprob --rollouts 3 --threads 1   # a crowded machine
     .venv/bin/python bench/rubric_items.py --tiny                # smoke run: it works, no figures
 
 1. `calls`: for 5, 10 and 20 items (criteria pooled from examples/rubrics/prompts.jsonl), the rubric
@@ -137,6 +138,7 @@ def part_logprob(args: argparse.Namespace, count_tokens: Any) -> None:
         results = {}
         for n in (1, 10):
             backend = LocalBackend("smollm2-135m-instruct", max_concurrency=16, chat_template=False,
+                                   threads=args.threads,
                                    **({} if cache_tokens is None else {"prefix_cache_tokens": cache_tokens}))
             warm = asyncio.run(judge_rollouts(backend, {"scoring": "logprob"}, rows[:1], n, count_tokens))
             assert warm["unscored"] == 0, "the warm-up rollout was unscored"
@@ -162,6 +164,8 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=12)
     parser.add_argument("--base-url", default=None, help="time a real OpenAI-compatible judge (part 1)")
     parser.add_argument("--model", default="judge-model")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="part 2: torch threads of the local engine (1 on a crowded machine)")
     parser.add_argument("--tiny", action="store_true", help="smoke run: 2 rollouts, 5 items, part 1 only")
     args = parser.parse_args()
     if args.tiny:
