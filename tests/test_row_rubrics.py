@@ -81,6 +81,8 @@ async def test_logprob_asks_one_item_per_call_with_the_item_last() -> None:
     texts = [call.messages[-1]["content"] for call in backend.calls]
     prefixes = {text.rsplit("Criterion: ", 1)[0] for text in texts}
     assert len(prefixes) == 1, "every question of one answer shares everything before the item"
+    assert judge.prompt.name == "rubric_items_logprob", "row rubrics only: the instruction comes first"
+    assert all("\n" not in text.rsplit("Criterion: ", 1)[1] for text in texts), "the item is the last line"
     assert score.value == pytest.approx((0.9 * 5 + 0.1 * 3 + 0.1 * 1 - 0.9 * 2) / 9)
 
 

@@ -291,12 +291,17 @@ class RubricJudge(PointwiseJudge):
         super().__init__(config, runtime)
         self.options = parse_options(RubricOptions, config)
         where = f"judges.{config.name}.prompt_file"
+        answer_logprob = (self.options.scope, self.options.scoring) == ("answer", "logprob")
         if self.options.mode == "implicit":
             default, available, required = "rubric_implicit", IMPLICIT_PLACEHOLDERS, {"answer", "criteria"}
         else:
             default, available, required = PROMPTS[(self.options.scope, self.options.scoring)]
+            if answer_logprob and not self.options.criteria:
+                # a judge of row rubrics only: the instruction before the item, so that the
+                # questions of one answer differ in the item's line alone (a shorter suffix after
+                # the prefix the local backend shares)
+                default = "rubric_items_logprob"
         self.prompt = choose_prompt(self.options.prompt_file, default, base_dir)
-        answer_logprob = (self.options.scope, self.options.scoring) == ("answer", "logprob")
         if answer_logprob and self.options.mode == "explicit" and "answer_text" in self.prompt.placeholders:
             # a distilled student's template shows the texts unfenced ({answer_text}): it is a
             # trained classifier, and the fences' hash tags cost it ~60 prompt tokens per judgment
