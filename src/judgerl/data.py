@@ -20,7 +20,10 @@ Row fields:
 - `reference` (aliases `reference_answer`, `answer`, `ground_truth`, first found wins, the
   others stay metadata): a string; numbers are turned into strings and objects / lists into
   JSON text. A `metadata` object column is merged into the metadata (row columns win), and a
-  reference nested in it is found too (Bedrock's Nova RFT shape).
+  reference nested in it is found too (Bedrock's Nova RFT shape). A reference that is an
+  object with a `rubric` key (`{"reference": ..., "rubric": [...]}`) is split: its text is the
+  reference and its rubric goes to `metadata["rubric"]` (judgerl.rubric_items), unless the row
+  has a `rubric` column of its own.
 - `id` (a string or an integer; default `row-<line>`). Duplicate ids are an error in sample
   files; in rollout files, rows sharing an id are rollouts of the same sample.
 - anything else is kept in `Sample.metadata`.
