@@ -101,7 +101,10 @@ async def test_per_item_verdicts_become_per_item_student_rows(tmp_path: Path) ->
     assert name == "rubric" and len(rows) == 8, "one training row per answer and rubric item"
     by_item = {(row.rollout.completion, row.criterion): row.verdict for row in rows}
     assert by_item[(PITFALL, "r4")] == 1.0 and by_item[(GOOD, "r4")] == 0.0
-    student = student_judge(student_judge_config("rubric", [], model="unused-folder"))
+    teacher_options = {"rubric_field": "rubric", "items_per_call": 2, "mode": "explicit", "max_items": 10}
+    student = student_judge(student_judge_config("rubric", [], model="unused-folder",
+                                                 extra_options=teacher_options))
+    assert student.options.scoring == "logprob" and student.options.max_items == 10
     request = student_request(student, next(row for row in rows if row.criterion == "r2"))
     assert RUBRIC[1]["criterion"] in request.messages[-1]["content"], "the item's own text is asked"
     pitfall_request = student_request(student, next(row for row in rows if row.criterion == "r4"))

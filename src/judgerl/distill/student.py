@@ -93,7 +93,7 @@ def student_judge_config(judge: str, criteria: list[dict[str, Any]], *, model: s
     """
     options = {key: value for key, value in (extra_options or {}).items()
                if key not in {"scoring", "prompt", "prompt_file", "rationale", "name", "type", "backend",
-                              "weight"}}
+                              "weight", "items_per_call", "mode"}}  # the student asks one item per call
     return {"backends": {STUDENT_BACKEND: {"type": "local", "model": model}},
             "judges": [{"name": judge, "type": "rubric", "backend": STUDENT_BACKEND, "scoring": "logprob",
                         "prompt": prompt, **options, "criteria": criteria}]}
