@@ -190,3 +190,10 @@ def test_reward_formula() -> None:
     assert rubric_reward([5, 3, 1, -2], [1, 1, 1, 0]) == 1.0
     assert rubric_reward([5, 3, 1, -2], [0, 0, 1, 1]) == 0.0, "clipped at 0"
     assert rubric_reward([4, -2], [1, 1]) == pytest.approx(0.5)
+
+
+def test_a_rubric_read_from_parquet_as_numpy_is_read_as_a_list() -> None:
+    numpy = pytest.importorskip("numpy")
+    items = numpy.array([{"criterion": "Says yes", "weight": numpy.int64(2)}], dtype=object)
+    [item] = parse_rubric_items(items)
+    assert item.weight == 2.0 and isinstance(item.weight, float)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +94,7 @@ def parse_item(value: Any, field: str) -> RubricItem:
                  else f"{_kind(text)}, not text")
         raise RubricError(f"an item needs its criterion text ({shown})", f"{field}.criterion")
     weight = value.get("weight", None)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight):
         raise RubricError(f"weight must be a non-zero number, got {_kind(weight)}"
                           + ("" if weight is None or isinstance(weight, bool) else f" {weight!r}"),
                           f"{field}.weight")
@@ -134,6 +135,8 @@ or no rubric)
         except json.JSONDecodeError as exc:
             raise RubricError(f"not a list of items, and not JSON text of one ({exc.msg} at "
                               f"character {exc.pos})", field) from None
+    if not isinstance(value, (list, dict)) and hasattr(value, "tolist"):
+        value = value.tolist()  # a numpy array, as a parquet column reaches verl's extra_info
     if not isinstance(value, list):
         raise RubricError(f"expected a list of {{criterion, weight, category?}}, got {_kind(value)}", field)
     if not value:
