@@ -39,6 +39,18 @@ turn / final answer are never left out) and score either way:
   transcript, so the calls of one transcript share their prefix (the local backend computes it
   once). This is what lets a small embedded judge score trajectories at all.
 Either way a failed call makes the judgment unscored.
+
+Rubrics written for each prompt (judgerl.rubric_items): a row may carry its own items in the
+column `rubric_field` (default `rubric`, read from `Sample.metadata`); they are judged as checks
+`r1`, `r2`, ... next to the config's `criteria` (which may then be empty), a pitfall shown as
+"[pitfall: true if the answer does this] ...". `mode: explicit` gives a verdict per item:
+`items_per_call` items per JSON answer (default all), or one one-token question each with
+`scoring: logprob` (a judge without criteria of its own then uses rubric_items_logprob.txt,
+whose instruction comes before the item, so an answer's questions differ in their last line
+only). `mode: implicit` asks one 1-10 score given every item and weight
+(rubric_implicit.txt: {question} {answer} {reference} {criteria} {answer_format}; value
+(k - 1) / 9). The value is sum w_i v_i / sum of the positive w_i, clipped to [0, 1]. A bad row
+rubric is that row's unscored `data_error` naming the file, line and field, with no call made.
 """
 
 from __future__ import annotations
