@@ -111,3 +111,27 @@ async def test_per_item_verdicts_become_per_item_student_rows(tmp_path: Path) ->
     shown = pitfall_request.messages[-1]["content"]
     assert "[pitfall: true if the answer does this] Recommends doubling" in shown
     assert isinstance(rows[0].sample, Sample) and isinstance(rows[0].rollout, Rollout)
+
+
+def test_judgerl_validate_end_to_end_on_rubric_rows(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from judgerl.cli import app
+    from rubric_fakes import write_reward
+
+    labelled(tmp_path)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: rubric-rows\njudge: rubric\npass_threshold: 0.5\n"
+        "bootstrap: {resamples: 200, confidence: 0.95, seed: 0}\n"
+        "human_labels:\n  data: {dataset: labels.jsonl}\n  min_spearman: null\n"
+        "bias:\n  attacks:\n    data: {dataset: labels.jsonl}\n    openers: [':']\n"
+        "    adversarial_set: false\n    max_false_positive_rate: 0.05\n", encoding="utf-8")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["validate", "-c", str(write_reward(tmp_path)), "-s", str(suite),
+                                      "-o", str(out)])
+    report = json.loads((out / "validation.json").read_text())
+    text = json.dumps(report)
+    assert '"item_accuracy": 0.875' in text, "per-item agreement is in the report"
+    assert "rubric_claim" in text
+    assert result.exit_code == 1, "the overlap judge is fooled by the rubric claim: the gate fails"
