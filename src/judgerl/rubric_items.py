@@ -9,8 +9,9 @@ and read by validation and distillation; all of them check it and aggregate it h
 
 An item is `{"criterion": str, "weight": number, "category"?: str}` (`description` is read as
 `criterion`, for files in RaR's title / description / weight shape). `category` is one of
-RaR's essential / important / optional / pitfall. A negative weight marks a pitfall: its criterion describes a mistake
-("recommends aspirin for a child"), and the judge's verdict is true when the answer makes it.
+RaR's essential / important / optional / pitfall. A negative weight marks a pitfall: its
+criterion describes a mistake ("recommends aspirin for a child"), and the judge's verdict is true
+when the answer makes it.
 
 Reward (explicit aggregation), with v_i = 1 when item i's criterion is met (for a pitfall: when
 the mistake is present) and 0 otherwise (or the probability of that in logprob scoring):
