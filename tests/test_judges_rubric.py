@@ -218,7 +218,10 @@ async def test_truncated_answer_reason_says_so() -> None:
 
 
 @pytest.mark.parametrize(("options", "field"), [
-    ({"criteria": []}, "judges.quality.criteria"),
+    ({"criteria": [], "rubric_field": None}, "judges.quality.rubric_field"),
+    ({"criteria": [{"name": "r1", "description": "x"}]}, "judges.quality.rubric_field"),
+    ({"criteria": CRITERIA, "mode": "implicit", "scoring": "logprob"}, "judges.quality.mode"),
+    ({"criteria": CRITERIA, "items_per_call": 2, "scoring": "logprob"}, "judges.quality.items_per_call"),
     ({"criteria": [{"name": "a", "description": "x", "kind": "likert"}]}, "judges.quality.criteria.0"),
     ({"criteria": [{"name": "a", "description": "x", "levels": {1: "a"}}]}, "judges.quality.criteria.0"),
     ({"criteria": [{"name": "bad name", "description": "x"}]}, "judges.quality.criteria.0.name"),

@@ -27,7 +27,8 @@ PACKAGE_DIR = ROOT / "src" / "judgerl"
 #: layer of the longest prefix that names it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("judgerl.errors", "judgerl.types", "judgerl.config", "judgerl.data", "judgerl.version",
-              "judgerl.trajectory", "judgerl.atomic", "judgerl.safe_yaml", "judgerl.aggregate")),
+              "judgerl.trajectory", "judgerl.atomic", "judgerl.safe_yaml", "judgerl.aggregate",
+              "judgerl.rubric_items")),
     ("models", ("judgerl.models",)),
     ("backends", ("judgerl.backends",)),
     ("runtime", ("judgerl.runtime",)),

@@ -1,4 +1,5 @@
-"""The `judgerl` command: score, validate, train, sft, evaluate, report, run, serve, distill, rejudge, demo.
+"""The `judgerl` command: score, rubrics, validate, train, sft, evaluate, report, run, serve, distill,
+rejudge, demo.
 
 Each command is a thin wrapper: it parses options, calls the module that does the work and
 turns judgerl's errors into a clear message and a non-zero exit (no traceback for a bad
@@ -116,6 +117,60 @@ def score(
         console.print(f"[bold red]stopped by the budget:[/] {summary.not_scored} rows not scored (not "
                       f"written; a rerun with a raised budget scores them). {stopped}", highlight=False)
         raise typer.Exit(2)
+
+
+@app.command()
+@friendly_errors
+def rubrics(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Reward config YAML (its backends).")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="Prompts JSONL (references used).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The prompts with a `rubric` column.")],
+    k: Annotated[int, typer.Option("-k", help="Rubric items per prompt.")] = 7,
+    backend: Annotated[str | None, typer.Option(
+        help="The backend to ask (default: the first judge's).")] = None,
+    template: Annotated[Path | None, typer.Option(
+        help="Your own generation template instead of the shipped rubric_generation.txt.")] = None,
+    overrides: SetOption = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Generate a rubric for rows that already carry a valid one.")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Keep the rubrics a killed run already wrote (--no-resume starts afresh).")] = True,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the first prompt and count the rows to do; no model is called.")] = False,
+) -> None:
+    """Write a rubric (RaR's essential / important / optional / pitfall items) for each prompt."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from judgerl.config import load_reward_config
+    from judgerl.run.rubrics import generate_rubrics
+
+    reward_config = load_reward_config(config, overrides or [])
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, disable=dry_run) as progress:
+        task = progress.add_task("rubrics", total=None)
+        summary = generate_rubrics(reward_config, input, output, k=k, backend=backend, template=template,
+                                   dry_run=dry_run, overwrite=overwrite, resume=resume,
+                                   progress=lambda n: progress.advance(task, n))
+    for problem in summary.bad_rows[:20]:
+        console.print(f"[yellow]bad row:[/] {problem}", highlight=False)
+    if dry_run:
+        console.print(summary.dry_run_prompt or "(nothing to generate)", highlight=False, markup=False)
+        console.print(f"dry run: {summary.generated} of {summary.rows} rows would be sent "
+                      f"({summary.kept} keep their rubric); no call was made", highlight=False)
+        return
+    for failure in summary.failed[:20]:
+        console.print(f"[red]failed:[/] {failure}", highlight=False)
+    stats = summary.stats
+    console.print(f"rubrics -> {output}: generated {summary.generated}, kept {summary.kept}, "
+                  f"failed {len(summary.failed)} (a rerun tries them again), rows {summary.rows}; "
+                  f"items dropped (duplicate, unusable, beyond k) {summary.dropped_items}", highlight=False)
+    if stats:
+        console.print(f"calls {stats.get('backend_calls', 0)} (cache hits {stats.get('cache_hits', 0)}) · "
+                      f"tokens {stats.get('prompt_tokens', 0)} in / "
+                      f"{stats.get('completion_tokens', 0)} out · "
+                      f"cost ${stats.get('cost_usd', 0.0):.4f}", highlight=False)
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

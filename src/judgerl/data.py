@@ -20,7 +20,10 @@ Row fields:
 - `reference` (aliases `reference_answer`, `answer`, `ground_truth`, first found wins, the
   others stay metadata): a string; numbers are turned into strings and objects / lists into
   JSON text. A `metadata` object column is merged into the metadata (row columns win), and a
-  reference nested in it is found too (Bedrock's Nova RFT shape).
+  reference nested in it is found too (Bedrock's Nova RFT shape). A reference that is an
+  object with a `rubric` key (`{"reference": ..., "rubric": [...]}`) is split: its text is the
+  reference and its rubric goes to `metadata["rubric"]` (judgerl.rubric_items), unless the row
+  has a `rubric` column of its own.
 - `id` (a string or an integer; default `row-<line>`). Duplicate ids are an error in sample
   files; in rollout files, rows sharing an id are rollouts of the same sample.
 - anything else is kept in `Sample.metadata`.
@@ -51,6 +54,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from judgerl.errors import DataError
+from judgerl.rubric_items import split_reference
 from judgerl.trajectory import (
     TrajectoryError,
     final_answer,
@@ -412,6 +416,7 @@ def _parse_sample(row: Any, line: int, path: str, fields: _Fields,
                 break
         if reference_key is not None:
             break
+    reference, rubric = split_reference(reference)
     if reference is not None and isinstance(reference, bool):
         raise err("expected a string, number, object or list, got a boolean", reference_key)
 
@@ -422,6 +427,8 @@ def _parse_sample(row: Any, line: int, path: str, fields: _Fields,
     used.update(key for key in fields.reference if key in row and row[key] is None)
     metadata = {key: value for key, value in nested.items() if key != reference_key}
     metadata.update({key: value for key, value in row.items() if key not in used})
+    if rubric is not None:  # a reference object carrying the prompt's rubric (judgerl.rubric_items)
+        metadata.setdefault("rubric", rubric)
     return Sample(id=sample_id, messages=messages, reference=reference_text(reference), metadata=metadata)
 
 
@@ -457,6 +464,14 @@ def load_samples(path: str | Path, *, prompt_field: str = "prompt", messages_fie
         first_line[sample.id] = line
         samples.append(sample)
     return LoadResult(samples, errors)
+
+
+def parse_sample_row(row: Any, *, line: int, path: str) -> Sample:
+    """One decoded row as a Sample (the default field names); RowError names the line and field.
+    For commands that rewrite a file row by row (`judgerl rubrics`)."""
+    if isinstance(row, DataError):
+        raise row
+    return _parse_sample(row, line, path, _fields("prompt", "messages", "id", None))
 
 
 def load_samples_strict(path: str | Path, **options: Any) -> list[Sample]:

@@ -70,6 +70,7 @@ from judgerl.adapters import (
     reference_text,
 )
 from judgerl.reward.pipeline import RewardPipeline
+from judgerl.rubric_items import split_reference
 from judgerl.trajectory import TrajectoryError, final_answer, link_tool_results, parse_tools, parse_trajectory
 from judgerl.types import Reward, Rollout, Sample, rollout_id
 
@@ -182,9 +183,12 @@ def _trajectory_sample(raw: dict[str, Any], messages: list[Any],
         tools = parse_tools(raw_tools) if raw_tools is not None else None
     except TrajectoryError as exc:
         raise InvalidSample(f"field 'tools': {exc}") from exc
-    reference = reference_text(raw.get("reference_answer", metadata.get("reference_answer")))
+    reference_raw, rubric = split_reference(raw.get("reference_answer", metadata.get("reference_answer")))
+    reference = reference_text(reference_raw)
     sample_id = prompt_sample_id(prompt, reference)
     extra = {key: value for key, value in metadata.items() if key not in ("reference_answer", "tools")}
+    if rubric is not None:
+        extra["rubric"] = rubric
     sample = Sample(id=sample_id, messages=prompt, reference=reference, metadata=extra)
     return sample, Rollout(sample_id=sample_id, completion=final_answer(trajectory),
                            id=str(raw.get("id", "")) or sample_id, trajectory=trajectory, tools=tools)
@@ -212,10 +216,12 @@ def parse_sample(raw: Any, *, trajectories: bool = False) -> tuple[Sample, Rollo
     prompt = [{"role": str(message.get("role", "user")), "content": content_text(message.get("content"))}
               for message in messages[:answer_index] if isinstance(message, dict)]
     metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
-    reference_raw = raw.get("reference_answer", metadata.get("reference_answer"))
+    reference_raw, rubric = split_reference(raw.get("reference_answer", metadata.get("reference_answer")))
     reference = reference_text(reference_raw)
     sample_id = prompt_sample_id(prompt, reference)
     extra = {key: value for key, value in metadata.items() if key != "reference_answer"}
+    if rubric is not None:
+        extra["rubric"] = rubric
     sample = Sample(id=sample_id, messages=prompt, reference=reference, metadata=extra)
     completion = content_text(messages[answer_index].get("content"))
     return sample, Rollout(sample_id=sample_id, completion=completion, id=str(raw.get("id", "")) or sample_id)

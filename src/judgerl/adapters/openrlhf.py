@@ -105,6 +105,7 @@ from judgerl.errors import ConfigError, DataError, FailureBudgetExceeded, FatalB
 from judgerl.reward.budget import DEFAULT_MIN_ITEMS, DEFAULT_WINDOW, RollingFailureBudget
 from judgerl.reward.groups import GroupAssembler, whole_group_judges
 from judgerl.reward.pipeline import RewardPipeline
+from judgerl.rubric_items import split_reference
 from judgerl.trajectory import TrajectoryError, final_answer
 from judgerl.types import Reward, Rollout, Sample, rollout_id
 
@@ -233,7 +234,8 @@ def build_items(body: RewardRequest, tokens: Sequence[str] = DEFAULT_SPECIAL_TOK
     items = []
     for index, query in enumerate(body.query):
         prompt = body.prompts[index] if body.prompts is not None else None
-        reference = label_reference(body.labels[index]) if body.labels is not None else None
+        label, rubric = split_reference(body.labels[index]) if body.labels is not None else (None, None)
+        reference = label_reference(label)
         if reference is None and needs_reference:
             field = "labels" if body.labels is None else f"labels[{index}]"
             raise RequestError(422, f"field '{field}' is {'missing' if body.labels is None else 'empty'}, "
@@ -244,7 +246,8 @@ def build_items(body: RewardRequest, tokens: Sequence[str] = DEFAULT_SPECIAL_TOK
         sample_id = prompt_sample_id(prompt or "", reference)
         occurrence = seen.get(sample_id, 0)
         seen[sample_id] = occurrence + 1
-        sample = Sample(id=sample_id, messages=messages, reference=reference)
+        sample = Sample(id=sample_id, messages=messages, reference=reference,
+                        metadata={} if rubric is None else {"rubric": rubric})
         rollout = Rollout(sample_id=sample_id, completion=split_query(query, prompt, tokens),
                           id=rollout_id(sample_id, occurrence))
         if trajectories:

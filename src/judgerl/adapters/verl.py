@@ -81,6 +81,7 @@ from judgerl.adapters import (
     reference_text,
 )
 from judgerl.reward.budget import DEFAULT_WINDOW, rolling_budget
+from judgerl.rubric_items import split_reference
 from judgerl.trajectory import (
     TrajectoryError,
     final_answer,
@@ -154,12 +155,15 @@ def build_item(data_source: Any, solution_str: str, ground_truth: Any,
     extra = dict(extra_info) if isinstance(extra_info, dict) else {}
     agent = agent_trajectory(extra)
     messages = agent[0] if agent else _prompt_messages(extra)
+    ground_truth, rubric = split_reference(ground_truth)
     reference = reference_text(ground_truth)
     row_id = extra.get("index")
     sample_id = prompt_sample_id(messages, reference, row_id)
     dropped = PROMPT_KEYS + TRAJECTORY_KEYS if agent else PROMPT_KEYS
     metadata = {key: value for key, value in extra.items() if key not in dropped}
     metadata["data_source"] = data_source
+    if rubric is not None:
+        metadata.setdefault("rubric", rubric)
     sample = Sample(id=sample_id, messages=messages, reference=reference, metadata=metadata)
     if agent is None:
         return sample, Rollout(sample_id=sample_id, completion=solution_str or "")

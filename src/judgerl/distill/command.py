@@ -73,7 +73,7 @@ def teacher_criteria(config_path: Path, judge: str) -> tuple[list[dict[str, Any]
         raise ConfigError(f"no rubric judge '{judge}' in the reward config "
                           f"(judges: {[j.name for j in config.judges]})", path=str(config_path))
     options = dict(found.options)
-    criteria = options.pop("criteria")
+    criteria = options.pop("criteria", [])  # a teacher of per-prompt rubrics may have none
     return criteria, options
 
 

@@ -235,8 +235,11 @@ def judged_from_journal(path: str | Path, *, judge: str | None = None) -> tuple[
         criteria = (entry.get("scores") or {}).get("criteria") or {}
         if entry.get("edge_rule") or not criteria:
             continue  # a fixed edge-rule score (empty answer): nothing the teacher judged
+        # a rubric written for the prompt travels with it: each item (r1, r2, ...) is its own row,
+        # rendered for the student with the item's text
+        metadata = {"rubric": inputs["rubric"]} if inputs.get("rubric") else {}
         sample = Sample(id=str(entry["sample_id"]), messages=list(inputs.get("messages") or []),
-                        reference=inputs.get("reference"))
+                        reference=inputs.get("reference"), metadata=metadata)
         rollout = Rollout(sample_id=sample.id, completion=str(inputs["answers"][0]),
                           id=str((entry.get("rollout_ids") or [""])[0]))
         for name, item in criteria.items():

@@ -93,7 +93,7 @@ def student_judge_config(judge: str, criteria: list[dict[str, Any]], *, model: s
     """
     options = {key: value for key, value in (extra_options or {}).items()
                if key not in {"scoring", "prompt", "prompt_file", "rationale", "name", "type", "backend",
-                              "weight"}}
+                              "weight", "items_per_call", "mode"}}  # the student asks one item per call
     return {"backends": {STUDENT_BACKEND: {"type": "local", "model": model}},
             "judges": [{"name": judge, "type": "rubric", "backend": STUDENT_BACKEND, "scoring": "logprob",
                         "prompt": prompt, **options, "criteria": criteria}]}
@@ -135,10 +135,11 @@ def student_judge(config: dict[str, Any]) -> RubricJudge:
 
 
 def student_request(judge: RubricJudge, row: Judged) -> CompletionRequest:
-    criterion = next((c for c in judge.options.criteria if c.name == row.criterion), None)
+    criteria = judge.rubric_for(row.sample).criteria  # the config's, and the row's own items r1, r2, ...
+    criterion = next((c for c in criteria if c.name == row.criterion), None)
     if criterion is None:
         raise ConfigError(f"criterion '{row.criterion}' is not in the student's rubric "
-                          f"({[c.name for c in judge.options.criteria]})")
+                          f"({[c.name for c in criteria]})")
     return judge.logprob_request(row.sample, row.rollout, criterion)
 
 

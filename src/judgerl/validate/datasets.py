@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from judgerl.data import read_json
 from judgerl.errors import ConfigError, DataError
+from judgerl.rubric_items import RubricError, parse_rubric_items
 from judgerl.trajectory import TrajectoryError, final_answer, parse_trajectory
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ class AnswerItem:
     reference: str | None = None
     category: str | None = None
     trajectory: list[dict[str, Any]] | None = field(default=None, repr=False)
+    #: the prompt's own rubric (judgerl.rubric_items), items possibly labelled `met`
+    rubric: list[dict[str, Any]] | None = field(default=None, repr=False)
 
 
 Item = PairItem | AnswerItem
@@ -237,6 +240,8 @@ class ScoreRow(BaseModel):
     score: float = Field(allow_inf_nan=False)
     reference: str | None = None
     category: str | None = None
+    rubric: Any = Field(default=None, description="the prompt's own rubric items; an item's `met` "
+                        "(true / false) is the human's verdict on it")
 
 
 def load_labelled_file(path: str | Path, *, limit: int | None = None) -> list[PairItem] | list[AnswerItem]:
@@ -275,6 +280,22 @@ def _answer(value: str | list[dict[str, Any]], *, source: str, line: int,
     return final_answer(trajectory), trajectory
 
 
+def _rubric(value: Any, *, source: str, line: int) -> list[dict[str, Any]] | None:
+    """A labelled row's rubric, checked (judgerl.rubric_items); an item's `met` must be a boolean."""
+    if value is None:
+        return None
+    try:
+        parse_rubric_items(value, field="rubric", max_items=1000)
+    except RubricError as exc:
+        raise DataError(exc.detail, path=source, line=line, field=exc.field) from None
+    items = json.loads(value) if isinstance(value, str) else value
+    for index, item in enumerate(items):
+        if "met" in item and not isinstance(item["met"], bool):
+            raise DataError("a human verdict `met` must be true or false", path=source, line=line,
+                            field=f"rubric[{index}].met")
+    return list(items)
+
+
 def rows_to_items(rows: list[dict[str, Any]], *, source: str) -> list[PairItem] | list[AnswerItem]:
     """Validate labelled rows (from a file or inline in the suite) into items of one kind."""
     first = {key for key in rows[0] if key != "__line"}
@@ -303,7 +324,8 @@ def rows_to_items(rows: list[dict[str, Any]], *, source: str) -> list[PairItem] 
             assert isinstance(row, ScoreRow)
             answer, trajectory = _answer(row.answer, source=source, line=line, name="answer")
             items.append(AnswerItem(item_id, row.prompt, answer, row.score, row.reference,
-                                    row.category, trajectory=trajectory))
+                                    row.category, trajectory=trajectory,
+                                    rubric=_rubric(row.rubric, source=source, line=line)))
     ids = [item.id for item in items]
     duplicated = sorted({item_id for item_id in ids if ids.count(item_id) > 1})
     if duplicated:

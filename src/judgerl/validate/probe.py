@@ -103,9 +103,14 @@ class JudgeProbe:
         return "pass" if score >= self.pass_threshold else "fail"
 
     async def score(self, item_id: str, prompt: str, answer: str, reference: str | None = None, *,
-                    trajectory: list[dict[str, Any]] | None = None) -> Score:
-        """The judge's score of one answer (with the agent's `trajectory` that led to it, if any)."""
+                    trajectory: list[dict[str, Any]] | None = None,
+                    rubric: list[dict[str, Any]] | None = None) -> Score:
+        """The judge's score of one answer (with the agent's `trajectory` that led to it, if any, and
+        the prompt's own `rubric`, under the column the judge reads it from)."""
         sample = make_sample(item_id, prompt, reference)
+        if rubric is not None:
+            field = getattr(getattr(self.judge, "options", None), "rubric_field", None) or "rubric"
+            sample.metadata[field] = rubric
         rollout = Rollout(sample_id=item_id, completion=answer, id=f"{item_id}:answer", trajectory=trajectory)
         if isinstance(self.judge, PointwiseJudge):
             return await self.judge.score(sample, rollout)

@@ -84,11 +84,49 @@ async def _pairs(probe: JudgeProbe, pairs: list[PairItem], bootstrap: Bootstrap,
     return result
 
 
+def item_agreement(result: SectionResult, answers: list[AnswerItem], scores: list[Score],
+                   bootstrap: Bootstrap) -> None:
+    """Per-item agreement where the rows' rubric items carry a human verdict (`met`): the judge's
+    verdict on item i is its criterion `r<i+1>` (met when its value >= 0.5); `item_accuracy` and
+    Cohen's `item_kappa` over the labelled items the judge scored, and the accuracy per category."""
+    pairs: list[tuple[int, int]] = []
+    by_category: dict[str, list[float]] = defaultdict(list)
+    labelled = 0
+    for item, score in zip(answers, scores, strict=True):
+        criteria = (score.details or {}).get("criteria") or {}
+        for index, rubric_item in enumerate(item.rubric or []):
+            if "met" not in rubric_item:
+                continue
+            labelled += 1
+            verdict = criteria.get(f"r{index + 1}")
+            if score.value is None or verdict is None:
+                continue
+            human, judged = int(rubric_item["met"]), int(float(verdict["value"]) >= 0.5)
+            pairs.append((human, judged))
+            by_category[str(rubric_item.get("category") or "all")].append(float(human == judged))
+    if not labelled:
+        return
+    options = {"resamples": bootstrap.resamples, "confidence": bootstrap.confidence, "seed": bootstrap.seed}
+
+    def accuracy(rows: list[tuple[int, int]]) -> float | None:
+        return mean([float(human == judged) for human, judged in rows])
+
+    def kappa(rows: list[tuple[int, int]]) -> float | None:
+        return cohen_kappa([row[0] for row in rows], [row[1] for row in rows], categories=[0, 1])
+
+    result.counts |= {"items_labelled": labelled, "items_scored": len(pairs)}
+    result.figures |= {"item_accuracy": accuracy(pairs), "item_kappa": kappa(pairs) if pairs else None}
+    result.intervals["item_accuracy"] = bootstrap_ci(pairs, accuracy, **options)
+    if len(by_category) > 1:
+        result.breakdown["rubric item category (accuracy)"] = {key: mean(values)
+                                                               for key, values in by_category.items()}
+
+
 async def _scores(section: HumanLabelsSection, probe: JudgeProbe, answers: list[AnswerItem],
                   bootstrap: Bootstrap, tick: Tick, name: str) -> SectionResult:
     async def one(item: AnswerItem) -> Score:
         score = await probe.score(item.id, item.prompt, item.answer, item.reference,
-                                  trajectory=item.trajectory)
+                                  trajectory=item.trajectory, rubric=item.rubric)
         tick(1)
         return score
 
@@ -129,6 +167,7 @@ async def _scores(section: HumanLabelsSection, probe: JudgeProbe, answers: list[
     result.items = [{"id": item.id, "human": item.score, "judge": score.value, "reason": score.reason,
                      **_members(score.details)}
                     for item, score in zip(answers, scores, strict=True)]
+    item_agreement(result, answers, scores, bootstrap)
     spread = high - low or 1.0
     result.examples = sorted(
         ({"id": item.id, "human": item.score, "judge": "unscored" if score.value is None else
