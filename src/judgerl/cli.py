@@ -40,9 +40,28 @@ def quiet_progress_bars_when_logged() -> None:
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # datasets (TRL's tokenizing)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from judgerl.version import version_text
+
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
 @app.callback()
-def _before_every_command() -> None:
+def _before_every_command(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print judgerl's version and the key packages' (torch, transformers, TRL, ...), then exit.",
+    )] = False,
+) -> None:
     quiet_progress_bars_when_logged()
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print judgerl's version and the installed versions of the key optional packages."""
+    _print_version(True)
 
 
 def friendly_errors(function: F) -> F:
@@ -361,9 +380,12 @@ def run(
     """
     from judgerl.run.workflow import Workflow
 
-    report_path = Workflow(recipe, overrides or [], skip_validation=skip_validation, console=console,
-                           stop_after=stop_after).run()
-    console.print(f"[bold green]report:[/] {report_path}")
+    workflow = Workflow(recipe, overrides or [], skip_validation=skip_validation, console=console,
+                        stop_after=stop_after)
+    report_path = workflow.run()
+    print_results(workflow.run_dir)
+    console.print(f"[bold green]report:[/] {report_path}" if report_path.is_file()
+                  else f"no report yet (stopped after {stop_after}): {report_path}", highlight=False)
 
 
 @app.command()
@@ -501,7 +523,23 @@ def demo(
     else:
         report_path = Workflow(DEMO_RECIPE, settings, console=console).run()
     elapsed = time.monotonic() - started
+    print_results(report_path.parent)
     console.print(f"[bold green]demo finished in {elapsed:.0f} s; report:[/] {report_path}")
+
+
+def print_results(run_dir: Path) -> None:
+    """The run's results table (judgerl.run.report.ResultsTable: the figures the report shows)."""
+    from judgerl.run.report import run_results
+
+    results = run_results(run_dir)
+    if not results.rows:
+        return
+    table = Table(title=f"results on the held-out prompts ({run_dir / 'eval'})")
+    for index, column in enumerate(results.columns):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    for row in results.formatted_rows():
+        table.add_row(*row)
+    console.print(table)
 
 
 def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:
