@@ -450,7 +450,7 @@ def distill(
         result = run_distill(out_dir=output, base_model=base_model, journal=journal, config=config,
                              judge=judge, labelled=labelled, criterion=criterion, description=description,
                              held_out=held_out, held_out_labelled=held_out_file, settings=settings,
-                             thresholds=thresholds)
+                             thresholds=thresholds, console=console)
     except DistillGateError as exc:
         console.print(f"[bold red]refused:[/] {exc}", highlight=False)
         raise typer.Exit(1) from exc
