@@ -135,6 +135,9 @@ def validate(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Folder for validation.json and .md (default runs/validation).")] = None,
     overrides: SetOption = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Replace every backend by a neutral stand-in: no model is called; checks that "
+                          "the suite and config run (thresholds shown, not enforced).")] = False,
 ) -> None:
     """Measure a judge (consistency, agreement, human labels, regression, bias); exit 1 if a threshold fails.
 
@@ -142,7 +145,7 @@ def validate(
     """
     from judgerl.validate.command import validate_command
 
-    status = validate_command(config, suite, output, overrides or [], console)
+    status = validate_command(config, suite, output, overrides or [], console, dry_run=dry_run)
     if status:
         raise typer.Exit(status)
 
@@ -482,6 +485,24 @@ def rejudge(
     report = replay.rejudge(recorded, config, source=str(journal or completions), component=component)
     _, md_path = replay.write_rejudge_report(report, output)
     print(md_path.read_text(encoding="utf-8"))
+
+
+@app.command()
+@friendly_errors
+def init(
+    folder: Annotated[Path, typer.Argument(help="Folder for the project (created if missing).")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
+) -> None:
+    """Write a starter project: a reward config, rollouts, a validation suite and a recipe."""
+    from judgerl.run.starter import FILES, NEXT_COMMANDS, write_starter
+
+    starter = write_starter(folder, force=force)
+    for path in starter.files:
+        console.print(f"wrote {path}  [dim]{FILES[path.name]}[/]", highlight=False)
+    console.print("next, from inside the folder:" if folder == Path(".") else
+                  f"next:\n  cd {folder}", highlight=False)
+    for command in NEXT_COMMANDS:
+        console.print(f"  {command}", highlight=False, markup=False)
 
 
 @app.command()
