@@ -8,21 +8,17 @@ load a real model and are marked slow.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import shlex
 from pathlib import Path
 
 import pytest
-import tomllib
 from typer.testing import CliRunner
 
 from judgerl.cli import app
 from judgerl.run.starter import FILES, NEXT_COMMANDS, STARTER_DIR
 from judgerl.train.recipe import load_recipe
 from judgerl.validate.suite import load_suite
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def init_project(folder: Path, *extra: str) -> str:
@@ -102,14 +98,6 @@ def test_the_recipe_and_suite_load_and_name_the_projects_files(tmp_path: Path) -
     assert [judge.name for judge in reward.judges] == [load_suite(project / "validation.yaml").judge]
     assert reward.backends["judge"].type == "local"
     assert "# judge:\n  #   type: openai" in (project / "reward.yaml").read_text()
-
-
-def test_the_starter_files_ship_as_package_data() -> None:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    globs = pyproject["tool"]["setuptools"]["package-data"]["judgerl"]
-    for name in FILES:
-        relative = (STARTER_DIR / name).relative_to(ROOT / "src" / "judgerl").as_posix()
-        assert any(fnmatch.fnmatch(relative, glob) for glob in globs), relative
 
 
 @pytest.mark.slow
