@@ -17,13 +17,27 @@ from typer.testing import CliRunner
 
 from judgerl.cli import app
 from judgerl.run.report import render_report, run_results
-from judgerl.run.workflow import STAGES, Workflow
+from judgerl.run.workflow import DEMO_RECIPE, STAGES, Workflow
 
 FIGURES = {  # label: (reward, best-of-k, held-out, length, quality)
     "base": (0.637, 0.785, 0.733, 0.731, 0.512),
     "sft": (0.708, 0.827, 0.883, 0.929, 0.435),
     "rft": (0.815, 0.890, 0.945, 0.992, 0.658),
 }
+
+
+def finish(run_dir: Path, judge: str = "quality") -> None:
+    """Write the evaluation summaries of FIGURES (the last figure is the judge's component), mark
+    every stage done and render the report."""
+    for label, (reward_mean, best, heldout, length, quality) in FIGURES.items():
+        (run_dir / "eval" / label).mkdir(parents=True)
+        summary = {"k": 4, "prompts": 8, "samples": 32, "reward_mean": reward_mean, "mean_of_k": reward_mean,
+                   "best_of_k": best, "heldout": {"reward_mean": heldout},
+                   "components": {"length": length, judge: quality}}
+        (run_dir / "eval" / label / "summary.json").write_text(json.dumps(summary))
+    (run_dir / "stages.json").write_text(json.dumps({"stages": {
+        stage: {"status": "done", "seconds": 1.0} for stage in STAGES}}))
+    render_report(run_dir)
 
 
 def finished_run(folder: Path) -> tuple[Path, Path]:
@@ -41,15 +55,7 @@ def finished_run(folder: Path) -> tuple[Path, Path]:
               "logging": {"output_dir": "run", "tensorboard": False}, "evaluation": {"k": 4}}
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     run_dir = Workflow(folder / "recipe.yaml").run_dir  # writes RUN_DIR/recipe.yaml, trains nothing
-    for label, (reward_mean, best, heldout, length, quality) in FIGURES.items():
-        (run_dir / "eval" / label).mkdir(parents=True)
-        summary = {"k": 4, "prompts": 8, "samples": 32, "reward_mean": reward_mean, "mean_of_k": reward_mean,
-                   "best_of_k": best, "heldout": {"reward_mean": heldout},
-                   "components": {"length": length, "quality": quality}}
-        (run_dir / "eval" / label / "summary.json").write_text(json.dumps(summary))
-    (run_dir / "stages.json").write_text(json.dumps({"stages": {
-        stage: {"status": "done", "seconds": 1.0} for stage in STAGES}}))
-    render_report(run_dir)
+    finish(run_dir)
     return folder / "recipe.yaml", run_dir
 
 
@@ -108,3 +114,17 @@ def test_a_missing_figure_is_a_dash_in_both(tmp_path: Path) -> None:
     render_report(run_dir)
     _, rows = report_rows(run_dir / "report.html")
     assert rows["base"][2] == "–" == run_results(run_dir).formatted_rows()[0][3]
+
+
+def test_demo_prints_the_results_table_then_the_reports_path(tmp_path: Path) -> None:
+    """A finished demo folder (the few-shot judge's: no student to distil): every stage is skipped."""
+    run_dir = (tmp_path / "demo").resolve()
+    Workflow(DEMO_RECIPE, [f"workflow.run_dir={run_dir}"])  # the demo's recipe.yaml, as the demo writes it
+    finish(run_dir, judge="tone")
+    result = CliRunner().invoke(app, ["demo", "--judge", "fewshot", "--run-dir", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    _, in_report = report_rows(run_dir / "report.html")
+    assert printed_rows(result.output) == in_report
+    assert result.output.index("demo finished") > result.output.rindex("rft")
+    assert "judge: tone" in result.output  # the demo's judge, told from its checks by the run's recipe
+    assert "judge: length" not in result.output
