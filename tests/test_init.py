@@ -48,6 +48,14 @@ def test_init_writes_the_project_and_prints_the_next_commands(tmp_path: Path) ->
         assert command in output
 
 
+def test_init_without_a_folder_writes_into_the_current_one(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["init"])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(FILES)
+    assert "next, from inside the folder:" in result.output and "cd " not in result.output
+
+
 def test_the_printed_score_dry_run_and_validate_dry_run_run_as_written(tmp_path: Path, monkeypatch) -> None:
     project = tmp_path / "project"
     init_project(project)
