@@ -1,4 +1,5 @@
-"""The `judgerl` command: score, validate, train, sft, evaluate, report, run, serve, distill, rejudge, demo.
+"""The `judgerl` command: score, validate, train, sft, evaluate, report, run, serve, distill, rejudge, demo,
+init, version (and `--version`).
 
 Each command is a thin wrapper: it parses options, calls the module that does the work and
 turns judgerl's errors into a clear message and a non-zero exit (no traceback for a bad
