@@ -100,6 +100,9 @@ def test_run_prints_the_reports_results_table_then_its_path(tmp_path: Path) -> N
     _, in_report = report_rows(run_dir / "report.html")
     assert printed_rows(result.output) == in_report
     assert list(printed_rows(result.output)) == ["base", "sft", "rft"]
+    header = next(line for line in result.output.splitlines() if "training reward (mean)" in line)
+    for column in ("model", "best-of-4", "held-out judge (mean)", "length", "judge: quality"):
+        assert column in header  # in a log the table is as wide as it needs: no header is cut
     table_end = result.output.rindex("rft")
     assert result.output.index("report:", table_end) > table_end  # the path comes after the table
     assert str(run_dir / "report.html") in result.output.replace("\n", "")

@@ -561,7 +561,11 @@ def print_results(run_dir: Path) -> None:
         table.add_column(column, justify="left" if index == 0 else "right")
     for row in results.formatted_rows():
         table.add_row(*row)
-    console.print(table)
+    if console.is_terminal:
+        console.print(table)
+    else:  # a log has no width to fit: at its default 80 columns the headers would be cut short
+        natural = console.measure(table, options=console.options.update_width(1000)).maximum
+        Console(file=console.file, width=max(console.width, natural)).print(table)
 
 
 def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:
