@@ -86,6 +86,9 @@ def test_the_wheel_carries_the_validation_sets_and_their_licences(tmp_path: Path
         assert f"judgerl/data/judge-validation/{name}/{data}" in names
         assert f"judgerl/data/judge-validation/{name}/LICENSE" in names
     assert "judgerl/data/judge-validation/README.md" in names
+    from judgerl.run.starter import FILES  # `judgerl init` copies these from the installed package
+
+    assert {f"judgerl/starter/{name}" for name in FILES} <= names
 
 
 def test_a_model_that_fails_to_load_gives_one_clean_error(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""The `judgerl` command: score, rubrics, validate, train, sft, evaluate, report, run, serve, distill,
-rejudge, demo.
+"""The `judgerl` command: score, rubrics, plan, validate, train, sft, evaluate, report, run, serve,
+distill, rejudge, demo, init, version (and `--version`).
 
 Each command is a thin wrapper: it parses options, calls the module that does the work and
 turns judgerl's errors into a clear message and a non-zero exit (no traceback for a bad
@@ -41,9 +41,28 @@ def quiet_progress_bars_when_logged() -> None:
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # datasets (TRL's tokenizing)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from judgerl.version import version_text
+
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
 @app.callback()
-def _before_every_command() -> None:
+def _before_every_command(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print judgerl's version and the key packages' (torch, transformers, TRL, ...), then exit.",
+    )] = False,
+) -> None:
     quiet_progress_bars_when_logged()
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print judgerl's version and the installed versions of the key optional packages."""
+    _print_version(True)
 
 
 def friendly_errors(function: F) -> F:
@@ -181,6 +200,9 @@ def validate(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Folder for validation.json and .md (default runs/validation).")] = None,
     overrides: SetOption = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Replace every backend by a neutral stand-in: no model is called; checks that "
+                          "the suite and config run (thresholds shown, not enforced).")] = False,
 ) -> None:
     """Measure a judge (consistency, agreement, human labels, regression, bias); exit 1 if a threshold fails.
 
@@ -188,7 +210,7 @@ def validate(
     """
     from judgerl.validate.command import validate_command
 
-    status = validate_command(config, suite, output, overrides or [], console)
+    status = validate_command(config, suite, output, overrides or [], console, dry_run=dry_run)
     if status:
         raise typer.Exit(status)
 
@@ -438,9 +460,12 @@ def run(
     """
     from judgerl.run.workflow import Workflow
 
-    report_path = Workflow(recipe, overrides or [], skip_validation=skip_validation, console=console,
-                           stop_after=stop_after).run()
-    console.print(f"[bold green]report:[/] {report_path}")
+    workflow = Workflow(recipe, overrides or [], skip_validation=skip_validation, console=console,
+                        stop_after=stop_after)
+    report_path = workflow.run()
+    print_results(workflow.run_dir)
+    console.print(f"[bold green]report:[/] {report_path}" if report_path.is_file()
+                  else f"no report yet (stopped after {stop_after}): {report_path}", highlight=False)
 
 
 @app.command()
@@ -507,7 +532,7 @@ def distill(
         result = run_distill(out_dir=output, base_model=base_model, journal=journal, config=config,
                              judge=judge, labelled=labelled, criterion=criterion, description=description,
                              held_out=held_out, held_out_labelled=held_out_file, settings=settings,
-                             thresholds=thresholds)
+                             thresholds=thresholds, console=console)
     except DistillGateError as exc:
         console.print(f"[bold red]refused:[/] {exc}", highlight=False)
         raise typer.Exit(1) from exc
@@ -539,6 +564,24 @@ def rejudge(
     report = replay.rejudge(recorded, config, source=str(journal or completions), component=component)
     _, md_path = replay.write_rejudge_report(report, output)
     print(md_path.read_text(encoding="utf-8"))
+
+
+@app.command()
+@friendly_errors
+def init(
+    folder: Annotated[Path, typer.Argument(help="Folder for the project (created if missing).")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
+) -> None:
+    """Write a starter project: a reward config, rollouts, a validation suite and a recipe."""
+    from judgerl.run.starter import FILES, NEXT_COMMANDS, write_starter
+
+    starter = write_starter(folder, force=force)
+    for path in starter.files:
+        console.print(f"wrote {path}  [dim]{FILES[path.name]}[/]", highlight=False)
+    console.print("next, from inside the folder:" if folder == Path(".") else
+                  f"next:\n  cd {folder}", highlight=False)
+    for command in NEXT_COMMANDS:
+        console.print(f"  {command}", highlight=False, markup=False)
 
 
 @app.command()
@@ -580,6 +623,7 @@ def demo(
     else:
         report_path = Workflow(DEMO_RECIPE, settings, console=console).run()
     elapsed = time.monotonic() - started
+    print_results(report_path.parent)
     console.print(f"[bold green]demo finished in {elapsed:.0f} s; report:[/] {report_path}")
 
 
@@ -662,6 +706,25 @@ def _named_values(items: list[str] | None, option: str, kind: Any, *, bare: bool
         except ValueError as exc:
             raise typer.BadParameter(f"{option}: {item!r} is not BACKEND=NUMBER or NUMBER") from exc
     return values
+
+
+def print_results(run_dir: Path) -> None:
+    """The run's results table (judgerl.run.report.ResultsTable: the figures the report shows)."""
+    from judgerl.run.report import run_results
+
+    results = run_results(run_dir)
+    if not results.rows:
+        return
+    table = Table(title=f"results on the held-out prompts ({run_dir / 'eval'})")
+    for index, column in enumerate(results.columns):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    for row in results.formatted_rows():
+        table.add_row(*row)
+    if console.is_terminal:
+        console.print(table)
+    else:  # a log has no width to fit: at its default 80 columns the headers would be cut short
+        natural = console.measure(table, options=console.options.update_width(1000)).maximum
+        Console(file=console.file, width=max(console.width, natural)).print(table)
 
 
 def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -50,6 +50,9 @@ from judgerl.distill.student import (
 from judgerl.errors import ConfigError, DataError
 from judgerl.judges.pairwise import DEFAULT_CRITERION
 from judgerl.validate.datasets import PairItem, load_labelled_file
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 MODEL_FOLDER = "model"
 SNIPPET_FILE = "reward-snippet.yaml"
@@ -128,8 +131,10 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
             judge: str | None = None, labelled: Path | None = None, criterion: str | None = None,
             description: str | None = None, held_out: float = 0.2,
             held_out_labelled: Path | None = None, settings: TrainSettings | None = None,
-            thresholds: Thresholds | None = None, enforce_gate: bool = True) -> DistillResult:
-    """Run the whole distillation; raise `DistillGateError` (after writing the report) below thresholds."""
+            thresholds: Thresholds | None = None, enforce_gate: bool = True,
+            console: Console | None = None) -> DistillResult:
+    """Run the whole distillation; raise `DistillGateError` (after writing the report) below thresholds.
+    With a `console`, the student's training shows its progress there (step, loss, time left)."""
     from judgerl.models import resolve_model
 
     settings = settings or TrainSettings()
@@ -148,7 +153,7 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
             return _distill_pairs(out_dir=out_dir, base_model=base_model, judge=judge,
                                   pairs=pairs_from_journal(journal, judge=judge), held=None,
                                   description=asked, options=options, held_out=held_out, settings=settings,
-                                  thresholds=thresholds, enforce_gate=enforce_gate)
+                                  thresholds=thresholds, enforce_gate=enforce_gate, console=console)
         if kind == "panel":
             criteria = panel_criterion(config, judge, description)
             verdicts = judged_from_panel_journal(journal, judge=judge)
@@ -170,7 +175,7 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
                                   judge=judge or criterion or "distilled", pairs=pairs, held=held,
                                   description=description, options={},
                                   held_out=held_out, settings=settings, thresholds=thresholds,
-                                  enforce_gate=enforce_gate)
+                                  enforce_gate=enforce_gate, console=console)
         if not criterion or not description:
             raise ConfigError("--criterion and --description name the check a labelled file grades")
         judge = judge or "distilled"
@@ -190,7 +195,8 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
     out_dir.mkdir(parents=True, exist_ok=True)
     model_dir = out_dir / MODEL_FOLDER
     training_config = student_judge_config(judge, criteria, model=str(model_dir), extra_options=options)
-    training = train_student(resolve_model(base_model), train_rows, training_config, model_dir, settings)
+    training = train_student(resolve_model(base_model), train_rows, training_config, model_dir, settings,
+                             console)
     snippet = out_dir / SNIPPET_FILE
     snippet_config = student_judge_config(judge, criteria, model=MODEL_FOLDER, extra_options=options)
     _write_snippet(snippet, snippet_config)
@@ -204,7 +210,7 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
 def _distill_pairs(*, out_dir: Path, base_model: str, judge: str, pairs: list[JudgedPair],
                    held: list[JudgedPair] | None, description: str, options: dict[str, Any],
                    held_out: float, settings: TrainSettings, thresholds: Thresholds,
-                   enforce_gate: bool) -> DistillResult:
+                   enforce_gate: bool, console: Console | None = None) -> DistillResult:
     """The pairwise teacher's distillation: a Bradley-Terry student, a pointwise pairwise snippet."""
     from judgerl.models import resolve_model
 
@@ -219,7 +225,7 @@ def _distill_pairs(*, out_dir: Path, base_model: str, judge: str, pairs: list[Ju
         return student_pairwise_config(judge, description, model=model, extra_options=options)
 
     training = train_student(resolve_model(base_model), train_pairs, config_for(str(model_dir)), model_dir,
-                             settings)
+                             settings, console)
     snippet = out_dir / SNIPPET_FILE
     _write_snippet(snippet, config_for(MODEL_FOLDER))
     test_pairs = balanced(test_pairs)

@@ -22,14 +22,16 @@ agreed with humans 0.69, head to head 0.50.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from judgerl.backends.base import CompletionRequest
 from judgerl.config import JudgeConfig, RewardConfig
@@ -39,6 +41,11 @@ from judgerl.judges.logprob import verdict_tokens
 from judgerl.judges.pairwise import CRITERION_NAME, PairwiseJudge
 from judgerl.judges.rubric import RubricJudge
 from judgerl.models.quiet import quiet_unactionable_warnings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from judgerl.train.monitors import StepProgress
 
 log = logging.getLogger(__name__)
 Method = Literal["lora", "full"]
@@ -54,7 +61,7 @@ class TrainSettings:
 
     method: Method = "lora"
     epochs: int = 3
-    learning_rate: float | None = None  # None: 1e-3 for LoRA, 1e-4 for full (measured, docs/guides/distillation.md)
+    learning_rate: float | None = None  # None: 1e-3 for LoRA, 1e-4 for full (measured: docs)
     batch_size: int = 8  # rows per step (a pairwise teacher: pairs, two prompts each)
     soft_targets: bool = True
     lora_rank: int = 16
@@ -223,11 +230,15 @@ def verdict_log_probs(logits: Any, candidate_sets: list[list[int]]) -> Any:
 
 
 def train_student(base_model: Path, rows: list[Judged] | list[JudgedPair], judge_config: dict[str, Any],
-                  out_dir: Path, settings: TrainSettings) -> TrainResult:
+                  out_dir: Path, settings: TrainSettings, console: Console | None = None) -> TrainResult:
     """Fine-tune `base_model` on `rows` (a rubric teacher's verdicts, or a pairwise teacher's
-    comparisons: the Bradley-Terry loss) and write merged weights and the tokenizer to `out_dir`."""
+    comparisons: the Bradley-Terry loss) and write merged weights and the tokenizer to `out_dir`.
+    With a `console`, the steps are shown there as SFT and GRPO show theirs (step, loss, time left:
+    `judgerl.train.monitors.StepProgress`)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from judgerl.train.monitors import StepProgress
 
     quiet_unactionable_warnings()  # peft's merge reads a deprecated transformers attribute
     torch.manual_seed(settings.seed)
@@ -265,12 +276,40 @@ def train_student(base_model: Path, rows: list[Judged] | list[JudgedPair], judge
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.rate(), weight_decay=0.0)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    order = list(range(len(units)))
-    shuffle = random.Random(settings.seed)
     result = TrainResult(rows=len(units), steps=0, seconds=0.0,
                          trainable_parameters=sum(p.numel() for p in trainable))
     started = time.perf_counter()
     model.train()
+    total_steps = settings.epochs * math.ceil(len(units) / settings.batch_size)
+    with (StepProgress(console, "distill", total_steps, epochs=settings.epochs) if console is not None
+          else contextlib.nullcontext()) as progress:
+        _train_epochs(model, units, optimizer, settings, pad_id, result, started, progress)
+    result.seconds = time.perf_counter() - started
+    if settings.method == "lora":
+        model = model.merge_and_unload()
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "distillation.json").write_text(json.dumps({
+        "base_model": str(base_model), "method": settings.method, "epochs": settings.epochs,
+        "learning_rate": settings.rate(), "prompt": judge.options.prompt,
+        "lora_layers": settings.lora_layers, "batch_size": settings.batch_size,
+        "soft_targets": settings.soft_targets, "rows": len(units),
+        "teacher": "pairwise" if pairwise else "rubric",
+        "steps": result.steps, "train_seconds": round(result.seconds, 2),
+        "trainable_parameters": result.trainable_parameters}, indent=2), encoding="utf-8")
+    return result
+
+
+def _train_epochs(model: Any, units: list[Unit], optimizer: Any, settings: TrainSettings, pad_id: int,
+                  result: TrainResult, started: float, progress: StepProgress | None) -> None:
+    """The training loop: `settings.epochs` passes over `units` in length-bucketed batches; each
+    step's loss is appended to `result` (and shown by `progress`)."""
+    import torch
+
+    order = list(range(len(units)))
+    shuffle = random.Random(settings.seed)
     for epoch in range(settings.epochs):
         if epoch:
             log.info("epoch %d/%d done: %d steps, mean loss of its last 10 steps %.4f, %.0fs",
@@ -310,19 +349,5 @@ def train_student(base_model: Path, rows: list[Judged] | list[JudgedPair], judge
             optimizer.step()
             result.steps += 1
             result.losses.append(float(loss.detach()))
-    result.seconds = time.perf_counter() - started
-    if settings.method == "lora":
-        model = model.merge_and_unload()
-    model.eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    (out_dir / "distillation.json").write_text(json.dumps({
-        "base_model": str(base_model), "method": settings.method, "epochs": settings.epochs,
-        "learning_rate": settings.rate(), "prompt": judge.options.prompt,
-        "lora_layers": settings.lora_layers, "batch_size": settings.batch_size,
-        "soft_targets": settings.soft_targets, "rows": len(units),
-        "teacher": "pairwise" if pairwise else "rubric",
-        "steps": result.steps, "train_seconds": round(result.seconds, 2),
-        "trainable_parameters": result.trainable_parameters}, indent=2), encoding="utf-8")
-    return result
+            if progress is not None:
+                progress.step(result.losses[-1], epoch=epoch)

@@ -40,7 +40,8 @@ from typing import Any
 
 from markupsafe import Markup
 
-from judgerl.run.folder import read_objects, read_run_folder
+from judgerl.errors import JudgerlError
+from judgerl.run.folder import RunFolder, read_objects, read_run_folder
 from judgerl.run.plan import PLAN_FILE, actual_spend, forecast_vs_actual
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class RunData:
     export_dir: Path | None = None
     model_card: Path | None = None
     plan: dict[str, Any] | None = None  # RUN_DIR/plan.json: `judgerl plan`'s forecast, when saved
+    #: the training reward's judges (their components are headed "judge: <name>")
+    judges: tuple[str, ...] = ()
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> RunData:
@@ -86,7 +89,8 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
     run = folder.run_dir
     data = RunData(run_dir=run, summaries=folder.summaries, validation=folder.validation,
                    validation_path=folder.validation_path, stages=folder.stages,
-                   export_dir=folder.export_dir, model_card=folder.model_card)
+                   export_dir=folder.export_dir, model_card=folder.model_card,
+                   judges=judge_names(folder))
     for label in data.summaries:
         data.samples[label] = read_objects(run / "eval" / label / "samples.jsonl")
     data.metrics = read_objects(run / "rft" / "metrics.jsonl")
@@ -98,6 +102,67 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         except (OSError, ValueError) as exc:
             log.warning("%s cannot be read: %s", plan_path, exc)
     return data
+
+
+def judge_names(folder: RunFolder) -> tuple[str, ...]:
+    """The judges of the run's training reward (from RUN_DIR/recipe.yaml), to tell judge components
+    from checks; none when the run folder has no valid recipe or its reward config is gone."""
+    if folder.recipe is None:
+        return ()
+    try:
+        return tuple(judge.name for judge in folder.recipe.training_reward_config().judges)
+    except JudgerlError as exc:
+        log.warning("results table: the run's reward config could not be read (%s); components "
+                    "are shown without telling judges from checks", exc)
+        return ()
+
+
+# -- the results table -------------------------------------------------------------------------
+
+
+@dataclass
+class ResultsTable:
+    """The run's results in one table, one row per evaluated model (base, sft, rft first):
+    training reward (mean), best-of-k, held-out judge (mean), then the mean of each reward
+    component (a judge's component headed "judge: <name>"). Every figure is read from the
+    evaluation's summary.json, nothing is recomputed; the report's page shows this table and
+    `judgerl run` / `judgerl demo` print it, both through `formatted_rows`."""
+
+    columns: list[str]
+    rows: list[list[Any]]  # the label, then figures (None where the evaluation has none)
+
+    def formatted_rows(self) -> list[list[str]]:
+        """Each figure as the report prints it (3 decimals, "–" when missing)."""
+        return [[str(row[0]), *(num(value) for value in row[1:])] for row in self.rows]
+
+
+def results_table(summaries: dict[str, dict[str, Any]], judges: Iterable[str] = ()) -> ResultsTable:
+    """The results table of these evaluation summaries (label -> summary.json).
+
+    >>> table = results_table({"base": {"k": 4, "reward_mean": 0.5, "best_of_k": 0.75,
+    ...                                 "heldout": {"reward_mean": 0.6},
+    ...                                 "components": {"length": 1.0, "tone": 0.25}}}, judges=["tone"])
+    >>> table.columns
+    ['model', 'training reward (mean)', 'best-of-4', 'held-out judge (mean)', 'length', 'judge: tone']
+    >>> table.formatted_rows()
+    [['base', '0.500', '0.750', '0.600', '1.000', '0.250']]
+    """
+    judges = set(judges)
+    ks = {s.get("k") for s in summaries.values()}
+    best = f"best-of-{next(iter(ks))}" if len(ks) == 1 and None not in ks else "best-of-k"
+    components = list(dict.fromkeys(name for s in summaries.values() for name in s.get("components") or {}))
+    columns = ["model", "training reward (mean)", best, "held-out judge (mean)",
+               *(f"judge: {name}" if name in judges else name for name in components)]
+    rows = [[label, s.get("reward_mean"), s.get("best_of_k"), _heldout(s, "reward_mean"),
+             *((s.get("components") or {}).get(name) for name in components)]
+            for label, s in summaries.items()]
+    return ResultsTable(columns, rows)
+
+
+def run_results(run_dir: str | os.PathLike[str]) -> ResultsTable:
+    """The results table of a run folder (empty rows when nothing was evaluated yet)."""
+    folder = read_run_folder(run_dir)
+    return results_table(folder.summaries, judge_names(folder))
 
 
 # -- metrics parsing ---------------------------------------------------------------------------
@@ -561,7 +626,8 @@ def evaluation_section(data: RunData, plots: list[Plot]) -> str:
     ) if part is not None]
     plots += [*overview_plots, *(part["plot"] for part in breakdowns)]
     return render_template(
-        "evaluation.html", labels=list(summaries), overview=_overview_rows(summaries),
+        "evaluation.html", labels=list(summaries), results=results_table(summaries, data.judges),
+        overview=_overview_rows(summaries),
         overview_plots=overview_plots, breakdowns=breakdowns, best_of_k=_best_of_k_rows(summaries),
         heldout=_heldout_rows(summaries), judge_use=_judge_use_rows(summaries),
     )

@@ -327,3 +327,81 @@ def format_step_line(step: int, max_steps: int, logs: dict[str, Any], seconds: f
         parts.append(f"${logs['judge/cost_usd']:.4f}")
     parts.append(f"{seconds:.1f}s/step")
     return "  ".join(parts)
+
+
+class StepProgress:
+    """Progress of a training loop judgerl runs itself (the distilled student's), in the style of
+    `RichProgress`: step, loss and time left. On a terminal, a bar (step M/N, the loss, elapsed,
+    time left) with a line above it every `every` steps; when the console is not a terminal (a log
+    file, CI), no bar, only those lines, so a log gets about `lines` of them whatever the length of
+    the run. A line: `distill step 12/40  loss 0.4213  epoch 1/2  0.52s/step  elapsed 0:00:06
+    left 0:00:14`; its loss is the mean over the steps since the previous line.
+
+    >>> from io import StringIO
+    >>> log = StringIO()
+    >>> with StepProgress(Console(file=log, width=120), "distill", total=4, epochs=2, lines=2) as progress:
+    ...     for step in range(4):
+    ...         progress.step(loss=1.0 / (step + 1), epoch=step // 2)
+    >>> [line.split("  ")[:3] for line in log.getvalue().splitlines()]
+    [['distill step 2/4', 'loss 0.7500', 'epoch 1/2'], ['distill step 4/4', 'loss 0.2917', 'epoch 2/2']]
+    """
+
+    def __init__(self, console: Console, description: str, total: int, *, epochs: int | None = None,
+                 lines: int = 20, every: int | None = None) -> None:
+        self.console = console
+        self.description = description
+        self.total = max(0, total)
+        self.epochs = epochs
+        self.every = every or max(1, math.ceil(self.total / max(1, lines)))
+        self.done = 0
+        self._losses: list[float] = []
+        self._started = time.monotonic()
+        self._bar: Progress | None = None
+        self._task: Any = None
+
+    def __enter__(self) -> StepProgress:
+        self._started = time.monotonic()
+        if self.console.is_terminal:
+            self._bar = Progress("[progress.description]{task.description}", BarColumn(),
+                                 MofNCompleteColumn(), "loss {task.fields[loss]}", TimeElapsedColumn(),
+                                 TimeRemainingColumn(), console=self.console)
+            self._bar.start()
+            self._task = self._bar.add_task(self.description, total=self.total, loss="-")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def step(self, loss: float, epoch: int | None = None) -> None:
+        """One optimizer step done, with its loss; `epoch` counts from 0."""
+        self.done += 1
+        self._losses.append(loss)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, loss=f"{loss:.4f}")
+        if self.done % self.every == 0 or self.done == self.total:
+            self.console.print(self.line(epoch), highlight=False)
+            self._losses = []
+
+    def line(self, epoch: int | None = None) -> str:
+        elapsed = time.monotonic() - self._started
+        per_step = elapsed / self.done if self.done else 0.0
+        parts = [f"{self.description} step {self.done}/{self.total}"]
+        if self._losses:
+            parts.append(f"loss {sum(self._losses) / len(self._losses):.4f}")
+        if epoch is not None and self.epochs:
+            parts.append(f"epoch {epoch + 1}/{self.epochs}")
+        parts += [f"{per_step:.2f}s/step", f"elapsed {_clock(elapsed)}",
+                  f"left {_clock(per_step * max(0, self.total - self.done))}"]
+        return "  ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    """H:MM:SS, as rich's time columns show it.
+
+    >>> _clock(3725.4)
+    '1:02:05'
+    """
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"

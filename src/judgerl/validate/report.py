@@ -89,6 +89,9 @@ class ValidationReport:
     started: float = field(default_factory=time.time)
     seconds: float = 0.0
     runtime: dict[str, Any] = field(default_factory=dict)
+    #: every judge was answered by the neutral stand-in of `--dry-run`: the figures test the suite
+    #: and the config, not the judge
+    dry_run: bool = False
 
     @property
     def failures(self) -> list[Failure]:
@@ -110,6 +113,7 @@ class ValidationReport:
             "passed": self.passed, "failures": [{**asdict(f), "message": f.message} for f in self.failures],
             "started": self.started, "seconds": round(self.seconds, 3), "runtime": _finite(self.runtime),
             "sections": [section.to_dict() for section in self.sections],
+            **({"dry_run": True} if self.dry_run else {}),
         }
 
 
@@ -138,11 +142,17 @@ def _cell(text: Any, width: int = 80) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+DRY_RUN_NOTE = ("every judgment came from a neutral stand-in, no model was called: the figures check "
+                "that the suite and the reward config run, not how good the judge is")
+
+
 def render_markdown(report: ValidationReport) -> str:
     """The report as Markdown: verdict, failing figures, then one table per section."""
     lines = [f"# Judge validation: `{report.judge}` ({report.judge_kind})", ""]
     lines.append(f"- reward config: `{report.config or '<dict>'}`; suite: `{report.suite or '<dict>'}`")
     lines.append(f"- result: **{'PASSED' if report.passed else 'FAILED'}** in {report.seconds:.1f} s")
+    if report.dry_run:
+        lines.append(f"- **dry run**: {DRY_RUN_NOTE}")
     lines.append("")
     if report.failures:
         lines += ["## Failing figures", ""]

@@ -113,12 +113,14 @@ def run_validation(config: RewardConfig | str | Path | dict[str, Any],
                    other_backends: dict[str, Backend] | None = None,
                    overrides: list[str] | None = None, suite_overrides: list[str] | None = None,
                    output_dir: str | Path | None = None,
-                   progress: Progress | None = None) -> ValidationReport:
+                   progress: Progress | None = None, dry_run: bool = False) -> ValidationReport:
     """Run every enabled section of `suite` against the judge of `config`; never raises on a
     failed threshold (see `gate_or_raise`), only on bad input.
 
     `backends` replaces the reward config's backends (tests, dry runs); `other_backends` does the
-    same for the second config of an agreement section. `overrides` apply to the reward config,
+    same for the second config of an agreement section; `dry_run` replaces every backend of both
+    by the neutral stand-in (`RewardPipeline.from_config(dry_run=True)`: no model is called, the
+    report says so). `overrides` apply to the reward config,
     `suite_overrides` to the suite (dotted `a.b=value`). With `output_dir`, `validation.json` and
     `validation.md` are written there.
     """
@@ -126,16 +128,16 @@ def run_validation(config: RewardConfig | str | Path | dict[str, Any],
     suite = suite if isinstance(suite, Suite) else load_suite(
         suite if isinstance(suite, dict) else str(suite), suite_overrides)
     reward_config = prepare_config(config, overrides, use_cache=suite.use_cache)
-    with RewardPipeline.from_config(reward_config, backends=backends) as pipeline:
+    with RewardPipeline.from_config(reward_config, backends=backends, dry_run=dry_run) as pipeline:
         judge = pick_judge(pipeline, suite.judge, where="judge")
         probe = JudgeProbe(judge, pass_threshold=suite.pass_threshold)
         runner = _Runner(pipeline, progress)
         report = ValidationReport(judge=judge.name, judge_kind=probe.kind, config=reward_config.source,
-                                  suite=suite.source)
+                                  suite=suite.source, dry_run=dry_run)
         _check_panel_section(suite, judge)
         for name, section in suite.sections():
             section_started = time.monotonic()
-            context = SectionContext(name, suite, probe, runner, other_backends, progress)
+            context = SectionContext(name, suite, probe, runner, other_backends, progress, dry_run)
             result = _run_section(section, context)
             result.seconds = time.monotonic() - section_started
             check_section(result, section.thresholds(name))
@@ -192,6 +194,7 @@ class SectionContext:
     runner: _Runner
     other_backends: dict[str, Backend] | None
     progress: Progress | None
+    dry_run: bool = False
 
     def load(self, data: DataSource) -> Any:
         """The section's data rows (errors name `<section>.data`)."""
@@ -255,7 +258,8 @@ def _agreement(section: AgreementSection, ctx: SectionContext) -> SectionResult:
         other_probe = JudgeProbe(other_judge, pass_threshold=suite.pass_threshold)
         return _agree(name, section, suite, probe, other_probe, items, runner, runner)
     other_config = prepare_config(suite.resolve(other.config), other.overrides, use_cache=suite.use_cache)
-    with RewardPipeline.from_config(other_config, backends=ctx.other_backends) as other_pipeline:
+    with RewardPipeline.from_config(other_config, backends=ctx.other_backends,
+                                    dry_run=ctx.dry_run and ctx.other_backends is None) as other_pipeline:
         other_judge = pick_judge(other_pipeline, other.judge, where=f"{name}.other.judge")
         other_probe = JudgeProbe(other_judge, pass_threshold=suite.pass_threshold)
         other_runner = _Runner(other_pipeline, ctx.progress)
