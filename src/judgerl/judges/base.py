@@ -21,6 +21,7 @@ from judgerl.types import Rollout, Sample, Score, Verdict
 if TYPE_CHECKING:
     from judgerl.backends.base import CompletionRequest
     from judgerl.config import JudgeConfig
+    from judgerl.judges.verdict_tokens import TokenSet
     from judgerl.runtime.model_runtime import ModelRuntime
 
 
@@ -43,6 +44,11 @@ class Judge(ABC):
     def reads_trajectory(self) -> bool:
         """Whether this judge reads a tool-using rollout's trajectory, not only its final answer."""
         return False
+
+    def verdict_token_sets(self) -> list[TokenSet]:
+        """The candidate tokens a logprob judge reads (judges/verdict_tokens.py checks them against
+        its backend's tokenizer before the run); none for a judge that parses generated text."""
+        return []
 
     def dry_run_answer(self, request: CompletionRequest) -> str:
         """A well-formed, neutral answer to one of this judge's requests (for `--dry-run`)."""

@@ -54,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from judgerl.backends.base import Completion, CompletionRequest
 from judgerl.judges.base import PointwiseJudge
 from judgerl.judges.calling import CallLog, call_and_parse, judgment_inputs, record_judgment
-from judgerl.judges.logprob import verdict_instruction, verdict_parser, verdict_tokens
+from judgerl.judges.logprob import LIKERT_TOKENS, verdict_instruction, verdict_parser, verdict_tokens
 from judgerl.judges.options import (
     JudgeOptions,
     choose_prompt,
@@ -63,9 +63,10 @@ from judgerl.judges.options import (
     question_block,
     reference_block,
 )
-from judgerl.judges.parsing import CriterionSpec, parse_rubric
+from judgerl.judges.parsing import CriterionSpec, parse_rubric, rubric_schema
 from judgerl.judges.templates import fence, load_prompt
 from judgerl.judges.transcript import Transcript, render_transcript, tools_block, trajectory_of
+from judgerl.judges.verdict_tokens import TokenSet
 from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:
@@ -238,8 +239,8 @@ class RubricJudge(PointwiseJudge):
             values = {**values, "criteria": describe_criteria(self.options.criteria),
                       "answer_format": answer_format(self.options.criteria)}
             return CompletionRequest(messages=self.prompt.render(values), max_tokens=self.options.max_tokens,
-                                     temperature=self.options.temperature,
-                                     json_mode=self.options.json_mode, tag=self.name)
+                                     temperature=self.options.temperature, json_mode=True,
+                                     response_schema=rubric_schema(self.specs), tag=self.name)
         tokens = self.criterion_tokens(criterion)
         instruction, choices = verdict_instruction(criterion.kind, tokens, SUBJECTS[self.options.scope])
         values = {**values, "criterion": describe_criteria([criterion]).removeprefix("- "),
@@ -270,6 +271,18 @@ class RubricJudge(PointwiseJudge):
 
     def criterion_tokens(self, criterion: Criterion) -> list[str]:
         return verdict_tokens(criterion.kind, self.options.pass_token, self.options.fail_token)
+
+    def verdict_token_sets(self) -> list[TokenSet]:
+        if self.options.scoring != "logprob":
+            return []
+        kinds = {criterion.kind for criterion in self.options.criteria}
+        sets = []
+        if "check" in kinds:
+            sets.append(TokenSet(self.name, (self.options.pass_token, self.options.fail_token),
+                                 "pass_token / fail_token"))
+        if "likert" in kinds:
+            sets.append(TokenSet(self.name, tuple(LIKERT_TOKENS)))
+        return sets
 
     def dry_run_answer(self, request: CompletionRequest) -> str:
         """Every check passes and every Likert criterion gets 3."""

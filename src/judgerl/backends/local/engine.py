@@ -23,6 +23,7 @@ from judgerl.backends.base import (
     CompletionRequest,
     TokenLogprob,
     Usage,
+    render_prompt,
 )
 from judgerl.backends.local.prefix_cache import (
     Group,
@@ -285,16 +286,8 @@ class LocalEngine:
 
     def render(self, request: CompletionRequest, chat_template: bool = True) -> str:
         """The exact prompt text the model sees."""
-        messages = [{"role": m["role"], "content": m["content"]} for m in request.messages]
-        prefix = str(request.extra.get("assistant_prefix") or "")
         use_template = request.extra.get("chat_template", chat_template) and self.tokenizer.chat_template
-        if not use_template:
-            return "\n\n".join(m["content"] for m in messages) + prefix
-        if messages and messages[-1]["role"] == "assistant":
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
-        else:
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return text + prefix
+        return render_prompt(request, self.tokenizer if use_template else None)
 
     def candidate_ids(self, candidate: str) -> tuple[int, ...]:
         """Token ids whose probabilities make up `candidate`'s (see the module docstring)."""
