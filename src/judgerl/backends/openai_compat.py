@@ -508,19 +508,33 @@ class OpenAICompatBackend(Backend):
                 # it may add a BOS token: what an empty text gives is the overhead
                 overhead = await self._tokenize_call(session, url, {"model": self.model, "input": ""})
                 tokens = tokens[len(overhead or []):]
-            return [str(token.get("piece")) if isinstance(token, dict) and "piece" in token
-                    else f"<{token.get('id') if isinstance(token, dict) else token}>" for token in tokens]
+            detokenize = url.removesuffix("/tokenize") + "/detokenize"
+            pieces = []
+            for token in tokens:
+                if isinstance(token, dict) and "piece" in token:
+                    pieces.append(str(token["piece"]))
+                    continue
+                token_id = token.get("id") if isinstance(token, dict) else token
+                data = await self._post_json(session, detokenize, {"model": self.model, "tokens": [token_id]})
+                text = next((data[key] for key in ("text", "prompt", "content")
+                             if isinstance(data, dict) and isinstance(data.get(key), str)), None)
+                pieces.append(text if text is not None else f"<{token_id}>")
+            return pieces
         return None
 
-    async def _tokenize_call(self, session: aiohttp.ClientSession, url: str,
-                             body: dict[str, Any]) -> list[Any] | None:
+    async def _post_json(self, session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> Any:
+        """POST `body`; the JSON answer of a 200, else None (a probe: any failure means "unknown")."""
         try:
             async with session.post(url, json=body, proxy=self._proxy, allow_redirects=False) as reply:
                 if reply.status != 200:
                     return None
-                data = json.loads(await reply.read())
+                return json.loads(await reply.read())
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
             return None
+
+    async def _tokenize_call(self, session: aiohttp.ClientSession, url: str,
+                             body: dict[str, Any]) -> list[Any] | None:
+        data = await self._post_json(session, url, body)
         tokens = data.get("tokens") if isinstance(data, dict) else None
         return tokens if isinstance(tokens, list) else None
 
