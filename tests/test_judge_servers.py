@@ -262,3 +262,22 @@ def test_chat_template_needs_a_tokenizer_and_the_completions_endpoint() -> None:
         OpenAICompatBackend("http://127.0.0.1:9/v1", "m", endpoint="completions", chat_template=True)
     with pytest.raises(ConfigError, match="endpoint: completions"):
         OpenAICompatBackend("http://127.0.0.1:9/v1", "m", chat_template=True, tokenizer="x")
+
+
+@pytest.mark.slow
+async def test_the_packaged_models_tokenizer_checks_tokens_and_renders_its_template() -> None:
+    """`tokenizer: smollm2-135m-instruct` (read from the packaged GGUF): PASS is 'P' + 'ASS' there,
+    Yes / No are one token each; with chat_template the completions prompt is the model's ChatML."""
+    from judgerl.judges.verdict_tokens import TokenSet, check_token_set
+
+    backend = OpenAICompatBackend("http://127.0.0.1:9/v1", "m", tokenizer="smollm2-135m-instruct",
+                                  endpoint="completions", chat_template=True)
+    assert await backend.token_pieces("PASS") == ["P", "ASS"]
+    assert await backend.token_pieces("Yes") == ["Yes"]
+    problem = await check_token_set(backend, "judge",
+                                    TokenSet("quality", ("PASS", "FAIL"), "pass_token / fail_token"))
+    assert problem is not None and "use pass_token: Yes / fail_token: No" in problem
+    assert await check_token_set(backend, "judge", TokenSet("quality", ("Yes", "No"), "x")) is None
+    prompt = backend.build_body(CompletionRequest([{"role": "user", "content": "Is 2+2=4?"}]))["prompt"]
+    assert prompt.startswith("<|im_start|>system")
+    assert prompt.endswith("Is 2+2=4?<|im_end|>\n<|im_start|>assistant\n")
