@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from judgerl.errors import FatalBackendError
@@ -21,8 +22,17 @@ from judgerl.types import Rollout, Sample, Score, Verdict
 if TYPE_CHECKING:
     from judgerl.backends.base import CompletionRequest
     from judgerl.config import JudgeConfig
-    from judgerl.judges.verdict_tokens import TokenSet
     from judgerl.runtime.model_runtime import ModelRuntime
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """One set of candidates a judge reads: where they are configured and whether they can change."""
+
+    judge: str
+    candidates: tuple[str, ...]
+    #: the options that set them ("pass_token / fail_token"); empty: fixed by the judge (A / B, 1-5)
+    fields: str = ""
 
 
 class Judge(ABC):

@@ -59,7 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from judgerl.backends.base import CompletionRequest
 from judgerl.checks.json_items import load_items, parse_path
 from judgerl.errors import JudgeParseError
-from judgerl.judges.base import PointwiseJudge
+from judgerl.judges.base import PointwiseJudge, TokenSet
 from judgerl.judges.calling import CallLog, call_and_parse, record_judgment
 from judgerl.judges.logprob import LIKERT_TOKENS, verdict_instruction, verdict_parser, verdict_tokens
 from judgerl.judges.options import (
@@ -81,7 +81,6 @@ from judgerl.judges.parsing import (
 from judgerl.judges.rubric import CriteriaOptions, Criterion, describe_criteria
 from judgerl.judges.templates import fence
 from judgerl.judges.transcript import Transcript, render_transcript, tools_block, trajectory_of
-from judgerl.judges.verdict_tokens import TokenSet
 from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:

@@ -66,7 +66,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from judgerl.backends.base import Completion, CompletionRequest
 from judgerl.config import JudgeConfig
-from judgerl.judges.base import ComparingJudge
+from judgerl.judges.base import ComparingJudge, TokenSet
 from judgerl.judges.calling import CallLog, CallOutcome, call_and_parse, judgment_inputs, record_judgment
 from judgerl.judges.logprob import candidate_mass, pairwise_prob_first
 from judgerl.judges.options import JudgeOptions, choose_prompt, is_empty, parse_options, question_block
@@ -74,7 +74,6 @@ from judgerl.judges.parsing import PairwiseAnswer, pairwise_schema, parse_pairwi
 from judgerl.judges.rubric import LOGPROB_PLACEHOLDERS, RubricJudge
 from judgerl.judges.templates import fence
 from judgerl.judges.transcript import as_transcript
-from judgerl.judges.verdict_tokens import TokenSet
 from judgerl.types import Rollout, Sample, Score, Verdict, Winner
 
 if TYPE_CHECKING:

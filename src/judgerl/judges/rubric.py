@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from judgerl.backends.base import Completion, CompletionRequest
-from judgerl.judges.base import PointwiseJudge
+from judgerl.judges.base import PointwiseJudge, TokenSet
 from judgerl.judges.calling import CallLog, call_and_parse, judgment_inputs, record_judgment
 from judgerl.judges.logprob import LIKERT_TOKENS, verdict_instruction, verdict_parser, verdict_tokens
 from judgerl.judges.options import (
@@ -66,7 +66,6 @@ from judgerl.judges.options import (
 from judgerl.judges.parsing import CriterionSpec, parse_rubric, rubric_schema
 from judgerl.judges.templates import fence, load_prompt
 from judgerl.judges.transcript import Transcript, render_transcript, tools_block, trajectory_of
-from judgerl.judges.verdict_tokens import TokenSet
 from judgerl.types import Rollout, Sample, Score
 
 if TYPE_CHECKING:

@@ -16,30 +16,21 @@ When the backend cannot tell, the run goes on with a warning that says how to ch
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from judgerl.errors import ConfigError
+from judgerl.judges.base import Judge, TokenSet
 
 if TYPE_CHECKING:
     from judgerl.backends.base import Backend
-    from judgerl.judges.base import Judge
+
+__all__ = ["COMMON_PAIRS", "TokenSet", "check_token_set", "check_verdict_tokens", "working_pair"]
 
 log = logging.getLogger(__name__)
 
 #: pass / fail pairs tried, in order, when a judge's own pair does not work
 COMMON_PAIRS = [("Yes", "No"), ("YES", "NO"), ("yes", "no"), ("PASS", "FAIL"), ("Pass", "Fail"),
                 ("True", "False"), ("true", "false"), ("Y", "N"), ("A", "B")]
-
-
-@dataclass(frozen=True)
-class TokenSet:
-    """One set of candidates a judge reads: where they are configured and whether they can change."""
-
-    judge: str
-    candidates: tuple[str, ...]
-    #: the options that set them ("pass_token / fail_token"); empty: fixed by the judge (A / B, 1-5)
-    fields: str = ""
 
 
 async def split_of(backend: Backend, candidate: str) -> list[str] | None:
