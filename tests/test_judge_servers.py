@@ -153,13 +153,20 @@ def test_judge_json_mode_is_accepted_with_a_warning(fake_openai: FakeOpenAIServe
     assert fake_openai.chat_requests[0].body["response_format"]["type"] == "json_schema"
 
 
-def test_a_server_that_refuses_schemas_names_the_switch(fake_openai: FakeOpenAIServer) -> None:
-    fake_openai.default = Reply(status=400, error="unsupported response_format type json_schema")
+@pytest.mark.parametrize("reply", [
+    Reply(status=400, error="unsupported response_format type json_schema"),
+    # llama-cpp-python's server answers a request it cannot validate with a 500 (checked on 0.3.36)
+    Reply(status=500, error="1 validation error: {'type': 'literal_error', 'loc': ('body', "
+          "'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}"),
+])
+def test_a_server_that_refuses_schemas_names_the_switch(fake_openai: FakeOpenAIServer, reply: Reply) -> None:
     from judgerl.errors import FatalBackendError
 
+    fake_openai.default = reply
     with RewardPipeline.from_config(config(fake_openai.url, {"type": "rubric", "criteria": CRITERIA[:1]})) \
             as pipeline, pytest.raises(FatalBackendError, match="structured_output: json_object or none"):
         pipeline.score_batch_sync([(SAMPLE, ROLLOUTS[0])])
+    assert len(fake_openai.chat_requests) == 1  # not retried
 
 
 # --------------------------------------------------------------------------- verdict tokens

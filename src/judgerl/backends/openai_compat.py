@@ -584,6 +584,13 @@ class OpenAICompatBackend(Backend):
         if status < 400:
             return
         message = _server_message(response)
+        schema_hint = (f" (structured_output is {self.structured_output}: if this server does not take "
+                       "JSON schemas, set the backend's structured_output: json_object or none; "
+                       "llama.cpp's server: use type: llamacpp)")
+        if status >= 500 and "validation error" in message and "response_format" in message:
+            # llama-cpp-python's server answers a request it cannot validate with a 500: no retry helps
+            raise FatalBackendError(f"http_{status}: {self.url} refused the request{schema_hint}: {message}",
+                                    status=status)
         if status in RETRYABLE_STATUSES or status >= 500:
             raise BackendError(f"http_{status}: {message}", retryable=True, status=status,
                                retry_after=parse_retry_after(response.headers))
@@ -593,9 +600,7 @@ class OpenAICompatBackend(Backend):
             hint = {401: " (check the API key)", 403: " (check the key's permissions)",
                     404: f" (check base_url {self.base_url} and model '{self.model}')"}.get(status, "")
             if status in (400, 422) and re.search(r"response_format|json_schema|schema", message, re.I):
-                hint = (f" (structured_output is {self.structured_output}: if this server does not take "
-                        "JSON schemas, set the backend's structured_output: json_object or none; "
-                        "llama.cpp's server: use type: llamacpp)")
+                hint = schema_hint
             raise FatalBackendError(f"http_{status}: {self.url} refused the request{hint}: {message}",
                                     status=status)
         raise BackendError(f"http_{status}: {message}", retryable=False, status=status)
