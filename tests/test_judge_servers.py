@@ -197,7 +197,7 @@ def test_a_verdict_token_of_several_tokens_is_refused_before_any_judgment(fake_o
         pipeline.score_batch_sync([(SAMPLE, ROLLOUTS[0])])
     message = str(caught.value)
     assert "'PASS' splits into 'P' + 'ASS'" in message and "'FAIL' splits into 'F' + 'AIL'" in message
-    assert "use pass_token: Yes / fail_token: No" in message
+    assert 'use pass_token: "Yes" / fail_token: "No"' in message
     assert fake_openai.chat_requests == []  # refused before the first judgment
     # the pair it names works: every row scored
     working = logprob_judge(pass_token="Yes", fail_token="No")
@@ -230,7 +230,7 @@ def test_validate_refuses_before_its_first_section(fake_openai: FakeOpenAIServer
     fake_openai.tokenizer = fake_tokenizer
     suite = {"judge": "quality", "consistency": {"data": {"dataset": "evalbiasbench", "limit": 2},
                                                  "repeats": 2}}
-    with pytest.raises(ConfigError, match="use pass_token: Yes / fail_token: No"):
+    with pytest.raises(ConfigError, match='use pass_token: "Yes" / fail_token: "No"'):
         run_validation(config(fake_openai.url, logprob_judge()), suite)
     assert fake_openai.chat_requests == []
 
@@ -283,8 +283,13 @@ async def test_the_packaged_models_tokenizer_checks_tokens_and_renders_its_templ
     assert await backend.token_pieces("Yes") == ["Yes"]
     problem = await check_token_set(backend, "judge",
                                     TokenSet("quality", ("PASS", "FAIL"), "pass_token / fail_token"))
-    assert problem is not None and "use pass_token: Yes / fail_token: No" in problem
+    assert problem is not None and 'use pass_token: "Yes" / fail_token: "No"' in problem
     assert await check_token_set(backend, "judge", TokenSet("quality", ("Yes", "No"), "x")) is None
     prompt = backend.build_body(CompletionRequest([{"role": "user", "content": "Is 2+2=4?"}]))["prompt"]
     assert prompt.startswith("<|im_start|>system")
     assert prompt.endswith("Is 2+2=4?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_an_unquoted_yes_is_named_as_a_yaml_boolean(fake_openai: FakeOpenAIServer) -> None:
+    with pytest.raises(ConfigError, match="YAML read this token as true: quote it"):
+        RewardPipeline.from_config(config(fake_openai.url, logprob_judge(pass_token=True, fail_token="No")))

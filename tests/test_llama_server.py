@@ -117,7 +117,7 @@ def judged(rewards: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_quickstart_rubric_generate_with_the_schema_scores_every_rollout(llama_server: str,
                                                                          tmp_path: Path) -> None:
     rewards = score(QUICKSTART / "reward_rubric.yaml", server_overrides(llama_server, tmp_path), tmp_path)
-    assert len(rewards) == 8 and len(judged(rewards)) == 7
+    assert len(rewards) == 8 and len(judged(rewards)) == 6  # 2 of the 8 fail the schema gate
     unscored = [reward for reward in rewards if reward["status"] == "unscored"]
     assert unscored == [], unscored
     journal = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
@@ -127,14 +127,14 @@ def test_quickstart_rubric_generate_with_the_schema_scores_every_rollout(llama_s
 def test_quickstart_rubric_logprob_refuses_pass_and_scores_with_yes_no(llama_server: str,
                                                                        tmp_path: Path) -> None:
     overrides = [*server_overrides(llama_server, tmp_path), "judges.0.scoring=logprob"]
-    refused = r"'PASS' splits into 'P' \+ 'ASS'.*pass_token: Yes / fail_token: No"
+    refused = r"'PASS' splits into 'P' \+ 'ASS'.*pass_token: \"Yes\" / fail_token: \"No\""
     rubric = str(QUICKSTART / "reward_rubric.yaml")
     with RewardPipeline.from_config(rubric, overrides=overrides) as pipeline, \
             pytest.raises(ConfigError, match=refused):
         pipeline.loop_thread().run(pipeline.check_verdict_tokens())
     rewards = score(QUICKSTART / "reward_rubric.yaml",
-                    [*overrides, "judges.0.pass_token=Yes", "judges.0.fail_token=No"], tmp_path)
-    assert len(judged(rewards)) == 7
+                    [*overrides, 'judges.0.pass_token="Yes"', 'judges.0.fail_token="No"'], tmp_path)
+    assert len(judged(rewards)) == 6
     assert [reward for reward in rewards if reward["status"] == "unscored"] == []
 
 

@@ -114,6 +114,14 @@ class CriteriaOptions(JudgeOptions):
             raise ValueError("at least one criterion needs a positive weight")
         return criteria
 
+    @field_validator("pass_token", "fail_token", mode="before")
+    @classmethod
+    def _not_a_yaml_boolean(cls, token: Any) -> Any:
+        if isinstance(token, bool):
+            raise ValueError(f"YAML read this token as {str(token).lower()}: quote it (e.g. pass_token: "
+                             '"Yes", fail_token: "No")')
+        return token
+
     @field_validator("fail_token")
     @classmethod
     def _distinct_verdict_tokens(cls, fail_token: str, info: ValidationInfo) -> str:

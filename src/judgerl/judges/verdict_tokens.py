@@ -84,7 +84,8 @@ async def check_token_set(backend: Backend, backend_name: str, token_set: TokenS
     if token_set.fields:
         pair = await working_pair(backend)
         if pair is not None:
-            return (f"{problem}; use pass_token: {pair[0]} / fail_token: {pair[1]} (one token each here)")
+            return (f'{problem}; use pass_token: "{pair[0]}" / fail_token: "{pair[1]}" (one token each '
+                    "here; quoted: YAML reads a bare Yes / No as true / false)")
         return f"{problem}; set {token_set.fields} to words that are one token each for this model"
     return f"{problem}; this judge's tokens are fixed: score it with the local backend or scoring: generate"
 
