@@ -400,6 +400,10 @@ class OpenAICompatBackend(Backend):
                     "extra_body": self.extra_body}
         if self.endpoint != "chat":
             identity |= {"endpoint": self.endpoint, "chat_template": self.chat_template}
+            if self.chat_template:
+                identity["tokenizer"] = self.tokenizer_spec
+        if self.server == "llamacpp" and self.structured_output == "json_schema":
+            identity["schema_form"] = "llamacpp"
         return identity
 
     # -- the request -----------------------------------------------------------------------
