@@ -35,7 +35,7 @@ from judgerl.errors import ConfigError
 from judgerl.models.packaged import packaged_gguf
 from judgerl.reward.pipeline import RewardPipeline
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart"
@@ -155,6 +155,7 @@ def journal_scores(path: Path) -> dict[str, float]:
     return found
 
 
+@pytest.mark.timeout(3600)  # the suite twice: about 10 minutes a path on 2 busy cores
 def test_validation_suite_through_completions_matches_in_process(llama_server: str, tmp_path: Path) -> None:
     """examples/validation on the server (endpoint completions, the prompt rendered as in-process)
     and in-process, same rows: the same prompts are judged, and the verdicts compared."""
@@ -181,4 +182,5 @@ def test_validation_suite_through_completions_matches_in_process(llama_server: s
                for path, report in reports.items()}
     print(json.dumps({"judgments": len(shared), "same_side_of_0.5": round(same_side, 3),
                       "max_abs_p_gap": round(gap, 4), "sections": figures}, default=str))
+    # the figures are bench/judge_server_agreement.py's; here: the same prompts, close probabilities
     assert gap < 0.1  # the same model on the same text: only numerics differ (Q4_1 kernels vs float32)
