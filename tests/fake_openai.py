@@ -19,6 +19,10 @@ A `Reply` can set the status, headers (`Retry-After`, `retry-after-ms`), a delay
 a connection reset (TCP RST) or a body cut short. The server records every request (parsed
 body, headers, arrival and finish times on `time.monotonic()`), counts requests in flight and
 open TCP connections, and the requests that arrived inside a Retry-After window it announced.
+
+Text completions (`POST .../completions`) are answered like chat requests, in the text API's
+shape (`choices[0].text`, logprobs as `tokens` / `token_logprobs` / `top_logprobs`); with
+`tokenizer` set (text -> its pieces), `POST /tokenize` answers as llama.cpp's server does.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CHAT_SUFFIX = "/chat/completions"
+TEXT_SUFFIX = "/completions"
 
 
 @dataclass
@@ -77,7 +82,9 @@ class RecordedRequest:
 
     @property
     def prompt(self) -> str:
-        """All message contents joined: handy for responders that answer by prompt."""
+        """All message contents joined (a text completion's prompt): for responders that answer by prompt."""
+        if isinstance(self.body, dict) and isinstance(self.body.get("prompt"), str):
+            return self.body["prompt"]
         return "\n".join(str(message.get("content", "")) for message in self.messages)
 
 
@@ -112,6 +119,7 @@ class FakeOpenAIServer:
         # notice a client hanging up during a delay (timeout tests); off in the benchmark (cheaper)
         self.watch_disconnects = watch_disconnects
         self.default = Reply()
+        self.tokenizer: Callable[[str], list[str]] | None = None
         self.responder: Callable[[RecordedRequest], Reply | None] | None = None
         self._queue: list[Reply] = []
         self._lock = threading.Lock()
@@ -151,6 +159,12 @@ class FakeOpenAIServer:
     @property
     def chat_requests(self) -> list[RecordedRequest]:
         return [request for request in self.requests if request.path.endswith(CHAT_SUFFIX)]
+
+    @property
+    def text_requests(self) -> list[RecordedRequest]:
+        """The text completions (`.../completions`, not chat)."""
+        return [request for request in self.requests
+                if request.path.endswith(TEXT_SUFFIX) and not request.path.endswith(CHAT_SUFFIX)]
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -312,7 +326,12 @@ class FakeOpenAIServer:
         if method == "GET" and path.endswith("/models"):
             self._write(writer, 200, {}, json.dumps({"data": [{"id": self.model}]}).encode())
             return True, False, b""
-        if not path.endswith(CHAT_SUFFIX):
+        if path == "/tokenize" and self.tokenizer is not None:
+            text = str(json.loads(raw or b"{}").get("content", ""))
+            tokens = [{"id": index, "piece": piece} for index, piece in enumerate(self.tokenizer(text))]
+            self._write(writer, 200, {}, json.dumps({"tokens": tokens}).encode())
+            return True, False, b""
+        if not path.endswith(TEXT_SUFFIX):
             self._write(writer, 404, {}, json.dumps({"error": {"message": f"no route {path}"}}).encode())
             return True, False, b""
 
@@ -350,7 +369,7 @@ class FakeOpenAIServer:
         finally:
             with self._lock:
                 self.current_concurrent -= 1
-        return (*self._send(writer, reply, record, body), extra)
+        return (*self._send(writer, reply, record, body, text=not path.endswith(CHAT_SUFFIX)), extra)
 
     def _choose(self, record: RecordedRequest, in_flight: int, queued: Reply | None) -> Reply:
         if self.concurrency_limit is not None and in_flight > self.concurrency_limit:
@@ -384,7 +403,7 @@ class FakeOpenAIServer:
         return False, b""
 
     def _send(self, writer: asyncio.StreamWriter, reply: Reply, record: RecordedRequest,
-              body: Any) -> tuple[bool, bool]:
+              body: Any, *, text: bool = False) -> tuple[bool, bool]:
         now = time.monotonic()
         with self._lock:
             record.finished = now
@@ -400,7 +419,7 @@ class FakeOpenAIServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
             return False, True
-        payload = self._payload(reply, body)
+        payload = self._payload(reply, body, text=text)
         if reply.cut_after is not None:
             self._write(writer, reply.status, reply.headers, payload[: reply.cut_after],
                         content_length=len(payload))
@@ -409,7 +428,7 @@ class FakeOpenAIServer:
         self._write(writer, reply.status, reply.headers, payload)
         return True, False
 
-    def _payload(self, reply: Reply, body: Any) -> bytes:
+    def _payload(self, reply: Reply, body: Any, *, text: bool = False) -> bytes:
         if reply.body is not None:
             if isinstance(reply.body, bytes):
                 return reply.body
@@ -423,6 +442,13 @@ class FakeOpenAIServer:
         model = (body or {}).get("model") or self.model if isinstance(body, dict) else self.model
         if reply.choices is not None:
             choices = reply.choices
+        elif text:
+            choice = {"index": 0, "text": reply.text, "finish_reason": reply.finish_reason, "logprobs": None}
+            if reply.logprobs is not None:
+                choice["logprobs"] = {"tokens": [token for token, _, _ in reply.logprobs],
+                                      "token_logprobs": [logprob for _, logprob, _ in reply.logprobs],
+                                      "top_logprobs": [dict(top) for _, _, top in reply.logprobs]}
+            choices = [choice]
         else:
             choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": reply.text},
                                       "finish_reason": reply.finish_reason, "logprobs": None}

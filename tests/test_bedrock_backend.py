@@ -13,7 +13,7 @@ from judgerl.backends import build_backend
 from judgerl.backends.base import CompletionRequest
 from judgerl.backends.bedrock import BedrockBackend, classify
 from judgerl.config import BackendConfig, RuntimeConfig
-from judgerl.errors import BackendError, FatalBackendError
+from judgerl.errors import BackendError, ConfigError, FatalBackendError
 from judgerl.runtime.model_runtime import ModelRuntime
 
 MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -151,3 +151,34 @@ def test_config_errors_name_the_field():
         build_backend(BackendConfig(type="bedrock"))
     with pytest.raises(ConfigError, match="unknown Bedrock inference option"):
         BedrockBackend(MODEL, inference_config={"top_k": 3})
+
+
+async def test_structured_output_tool_use_forces_the_verdict_tool():
+    """`structured_output: tool_use`: the judge's schema is the input schema of one forced tool, and
+    the tool call's input is the answer the judge parses; without a schema nothing changes."""
+    from judgerl.judges.parsing import pairwise_schema, parse_pairwise
+
+    backend = stubbed_backend(structured_output="tool_use")
+    schema = pairwise_schema(allow_tie=False)
+    request = CompletionRequest(messages=[{"role": "user", "content": "A or B?"}], max_tokens=64,
+                                json_mode=True, response_schema=schema)
+    answer = {"rationale": "B is right", "winner": "B"}
+    with Stubber(backend.client) as stub:
+        stub.add_response("converse", {
+            "output": {"message": {"role": "assistant", "content": [
+                {"toolUse": {"toolUseId": "t1", "name": "judgment", "input": answer}}]}},
+            "stopReason": "tool_use", "usage": {"inputTokens": 9, "outputTokens": 5, "totalTokens": 14},
+            "metrics": {"latencyMs": 5}}, expected_params={
+            "modelId": MODEL, "messages": [{"role": "user", "content": [{"text": "A or B?"}]}],
+            "inferenceConfig": {"maxTokens": 64, "temperature": 0.0},
+            "toolConfig": {"tools": [{"toolSpec": {"name": "judgment", "description": "Record the judgment.",
+                                                   "inputSchema": {"json": schema}}}],
+                           "toolChoice": {"tool": {"name": "judgment"}}}})
+        completion = await backend.complete(request)
+        stub.assert_no_pending_responses()
+    assert parse_pairwise(completion.text, allow_tie=False).winner == "B"
+    assert "toolConfig" not in backend.build_params(REQUEST)  # no schema asked: plain text
+    assert "toolConfig" not in stubbed_backend().build_params(request)  # default none
+    with pytest.raises(ConfigError, match=r"structured_output.*tool_use.*none"):
+        build_backend(BackendConfig(type="bedrock", model=MODEL, structured_output="json_schema"))
+    await backend.aclose()

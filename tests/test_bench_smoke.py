@@ -22,6 +22,7 @@ SCRIPTS = sorted(BENCH.glob("*.py"))
 HEADLINES = {
     "cost_plan.py": r"largest error: calls \d+, tokens [\d.]+%",
     "distill_judge.py": r"held-out kappa\s+: (n/a|-?[\d.]+)",
+    "judge_server_agreement.py": r'"same_side_of_0.5": [\d.]+',
     "distill_pairwise_judge.py": r"held-out kappa\s+: (n/a|-?[\d.]+)",
     "demo_ablation.py": r"checks\+student\s+specific\s+: mean [\d.]+  std [\d.]+  min [\d.]+  max [\d.]+",
     "local_judge.py": r"ratio\s+: [\d.]+x",

@@ -49,17 +49,32 @@ async def test_completion_fields_and_body(fake_openai: FakeOpenAIServer,
     assert fake_openai.chat_requests[0].headers["content-type"] == "application/json"
 
 
-def test_json_schema_and_unsupported_json_mode() -> None:
-    with_schema = OpenAICompatBackend("http://127.0.0.1:9/v1", "m", supports_json_mode=True)
-    body = with_schema.build_body(request(json_mode=True, response_schema=SCHEMA))
-    assert body["response_format"] == {"type": "json_schema",
-                                       "json_schema": {"name": "judgment", "schema": SCHEMA}}
-    plain = OpenAICompatBackend("http://127.0.0.1:9/v1", "m")  # server without JSON mode
-    assert "response_format" not in plain.build_body(request(json_mode=True, response_schema=SCHEMA))
-    no_schema = OpenAICompatBackend("http://127.0.0.1:9/v1", "m", supports_json_mode=True,
-                                    supports_json_schema=False)
-    assert no_schema.build_body(request(json_mode=True, response_schema=SCHEMA))["response_format"] == {
+def test_structured_output_switch_and_its_old_names() -> None:
+    """One switch, `structured_output`; the old supports_json_* options map onto it."""
+    strict = {"type": "json_schema", "json_schema": {"name": "judgment", "schema": SCHEMA, "strict": True}}
+    default = OpenAICompatBackend("http://127.0.0.1:9/v1", "m")  # json_schema by default
+    assert default.build_body(request(json_mode=True, response_schema=SCHEMA))["response_format"] == strict
+    assert "response_format" not in default.build_body(request())  # a request that asks for no JSON
+    llamacpp = OpenAICompatBackend("http://127.0.0.1:9/v1", "m", server="llamacpp")
+    assert llamacpp.build_body(request(json_mode=True, response_schema=SCHEMA))["response_format"] == {
+        "type": "json_object", "schema": SCHEMA}
+    none = OpenAICompatBackend("http://127.0.0.1:9/v1", "m", structured_output="none")
+    assert "response_format" not in none.build_body(request(json_mode=True, response_schema=SCHEMA))
+    loose = OpenAICompatBackend("http://127.0.0.1:9/v1", "m", structured_output="json_object")
+    assert loose.build_body(request(json_mode=True, response_schema=SCHEMA))["response_format"] == {
         "type": "json_object"}
+    # the old names
+    assert OpenAICompatBackend("http://127.0.0.1:9/v1", "m", supports_json_mode=True).structured_output \
+        == "json_schema"
+    assert OpenAICompatBackend("http://127.0.0.1:9/v1", "m", supports_json_mode=True,
+                               supports_json_schema=False).structured_output == "json_object"
+    assert OpenAICompatBackend("http://127.0.0.1:9/v1", "m", supports_json_mode=False).structured_output \
+        == "none"
+    with pytest.raises(ConfigError, match="replaced by structured_output"):
+        build_backend(BackendConfig(type="vllm", model="m", structured_output="none",
+                                    supports_json_mode=True))
+    with pytest.raises(ConfigError, match="structured_output"):
+        build_backend(BackendConfig(type="vllm", model="m", structured_output="yes"))
 
 
 def test_body_extras_and_max_tokens_field() -> None:
@@ -192,7 +207,8 @@ def test_from_config_and_registry(tmp_path) -> None:
     backend = build_backend(config, tmp_path)
     assert isinstance(backend, OpenAICompatBackend)
     assert backend.base_url == "http://127.0.0.1:8000/v1" and backend.max_concurrency == 3
-    assert backend.limits.rpm == 120 and backend.limits.timeout_s == 7 and backend.supports_json_mode
+    assert backend.limits.rpm == 120 and backend.limits.timeout_s == 7
+    assert backend.structured_output == "json_schema"
     with pytest.raises(ConfigError, match="base_url"):
         build_backend(BackendConfig(type="openai", model="gpt"), tmp_path)
     with pytest.raises(ConfigError, match="unknown option") as caught:

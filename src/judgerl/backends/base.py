@@ -63,6 +63,31 @@ class CompletionRequest:
         return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
+def render_prompt(request: CompletionRequest, tokenizer: Any = None) -> str:
+    """The exact prompt text a model sees for `request`, from one place for every backend that
+    renders prompts itself (the local engine, the OpenAI-compatible `completions` endpoint).
+
+    Without a `tokenizer` (or one without a chat template): the message contents joined by blank
+    lines; with one: its chat template, continuing a final assistant message or opening the
+    assistant's turn. `request.extra["assistant_prefix"]` is appended either way.
+
+    >>> print(render_prompt(CompletionRequest([{"role": "system", "content": "Judge."},
+    ...                                        {"role": "user", "content": "Is 2+2=4?"}])))
+    Judge.
+    <BLANKLINE>
+    Is 2+2=4?
+    """
+    messages = [{"role": m["role"], "content": m["content"]} for m in request.messages]
+    prefix = str(request.extra.get("assistant_prefix") or "")
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return "\n\n".join(m["content"] for m in messages) + prefix
+    if messages and messages[-1]["role"] == "assistant":
+        text = tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+    else:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return str(text) + prefix
+
+
 @dataclass
 class Usage:
     prompt_tokens: int = 0
@@ -168,6 +193,10 @@ class Backend(ABC):
     #: the type's own options, validated by `from_config`
     Options: ClassVar[type[BackendOptions]] = BackendOptions
     send_gate: Callable[[], None] | None = None
+    #: whether a logprob judge's candidate string is scored whole, however many tokens it is (the
+    #: local backend reads each token's probability); false for an API, which returns the top
+    #: log-probabilities of the first generated token only: a candidate must then be one token
+    scores_whole_candidates: ClassVar[bool] = True
 
     def __init__(self, model: str, *, max_concurrency: int = 16, limits: BackendLimits | None = None) -> None:
         self.model = model
@@ -187,6 +216,13 @@ class Backend(ABC):
     @abstractmethod
     async def complete(self, request: CompletionRequest) -> Completion:
         """Make one attempt. Raise `BackendError` (retryable or not) on failure."""
+
+    async def token_pieces(self, text: str) -> list[str] | None:
+        """The tokens `text` splits into for this backend's model; None when it cannot tell.
+
+        Read by the verdict-token check (judges/verdict_tokens.py) when `scores_whole_candidates`
+        is false."""
+        return None
 
     def cache_identity(self) -> dict[str, Any]:
         """What identifies this backend's outputs in the cache (not URLs or keys)."""

@@ -19,7 +19,19 @@ Config (`backends:` in a reward config):
       top_p: 0.9
       stop_sequences: ["</verdict>"]
 
+      structured_output: tool_use  # JSON verdicts through a forced tool call (default: none)
+
 Credentials come from the usual boto3 chain (environment, profile, instance role).
+
+Structured verdicts (`structured_output`): Converse has no `response_format`; with `tool_use` a
+judge's request that carries its answer's JSON Schema gets one tool, `judgment`, whose input schema
+is that schema, and `toolChoice` forces the model to call it; the call's input, written back as
+JSON, is the answer, and it goes through the judge's strict parser like any text. Forcing one
+tool (`toolChoice: tool`) is supported by Anthropic Claude (3 and later), Amazon Nova and Mistral
+Large, not by every Bedrock model (Meta Llama takes `auto` only: Bedrock refuses the request with
+a ValidationException, which stops the run with the hint to set `structured_output: none`), hence
+`none` by default. A tool's input schema guides the model; Bedrock does not constrain decoding to
+it as a grammar would, so an answer may still fail the parser and be re-asked once.
 
 Failure classes: ThrottlingException, TooManyRequestsException, ServiceUnavailableException,
 ModelNotReadyException, InternalServerException, ModelTimeoutException,
@@ -33,10 +45,11 @@ on this backend is a fatal configuration error, reported on its first call.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -56,6 +69,8 @@ FATAL_CODES = frozenset({
     "UnrecognizedClientException", "ExpiredTokenException", "InvalidSignatureException",
 })
 CALL_CODES = frozenset({"ModelErrorException", "ModelStreamErrorException"})
+#: the one tool of `structured_output: tool_use`, whose input is the judge's answer
+VERDICT_TOOL = "judgment"
 INFERENCE_KEYS = {"max_tokens": "maxTokens", "maxTokens": "maxTokens", "temperature": "temperature",
                   "top_p": "topP", "topP": "topP", "stop_sequences": "stopSequences",
                   "stopSequences": "stopSequences"}
@@ -141,6 +156,9 @@ class BedrockOptions(BackendOptions):
     temperature: float | None = None
     top_p: float | None = Field(default=None, alias="topP")
     stop_sequences: list[str] | None = Field(default=None, alias="stopSequences")
+    structured_output: Literal["tool_use", "none"] = Field(
+        default="none", description="tool_use: a judge's JSON answer through a forced tool call whose "
+        "input schema is the answer's schema (Claude, Nova, Mistral Large); none: plain text")
 
     def inference(self) -> dict[str, Any]:
         """The inference keys given at the top level, then `inference_config` over them."""
@@ -157,13 +175,18 @@ class BedrockBackend(Backend):
 
     def __init__(self, model_id: str, *, region: str | None = None, profile: str | None = None,
                  inference_config: dict[str, Any] | None = None, max_concurrency: int = 16,
-                 timeout_s: float = 60.0, client: Any = None, limits: BackendLimits | None = None) -> None:
+                 timeout_s: float = 60.0, client: Any = None, limits: BackendLimits | None = None,
+                 structured_output: str = "none") -> None:
         super().__init__(model_id, max_concurrency=max_concurrency,
                          limits=limits or BackendLimits(timeout_s=timeout_s))
         self.region = region
         self.profile = profile
         self.timeout_s = timeout_s
         self.inference_config = _inference_config(inference_config or {})
+        if structured_output not in ("tool_use", "none"):
+            raise ConfigError(f"structured_output must be tool_use or none, got {structured_output!r}",
+                              field="backends.structured_output")
+        self.structured_output = structured_output
         self._client = client
         self._executor: ThreadPoolExecutor | None = None
 
@@ -176,7 +199,8 @@ class BedrockBackend(Backend):
                               field="backends.model")
         return cls(config.model, region=options.region, profile=options.profile,
                    inference_config=options.inference(), max_concurrency=config.max_concurrency,
-                   timeout_s=config.timeout_s, limits=BackendLimits.from_config(config))
+                   timeout_s=config.timeout_s, limits=BackendLimits.from_config(config),
+                   structured_output=options.structured_output)
 
     @property
     def client(self) -> Any:
@@ -210,6 +234,11 @@ class BedrockBackend(Backend):
         params: dict[str, Any] = {"modelId": self.model, "messages": messages, "inferenceConfig": inference}
         if system:
             params["system"] = system
+        if self.structured_output == "tool_use" and request.json_mode and request.response_schema:
+            params["toolConfig"] = {
+                "tools": [{"toolSpec": {"name": VERDICT_TOOL, "description": "Record the judgment.",
+                                        "inputSchema": {"json": request.response_schema}}}],
+                "toolChoice": {"tool": {"name": VERDICT_TOOL}}}
         return params
 
     def _call(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -227,11 +256,20 @@ class BedrockBackend(Backend):
         except BackendError:
             raise
         except Exception as exc:  # botocore raises many types; classify() decides what they mean
-            raise classify(exc) from exc
+            error = classify(exc)
+            forced_tool = "toolConfig" in params and "tool" in str(error).lower()
+            if forced_tool and isinstance(error, FatalBackendError):
+                error = FatalBackendError(f"{error} (structured_output is tool_use: this model may not take "
+                                          "a forced tool call; set the backend's structured_output: none)",
+                                          status=error.status)
+            raise error from exc
         return parse_response(response, self.model)
 
     def cache_identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.model, "inference_config": self.inference_config}
+        identity = {"kind": self.kind, "model": self.model, "inference_config": self.inference_config}
+        if self.structured_output != "none":
+            identity["structured_output"] = self.structured_output
+        return identity
 
     async def aclose(self) -> None:
         if self._executor is not None:
@@ -257,7 +295,12 @@ def parse_response(response: dict[str, Any], model: str) -> Completion:
     except (KeyError, TypeError) as exc:
         raise BackendError(f"bedrock: a response without output.message.content ({exc})",
                            retryable=True) from exc
-    text = "".join(block["text"] for block in blocks if isinstance(block, dict) and "text" in block)
+    calls = [block["toolUse"] for block in blocks if isinstance(block, dict)
+             and isinstance(block.get("toolUse"), dict) and block["toolUse"].get("name") == VERDICT_TOOL]
+    if calls:  # structured_output tool_use: the forced call's input is the answer
+        text = json.dumps(calls[-1].get("input"), ensure_ascii=False)
+    else:
+        text = "".join(block["text"] for block in blocks if isinstance(block, dict) and "text" in block)
     usage = response.get("usage") or {}
     stop = response.get("stopReason")
     if stop == "max_tokens":

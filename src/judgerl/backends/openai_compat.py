@@ -26,6 +26,26 @@ Classification:
   bounded re-ask) rather than the backend guessing.
 
 Messages of errors start with the reason the runtime reports ("http_429: ...", "timeout: ...").
+
+Structured verdicts (`structured_output`, the one switch): a judge that asks for JSON puts its
+answer's JSON Schema on the request; `json_schema` (the default) sends it as
+`response_format: {"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}`
+(OpenAI, vLLM, SGLang, Ollama's /v1) or, for `type: llamacpp`, in llama.cpp's own form
+`{"type": "json_object", "schema": ...}` (llama.cpp's server and llama-cpp-python's); `json_object`
+sends `{"type": "json_object"}` (any JSON, no shape); `none` sends nothing. The old
+`supports_json_mode` / `supports_json_schema` still work and map onto it.
+
+Endpoints (`endpoint`): `chat` posts the messages to /chat/completions and the server applies the
+model's chat template; `completions` renders the prompt here exactly as the `local` backend does
+(plain text: the contents joined by blank lines; or, with `chat_template: true`, the `tokenizer`'s
+own chat template) and posts it to /completions, so a judge validated in-process sees the same
+text on a server of the same model.
+
+Verdict tokens (`token_pieces`): an API returns the top log-probabilities of the first generated
+token only, so a logprob judge's candidate must be one token. The split of a text is read from
+the `tokenizer` option (a packaged model name, a .gguf file or a Hugging Face folder) when given,
+else asked of the server (vLLM's and llama.cpp's `/tokenize`, llama-cpp-python's
+`/extras/tokenize`); None when neither can tell.
 """
 
 from __future__ import annotations
@@ -43,7 +63,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import httpx
@@ -57,6 +77,7 @@ from judgerl.backends.base import (
     CompletionRequest,
     TokenLogprob,
     Usage,
+    render_prompt,
 )
 from judgerl.config import BackendConfig
 from judgerl.errors import BackendError, ConfigError, FatalBackendError
@@ -72,14 +93,60 @@ DEFAULT_BASE_URLS = {
 }
 
 
+StructuredOutput = Literal["json_schema", "json_object", "none"]
+Endpoint = Literal["chat", "completions"]
+
+
+def resolve_structured_output(structured_output: str | None, supports_json_mode: bool | None,
+                              supports_json_schema: bool | None) -> str:
+    """The `structured_output` a backend uses, from the option or its two old aliases.
+
+    >>> resolve_structured_output(None, None, None)
+    'json_schema'
+    >>> resolve_structured_output(None, True, False), resolve_structured_output(None, False, None)
+    ('json_object', 'none')
+    >>> resolve_structured_output("none", True, None)
+    Traceback (most recent call last):
+    ...
+    judgerl.errors.ConfigError: field 'supports_json_mode': replaced by structured_output; give \
+structured_output alone
+    """
+    legacy = supports_json_mode is not None or supports_json_schema is not None
+    if structured_output is not None:
+        if legacy:
+            field = "supports_json_mode" if supports_json_mode is not None else "supports_json_schema"
+            raise ConfigError("replaced by structured_output; give structured_output alone", field=field)
+        return structured_output
+    if not legacy:
+        return "json_schema"
+    if supports_json_mode is False:
+        return "none"
+    if supports_json_schema is False:
+        return "json_object"
+    return "json_schema"
+
+
 class OpenAIOptions(BackendOptions):
     """The options of an `openai` / `vllm` / `ollama` / `llamacpp` backend."""
 
     base_url: str | None = Field(default=None, description="the /v1 URL (local servers: a default)")
     api_key: str | None = Field(default=None, description="the key itself (prefer api_key_env)")
     api_key_env: str | None = Field(default=None, description="environment variable holding the key")
-    supports_json_mode: bool = Field(default=False, description="send response_format json_object")
-    supports_json_schema: bool | None = Field(default=None, description="send JSON schemas")
+    structured_output: StructuredOutput | None = Field(
+        default=None, description="what a judge's JSON request sends: json_schema (default: the "
+        "answer's schema, enforced by the server), json_object (any JSON) or none")
+    supports_json_mode: bool | None = Field(default=None, description="old name: true is "
+                                            "structured_output json_schema, false is none")
+    supports_json_schema: bool | None = Field(default=None, description="old name: false (with "
+                                              "supports_json_mode) is structured_output json_object")
+    endpoint: Endpoint = Field(default="chat", description="chat: /chat/completions (the server's chat "
+                               "template); completions: /completions with the prompt rendered here")
+    chat_template: bool = Field(default=False, description="endpoint completions: render with the "
+                                "tokenizer's chat template (needs `tokenizer`), as the local backend's "
+                                "chat_template: true; false: plain text, as its chat_template: false")
+    tokenizer: str | None = Field(default=None, description="the model's tokenizer here: a packaged "
+                                  "model name, a .gguf file or a model folder (verdict-token checks, "
+                                  "chat_template)")
     headers: dict[str, str] | None = Field(default=None, description="added to every request")
     extra_body: dict[str, Any] | None = Field(default=None, description="added to every request body")
     max_tokens_field: str = Field(default="max_tokens", description="max_tokens or max_completion_tokens")
@@ -237,7 +304,7 @@ def candidate_logprobs(first: TokenLogprob, candidates: list[str]) -> dict[str, 
 
 
 class OpenAICompatBackend(Backend):
-    """Chat completions over HTTP. One attempt per `complete` call.
+    """Chat (or text) completions over HTTP. One attempt per `complete` call.
 
     Connections: at most `max_concurrency`, kept alive, in one `aiohttp.TCPConnector` per event
     loop. Timeouts as before with httpx: `timeout_s` bounds the wait for a connection slot and
@@ -245,8 +312,8 @@ class OpenAICompatBackend(Backend):
     HTTP(S)_PROXY / NO_PROXY and SSL_CERT_FILE / SSL_CERT_DIR are honoured.
 
     `api_key` or `api_key_env` (the name of an environment variable) sets a bearer token.
-    `supports_json_mode` sends `response_format` for `request.json_mode` (a `json_schema`
-    format when the request has a `response_schema` and `supports_json_schema`). `headers` and
+    `structured_output` decides what a JSON request sends (`response_format`, see the module
+    docstring); `endpoint` chat or completions, `chat_template` and `tokenizer` likewise. `headers` and
     `extra_body` are added to every request, and `request.extra` to that request's body (both are
     part of the cache key). `trace_configs` (aiohttp `TraceConfig`s) let a probe watch every
     request that goes out, below the runtime (the throughput benchmark counts requests sent
@@ -255,10 +322,14 @@ class OpenAICompatBackend(Backend):
 
     kind = "openai"
     Options = OpenAIOptions
+    scores_whole_candidates = False  # the API gives the first generated token's alternatives only
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
                  api_key_env: str | None = None, timeout_s: float = 60.0, max_concurrency: int = 16,
-                 supports_json_mode: bool = False, supports_json_schema: bool | None = None,
+                 structured_output: str | None = None, supports_json_mode: bool | None = None,
+                 supports_json_schema: bool | None = None, server: str = "openai",
+                 endpoint: str = "chat", chat_template: bool = False, tokenizer: str | None = None,
+                 tokenizer_base_dir: str | Path | None = None,
                  headers: dict[str, str] | None = None, extra_body: dict[str, Any] | None = None,
                  max_tokens_field: str = "max_tokens", rpm: float | None = None, tpm: float | None = None,
                  trace_configs: Sequence[aiohttp.TraceConfig] | None = None) -> None:
@@ -272,11 +343,26 @@ class OpenAICompatBackend(Backend):
             if not api_key:
                 raise ConfigError(f"environment variable {api_key_env} is not set", field="api_key_env")
         self.base_url = base_url.rstrip("/")
-        self.url = f"{self.base_url}/chat/completions"
+        if endpoint not in ("chat", "completions"):
+            raise ConfigError(f"endpoint must be chat or completions, got {endpoint!r}", field="endpoint")
+        self.endpoint = endpoint
+        self.url = f"{self.base_url}/{'chat/completions' if endpoint == 'chat' else 'completions'}"
         self.timeout_s = timeout_s
-        self.supports_json_mode = supports_json_mode
-        self.supports_json_schema = (supports_json_mode if supports_json_schema is None
-                                     else supports_json_schema)
+        self.structured_output = resolve_structured_output(structured_output, supports_json_mode,
+                                                           supports_json_schema)
+        self.server = server
+        if chat_template and endpoint != "completions":
+            raise ConfigError("chat_template is for endpoint: completions (the chat endpoint uses the "
+                              "server's template)", field="chat_template")
+        if chat_template and not tokenizer:
+            raise ConfigError("chat_template: true renders with the model's own template here: give "
+                              "`tokenizer` (a packaged model name, a .gguf file or a model folder)",
+                              field="tokenizer")
+        self.chat_template = chat_template
+        self.tokenizer_spec = tokenizer
+        self._tokenizer_base_dir = Path(tokenizer_base_dir) if tokenizer_base_dir else None
+        self._tokenizer: Any = None
+        self._pieces: dict[str, list[str] | None] = {}
         self.extra_body = dict(extra_body or {})
         self.max_tokens_field = max_tokens_field
         self._headers = {"content-type": "application/json", **(headers or {})}
@@ -300,45 +386,161 @@ class OpenAICompatBackend(Backend):
             raise ConfigError(f"a backend of type '{config.type}' needs a model name", field="model")
         return cls(base_url, config.model, api_key=options.api_key, api_key_env=options.api_key_env,
                    timeout_s=config.timeout_s, max_concurrency=config.max_concurrency,
+                   structured_output=options.structured_output,
                    supports_json_mode=options.supports_json_mode,
-                   supports_json_schema=options.supports_json_schema,
+                   supports_json_schema=options.supports_json_schema, server=config.type,
+                   endpoint=options.endpoint, chat_template=options.chat_template,
+                   tokenizer=options.tokenizer, tokenizer_base_dir=base_dir,
                    headers=options.headers, extra_body=options.extra_body,
                    max_tokens_field=options.max_tokens_field,
                    rpm=config.rpm, tpm=config.tpm, trace_configs=trace_configs)
 
     def cache_identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.model, "json_mode": self.supports_json_mode,
-                "json_schema": self.supports_json_schema, "extra_body": self.extra_body}
+        identity = {"kind": self.kind, "model": self.model, "structured_output": self.structured_output,
+                    "extra_body": self.extra_body}
+        if self.endpoint != "chat":
+            identity |= {"endpoint": self.endpoint, "chat_template": self.chat_template}
+            if self.chat_template:
+                identity["tokenizer"] = self.tokenizer_spec
+        if self.server == "llamacpp" and self.structured_output == "json_schema":
+            identity["schema_form"] = "llamacpp"
+        return identity
 
     # -- the request -----------------------------------------------------------------------
 
+    def response_format(self, request: CompletionRequest) -> dict[str, Any] | None:
+        """What `structured_output` sends for this request (None: nothing).
+
+        >>> backend = OpenAICompatBackend("http://127.0.0.1:9/v1", "m")
+        >>> schema = {"type": "object"}
+        >>> backend.response_format(CompletionRequest([], json_mode=True, response_schema=schema))["type"]
+        'json_schema'
+        >>> OpenAICompatBackend("http://127.0.0.1:9/v1", "m", server="llamacpp").response_format(
+        ...     CompletionRequest([], json_mode=True, response_schema=schema))
+        {'type': 'json_object', 'schema': {'type': 'object'}}
+        """
+        if not request.json_mode or self.structured_output == "none":
+            return None
+        schema = request.response_schema
+        if self.structured_output == "json_object" or schema is None:
+            return {"type": "json_object"}
+        if self.server == "llamacpp":
+            return {"type": "json_object", "schema": schema}
+        return {"type": "json_schema", "json_schema": {"name": "judgment", "schema": schema, "strict": True}}
+
+    def render(self, request: CompletionRequest) -> str:
+        """endpoint completions: the prompt text, rendered as the local backend renders it."""
+        return render_prompt(request, self.load_tokenizer() if self.chat_template else None)
+
     def build_body(self, request: CompletionRequest) -> dict[str, Any]:
-        """The JSON body of one chat completion."""
-        body: dict[str, Any] = {"model": self.model, "messages": request.messages,
-                                self.max_tokens_field: request.max_tokens,
-                                "temperature": request.temperature}
+        """The JSON body of one chat completion (or, endpoint completions, one text completion)."""
+        body: dict[str, Any] = {"model": self.model}
+        if self.endpoint == "chat":
+            body["messages"] = request.messages
+        else:
+            body["prompt"] = self.render(request)
+        body |= {self.max_tokens_field: request.max_tokens, "temperature": request.temperature}
         if request.top_p is not None:
             body["top_p"] = request.top_p
         if request.seed is not None:
             body["seed"] = request.seed
         if request.stop:
             body["stop"] = request.stop
-        if request.json_mode and self.supports_json_mode:
-            if request.response_schema is not None and self.supports_json_schema:
-                body["response_format"] = {"type": "json_schema", "json_schema": {
-                    "name": "judgment", "schema": request.response_schema}}
-            else:
-                body["response_format"] = {"type": "json_object"}
+        response_format = self.response_format(request)
+        if response_format is not None:
+            body["response_format"] = response_format
         top = request.top_logprobs
         if request.candidate_tokens and not top:
             top = 20  # the most OpenAI allows; candidates are read from the first position
-        if request.logprobs or top:
+        if self.endpoint == "completions":
+            if request.logprobs or top:
+                body["logprobs"] = int(top or 1)  # the text API: how many alternatives per token
+        elif request.logprobs or top:
             body["logprobs"] = True
             if top:
                 body["top_logprobs"] = int(top)
         body.update(self.extra_body)
         body.update(request.extra)
         return body
+
+    # -- the tokenizer ---------------------------------------------------------------------
+
+    def load_tokenizer(self) -> Any:
+        """The `tokenizer` option's tokenizer (loaded once), or None when none is configured."""
+        if self._tokenizer is None and self.tokenizer_spec:
+            from transformers import AutoTokenizer
+
+            from judgerl.models.packaged import resolve_model
+
+            spec = self.tokenizer_spec
+            local = Path(spec).expanduser()
+            if not local.is_absolute() and self._tokenizer_base_dir is not None \
+                    and (self._tokenizer_base_dir / local).exists():
+                spec = str(self._tokenizer_base_dir / local)
+            self._tokenizer = AutoTokenizer.from_pretrained(str(resolve_model(spec)))
+        return self._tokenizer
+
+    async def token_pieces(self, text: str) -> list[str] | None:
+        """The tokens `text` splits into for this model: from the `tokenizer` option, else from the
+        server's tokenize endpoint; None when neither can tell."""
+        if text in self._pieces:
+            return self._pieces[text]
+        tokenizer = self.load_tokenizer()
+        if tokenizer is not None:
+            ids = tokenizer.encode(text, add_special_tokens=False)
+            pieces: list[str] | None = [tokenizer.decode([token]) for token in ids]
+        else:
+            pieces = await self._probe_pieces(text)
+        self._pieces[text] = pieces
+        return pieces
+
+    async def _probe_pieces(self, text: str) -> list[str] | None:
+        """Ask the server: llama.cpp's `/tokenize` (with pieces), vLLM's `/tokenize`,
+        llama-cpp-python's `/extras/tokenize`; the first that answers with token ids counts."""
+        root = self.base_url.removesuffix("/v1")
+        session = self._session_for_loop()
+        attempts: list[tuple[str, dict[str, Any]]] = [
+            (f"{root}/tokenize", {"model": self.model, "prompt": text, "content": text,
+                                  "add_special_tokens": False, "add_special": False, "with_pieces": True}),
+            (f"{root}/extras/tokenize", {"model": self.model, "input": text}),
+        ]
+        for url, body in attempts:
+            tokens = await self._tokenize_call(session, url, body)
+            if tokens is None:
+                continue
+            if url.endswith("/extras/tokenize"):
+                # it may add a BOS token: what an empty text gives is the overhead
+                overhead = await self._tokenize_call(session, url, {"model": self.model, "input": ""})
+                tokens = tokens[len(overhead or []):]
+            detokenize = url.removesuffix("/tokenize") + "/detokenize"
+            pieces = []
+            for token in tokens:
+                if isinstance(token, dict) and "piece" in token:
+                    pieces.append(str(token["piece"]))
+                    continue
+                token_id = token.get("id") if isinstance(token, dict) else token
+                data = await self._post_json(session, detokenize, {"model": self.model, "tokens": [token_id]})
+                text = next((data[key] for key in ("text", "prompt", "content")
+                             if isinstance(data, dict) and isinstance(data.get(key), str)), None)
+                pieces.append(text if text is not None else f"<{token_id}>")
+            return pieces
+        return None
+
+    async def _post_json(self, session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> Any:
+        """POST `body`; the JSON answer of a 200, else None (a probe: any failure means "unknown")."""
+        try:
+            async with session.post(url, json=body, proxy=self._proxy, allow_redirects=False) as reply:
+                if reply.status != 200:
+                    return None
+                return json.loads(await reply.read())
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return None
+
+    async def _tokenize_call(self, session: aiohttp.ClientSession, url: str,
+                             body: dict[str, Any]) -> list[Any] | None:
+        data = await self._post_json(session, url, body)
+        tokens = data.get("tokens") if isinstance(data, dict) else None
+        return tokens if isinstance(tokens, list) else None
 
     def _session_for_loop(self) -> aiohttp.ClientSession:
         """This event loop's session (made on first use; a session belongs to one loop)."""
@@ -386,6 +588,13 @@ class OpenAICompatBackend(Backend):
         if status < 400:
             return
         message = _server_message(response)
+        schema_hint = (f" (structured_output is {self.structured_output}: if this server does not take "
+                       "JSON schemas, set the backend's structured_output: json_object or none; "
+                       "llama.cpp's server: use type: llamacpp)")
+        if status >= 500 and "validation error" in message and "response_format" in message:
+            # llama-cpp-python's server answers a request it cannot validate with a 500: no retry helps
+            raise FatalBackendError(f"http_{status}: {self.url} refused the request{schema_hint}: {message}",
+                                    status=status)
         if status in RETRYABLE_STATUSES or status >= 500:
             raise BackendError(f"http_{status}: {message}", retryable=True, status=status,
                                retry_after=parse_retry_after(response.headers))
@@ -394,6 +603,8 @@ class OpenAICompatBackend(Backend):
         if status in FATAL_STATUSES:
             hint = {401: " (check the API key)", 403: " (check the key's permissions)",
                     404: f" (check base_url {self.base_url} and model '{self.model}')"}.get(status, "")
+            if status in (400, 422) and re.search(r"response_format|json_schema|schema", message, re.I):
+                hint = schema_hint
             raise FatalBackendError(f"http_{status}: {self.url} refused the request{hint}: {message}",
                                     status=status)
         raise BackendError(f"http_{status}: {message}", retryable=False, status=status)
@@ -413,13 +624,20 @@ class OpenAICompatBackend(Backend):
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
             raise BackendError("bad_response: no choices", retryable=True, status=response.status)
         choice = choices[0]
-        message = choice.get("message") or {}
-        text = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(text, str):
-            refusal = message.get("refusal") if isinstance(message, dict) else None
-            detail = f"refusal: {refusal}" if refusal else "no message content"
-            raise BackendError(f"bad_response: {detail}", retryable=True, status=response.status)
-        logprobs = self._parse_logprobs(choice.get("logprobs"))
+        if self.endpoint == "completions":
+            text = choice.get("text")
+            if not isinstance(text, str):
+                raise BackendError("bad_response: no text in the completion", retryable=True,
+                                   status=response.status)
+            logprobs = self._parse_text_logprobs(choice.get("logprobs"))
+        else:
+            message = choice.get("message") or {}
+            text = message.get("content") if isinstance(message, dict) else None
+            if not isinstance(text, str):
+                refusal = message.get("refusal") if isinstance(message, dict) else None
+                detail = f"refusal: {refusal}" if refusal else "no message content"
+                raise BackendError(f"bad_response: {detail}", retryable=True, status=response.status)
+            logprobs = self._parse_logprobs(choice.get("logprobs"))
         candidates = None
         if request.candidate_tokens and logprobs:
             candidates = candidate_logprobs(logprobs[0], request.candidate_tokens)
@@ -450,6 +668,26 @@ class OpenAICompatBackend(Backend):
             tokens.append(TokenLogprob(token=str(item["token"]), logprob=float(item.get("logprob", 0.0)),
                                        top=top))
         return tokens
+
+    @staticmethod
+    def _parse_text_logprobs(raw: Any) -> list[TokenLogprob] | None:
+        """The text-completions shape: `tokens`, `token_logprobs`, `top_logprobs` (one dict per token)."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("tokens"), list):
+            return None
+        tokens, values = raw["tokens"], raw.get("token_logprobs") or []
+        tops = raw.get("top_logprobs") or []
+        if not isinstance(values, list) or not isinstance(tops, list):
+            raise BackendError("bad_response: malformed logprobs", retryable=True)
+        parsed = []
+        for index, token in enumerate(tokens):
+            value = values[index] if index < len(values) else None
+            top = tops[index] if index < len(tops) else None
+            alternatives = {str(key): float(item) for key, item in (top or {}).items()
+                            if isinstance(item, (int, float))} if isinstance(top, dict) else {}
+            parsed.append(TokenLogprob(token=str(token),
+                                       logprob=float(value) if isinstance(value, (int, float)) else 0.0,
+                                       top=alternatives))
+        return parsed
 
     async def aclose(self) -> None:
         session, self._session = self._session, None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from judgerl.errors import FatalBackendError
@@ -22,6 +23,16 @@ if TYPE_CHECKING:
     from judgerl.backends.base import CompletionRequest
     from judgerl.config import JudgeConfig
     from judgerl.runtime.model_runtime import ModelRuntime
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """One set of candidates a judge reads: where they are configured and whether they can change."""
+
+    judge: str
+    candidates: tuple[str, ...]
+    #: the options that set them ("pass_token / fail_token"); empty: fixed by the judge (A / B, 1-5)
+    fields: str = ""
 
 
 class Judge(ABC):
@@ -46,6 +57,11 @@ class Judge(ABC):
 
     def parts(self) -> list[Judge]:
         """The judges this one calls through under their own names (a panel's members); none here."""
+        return []
+
+    def verdict_token_sets(self) -> list[TokenSet]:
+        """The candidate tokens a logprob judge reads (judges/verdict_tokens.py checks them against
+        its backend's tokenizer before the run); none for a judge that parses generated text."""
         return []
 
     def dry_run_answer(self, request: CompletionRequest) -> str:

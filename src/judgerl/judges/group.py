@@ -39,7 +39,7 @@ from judgerl.judges.options import (
     question_block,
     reference_block,
 )
-from judgerl.judges.parsing import parse_group
+from judgerl.judges.parsing import group_schema, parse_group
 from judgerl.judges.templates import fence
 from judgerl.judges.transcript import as_transcript
 from judgerl.types import Rollout, Sample, Score
@@ -105,8 +105,8 @@ class GroupJudge(Judge):
                   "answers": answers, "count": str(len(ids)), "ids": ", ".join(ids),
                   "instructions": self.options.instructions, "answer_format": answer_format(ids)}
         request = CompletionRequest(messages=self.prompt.render(values), max_tokens=self.options.max_tokens,
-                                    temperature=self.options.temperature, json_mode=self.options.json_mode,
-                                    tag=self.name)
+                                    temperature=self.options.temperature, json_mode=True,
+                                    response_schema=group_schema(ids), tag=self.name)
         return request, ids
 
     def dry_run_answer(self, request: CompletionRequest) -> str:

@@ -59,9 +59,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from judgerl.backends.base import CompletionRequest
 from judgerl.checks.json_items import load_items, parse_path
 from judgerl.errors import JudgeParseError
-from judgerl.judges.base import PointwiseJudge
+from judgerl.judges.base import PointwiseJudge, TokenSet
 from judgerl.judges.calling import CallLog, call_and_parse, record_judgment
-from judgerl.judges.logprob import verdict_instruction, verdict_parser, verdict_tokens
+from judgerl.judges.logprob import LIKERT_TOKENS, verdict_instruction, verdict_parser, verdict_tokens
 from judgerl.judges.options import (
     choose_prompt,
     is_empty,
@@ -72,6 +72,7 @@ from judgerl.judges.options import (
 from judgerl.judges.parsing import (
     CriterionResult,
     CriterionSpec,
+    criteria_schema,
     find_last_json_object,
     match_ids,
     parse_rubric,
@@ -152,6 +153,22 @@ def answer_format(ids: list[str], criteria: list[Criterion]) -> str:
         return f'  {{"id": "{item}", "criteria": {{{fields}}}}}'
 
     return '{"items": [\n' + ",\n".join(entry(item) for item in ids) + "\n]}"
+
+
+def itemized_schema(ids: list[str], specs: list[CriterionSpec]) -> dict[str, Any]:
+    """The JSON Schema of the answer `parse_itemized` accepts: one entry per shown id, each with
+    exactly the configured criteria (that each id comes once is the parser's check).
+
+    >>> schema = itemized_schema(["c1", "c2"], [CriterionSpec("useful", "check")])
+    >>> schema["properties"]["items"]["items"]["properties"]["id"]
+    {'type': 'string', 'enum': ['c1', 'c2']}
+    """
+    entry = {"type": "object", "properties": {"id": {"type": "string", "enum": list(ids)},
+                                              "criteria": criteria_schema(specs)},
+             "required": ["id", "criteria"], "additionalProperties": False}
+    return {"type": "object", "properties": {"items": {"type": "array", "items": entry, "minItems": len(ids),
+                                                       "maxItems": len(ids)}},
+            "required": ["items"], "additionalProperties": False}
 
 
 class _ItemEntry(BaseModel):
@@ -259,12 +276,24 @@ class ItemizedRubricJudge(PointwiseJudge):
         else:
             values["question"] = question_block(sample)
         request = CompletionRequest(messages=self.prompt.render(values), max_tokens=self.options.max_tokens,
-                                    temperature=self.options.temperature, json_mode=self.options.json_mode,
-                                    tag=self.name)
+                                    temperature=self.options.temperature, json_mode=True,
+                                    response_schema=itemized_schema(ids, self.specs), tag=self.name)
         return request, ids
 
     def criterion_tokens(self, criterion: Criterion) -> list[str]:
         return verdict_tokens(criterion.kind, self.options.pass_token, self.options.fail_token)
+
+    def verdict_token_sets(self) -> list[TokenSet]:
+        if self.options.scoring != "logprob":
+            return []
+        kinds = {criterion.kind for criterion in self.options.criteria}
+        sets = []
+        if "check" in kinds:
+            sets.append(TokenSet(self.name, (self.options.pass_token, self.options.fail_token),
+                                 "pass_token / fail_token"))
+        if "likert" in kinds:
+            sets.append(TokenSet(self.name, tuple(LIKERT_TOKENS)))
+        return sets
 
     def logprob_request(self, sample: Sample, item_id: str, item: Any, count: int,
                         criterion: Criterion) -> CompletionRequest:

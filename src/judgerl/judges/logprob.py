@@ -63,6 +63,14 @@ def candidate_mass(completion: Completion, candidates: list[str], *,
             if _matches(token, candidate, case_sensitive):
                 mass[candidate] += math.exp(min(logprob, 0.0))
                 break
+    if not any(mass.values()) and pairs and not completion.candidate_logprobs:
+        # say what the model did put first: a candidate the tokenizer splits ("P" + "ASS") shows here
+        seen = [token for token, _ in sorted(pairs, key=lambda pair: -pair[1])[:5]]
+        raise JudgeParseError(f"no probability mass on the candidate tokens {candidates}; the first answer "
+                              f"token's top alternatives were {seen} (a candidate of several tokens "
+                              "cannot be read from an API's log-probabilities: choose one-token "
+                              "pass_token / fail_token, or set the backend's `tokenizer` to have them "
+                              "checked)")
     return mass
 
 

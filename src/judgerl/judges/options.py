@@ -8,6 +8,7 @@ Each judge extends `JudgeOptions` with its own fields, documented where they are
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -19,6 +20,7 @@ from judgerl.judges.templates import PromptTemplate, fence, load_prompt, load_pr
 from judgerl.types import Sample
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 
 class JudgeOptions(BaseModel):
@@ -37,8 +39,10 @@ class JudgeOptions(BaseModel):
         "logprob: verdicts read from the probabilities of the answer tokens (one token, no parsing)")
     max_tokens: int = Field(default=1024, ge=1, description="token limit of a generated judgment")
     temperature: float = Field(default=0.0, ge=0, le=2, description="judge sampling temperature")
-    json_mode: bool = Field(default=False, description="ask the server for JSON output "
-                            "(response_format); only where the server supports it")
+    json_mode: bool | None = Field(
+        default=None, description="replaced by the backend's `structured_output`: a judge that asks "
+        "for JSON always sends its answer's schema, and the backend decides what the server is sent; "
+        "still accepted (it changes nothing) with a warning")
     empty_answer_score: float | None = Field(
         default=0.0, ge=0, le=1, description="score of an empty / whitespace answer, given without "
         "calling the judge; null sends empty answers to the judge like any other")
@@ -46,6 +50,13 @@ class JudgeOptions(BaseModel):
                               "asked for at the verdict position")
     case_sensitive_tokens: bool = Field(default=True, description="logprob mode: 'pass' does not "
                                         "count as 'PASS' unless this is false")
+
+    @model_validator(mode="after")
+    def _json_mode_moved(self) -> JudgeOptions:
+        if self.json_mode is not None:
+            log.warning("judge option `json_mode` is replaced by the backend option `structured_output` "
+                        "(json_schema | json_object | none) and changes nothing; remove it")
+        return self
 
     @model_validator(mode="after")
     def _shipped_prompt(self) -> JudgeOptions:

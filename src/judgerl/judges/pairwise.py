@@ -66,11 +66,11 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from judgerl.backends.base import Completion, CompletionRequest
 from judgerl.config import JudgeConfig
-from judgerl.judges.base import ComparingJudge
+from judgerl.judges.base import ComparingJudge, TokenSet
 from judgerl.judges.calling import CallLog, CallOutcome, call_and_parse, judgment_inputs, record_judgment
 from judgerl.judges.logprob import candidate_mass, pairwise_prob_first
 from judgerl.judges.options import JudgeOptions, choose_prompt, is_empty, parse_options, question_block
-from judgerl.judges.parsing import PairwiseAnswer, parse_pairwise
+from judgerl.judges.parsing import PairwiseAnswer, pairwise_schema, parse_pairwise
 from judgerl.judges.rubric import LOGPROB_PLACEHOLDERS, RubricJudge
 from judgerl.judges.templates import fence
 from judgerl.judges.transcript import as_transcript
@@ -231,11 +231,17 @@ class PairwiseJudge(ComparingJudge):
                                      top_logprobs=self.options.top_logprobs, candidate_tokens=["A", "B"],
                                      tag=self.name)
         return CompletionRequest(messages=messages, max_tokens=self.options.max_tokens,
-                                 temperature=self.options.temperature, json_mode=self.options.json_mode,
+                                 temperature=self.options.temperature, json_mode=True,
+                                 response_schema=pairwise_schema(allow_tie=self.options.allow_tie),
                                  tag=self.name)
 
     def dry_run_answer(self, request: CompletionRequest) -> str:
         return json.dumps({"rationale": "dry run", "winner": "tie"})
+
+    def verdict_token_sets(self) -> list[TokenSet]:
+        if self.rater is not None:
+            return self.rater.verdict_token_sets()
+        return [TokenSet(self.name, ("A", "B"))] if self.options.scoring == "logprob" else []
 
     async def _one_order(self, sample: Sample, first: str, second: str) -> CallOutcome:
         request = self.request(sample, first, second)

@@ -10,6 +10,15 @@ Which JSON object: judges often think aloud, quote the answer (which may itself 
 verdict such as `{"score": 5}`), or wrap their JSON in a ```json fence. The parser decodes every
 complete top-level JSON object in the text and uses the LAST one: the judge's final word comes
 after whatever it quoted. NaN and Infinity are rejected while decoding.
+
+Schemas: next to each verdict model sits the JSON Schema of the answer it accepts
+(`rubric_schema`, `pairwise_schema`, `group_schema`; the itemized one is in judges/itemized.py).
+A judge puts it on its request (`CompletionRequest.response_schema`) and a backend whose server
+constrains its output to a schema sends it (the backend's `structured_output`). The schemas are
+written in the subset that OpenAI's strict mode, vLLM, SGLang, llama.cpp and Ollama all accept:
+objects with every property required and no others, `enum`, `minimum` / `maximum`,
+`minItems` / `maxItems`. An answer the server constrained still goes through the same strict
+parser: a schema cannot say "every id exactly once", and a server may ignore it.
 """
 
 from __future__ import annotations
@@ -135,6 +144,37 @@ class _RubricAnswer(BaseModel):
     criteria: dict[str, dict[str, Any]]
 
 
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    """A closed object: every property required, no other allowed (strict-mode shape)."""
+    return {"type": "object", "properties": properties, "required": list(properties),
+            "additionalProperties": False}
+
+
+def criterion_schema(kind: CriterionKind) -> dict[str, Any]:
+    """One criterion's verdict: a rationale, then a boolean (check) or a level 1..5 (likert).
+
+    >>> criterion_schema("likert")["properties"]["score"]
+    {'type': 'integer', 'enum': [1, 2, 3, 4, 5]}
+    """
+    score = {"type": "boolean"} if kind == "check" else {"type": "integer", "enum": [1, 2, 3, 4, 5]}
+    return _object({"rationale": {"type": "string"}, "score": score})
+
+
+def criteria_schema(criteria: list[CriterionSpec]) -> dict[str, Any]:
+    """The `criteria` object: exactly the configured criteria, each by `criterion_schema`."""
+    return _object({spec.name: criterion_schema(spec.kind) for spec in criteria})
+
+
+def rubric_schema(criteria: list[CriterionSpec]) -> dict[str, Any]:
+    """The JSON Schema of the answer `parse_rubric` accepts for these criteria.
+
+    >>> schema = rubric_schema([CriterionSpec("correct", "check")])
+    >>> schema["required"], schema["properties"]["criteria"]["required"]
+    (['criteria'], ['correct'])
+    """
+    return _object({"criteria": criteria_schema(criteria)})
+
+
 def parse_rubric(text: str, criteria: list[CriterionSpec]) -> dict[str, CriterionResult]:
     """Parse `{"criteria": {"<name>": {"score": true|false or 1..5, "rationale": "..."}}}`.
 
@@ -189,6 +229,16 @@ class _PairwiseModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     winner: str
     rationale: str = ""
+
+
+def pairwise_schema(*, allow_tie: bool = True) -> dict[str, Any]:
+    """The JSON Schema of the answer `parse_pairwise` accepts: the rationale, then the winner.
+
+    >>> pairwise_schema(allow_tie=False)["properties"]["winner"]
+    {'type': 'string', 'enum': ['A', 'B']}
+    """
+    winners = ["A", "B", "tie"] if allow_tie else ["A", "B"]
+    return _object({"rationale": {"type": "string"}, "winner": {"type": "string", "enum": winners}})
 
 
 def parse_pairwise(text: str, *, allow_tie: bool = True) -> PairwiseAnswer:
@@ -267,6 +317,18 @@ class _GroupEntry(BaseModel):
 class _GroupModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scores: list[_GroupEntry]
+
+
+def group_schema(ids: list[str]) -> dict[str, Any]:
+    """The JSON Schema of the answer `parse_group` accepts for these ids (one entry per id; that
+    each id comes exactly once is the parser's check: a schema cannot say it).
+
+    >>> group_schema(["r1", "r2"])["properties"]["scores"]["minItems"]
+    2
+    """
+    entry = _object({"id": {"type": "string", "enum": list(ids)}, "rationale": {"type": "string"},
+                     "score": {"type": "integer", "minimum": GROUP_SCALE[0], "maximum": GROUP_SCALE[1]}})
+    return _object({"scores": {"type": "array", "items": entry, "minItems": len(ids), "maxItems": len(ids)}})
 
 
 def parse_group(text: str, ids: list[str]) -> dict[str, GroupItem]:

@@ -66,9 +66,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from judgerl.backends.base import Completion, CompletionRequest
-from judgerl.judges.base import PointwiseJudge
+from judgerl.judges.base import PointwiseJudge, TokenSet
 from judgerl.judges.calling import CallLog, call_and_parse, judgment_inputs, record_judgment
-from judgerl.judges.logprob import verdict_instruction, verdict_parser, verdict_tokens
+from judgerl.judges.logprob import LIKERT_TOKENS, verdict_instruction, verdict_parser, verdict_tokens
 from judgerl.judges.options import (
     JudgeOptions,
     choose_prompt,
@@ -77,7 +77,13 @@ from judgerl.judges.options import (
     question_block,
     reference_block,
 )
-from judgerl.judges.parsing import CriterionSpec, find_last_json_object, parse_rubric, validate_answer
+from judgerl.judges.parsing import (
+    CriterionSpec,
+    find_last_json_object,
+    parse_rubric,
+    rubric_schema,
+    validate_answer,
+)
 from judgerl.judges.templates import fence, load_prompt
 from judgerl.judges.transcript import Transcript, render_transcript, tools_block, trajectory_of
 from judgerl.rubric_items import (
@@ -136,6 +142,14 @@ class CriteriaOptions(JudgeOptions):
         if sum(criterion.weight for criterion in criteria) <= 0:
             raise ValueError("at least one criterion needs a positive weight")
         return criteria
+
+    @field_validator("pass_token", "fail_token", mode="before")
+    @classmethod
+    def _not_a_yaml_boolean(cls, token: Any) -> Any:
+        if isinstance(token, bool):
+            raise ValueError(f"YAML read this token as {str(token).lower()}: quote it (e.g. pass_token: "
+                             '"Yes", fail_token: "No")')
+        return token
 
     @field_validator("fail_token")
     @classmethod
@@ -387,8 +401,10 @@ class RubricJudge(PointwiseJudge):
             shown = self.options.criteria if criteria is None else criteria
             values = {**values, "criteria": describe_criteria(shown), "answer_format": answer_format(shown)}
             return CompletionRequest(messages=self.prompt.render(values), max_tokens=self.options.max_tokens,
-                                     temperature=self.options.temperature,
-                                     json_mode=self.options.json_mode, tag=self.name)
+                                     temperature=self.options.temperature, json_mode=True,
+                                     response_schema=rubric_schema(
+                                         [CriterionSpec(c.name, c.kind) for c in shown]),
+                                     tag=self.name)
         tokens = self.criterion_tokens(criterion)
         instruction, choices = verdict_instruction(criterion.kind, tokens, SUBJECTS[self.options.scope])
         values = {**values, "criterion": describe_criteria([criterion]).removeprefix("- "),
@@ -427,6 +443,18 @@ class RubricJudge(PointwiseJudge):
 
     def criterion_tokens(self, criterion: Criterion) -> list[str]:
         return verdict_tokens(criterion.kind, self.options.pass_token, self.options.fail_token)
+
+    def verdict_token_sets(self) -> list[TokenSet]:
+        if self.options.scoring != "logprob":
+            return []
+        kinds = {criterion.kind for criterion in self.options.criteria}
+        sets = []
+        if "check" in kinds:
+            sets.append(TokenSet(self.name, (self.options.pass_token, self.options.fail_token),
+                                 "pass_token / fail_token"))
+        if "likert" in kinds:
+            sets.append(TokenSet(self.name, tuple(LIKERT_TOKENS)))
+        return sets
 
     def dry_run_answer(self, request: CompletionRequest) -> str:
         """Every check shown passes and every Likert criterion gets 3 (read back from the answer

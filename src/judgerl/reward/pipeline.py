@@ -31,6 +31,7 @@ from judgerl.config import CheckConfig, RewardConfig, load_reward_config
 from judgerl.data import find_lone_surrogate, lone_surrogate, surrogate_message
 from judgerl.errors import BudgetExhausted, ConfigError, DataError, FailureBudgetExceeded, FatalBackendError
 from judgerl.judges.base import Judge
+from judgerl.judges.verdict_tokens import check_verdict_tokens
 from judgerl.reward.dry_run import DryRunBackend
 from judgerl.runtime.loop import LoopThread
 from judgerl.runtime.model_runtime import ModelRuntime
@@ -69,6 +70,7 @@ class RewardPipeline:
             raise ConfigError("every check and judge has weight 0: the weighted mean is undefined",
                               path=source, field="weight")
         self._loop: LoopThread | None = None
+        self._verdict_tokens_checked = False
 
     @classmethod
     def from_config(cls, source: RewardConfig | str | dict[str, Any], *,
@@ -121,8 +123,18 @@ class RewardPipeline:
 
     # -- scoring ---------------------------------------------------------------------------
 
+    async def check_verdict_tokens(self) -> None:
+        """Refuse, once and before any judgment, a logprob judge whose verdict tokens its backend's
+        API cannot score (judges/verdict_tokens.py): a `ConfigError` naming a working pair."""
+        if self._verdict_tokens_checked:
+            return
+        await check_verdict_tokens(self.judges, self.runtime.backends)
+        self._verdict_tokens_checked = True
+
     async def score_group(self, sample: Sample, rollouts: Sequence[Rollout]) -> list[Reward]:
         """Rewards for the rollouts of one sample, in order; a row's failure stays that row's."""
+        if self.judges and not self._verdict_tokens_checked:
+            await self.check_verdict_tokens()
         rewards: list[Reward | None] = [None] * len(rollouts)
         check_scores: dict[int, dict[str, Score]] = {}
         sample_problem = _invalid_sample_text(sample)

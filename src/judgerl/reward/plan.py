@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from judgerl.backends.base import Backend, CompletionRequest
+from judgerl.backends.base import Backend, CompletionRequest, render_prompt
 from judgerl.backends.scripted import ScriptedBackend, _approx_tokens
 from judgerl.config import RewardConfig
 from judgerl.errors import ConfigError, DataError, FatalBackendError
@@ -243,9 +243,8 @@ class TokenCounter:
         if self.tokenizer is None:
             return estimate_tokens(request.messages)
         if self.local_chat_template is not None:
-            from judgerl.backends.local.engine import render_prompt
-
-            return self.text(render_prompt(self.tokenizer, request, self.local_chat_template))
+            use_template = request.extra.get("chat_template", self.local_chat_template)
+            return self.text(render_prompt(request, self.tokenizer if use_template else None))
         if getattr(self.tokenizer, "chat_template", None):
             ids = self.tokenizer.apply_chat_template(request.messages, tokenize=True,
                                                      add_generation_prompt=True)

@@ -132,6 +132,7 @@ def run_validation(config: RewardConfig | str | Path | dict[str, Any],
         judge = pick_judge(pipeline, suite.judge, where="judge")
         probe = JudgeProbe(judge, pass_threshold=suite.pass_threshold)
         runner = _Runner(pipeline, progress)
+        runner.run(pipeline.check_verdict_tokens())  # before any section: a refused token stops here
         report = ValidationReport(judge=judge.name, judge_kind=probe.kind, config=reward_config.source,
                                   suite=suite.source, dry_run=dry_run)
         _check_panel_section(suite, judge)

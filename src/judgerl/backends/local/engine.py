@@ -23,6 +23,7 @@ from judgerl.backends.base import (
     CompletionRequest,
     TokenLogprob,
     Usage,
+    render_prompt,
 )
 from judgerl.backends.local.prefix_cache import (
     Group,
@@ -127,21 +128,6 @@ def kv_cache_name() -> str:
 
     return "cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {}) else \
         "past_key_values"
-
-
-def render_prompt(tokenizer: Any, request: CompletionRequest, chat_template: bool = True) -> str:
-    """The exact prompt text a local model sees for `request` (needs only the tokenizer: `judgerl plan`
-    counts a local judge's prompt tokens with it without loading the model)."""
-    messages = [{"role": m["role"], "content": m["content"]} for m in request.messages]
-    prefix = str(request.extra.get("assistant_prefix") or "")
-    use_template = request.extra.get("chat_template", chat_template) and tokenizer.chat_template
-    if not use_template:
-        return "\n\n".join(m["content"] for m in messages) + prefix
-    if messages and messages[-1]["role"] == "assistant":
-        text = tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
-    else:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return text + prefix
 
 
 class LocalEngine:
@@ -300,7 +286,8 @@ class LocalEngine:
 
     def render(self, request: CompletionRequest, chat_template: bool = True) -> str:
         """The exact prompt text the model sees."""
-        return render_prompt(self.tokenizer, request, chat_template)
+        use_template = request.extra.get("chat_template", chat_template) and self.tokenizer.chat_template
+        return render_prompt(request, self.tokenizer if use_template else None)
 
     def candidate_ids(self, candidate: str) -> tuple[int, ...]:
         """Token ids whose probabilities make up `candidate`'s (see the module docstring)."""
