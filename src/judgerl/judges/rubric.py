@@ -255,6 +255,12 @@ class _ImplicitAnswer(BaseModel):
     score: int = Field(strict=True, ge=1, le=10)
 
 
+#: the JSON Schema of `_ImplicitAnswer`, sent where the backend enforces schemas
+IMPLICIT_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["rationale", "score"],
+                   "properties": {"rationale": {"type": "string"},
+                                  "score": {"type": "integer", "enum": list(range(1, 11))}}}
+
+
 def parse_implicit(text: str) -> tuple[int, str]:
     """`{"rationale": "...", "score": 1..10}` -> (score, rationale); anything else raises.
 
@@ -418,8 +424,8 @@ class RubricJudge(PointwiseJudge):
         values = {**self._common_values(sample, rollout), "criteria": describe_weighted(rubric),
                   "answer_format": IMPLICIT_FORMAT}
         return CompletionRequest(messages=self.prompt.render(values), max_tokens=self.options.max_tokens,
-                                 temperature=self.options.temperature, json_mode=self.options.json_mode,
-                                 tag=self.name)
+                                 temperature=self.options.temperature, json_mode=True,
+                                 response_schema=IMPLICIT_SCHEMA, tag=self.name)
 
     def generate_request(self, sample: Sample, rollout: Rollout) -> CompletionRequest:
         return self._request(self._common_values(sample, rollout), criteria=self.rubric_for(sample).criteria)
@@ -449,7 +455,7 @@ class RubricJudge(PointwiseJudge):
             return []
         kinds = {criterion.kind for criterion in self.options.criteria}
         sets = []
-        if "check" in kinds:
+        if "check" in kinds or self.options.rubric_field:  # a row's rubric items are checks
             sets.append(TokenSet(self.name, (self.options.pass_token, self.options.fail_token),
                                  "pass_token / fail_token"))
         if "likert" in kinds:

@@ -97,7 +97,7 @@ async def check_verdict_tokens(judges: list[Judge], backends: dict[str, Backend]
     cannot tell how its model splits the candidates.
     """
     problems = []
-    for judge in judges:
+    for judge in [part for top in judges for part in (top.parts() or [top])]:  # a panel: its members
         backend = backends.get(judge.backend_name)
         if backend is None:
             continue
