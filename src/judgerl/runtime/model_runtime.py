@@ -65,13 +65,6 @@ _REASON = re.compile(r"^([a-z][a-z0-9_]*)(?::|$)")
 
 
 @dataclass
-class _ServiceTime:
-    """Seconds one logical call spent at the backend (summed over its attempts)."""
-
-    seconds: float = 0.0
-
-
-@dataclass
 class CallResult:
     """The outcome of one logical call (possibly several HTTP attempts)."""
 
@@ -348,55 +341,70 @@ class ModelRuntime:
 
     async def _call(self, state: _BackendState, request: CompletionRequest, started: float) -> CallResult:
         """Attempts with retries; returns a CallResult (with the backend's own time, `service_s`)
-        or raises FatalBackendError."""
-        spent = _ServiceTime()
-        result = await self._attempts(state, request, started, spent)
-        return replace(result, service_s=spent.seconds)
+        or raises FatalBackendError.
 
-    async def _attempts(self, state: _BackendState, request: CompletionRequest, started: float,
-                        spent: _ServiceTime) -> CallResult:
+        The hot path of every call, kept flat on purpose (bench/reward_throughput.py): one
+        coroutine frame below `complete` (each frame is walked again at every resume), no token
+        estimate unless an RPM / TPM limit needs it, and no `_wait_to_send` coroutine while
+        neither the Retry-After gate nor a limit can hold the call."""
         config = self.config
         semaphore = self._loop_state().semaphores[state.name]
-        estimate = estimate_tokens(request.messages) + request.max_tokens
+        limiter, gate = state.limiter, state.gate
+        estimate = estimate_tokens(request.messages) + request.max_tokens if limiter.active else 0
         attempts = 0
+        service_s = 0.0
         deadline: float | None = None
         while True:
             if state.breaker.state == "open":
-                return self._fail(state, "circuit_open", f"backend '{state.name}' is failing; "
-                                  f"calls fail fast for {config.breaker_cooldown_s:g}s", attempts, started)
+                result = self._fail(state, "circuit_open", f"backend '{state.name}' is failing; "
+                                    f"calls fail fast for {config.breaker_cooldown_s:g}s", attempts, started)
+                result.service_s = service_s
+                return result
             async with semaphore:
                 if deadline is None:
                     deadline = time.monotonic() + config.deadline_s
                 quota_spent = False
                 while True:  # until something was sent (a window that opens at send time loops back)
-                    waited_out, quota_spent = await self._wait_to_send(state, estimate, quota_spent,
-                                                                       deadline, attempts, started)
+                    if gate.is_open() and (quota_spent or not limiter.active):
+                        waited_out = None  # nothing can hold the call: no coroutine, no await
+                    else:
+                        waited_out, quota_spent = await self._wait_to_send(
+                            state, estimate, quota_spent, deadline, attempts, started)
                     if waited_out is not None:
+                        waited_out.service_s = service_s
                         return waited_out
                     # no await between the checks below and the send
                     now = time.monotonic()
                     if now >= deadline:
-                        return self._fail(state, "deadline_exceeded", None, attempts, started)
-                    if not state.breaker.allow():
-                        return self._fail(state, "circuit_open", f"backend '{state.name}' is failing",
-                                          attempts, started)
+                        result = self._fail(state, "deadline_exceeded", None, attempts, started)
+                        result.service_s = service_s
+                        return result
+                    if not state.breaker.allow(now=now):
+                        result = self._fail(state, "circuit_open", f"backend '{state.name}' is failing",
+                                            attempts, started)
+                        result.service_s = service_s
+                        return result
                     attempts += 1
                     outcome = await self._attempt(state, request, min(state.timeout_s, deadline - now),
                                                   attempts, started)
-                    spent.seconds += time.monotonic() - now
+                    service_s += time.monotonic() - now
                     if outcome.unsent_wait_s is None:
                         break
                     # A window opened while the backend got its connection: nothing was sent, so
                     # it is no attempt and says nothing about health. Wait for the window (the
                     # gate that said so is normally this one; close_for keeps the later end).
                     attempts -= 1
-                    state.gate.close_for(outcome.unsent_wait_s)
+                    gate.close_for(outcome.unsent_wait_s)
                 if outcome.final is not None:
+                    outcome.final.service_s = service_s
                     return outcome.final
                 if outcome.completion is not None:
-                    return self._succeeded(state, outcome.completion, estimate, attempts, started)
+                    result = self._succeeded(state, outcome.completion, estimate, attempts, started)
+                    result.service_s = service_s
+                    return result
                 delay = self._retry_delay(state, outcome, attempts, deadline, started)
                 if isinstance(delay, CallResult):
+                    delay.service_s = service_s
                     return delay
             if delay > 0:
                 await asyncio.sleep(delay)  # outside the slot: other calls go on meanwhile
