@@ -5,7 +5,10 @@ Why: untrusted text reaches a judge between `<<<LABEL_tag>>>` and `<<<END_LABEL_
 judgment (a question and an answer: two pairs), so the tag's shape was chosen by this count: for
 each scheme it renders a fenced line the way a prompt holds it and prints the tokens the two
 markers add over the bare text, as a mean (and maximum) over many tags, since one tag tokenizes
-differently from another. It also prints what `fence_tag` picks for a few typical texts.
+differently from another. It also prints what `fence_tag` picks for a few typical texts, and
+the embedded judge's prompt as `bench/local_judge.py --items probes` renders it (the shipped
+few-shot rubric, one criterion): tokens per judgment, the part all judgments share (the prefix
+KV cache computes it once) and each judgment's own part.
 
     .venv/bin/python bench/fence_tokens.py            # SmolLM2-135M's tokenizer, 400 tags a scheme
     .venv/bin/python bench/fence_tokens.py --tiny     # smoke run (CI): 20 tags a scheme
@@ -18,6 +21,7 @@ import hashlib
 import statistics
 import string
 import sys
+from collections.abc import Callable
 
 from judgerl.judges.templates import TAG_ALPHABET, fence, fence_tag
 from judgerl.models.packaged import resolve_model
@@ -79,7 +83,35 @@ def main(argv: list[str] | None = None) -> int:
         opening = fence(text, "ANSWER").split("\n", 1)[0]
         print(f"  {name:24s} tag {fence_tag(text, 'ANSWER')!r:6s} opening {opening}  "
               f"pair cost {pair_cost('ANSWER', fence_tag(text, 'ANSWER'))} tokens")
+    judge_prompt_tokens(tokens, 8 if args.tiny else 48)
     return 0
+
+
+def common_prefix(texts: list[str]) -> str:
+    """The longest text every one of `texts` starts with."""
+    first, last = min(texts), max(texts)
+    length = 0
+    while length < len(first) and first[length] == last[length]:
+        length += 1
+    return first[:length]
+
+
+def judge_prompt_tokens(tokens: Callable[[str], int], count: int) -> None:
+    """The shipped local judge's prompt, rendered by the rubric judge as local_judge.py does."""
+    import local_judge  # bench/local_judge.py, beside this script
+
+    from judgerl.backends.local import LocalBackend
+
+    setup = local_judge.SHIPPED_SETUP
+    judge = setup.judge(LocalBackend("smollm2-135m-instruct"), local_judge.CORRECT + local_judge.FOLLOWS)
+    requests = setup.requests(judge, local_judge.per_answer_criteria(
+        local_judge.pointwise_items(count, "probes"), 1))
+    texts = ["".join(message["content"] for message in request.messages) for request in requests]
+    counts = [tokens(text) for text in texts]
+    shared = tokens(common_prefix(texts))
+    mean = statistics.mean(counts)
+    print(f"embedded judge prompt ({judge.prompt.version}, {count} probes, one criterion): "
+          f"{mean:.0f} tokens per judgment, {shared} shared by all, {mean - shared:.0f} its own")
 
 
 if __name__ == "__main__":
