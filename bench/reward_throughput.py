@@ -13,11 +13,21 @@ prints, in one run, the figures that say whether it does (issue 3, item 6):
    (must be 0), counted by an observer below the runtime (aiohttp trace callbacks);
 4. judge calls saved by the cache and the in-batch dedup on a batch where half the answers repeat.
 
+With `--floor`, phase 1 is also run with a bare client in its place (the same gather of N
+coroutines, an asyncio.Semaphore(C) and one aiohttp session, no runtime, no retries, no
+accounting): what this machine, asyncio, aiohttp and the fake server allow, so the runtime's own
+share is the difference. `--repeat R` runs phase 1 (and the floor) R times, alternating, and
+`--only-throughput` skips phases 2-4: `--only-throughput --floor --repeat 5` is the quick,
+fair re-measurement (about 1 minute). `--overhead` prints only the runtime's own CPU per call,
+no HTTP: N calls through `ModelRuntime` to a backend that answers at once, against the same
+calls through a bare semaphore (median of 7 runs of 20,000 calls; seconds).
+
 The fake judge (tests/fake_openai.py) runs in its own process on 127.0.0.1: fixed latency L,
 and beyond C requests in flight it answers 429 with Retry-After.
 
     .venv/bin/python bench/reward_throughput.py                # N=2000, L=0.2 s, C=64
     .venv/bin/python bench/reward_throughput.py --n 300 --latency 0.1 --concurrency 16   # quick
+    .venv/bin/python bench/reward_throughput.py --only-throughput --floor --repeat 5  # vs a bare client
     .venv/bin/python bench/reward_throughput.py --tiny     # smoke run (CI): it works, figures not meaningful
 """
 
@@ -40,7 +50,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from judgerl.backends.base import CompletionRequest
+from judgerl.backends.base import Backend, BackendLimits, Completion, CompletionRequest, Usage
 from judgerl.backends.openai_compat import OpenAICompatBackend, parse_retry_after
 from judgerl.config import RuntimeConfig
 from judgerl.runtime.model_runtime import ModelRuntime
@@ -131,6 +141,71 @@ async def run_runtime(url: str, prompts: list[str], concurrency: int, *, rpm: fl
     return started, elapsed, snapshot, sum(not result.ok for result in results)
 
 
+async def run_floor(url: str, prompts: list[str], concurrency: int) -> tuple[float, float, int]:
+    """Phase 1 without the runtime: a semaphore, one aiohttp session, the same JSON body.
+
+    Returns (start time, seconds, failed calls). What a client can do here at best, the runtime's
+    limits, retries, breaker and accounting left out."""
+    slots = asyncio.Semaphore(concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def one(text: str) -> bool:
+            async with slots:
+                body = json.dumps({"model": "fake-judge", "messages": judge_request(text).messages,
+                                   "max_tokens": 32}, separators=(",", ":")).encode()
+                async with session.post(url + "/chat/completions", data=body) as reply:
+                    answer = json.loads(await reply.read())
+                    return reply.status == 200 and bool(answer["choices"][0]["message"]["content"])
+
+        started = time.monotonic()
+        results = await asyncio.gather(*(one(text) for text in prompts))
+        return started, time.monotonic() - started, sum(not ok for ok in results)
+
+
+class InstantBackend(Backend):
+    """Answers at once (after one event-loop turn): what is left is the runtime's own work."""
+
+    kind = "instant"
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        await asyncio.sleep(0)
+        return Completion(text="ok", model=self.model, usage=Usage(prompt_tokens=20, completion_tokens=1))
+
+
+def runtime_overhead(calls: int, concurrency: int, runs: int = 7) -> tuple[float, float]:
+    """Median CPU microseconds per call: through `ModelRuntime` (dedup and cache off, as phase 1),
+    and through a bare semaphore around the same backend."""
+    requests = [judge_request(f"answer {index}") for index in range(calls)]
+
+    async def through_runtime() -> float:
+        backend = InstantBackend("instant", max_concurrency=concurrency, limits=BackendLimits(timeout_s=30))
+        runtime = ModelRuntime({"judge": backend}, RuntimeConfig(dedup=False, max_attempts=8))
+        pending = [runtime.complete("judge", request) for request in requests]
+        started = time.process_time()
+        results = await asyncio.gather(*pending)
+        spent = time.process_time() - started
+        assert all(result.ok for result in results)
+        await runtime.aclose()
+        return spent / calls * 1e6
+
+    async def through_semaphore() -> float:
+        backend = InstantBackend("instant", max_concurrency=concurrency)
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(request: CompletionRequest) -> Completion:
+            async with slots:
+                return await backend.complete(request)
+
+        pending = [one(request) for request in requests]
+        started = time.process_time()
+        await asyncio.gather(*pending)
+        return (time.process_time() - started) / calls * 1e6
+
+    runtime_us = sorted(asyncio.run(through_runtime()) for _ in range(runs))[runs // 2]
+    bare_us = sorted(asyncio.run(through_semaphore()) for _ in range(runs))[runs // 2]
+    return runtime_us, bare_us
+
+
 def run_naive(url: str, prompts: list[str]) -> tuple[float, dict[int, int]]:
     """One thread per sample, no limits, no retries (a failure is scored as 0 in such examples)."""
     client = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=None,
@@ -195,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of the cap's 429")
     parser.add_argument("--nth-retry-after", type=float, default=0.05,
                         help="Retry-After of the every-5th 429 (amplification phase)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run phase 1 with a bare aiohttp client in place of the runtime")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of phase 1 (and the floor), alternating")
+    parser.add_argument("--only-throughput", action="store_true", help="phase 1 (and the floor) only")
+    parser.add_argument("--overhead", action="store_true",
+                        help="only the runtime's own CPU per call (no HTTP), against a bare semaphore")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--tiny", action="store_true",
                         help="a seconds-long smoke run (N=40, L=20 ms, C=8); figures not meaningful, exit 0")
@@ -202,6 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         args.n, args.latency, args.concurrency, args.retry_after = 40, 0.02, 8, 0.05
     n, latency, concurrency = args.n, args.latency, args.concurrency
+    if args.overhead:
+        calls = 400 if args.tiny else 20000
+        runtime_us, bare_us = runtime_overhead(calls, concurrency)
+        print(f"runtime overhead: {runtime_us:.1f} us of CPU a call through ModelRuntime, {bare_us:.1f} us "
+              f"through a bare semaphore: the runtime's own work {runtime_us - bare_us:.1f} us a call "
+              f"({calls} calls, C={concurrency}, median of 7; load {os.getloadavg()[0]:.2f})")
+        return 0
     prompts = [f"answer number {index}: the contract's clause {index % 97} limits liability"
                for index in range(n)]
     ideal = concurrency / latency if args.rpm is None else min(concurrency / latency, args.rpm / 60)
@@ -216,27 +304,58 @@ def main(argv: list[str] | None = None) -> int:
               f"ideal = min(C/L, RPM/60) = {ideal:.1f} calls/s; machine: {os.cpu_count()} cores, "
               f"load average {load:.2f} at start")
 
-        # 1. the runtime at full speed
-        judge.configure(every_nth_429=None)
-        cpu_started = time.process_time()
-        started, elapsed, snapshot, failed = asyncio.run(
-            run_runtime(judge.url, prompts, concurrency, rpm=args.rpm))
-        cpu_ms = (time.process_time() - cpu_started) / n * 1000
-        server = judge.stats()
-        rate = n / elapsed
-        figures["runtime"] = {"seconds": round(elapsed, 2), "calls_per_s": round(rate, 1),
-                              "ratio_to_ideal": round(rate / ideal, 3), "failed": failed,
-                              "server_429": server["status_counts"].get("429", 0),
-                              "max_in_flight": server["max_concurrent"],
-                              "latency_p50_s": snapshot["latency_p50_s"],
-                              "latency_p95_s": snapshot["latency_p95_s"],
-                              "client_cpu_ms_per_call": round(cpu_ms, 2)}
-        print(f"1. runtime:   {n} calls in {elapsed:.2f} s = {rate:.1f} calls/s; "
-              f"ratio to ideal {rate / ideal:.3f} (target >= 0.90); 429s {figures['runtime']['server_429']}, "
-              f"failed {failed}, max in flight {server['max_concurrent']}; client CPU {cpu_ms:.2f} ms/call")
-        if args.rpm is None:
-            figures["runtime"]["where_the_time_went"] = explain(server["timing"], started, elapsed, n,
-                                                                 concurrency, latency, ideal)
+        # 1. the runtime at full speed (and, with --floor, a bare client), --repeat times
+        ratios: list[float] = []
+        floor_ratios: list[float] = []
+        for run in range(max(1, args.repeat)):
+            label = f" (run {run + 1})" if args.repeat > 1 else ""
+            judge.configure(every_nth_429=None)
+            cpu_started = time.process_time()
+            started, elapsed, snapshot, failed = asyncio.run(
+                run_runtime(judge.url, prompts, concurrency, rpm=args.rpm))
+            cpu_ms = (time.process_time() - cpu_started) / n * 1000
+            server = judge.stats()
+            rate = n / elapsed
+            ratios.append(rate / ideal)
+            figures["runtime"] = {"seconds": round(elapsed, 2), "calls_per_s": round(rate, 1),
+                                  "ratio_to_ideal": round(rate / ideal, 3), "failed": failed,
+                                  "server_429": server["status_counts"].get("429", 0),
+                                  "max_in_flight": server["max_concurrent"],
+                                  "latency_p50_s": snapshot["latency_p50_s"],
+                                  "latency_p95_s": snapshot["latency_p95_s"],
+                                  "client_cpu_ms_per_call": round(cpu_ms, 2)}
+            print(f"1. runtime{label}:   {n} calls in {elapsed:.2f} s = {rate:.1f} calls/s; "
+                  f"ratio to ideal {rate / ideal:.3f} (target >= 0.90); 429s "
+                  f"{figures['runtime']['server_429']}, failed {failed}, max in flight "
+                  f"{server['max_concurrent']}; client CPU {cpu_ms:.2f} ms/call; load "
+                  f"{os.getloadavg()[0]:.2f}", flush=True)
+            if args.rpm is None:
+                figures["runtime"]["where_the_time_went"] = explain(server["timing"], started, elapsed, n,
+                                                                     concurrency, latency, ideal)
+            if args.floor:
+                judge.configure(every_nth_429=None)
+                cpu_started = time.process_time()
+                started, elapsed, failed_floor = asyncio.run(run_floor(judge.url, prompts, concurrency))
+                cpu_ms = (time.process_time() - cpu_started) / n * 1000
+                floor_ratios.append(n / elapsed / ideal)
+                print(f"1f. bare client{label}: {n} calls in {elapsed:.2f} s; ratio to ideal "
+                      f"{n / elapsed / ideal:.3f}; failed {failed_floor}; client CPU {cpu_ms:.2f} ms/call",
+                      flush=True)
+                explain(judge.stats()["timing"], started, elapsed, n, concurrency, latency, ideal)
+        figures["runtime"]["ratio_runs"] = [round(ratio, 3) for ratio in ratios]
+        figures["runtime"]["ratio_to_ideal"] = round(sorted(ratios)[len(ratios) // 2], 3)
+        if floor_ratios:
+            figures["floor"] = {"ratio_runs": [round(ratio, 3) for ratio in floor_ratios],
+                                "ratio_to_ideal": round(sorted(floor_ratios)[len(floor_ratios) // 2], 3)}
+        if args.repeat > 1 or floor_ratios:
+            floor_text = (f"; bare client median {figures['floor']['ratio_to_ideal']:.3f} "
+                          f"(runs {figures['floor']['ratio_runs']})" if floor_ratios else "")
+            print(f"1. runtime median ratio to ideal {figures['runtime']['ratio_to_ideal']:.3f} "
+                  f"(runs {figures['runtime']['ratio_runs']}){floor_text}")
+        if args.only_throughput:  # (the judge is closed by `finally`)
+            if args.json:
+                args.json.write_text(json.dumps(figures, indent=2))
+            return 0
 
         # 2. the naive baseline
         judge.configure(every_nth_429=None)

@@ -130,6 +130,29 @@ def test_lambda_handler_reads_the_config_from_the_deployment_package(tmp_path, m
     json.dumps(results)  # the response must be JSON-serialisable as Lambda returns it
 
 
+def test_the_http_response_shape_wraps_the_same_results(tmp_path, monkeypatch):
+    write_config(tmp_path)
+    monkeypatch.delenv("JUDGERL_REWARD_CONFIG", raising=False)
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
+    event = [{"id": "x", "messages": chat("hi", "hello there")}]
+    try:
+        plain = lambda_handler(event, FakeContext())
+        monkeypatch.setenv("JUDGERL_LAMBDA_RESPONSE", "http")
+        wrapped = lambda_handler(event, FakeContext())
+    finally:
+        clear_pipelines()
+    assert wrapped["statusCode"] == 200 and wrapped["headers"] == {"Content-Type": "application/json"}
+    assert json.loads(wrapped["body"]) == plain
+
+
+def test_a_misspelt_response_shape_fails_before_any_scoring(tmp_path, monkeypatch):
+    write_config(tmp_path)
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
+    monkeypatch.setenv("JUDGERL_LAMBDA_RESPONSE", "envelope")
+    with pytest.raises(ValueError, match=r"JUDGERL_LAMBDA_RESPONSE='envelope'.*\['list', 'http'\]"):
+        lambda_handler([{"id": "x", "messages": chat("hi", "hello there")}], FakeContext())
+
+
 def test_no_config_anywhere_is_a_clear_error(monkeypatch, tmp_path):
     from judgerl.errors import ConfigError
 

@@ -25,6 +25,7 @@ HEADLINES = {
     "judge_server_agreement.py": r'"same_side_of_0.5": [\d.]+',
     "distill_pairwise_judge.py": r"held-out kappa\s+: (n/a|-?[\d.]+)",
     "demo_ablation.py": r"checks\+student\s+specific\s+: mean [\d.]+  std [\d.]+  min [\d.]+  max [\d.]+",
+    "fence_tokens.py": r"prose\s+tag '[a-z]+'\s+opening <<<ANSWER_[a-z]+>>>  pair cost \d+ tokens",
     "local_judge.py": r"ratio\s+: [\d.]+x",
     "reward_service.py": r"achieved/ideal [\d.]+",
     "reward_throughput.py": r"ratio to ideal [\d.]+",

@@ -201,7 +201,7 @@ async def test_an_item_cannot_close_its_fence() -> None:
                                        "severity": "low", "recommended_action": "none"}]})
     await judge.score(SAMPLE, Rollout("s1", attack))
     prompt = backend.calls[0].messages[-1]["content"]
-    opening = re.search(r"<<<ITEM_C1_([0-9a-f]{12})>>>", prompt)
+    opening = re.search(r"<<<ITEM_C1_([a-z]+)>>>", prompt)
     assert opening is not None and opening.group(1) != "000000000000"
     assert prompt.count(f"<<<END_ITEM_C1_{opening.group(1)}>>>") == 1
 

@@ -1,26 +1,32 @@
-"""The Amazon Nova Forge SDK's own `verify_reward_function` on judgerl's Nova Lambda handler.
+"""The SageMaker Python SDK v3's and the Amazon Nova Forge SDK's own `verify_reward_function` on
+judgerl's Nova Lambda handler.
 
-Why: Nova RFT customers check a reward Lambda with the SDK's verifier before a training job. It
-validates the samples with the SDK's RFT dataset model, calls the handler with the whole batch and
-validates each answer (`id`, `aggregate_reward_score`, `metrics_list`). This runs the real SDK
-(amzn-nova-forge, pinned in scripts/setup and the `engines` extra) on its local path: given a
-Python file instead of a Lambda ARN, it reads the file, executes it and calls its `lambda_handler`
-with the batch, so no AWS call is made (its telemetry is switched off with `TELEMETRY_OPT_OUT`,
-and conftest fails any test that tries to reach the network). The file is the shipped
-examples/aws_lambda/handler.py; the reward config is a real YAML with tool checks and a
-trajectory rubric judge on an OpenAI-compatible server over loopback.
+Why: Nova RFT customers check a reward Lambda with the SDK's verifier before a training job, and
+SageMaker v3's `RLVRTrainer.train()` runs it itself on the first three rows of the training data
+before it submits a job. Two verifiers are published: the Forge SDK's (amzn-nova-forge, now
+deprecated in favour of v3) validates the samples with its RFT dataset model, calls the handler
+with the whole batch and validates each answer (`id`, `aggregate_reward_score`, `metrics_list`);
+v3's (`sagemaker.train.common_utils.rlvr_reward_verifier`, sagemaker-train) validates the answers
+only, and for open-weight models (`is_nova=False`) expects them in an HTTP-style envelope. This
+runs the real packages (pinned in scripts/setup and the `engines` extra) on their local path: given
+a Python file instead of a Lambda ARN, each reads the file, executes it and calls its
+`lambda_handler` with the batch, so no AWS call is made (telemetry is switched off with
+`TELEMETRY_OPT_OUT`, and conftest fails any test that tries to reach the network). The file is
+the shipped examples/aws_lambda/handler.py; the reward config is a real YAML with tool checks and
+a trajectory rubric judge on an OpenAI-compatible server over loopback.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import importlib.util
 import json
 import logging
 import re
 import textwrap
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,28 +35,52 @@ import pytest
 from fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 from judgerl.adapters import clear_pipelines
 
-if importlib.util.find_spec("amzn_nova_forge") is None:
-    pytest.skip("needs amzn-nova-forge (the `engines` extra; scripts/setup installs it)",
-                allow_module_level=True)
+VERIFIERS = {
+    # the package that must be importable, the module that holds `verify_reward_function`
+    "nova-forge": ("amzn_nova_forge", "amzn_nova_forge.util.reward_verifier"),
+    "sagemaker-v3": ("sagemaker.train", "sagemaker.train.common_utils.rlvr_reward_verifier"),
+}
 
 
-@pytest.fixture(scope="module")
-def verify_reward_function() -> Any:
-    """The SDK's verifier, imported here and not at collection: the SDK's import calls
+def _import_verifier(name: str) -> Callable[..., dict[str, Any]]:
+    """An SDK's verifier, imported here and not at collection: the Forge SDK's import calls
     `logging.basicConfig(level=INFO)`, which would change the root logger of the whole test run;
     its level and handlers are put back."""
+    package, module = VERIFIERS[name]
+    try:
+        found = importlib.util.find_spec(package) is not None
+    except ModuleNotFoundError:  # a parent package ("sagemaker") is missing
+        found = False
+    if not found:
+        pytest.skip(f"needs {package} (the `engines` extra; scripts/setup installs it)")
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # "amzn-nova-forge is deprecated"
-            from amzn_nova_forge.util.reward_verifier import verify_reward_function
+            verifier = importlib.import_module(module).verify_reward_function
     finally:
         root.setLevel(level)
         for handler in list(root.handlers):
             if handler not in handlers:
                 root.removeHandler(handler)
-    return verify_reward_function
+    return verifier
+
+
+@pytest.fixture(scope="module", params=sorted(VERIFIERS))
+def verify_reward_function(request: pytest.FixtureRequest) -> Callable[..., dict[str, Any]]:
+    """Each published verifier in turn."""
+    return _import_verifier(request.param)
+
+
+@pytest.fixture(scope="module")
+def forge_verifier() -> Callable[..., dict[str, Any]]:
+    return _import_verifier("nova-forge")
+
+
+@pytest.fixture(scope="module")
+def v3_verifier() -> Callable[..., dict[str, Any]]:
+    return _import_verifier("sagemaker-v3")
 
 HANDLER = Path(__file__).resolve().parents[1] / "examples" / "aws_lambda" / "handler.py"
 
@@ -179,11 +209,45 @@ def test_the_sdk_verifier_accepts_tool_calling_samples_with_non_zero_rewards(
     assert any('"category": "kitchen"' in prompt and "3 to 5 days" not in prompt for prompt in prompts)
 
 
-def test_the_sdk_verifier_still_rejects_a_sample_its_dataset_model_refuses(verify_reward_function: Any,
-                                                                          reward_config: Path) -> None:
+def test_the_forge_verifier_still_rejects_a_sample_its_dataset_model_refuses(forge_verifier: Any,
+                                                                            reward_config: Path) -> None:
     bad = copy.deepcopy(GOOD)
     bad["messages"][3]["name"] = "lookup_order"  # the SDK's RFT message model forbids extra fields
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         with pytest.raises(ValueError, match="Input validation failed"):
-            verify_reward_function(str(HANDLER), [bad])
+            forge_verifier(str(HANDLER), [bad])
+
+
+def training_rows() -> list[dict[str, Any]]:
+    """The first rows of a Nova RFT training file, as `RLVRTrainer.train()` reads them for its
+    pre-job check: the prompt and the reference, no `id` and no answer (the training container
+    adds both before it calls the Lambda)."""
+    return [{"messages": sample["messages"][:2], "reference_answer": sample["reference_answer"],
+             "tools": TOOLS} for sample in SAMPLES]
+
+
+def test_the_v3_pre_job_check_on_training_rows_passes_and_scores_them_invalid_not_judged(
+        v3_verifier: Any, reward_config: Path, judge_server: FakeOpenAIServer) -> None:
+    report = v3_verifier(str(HANDLER), training_rows(), is_nova=True)
+    assert report["success"] is True and report["successful_samples"] == 3
+    for result in report["results"]:
+        output = result["output"]
+        assert output["id"] is None and output["aggregate_reward_score"] == 0.0
+        assert metrics(output) == {"invalid_sample": 1.0}  # no answer to judge: said so, not a fake 0
+    assert judge_server.chat_requests == []
+
+
+def test_the_v3_verifier_for_an_open_weight_model_needs_the_http_envelope(
+        v3_verifier: Any, reward_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="must return a dict with 'statusCode' and 'body'"):
+        v3_verifier(str(HANDLER), copy.deepcopy(SAMPLES), is_nova=False)
+    monkeypatch.setenv("JUDGERL_LAMBDA_RESPONSE", "http")
+    report = v3_verifier(str(HANDLER), copy.deepcopy(SAMPLES), is_nova=False)
+    assert report["success"] is True and report["successful_samples"] == 3
+    outputs = {result["output"]["id"]: result["output"] for result in report["results"]}
+    assert outputs["good"]["aggregate_reward_score"] == pytest.approx(1.0)
+    assert outputs["lazy"]["aggregate_reward_score"] == 0.0 and metrics(outputs["lazy"])["gated"] == 1.0
+    # the Nova verifier refuses the envelope: the switch is per deployment, not a guess
+    with pytest.raises(ValueError, match="verification failed"):
+        v3_verifier(str(HANDLER), copy.deepcopy(SAMPLES), is_nova=True)

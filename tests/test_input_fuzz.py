@@ -29,7 +29,7 @@ from adapter_fakes import write_config
 from judgerl.adapters.openrlhf import create_app, server_config
 from judgerl.data import load_rollouts
 from judgerl.errors import DataError
-from judgerl.judges.templates import fence, fence_tag
+from judgerl.judges.templates import fence, fence_tag, marker_end
 from judgerl.reward.pipeline import RewardPipeline
 
 FUZZ = settings(max_examples=60, deadline=None,
@@ -113,7 +113,7 @@ def test_loader_and_pipeline_take_any_input_row(tmp_path_factory: pytest.TempPat
 @given(texts, st.sampled_from(["ANSWER", "QUESTION", "REFERENCE"]))
 def test_fence_takes_any_text(text: str, label: str) -> None:
     tag = fence_tag(text, label)
-    assert len(tag) == 12 and tag not in text
+    assert tag.isalpha() and tag.islower() and marker_end(tag) not in text
     assert fence(text, label).splitlines()[0] == f"<<<{label}_{tag}>>>"
 
 

@@ -32,7 +32,7 @@ def fewshot_judge(**options: object) -> RubricJudge:
 
 def test_the_fewshot_prompt_is_chosen_by_name_and_ends_at_the_verdict() -> None:
     judge = fewshot_judge()
-    assert judge.prompt.version == "rubric-logprob-fewshot-v1"
+    assert judge.prompt.version == "rubric-logprob-fewshot-v2"
     sample = Sample("s1", [{"role": "user", "content": "My order arrived late."}])
     requests = [judge.logprob_request(sample, Rollout("s1", "Sorry! A voucher is on its way."), criterion)
                 for criterion in judge.options.criteria]

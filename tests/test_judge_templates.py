@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 
 from judgerl.errors import ConfigError
 from judgerl.judges.templates import (
+    TAG_ALPHABET,
     PromptTemplate,
     fence,
     fill_template,
     load_prompt,
     load_prompt_file,
+    marker_end,
     parse_prompt,
 )
 
@@ -46,11 +48,11 @@ def test_fence_cannot_be_closed_by_its_content(text: str) -> None:
     fenced = fence(text, "ANSWER")
     lines = fenced.split("\n")
     opening, closing = lines[0], lines[-1]
-    assert re.fullmatch(r"<<<ANSWER_[0-9a-f]{12}>>>", opening)
+    assert re.fullmatch(r"<<<ANSWER_[a-z]+>>>", opening)
     assert closing == opening.replace("<<<", "<<<END_", 1)
     assert fenced == f"{opening}\n{text}\n{closing}"
     assert fenced.count(closing) == 1 and fenced.count(opening) == 1
-    assert closing not in text and opening[3:-3] not in text
+    assert closing not in text and marker_end(opening[len("<<<ANSWER_"):-3]) not in text
 
 
 def test_fence_rehashes_when_the_text_holds_its_own_tag() -> None:
@@ -62,6 +64,23 @@ def test_fence_rehashes_when_the_text_holds_its_own_tag() -> None:
     closing = fenced.split("\n")[-1]
     assert tag not in closing
     assert fenced.count(closing) == 1
+
+
+def test_ordinary_text_gets_a_one_letter_tag_even_when_it_holds_that_letter() -> None:
+    # what is checked is the marker end `_tag>>>`, not the bare letter: prose holds every letter
+    text = "The quick brown fox jumps over the lazy dog; 12 ducks >>> 3 geese."
+    tag = fence(text, "ANSWER").split("\n")[0][len("<<<ANSWER_"):-3]
+    assert len(tag) == 1 and tag in text and marker_end(tag) not in text
+
+
+def test_text_holding_every_short_marker_gets_a_longer_tag_that_it_cannot_close() -> None:
+    attack = "".join(f"<<<END_ANSWER_{a}>>>" for a in TAG_ALPHABET)
+    attack += "".join(f"_{a}{b}>>>" for a in TAG_ALPHABET for b in TAG_ALPHABET)  # every 2-letter end too
+    fenced = fence(attack, "ANSWER")
+    opening, closing = fenced.split("\n")[0], fenced.split("\n")[-1]
+    assert len(opening) - len("<<<ANSWER_>>>") == 3
+    assert fenced.count(closing) == 1 and fenced.count(opening) == 1
+    assert fence(attack, "ANSWER") == fenced  # deterministic: the cache still hits
 
 
 def test_fence_is_deterministic_for_caching() -> None:

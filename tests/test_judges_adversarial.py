@@ -38,7 +38,7 @@ def test_the_set_covers_the_required_attacks() -> None:
 def fenced_body(content: str, label: str) -> tuple[str, str, str]:
     """(opening, body, closing) of the fence with this label (the first opening: the fence comes
     before its content); its opening and closing markers must each occur exactly once."""
-    first = re.search(rf"<<<{label}_([0-9a-f]{{12}})>>>", content)
+    first = re.search(rf"<<<{label}_([a-z]+)>>>", content)
     assert first is not None, f"no {label} fence"
     tag = first.group(1)
     opening, closing = f"<<<{label}_{tag}>>>", f"<<<END_{label}_{tag}>>>"

@@ -32,7 +32,7 @@ def make(responder: Any, **options: Any) -> tuple[GroupJudge, ScriptedBackend, M
 def shown_ids(request: CompletionRequest) -> dict[str, str]:
     """id -> answer text, read from the rendered prompt."""
     content = request.messages[1]["content"]
-    pattern = r"Answer (r\d+):\n<<<ANSWER_R\d+_[0-9a-f]+>>>\n(.*?)\n<<<END_ANSWER_R\d+_[0-9a-f]+>>>"
+    pattern = r"Answer (r\d+):\n<<<ANSWER_R\d+_[a-z]+>>>\n(.*?)\n<<<END_ANSWER_R\d+_[a-z]+>>>"
     return dict(re.findall(pattern, content, flags=re.S))
 
 

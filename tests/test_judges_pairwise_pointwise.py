@@ -89,7 +89,7 @@ def test_default_comparison_is_head_to_head_and_pointwise_uses_the_rubric_templa
     assert isinstance(head, PairwiseJudge) and head.rater is None
     assert head.options.comparison == "head_to_head"
     judge, _, _ = make(prompt="rubric_logprob_fewshot", pass_token="Yes", fail_token="No")
-    assert judge.prompt.version == "rubric-logprob-fewshot-v1"
+    assert judge.prompt.version == "rubric-logprob-fewshot-v2"
     assert judge.rater is not None
     assert judge.rater.criterion_tokens(judge.rater.options.criteria[0]) == ["Yes", "No"]
 

@@ -13,7 +13,7 @@ from judgerl.backends.openai_compat import OpenAICompatBackend
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.config import RuntimeConfig
 from judgerl.errors import BackendError, ConfigError, FatalBackendError
-from judgerl.runtime.model_runtime import ModelRuntime
+from judgerl.runtime.model_runtime import ModelRuntime, _Slots
 from judgerl.runtime.ratelimit import RateLimiter, TokenBucket
 
 
@@ -140,3 +140,45 @@ def test_runtime_works_from_successive_event_loops(fake_openai: FakeOpenAIServer
     second = asyncio.run(runtime.complete("judge", request("b")))
     asyncio.run(runtime.aclose())
     assert first.ok and second.ok and fake_openai.request_count == 2
+
+
+async def test_a_waiter_cancelled_after_it_was_handed_a_slot_passes_it_on() -> None:
+    slots = _Slots(1)
+    assert slots.take_now() and not slots.take_now()
+    first, second = asyncio.ensure_future(slots.take()), asyncio.ensure_future(slots.take())
+    await asyncio.sleep(0)
+    slots.give()    # handed to `first`, which has not run yet
+    first.cancel()  # ... and is cancelled before it does: the slot must reach `second`
+    await asyncio.wait_for(second, 1)
+    assert first.cancelled() and slots.free == 0
+    slots.give()
+    assert slots.free == 1 and slots.take_now()
+
+
+async def test_cancelled_calls_neither_leak_nor_double_slots() -> None:
+    backend = ScriptedBackend(lambda request: "ok", latency_s=0.02)
+    backend.max_concurrency = 3
+    in_flight, peak = 0, 0
+    answer = backend.complete
+
+    async def counting(request: CompletionRequest) -> Completion:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await answer(request)
+        finally:
+            in_flight -= 1
+
+    backend.complete = counting  # type: ignore[method-assign]
+    runtime = ModelRuntime({"b": backend}, RuntimeConfig(dedup=False))
+    tasks = [asyncio.ensure_future(runtime.complete("b", request(f"q{i}"))) for i in range(12)]
+    await asyncio.sleep(0.005)
+    for task in tasks[1::2]:
+        task.cancel()  # some hold a slot, some wait for one
+    done = [await task for task in tasks[0::2]]
+    assert all(result.ok for result in done) and peak <= 3
+    after = await asyncio.wait_for(
+        asyncio.gather(*(runtime.complete("b", request(f"again{i}")) for i in range(6))), 5)
+    assert all(result.ok for result in after) and peak <= 3 and in_flight == 0
+    assert runtime._loop_state().slots["b"].free == 3  # every slot back, none twice

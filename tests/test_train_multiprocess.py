@@ -32,9 +32,9 @@ from fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 from tiny_policy import build_tiny_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-PAIR = re.compile(r"Answer ([AB]):\n<<<ANSWER_[AB]_[0-9a-f]+>>>\n(.*?)\n<<<END_ANSWER_[AB]_[0-9a-f]+>>>",
+PAIR = re.compile(r"Answer ([AB]):\n<<<ANSWER_[AB]_[a-z]+>>>\n(.*?)\n<<<END_ANSWER_[AB]_[a-z]+>>>",
                   re.S)
-ANSWER = re.compile(r"Answer (r\d+):\n<<<ANSWER_R\d+_[0-9a-f]+>>>\n(.*?)\n<<<END_ANSWER_R\d+_[0-9a-f]+>>>",
+ANSWER = re.compile(r"Answer (r\d+):\n<<<ANSWER_R\d+_[a-z]+>>>\n(.*?)\n<<<END_ANSWER_R\d+_[a-z]+>>>",
                     re.S)
 GENERATIONS = 4
 MAX_CONCURRENCY = 2

@@ -42,7 +42,7 @@ PAIR_ROWS = [{"id": f"q{i}", "prompt": q, "answer_a": good if i % 2 == 0 else ba
               "answer_b": bad if i % 2 == 0 else good, "label": "a" if i % 2 == 0 else "b"}
              for i, (q, good, bad) in enumerate(QUESTIONS)]
 GOOD = {good for _, good, _ in QUESTIONS} | {item.reference for item in load_adversarial_set()}
-FENCE = re.compile(r"<<<([A-Z_]+)_([0-9a-f]{12})>>>\n(.*?)\n<<<END_\1_\2>>>", re.DOTALL)
+FENCE = re.compile(r"<<<([A-Z_]+)_([a-z]+)>>>\n(.*?)\n<<<END_\1_\2>>>", re.DOTALL)
 
 # --------------------------------------------------------------------------- scripted judges
 

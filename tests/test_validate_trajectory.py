@@ -27,13 +27,13 @@ def verdict(passed: bool) -> str:
 
 def final_answer_of(request: CompletionRequest) -> str:
     user = next(message["content"] for message in request.messages if message["role"] == "user")
-    answers = re.findall(r"<<<ASSISTANT_(\w{12})>>>\n(.*?)\n<<<END_ASSISTANT_\1>>>", user, re.S)
+    answers = re.findall(r"<<<ASSISTANT_([a-z]+)>>>\n(.*?)\n<<<END_ASSISTANT_\1>>>", user, re.S)
     return answers[-1][1] if answers else ""
 
 
 def tool_results_of(request: CompletionRequest) -> str:
     user = next(message["content"] for message in request.messages if message["role"] == "user")
-    fences = r"<<<TOOL_RESULT_(\w{12})>>>\n(.*?)\n<<<END_TOOL_RESULT_\1>>>"
+    fences = r"<<<TOOL_RESULT_([a-z]+)>>>\n(.*?)\n<<<END_TOOL_RESULT_\1>>>"
     return " ".join(text for _, text in re.findall(fences, user, re.S))
 
 

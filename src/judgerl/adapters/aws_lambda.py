@@ -46,6 +46,11 @@ budget counts the judge's failures among the samples it judged: `lambda_deadline
 invocation ran out of time, a shortfall of this runtime, logged with its count) and
 `no_text_content` samples are reported unscored but do not count.
 
+Response shape: the list above (Nova models; the default), or with `JUDGERL_LAMBDA_RESPONSE=http`
+the HTTP-style envelope that SageMaker's RLVR training expects from the reward Lambda of an
+open-weight model (Llama, Qwen, ...; the SageMaker Python SDK v3 verifier's `is_nova=False`):
+`{"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": "<the list as JSON>"}`.
+
 Config: `$JUDGERL_REWARD_CONFIG`, else `reward.yaml` beside the handler in the deployment
 package (`$LAMBDA_TASK_ROOT/reward.yaml`). Packaging: examples/aws_lambda/README.md.
 """
@@ -79,6 +84,8 @@ logger = logging.getLogger(__name__)
 ASSISTANT_ROLES = frozenset({"assistant", "nova_assistant"})
 LIST_KEYS = ("samples", "batch", "inputs", "records", "body")
 MARGIN_ENV = "JUDGERL_LAMBDA_MARGIN_S"
+RESPONSE_ENV = "JUDGERL_LAMBDA_RESPONSE"
+RESPONSE_SHAPES = ("list", "http")
 DEFAULT_MARGIN_S = 5.0
 DEADLINE_REASON = "lambda_deadline"
 NO_TEXT_REASON = "no_text_content"
@@ -356,11 +363,36 @@ def result_entry(sample_id: Any, reward: Reward, pipeline: RewardPipeline) -> di
                              {"name": "invalid_sample", "value": 0.0, "type": "Metric"}]}
 
 
-def lambda_handler(event: Any, context: Any) -> list[dict[str, Any]]:
-    """AWS Lambda entry point (handler setting: `judgerl.adapters.aws_lambda.lambda_handler`)."""
-    return handle(event, context)
+def response_shape() -> str:
+    """`$JUDGERL_LAMBDA_RESPONSE`: `list` (Nova, the default) or `http` (open-weight models)."""
+    shape = os.environ.get(RESPONSE_ENV, "list").strip().lower() or "list"
+    if shape not in RESPONSE_SHAPES:
+        raise ValueError(f"environment variable {RESPONSE_ENV}={shape!r}: expected one of "
+                         f"{list(RESPONSE_SHAPES)} (`list` for Nova models, `http` for open-weight "
+                         "models trained by SageMaker RLVR)")
+    return shape
 
 
-__all__ = ["ASSISTANT_ROLES", "BUDGET_EXEMPT_REASONS", "InvalidSample", "event_samples", "handle",
-           "lambda_handler", "metrics_list", "parse_sample", "result_entry", "score_items",
-           "tool_calls_only"]
+def http_envelope(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The results in the HTTP-style envelope of an open-weight model's reward Lambda.
+
+    >>> http_envelope([{"id": "1", "aggregate_reward_score": 1.0}])["body"]
+    '[{"id": "1", "aggregate_reward_score": 1.0}]'
+    """
+    return {"statusCode": 200, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps(results, ensure_ascii=False)}
+
+
+def lambda_handler(event: Any, context: Any) -> list[dict[str, Any]] | dict[str, Any]:
+    """AWS Lambda entry point (handler setting: `judgerl.adapters.aws_lambda.lambda_handler`).
+
+    The shape is read before any scoring, so a misspelt `$JUDGERL_LAMBDA_RESPONSE` fails the
+    invocation at once instead of after the judge has been paid for."""
+    shape = response_shape()
+    results = handle(event, context)
+    return http_envelope(results) if shape == "http" else results
+
+
+__all__ = ["ASSISTANT_ROLES", "BUDGET_EXEMPT_REASONS", "RESPONSE_ENV", "InvalidSample", "event_samples",
+           "handle", "http_envelope", "lambda_handler", "metrics_list", "parse_sample", "response_shape",
+           "result_entry", "score_items", "tool_calls_only"]

@@ -48,6 +48,7 @@ import re
 import sys
 import time
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -66,13 +67,6 @@ from judgerl.runtime.ratelimit import RateLimiter, RetryAfterGate, estimate_toke
 #: statuses after which a backend is never called again in this run
 STICKY_FATAL_STATUSES = frozenset({401, 403, 404})
 _REASON = re.compile(r"^([a-z][a-z0-9_]*)(?::|$)")
-
-
-@dataclass
-class _ServiceTime:
-    """Seconds one logical call spent at the backend (summed over its attempts)."""
-
-    seconds: float = 0.0
 
 
 @dataclass
@@ -177,12 +171,65 @@ class _Outcome:
     retry_after: float | None = None
 
 
+class _Slots:
+    """A backend's concurrency slots on one event loop: `asyncio.Semaphore`'s job, cheaper per call.
+
+    A free slot is taken without awaiting (no coroutine, no future: `take_now`); when none is
+    free the call waits its turn in FIFO order (`take`), and a finished call hands its slot
+    straight to the next waiter (`give`), so no later arrival can take it first. A waiter that is
+    cancelled after being handed a slot passes it on. Waiters exist only while no slot is free.
+
+    >>> async def demo():
+    ...     slots = _Slots(1)
+    ...     first = slots.take_now()
+    ...     waiter = asyncio.ensure_future(slots.take())
+    ...     await asyncio.sleep(0)
+    ...     second = slots.take_now()  # the only slot is held and someone waits for it
+    ...     slots.give()               # handed to the waiter, not freed
+    ...     await waiter
+    ...     slots.give()
+    ...     return first, second, slots.free
+    >>> asyncio.run(demo())
+    (True, False, 1)
+    """
+
+    __slots__ = ("_waiters", "free")
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def take_now(self) -> bool:
+        if self.free > 0:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # a slot was handed over as this call was cancelled: pass it on
+            raise
+
+    def give(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # a cancelled waiter is skipped
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+
 class _LoopState:
-    """Semaphores and in-flight futures belong to one event loop; one of these per loop."""
+    """Slots and in-flight futures belong to one event loop; one of these per loop."""
 
     def __init__(self, states: dict[str, _BackendState]) -> None:
-        self.semaphores = {name: asyncio.Semaphore(state.backend.max_concurrency)
-                           for name, state in states.items()}
+        self.slots = {name: _Slots(state.backend.max_concurrency) for name, state in states.items()}
         self.inflight: dict[str, asyncio.Future[CallResult]] = {}
 
 
@@ -203,6 +250,9 @@ class ModelRuntime:
                         for name, backend in backends.items()}
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary())
+        # the loop of the latest call and its state (a weak reference: a finished loop is not kept)
+        self._last_loop: tuple[Callable[[], asyncio.AbstractEventLoop | None], _LoopState | None] = (
+            lambda: None, None)
         self._rng = rng or random.Random()
         self.stats = RuntimeStats(self.config.prices)
         self.budget = SpendBudget(self.stats, usd=self.config.budget_usd, tokens=self.config.budget_tokens)
@@ -318,9 +368,13 @@ class ModelRuntime:
 
     def _loop_state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
+        last_loop, last_state = self._last_loop
+        if last_loop() is loop:  # the usual case: the same loop as the call before
+            return last_state
         loop_state = self._loops.get(loop)
         if loop_state is None:
             loop_state = self._loops[loop] = _LoopState(self._states)
+        self._last_loop = (weakref.ref(loop), loop_state)
         return loop_state
 
     async def _deduplicated(self, state: _BackendState, request: CompletionRequest, key: str,
@@ -361,70 +415,88 @@ class ModelRuntime:
 
     async def _call(self, state: _BackendState, request: CompletionRequest, started: float) -> CallResult:
         """Attempts with retries; returns a CallResult (with the backend's own time, `service_s`)
-        or raises FatalBackendError."""
-        spent = _ServiceTime()
-        result = await self._attempts(state, request, started, spent)
-        return replace(result, service_s=spent.seconds)
+        or raises FatalBackendError.
 
-    async def _attempts(self, state: _BackendState, request: CompletionRequest, started: float,
-                        spent: _ServiceTime) -> CallResult:
+        The hot path of every call, kept flat on purpose (bench/reward_throughput.py): one
+        coroutine frame below `complete` (each frame is walked again at every resume), no token
+        estimate unless an RPM / TPM limit needs it, and no `_wait_to_send` coroutine while
+        neither the Retry-After gate nor a limit can hold the call."""
         config = self.config
-        semaphore = self._loop_state().semaphores[state.name]
-        prompt_estimate = estimate_tokens(request.messages)
-        estimate = prompt_estimate + request.max_tokens
+        slots = self._loop_state().slots[state.name]
+        limiter, gate, budget = state.limiter, state.gate, self.budget
+        prompt_estimate = estimate_tokens(request.messages) if limiter.active or budget.active else 0
+        estimate = prompt_estimate + request.max_tokens if limiter.active else 0
         attempts = 0
+        service_s = 0.0
         deadline: float | None = None
-        if self.budget.exhausted is not None:  # nothing more is sent once the budget said no
-            return self._fail(state, "budget_exhausted", self.budget.exhausted, attempts, started)
+        if budget.exhausted is not None:  # nothing more is sent once the budget said no
+            return self._fail(state, "budget_exhausted", budget.exhausted, attempts, started)
         while True:
             if state.breaker.state == "open":
-                return self._fail(state, "circuit_open", f"backend '{state.name}' is failing; "
-                                  f"calls fail fast for {config.breaker_cooldown_s:g}s", attempts, started)
-            async with semaphore:
-                held: list[tuple[int, float]] = []  # the budget's estimate of the call in flight
-                try:
-                    if deadline is None:
-                        deadline = time.monotonic() + config.deadline_s
-                    quota_spent = False
-                    while True:  # until something was sent (a window that opens at send time loops back)
-                        waited_out, quota_spent = await self._wait_to_send(state, estimate, quota_spent,
-                                                                           deadline, attempts, started)
-                        if waited_out is not None:
-                            return waited_out
-                        # no await between the checks below and the send
-                        now = time.monotonic()
-                        if now >= deadline:
-                            return self._fail(state, "deadline_exceeded", None, attempts, started)
-                        if self.budget.active and not held:
-                            admitted = self.budget.admit(state.backend.model, prompt_estimate,
-                                                         request.max_tokens)
-                            if isinstance(admitted, str):
-                                return self._fail(state, "budget_exhausted", admitted, attempts, started)
-                            held.append(admitted)
-                        if not state.breaker.allow():
-                            return self._fail(state, "circuit_open", f"backend '{state.name}' is failing",
-                                              attempts, started)
-                        attempts += 1
-                        outcome = await self._attempt(state, request, min(state.timeout_s, deadline - now),
-                                                      attempts, started)
-                        spent.seconds += time.monotonic() - now
-                        if outcome.unsent_wait_s is None:
-                            break
-                        # A window opened while the backend got its connection: nothing was sent, so
-                        # it is no attempt and says nothing about health. Wait for the window (the
-                        # gate that said so is normally this one; close_for keeps the later end).
-                        attempts -= 1
-                        state.gate.close_for(outcome.unsent_wait_s)
-                    if outcome.final is not None:
-                        return outcome.final
-                    if outcome.completion is not None:
-                        return self._succeeded(state, outcome.completion, estimate, attempts, started)
-                    delay = self._retry_delay(state, outcome, attempts, deadline, started)
-                    if isinstance(delay, CallResult):
-                        return delay
-                finally:
-                    for estimate_held in held:  # after the real usage is counted
-                        self.budget.release(estimate_held)
+                result = self._fail(state, "circuit_open", f"backend '{state.name}' is failing; "
+                                    f"calls fail fast for {config.breaker_cooldown_s:g}s", attempts, started)
+                result.service_s = service_s
+                return result
+            if not slots.take_now():
+                await slots.take()
+            held: list[tuple[int, float]] = []  # the budget's estimate of the call in flight
+            try:
+                if deadline is None:
+                    deadline = time.monotonic() + config.deadline_s
+                quota_spent = False
+                while True:  # until something was sent (a window that opens at send time loops back)
+                    if gate.is_open() and (quota_spent or not limiter.active):
+                        waited_out = None  # nothing can hold the call: no coroutine, no await
+                    else:
+                        waited_out, quota_spent = await self._wait_to_send(
+                            state, estimate, quota_spent, deadline, attempts, started)
+                    if waited_out is not None:
+                        waited_out.service_s = service_s
+                        return waited_out
+                    # no await between the checks below and the send
+                    now = time.monotonic()
+                    if now >= deadline:
+                        result = self._fail(state, "deadline_exceeded", None, attempts, started)
+                        result.service_s = service_s
+                        return result
+                    if budget.active and not held:
+                        admitted = budget.admit(state.backend.model, prompt_estimate, request.max_tokens)
+                        if isinstance(admitted, str):
+                            result = self._fail(state, "budget_exhausted", admitted, attempts, started)
+                            result.service_s = service_s
+                            return result
+                        held.append(admitted)
+                    if not state.breaker.allow(now=now):
+                        result = self._fail(state, "circuit_open", f"backend '{state.name}' is failing",
+                                            attempts, started)
+                        result.service_s = service_s
+                        return result
+                    attempts += 1
+                    outcome = await self._attempt(state, request, min(state.timeout_s, deadline - now),
+                                                  attempts, started)
+                    service_s += time.monotonic() - now
+                    if outcome.unsent_wait_s is None:
+                        break
+                    # A window opened while the backend got its connection: nothing was sent, so
+                    # it is no attempt and says nothing about health. Wait for the window (the
+                    # gate that said so is normally this one; close_for keeps the later end).
+                    attempts -= 1
+                    gate.close_for(outcome.unsent_wait_s)
+                if outcome.final is not None:
+                    outcome.final.service_s = service_s
+                    return outcome.final
+                if outcome.completion is not None:
+                    result = self._succeeded(state, outcome.completion, estimate, attempts, started)
+                    result.service_s = service_s
+                    return result
+                delay = self._retry_delay(state, outcome, attempts, deadline, started)
+                if isinstance(delay, CallResult):
+                    delay.service_s = service_s
+                    return delay
+            finally:
+                for estimate_held in held:  # after the real usage is counted
+                    budget.release(estimate_held)
+                slots.give()
             if delay > 0:
                 await asyncio.sleep(delay)  # outside the slot: other calls go on meanwhile
 

@@ -136,6 +136,15 @@ class RetryAfterGate:
         now = time.monotonic() if now is None else now
         return max(0.0, self.not_before - now)
 
+    def is_open(self, now: float | None = None) -> bool:
+        """No window is open (the same test as `remaining() == 0`, without the arithmetic).
+
+        >>> gate = RetryAfterGate(); gate.close_for(1.0, now=0.0)
+        >>> gate.is_open(now=0.5), gate.is_open(now=1.0)
+        (False, True)
+        """
+        return self.not_before <= (time.monotonic() if now is None else now)
+
     def release_delay(self, rng: random.Random, max_jitter_s: float, *, now: float | None = None) -> float:
         """How long a call should sleep: the rest of the window plus a random extra delay.
 
