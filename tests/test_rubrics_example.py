@@ -44,7 +44,7 @@ def test_the_scripted_variant_scores_every_rollout(tmp_path: Path) -> None:
     assert ordered >= 36, "the good answer beats its flawed twin on (nearly) every prompt"
 
 
-@pytest.mark.parametrize("config", ["reward.yaml", "reward_endpoint.yaml"])
+@pytest.mark.parametrize("config", ["reward.yaml", "reward_endpoint.yaml", "reward_panel.yaml"])
 def test_the_other_configs_load_and_dry_run(config: str, tmp_path: Path) -> None:
     output = tmp_path / "dry.jsonl"
     result = runner.invoke(app, ["score", "-c", str(EXAMPLE / config), "-i", str(EXAMPLE / "rollouts.jsonl"),
