@@ -16,7 +16,9 @@ from typer.testing import CliRunner
 
 from adapter_fakes import make_pipeline, write_config
 from judgerl.adapters.openrlhf import create_app, resolve_token
+from judgerl.config import load_reward_config
 from judgerl.errors import ConfigError
+from judgerl.reward.pipeline import RewardPipeline
 
 TOKEN = "s3cret-token"
 
@@ -284,3 +286,16 @@ def test_serve_command_runs_the_server(tmp_path, monkeypatch):
         if servers:
             servers[0].should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_spent_judge_budget_is_a_503_without_retry_after(tmp_path):
+    """The spending budget is a stop, like the failure budget: 503, no Retry-After, the spend named."""
+    config = load_reward_config(write_config(tmp_path), ["runtime.budget_tokens=1"])
+    pipeline = RewardPipeline.from_config(config)
+    with pipeline, running(create_app(pipeline, token=None)) as url:
+        answer = httpx.post(f"{url}/get_reward", json=body(" 4"), timeout=10)
+    assert answer.status_code == 503, answer.text
+    assert "Retry-After" not in answer.headers
+    data = answer.json()
+    assert data["budget_exhausted"] is True and "spending budget" in data["error"]
+    assert isinstance(data["spend"], dict)

@@ -101,7 +101,14 @@ from judgerl.adapters.special_tokens import (
 )
 from judgerl.adapters.templated import templated_trajectory
 from judgerl.data import MAX_JSON_DEPTH, json_depth_exceeds
-from judgerl.errors import ConfigError, DataError, FailureBudgetExceeded, FatalBackendError, JudgerlError
+from judgerl.errors import (
+    BudgetExhausted,
+    ConfigError,
+    DataError,
+    FailureBudgetExceeded,
+    FatalBackendError,
+    JudgerlError,
+)
 from judgerl.reward.budget import DEFAULT_MIN_ITEMS, DEFAULT_WINDOW, RollingFailureBudget
 from judgerl.reward.groups import GroupAssembler, whole_group_judges
 from judgerl.reward.pipeline import RewardPipeline
@@ -445,6 +452,10 @@ def create_app(pipeline: RewardPipeline, *, token: str | None, max_batch: int = 
         except FatalBackendError as exc:
             logger.error("get_reward -> 502: %s", exc)
             return error_response(502, f"the judge backend refused the call: {exc}"), []
+        except BudgetExhausted as exc:  # stop, like the failure budget: no Retry-After, nothing to wait for
+            logger.error("get_reward -> 503: %s", exc)
+            return error_response(503, f"the judge's spending budget is used up: {exc}",
+                                  budget_exhausted=True, spend=exc.spend), []
         except JudgerlError as exc:
             logger.error("get_reward -> 500: %s", exc)
             return error_response(500, str(exc)), []
