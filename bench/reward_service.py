@@ -59,7 +59,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,6 +67,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+from serve_soak import start_fake_judge, write_config
 
 from judgerl.adapters.http_guard import raise_fd_limit
 from judgerl.backends.base import CompletionRequest
@@ -192,9 +192,6 @@ def metric(text: str, name: str) -> float | None:
 
 # -- --openrlhf: OpenRLHF's own client, a whole batch at once (issue 26) ------------------------------
 
-FAKE_JUDGE = ROOT / "tests" / "fake_openai.py"
-VERDICT = '{"criteria": {"answers": {"rationale": "it answers", "score": true}}}'
-
 
 @dataclass
 class LoadResult:
@@ -235,35 +232,6 @@ def cpu_seconds(pid: int) -> float | None:
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_judge(latency_s: float) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen([sys.executable, str(FAKE_JUDGE), "--port", "0", "--latency", str(latency_s),
-                                "--text", VERDICT], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    if not line.startswith("PORT "):
-        process.kill()
-        raise RuntimeError(f"the loopback judge did not start: {line!r}")
-    return process, f"http://127.0.0.1:{line.split()[1]}/v1"
-
-
-def write_config(folder: Path, judge_url: str, slots: int) -> Path:
-    """A pointwise reward like a training run's: a length check and a rubric judge (one call a rollout)."""
-    path = folder / "reward.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        backends:
-          judge: {{type: openai, base_url: "{judge_url}", model: loopback-judge, max_concurrency: {slots},
-                  timeout_s: 60}}
-        runtime: {{journal_path: null, cache_path: null}}
-        checks:
-          - {{name: length, type: length, unit: words, min: 1, max: 60, weight: 0.5}}
-        judges:
-          - name: quality
-            type: rubric
-            criteria: [{{name: answers, kind: check, description: "The answer responds to the question."}}]
-        """), encoding="utf-8")
-    return path
 
 
 def start_cli_service(config: Path, port: int, group_size: int, log: Path) -> subprocess.Popen[bytes]:
@@ -368,12 +336,13 @@ def run_load(count: int, *, latency_s: float, slots: int, group_size: int, tok: 
     for handler in saved_handlers:
         agent_logger.removeHandler(handler)  # thousands of retry lines would bury the figures
     agent_logger.addHandler(counter)
-    judge, judge_url = start_judge(latency_s)
+    judge, judge_url = start_fake_judge(latency_s)
     with tempfile.TemporaryDirectory() as folder:
         log = keep_log or Path(folder) / "serve.log"
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        service = start_cli_service(write_config(Path(folder), judge_url, slots), port, group_size, log)
+        service = start_cli_service(write_config(Path(folder), judge_url, slots, timeout_s=60), port,
+                                    group_size, log)
         try:
             wait_healthy(url, service)
             warm = httpx.post(f"{url}/get_reward", timeout=60,

@@ -53,9 +53,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_fake_judge() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen([sys.executable, str(FAKE_JUDGE), "--port", "0", "--text", VERDICT],
-                               stdout=subprocess.PIPE, text=True)
+def start_fake_judge(latency_s: float = 0.0) -> tuple[subprocess.Popen[str], str]:
+    """The loopback fake judge (tests/fake_openai.py) in its own process, answering every rubric call
+    with one passing verdict after `latency_s`; returns the process and its /v1 URL."""
+    process = subprocess.Popen([sys.executable, str(FAKE_JUDGE), "--port", "0", "--latency", str(latency_s),
+                                "--text", VERDICT], stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline().strip()
     if not line.startswith("PORT "):
@@ -64,13 +66,14 @@ def start_fake_judge() -> tuple[subprocess.Popen[str], str]:
     return process, f"http://127.0.0.1:{line.split()[1]}/v1"
 
 
-def write_config(folder: Path, judge_url: str, concurrency: int) -> Path:
-    """A reward like a training run's: a length check and a rubric judge; no cache, no journal file."""
+def write_config(folder: Path, judge_url: str, concurrency: int, *, timeout_s: float = 30) -> Path:
+    """A reward like a training run's: a length check and a rubric judge (one call a rollout); no
+    cache, no journal file, no failure budget."""
     path = folder / "reward.yaml"
     path.write_text(textwrap.dedent(f"""\
         backends:
           judge: {{type: openai, base_url: "{judge_url}", model: fake-judge, max_concurrency: {concurrency},
-                  timeout_s: 30}}
+                  timeout_s: {timeout_s:g}}}
         runtime: {{journal_path: null, cache_path: null}}
         checks:
           - {{name: length, type: length, unit: words, min: 1, max: 60, weight: 0.5}}
