@@ -67,7 +67,7 @@ from typing import Any
 
 import aiohttp
 import httpx
-from serve_soak import start_fake_judge, write_config
+from serve_soak import start_fake_judge, wait_healthy, write_config
 
 from judgerl.adapters.http_guard import raise_fd_limit
 from judgerl.backends.base import CompletionRequest
@@ -246,20 +246,6 @@ def start_cli_service(config: Path, port: int, group_size: int, log: Path) -> su
         return subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
 
 
-def wait_healthy(url: str, service: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if service.poll() is not None:
-            raise RuntimeError(f"judgerl serve exited with {service.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("judgerl serve did not answer /health in time")
-
-
 class ScriptedEngine:
     """Stands in for OpenRLHF's vLLM engine (not a model): answers `token_ids` at once, then EOS."""
 
@@ -344,7 +330,7 @@ def run_load(count: int, *, latency_s: float, slots: int, group_size: int, tok: 
         service = start_cli_service(write_config(Path(folder), judge_url, slots, timeout_s=60), port,
                                     group_size, log)
         try:
-            wait_healthy(url, service)
+            wait_healthy(url, service, timeout_s=120)
             warm = httpx.post(f"{url}/get_reward", timeout=60,
                               json={"query": ["Q: warm up? A: yes, warm."], "group_size": 1})
             if warm.status_code != 200:
