@@ -97,7 +97,7 @@ def write_teacher_journal(tmp_path: Path, samples: int = 60,
 def build_student_base(folder: Path) -> Path:
     """A tiny Llama whose tokenizer knows the task's words (trained on them), with a long context."""
     judge = student_judge(student_judge_config("support", [CRITERION], model="unused"))
-    corpus = [render_prompt(type("T", (), {"chat_template": None})(), student_request(judge, row))
+    corpus = [render_prompt(student_request(judge, row), type("T", (), {"chat_template": None})())
               for row in _rows_for_corpus(judge)] + OPENINGS + MIDDLES + QUESTIONS + ["PASS", "FAIL"]
     return build_corpus_model_dir(folder, corpus)
 
@@ -157,7 +157,7 @@ def test_the_training_prompt_is_the_one_the_local_backend_renders(tmp_path: Path
     row = _rows_for_corpus(judge)[0]
     request = student_request(judge, row)
     tokenizer = AutoTokenizer.from_pretrained(str(base))
-    assert render_prompt(tokenizer, request) == LocalBackend(str(base)).render(request)
+    assert render_prompt(request, tokenizer) == LocalBackend(str(base)).render(request)
 
 
 def test_a_tiny_student_learns_the_teachers_hidden_rule(tmp_path: Path) -> None:
@@ -273,7 +273,7 @@ def test_the_student_asks_with_its_own_short_template_not_the_teachers(tmp_path:
     judge = student_judge(config)
     row = _rows_for_corpus(judge)[0]
     request = student_request(judge, row)
-    text = render_prompt(AutoTokenizer.from_pretrained(str(resolve_model("smollm2-135m-instruct"))), request)
+    text = render_prompt(request, AutoTokenizer.from_pretrained(str(resolve_model("smollm2-135m-instruct"))))
     assert row.rollout.completion in text and row.sample.prompt in text and "Yes or No?" in text
     assert "<<<ANSWER_" not in text  # the fences' hash tags alone cost ~60 tokens
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_model("smollm2-135m-instruct")))

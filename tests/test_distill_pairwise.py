@@ -78,7 +78,7 @@ def build_pairwise_student_base(folder: Path) -> Path:
     """The tiny Llama with a tokenizer trained on the student's own pointwise prompts."""
     judge = student_judge(student_pairwise_config("prefers", DESCRIPTION, model="unused"))
     no_template = type("T", (), {"chat_template": None})()
-    prompts = [render_prompt(no_template, judge.logprob_request(sample, rollout, judge.options.criteria[0]))
+    prompts = [render_prompt(judge.logprob_request(sample, rollout, judge.options.criteria[0]), no_template)
                for sample, rollout in synthetic_items(4, 2)]
     return build_corpus_model_dir(folder, prompts + OPENINGS + MIDDLES + QUESTIONS + ["PASS", "FAIL"])
 

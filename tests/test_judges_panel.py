@@ -22,8 +22,8 @@ from fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 from judgerl.backends.base import Completion, CompletionRequest, Usage
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.cli import app
-from judgerl.errors import BackendError, ConfigError
-from judgerl.judges.panel import PairwisePanel, PointwisePanel, combine_values
+from judgerl.errors import BackendError, ConfigError, FatalBackendError
+from judgerl.judges.panel import PairwisePanel, PointwisePanel, combine_values, member_failure
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.types import Rollout, Sample
 
@@ -450,3 +450,13 @@ def test_the_same_judge_sampled_twice_is_two_members_with_their_own_answers() ->
     members = reward.details["scores"]["panel"]["details"]["members"]
     assert sorted(member["value"] for member in members.values()) == [0.0, 1.0], "two calls, two samples"
     assert reward.value == 0.5
+
+
+def test_a_member_that_raises_is_its_own_unscored_but_a_fatal_error_stops_the_run() -> None:
+    member = type("Member", (), {"name": "small_a"})()
+    assert member_failure(member, ValueError("bad template")) == \
+        "judge_error: member 'small_a' raised ValueError: bad template"
+    with pytest.raises(FatalBackendError):
+        member_failure(member, FatalBackendError("401: bad key"))
+    with pytest.raises(asyncio.CancelledError):
+        member_failure(member, asyncio.CancelledError())

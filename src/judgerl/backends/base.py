@@ -65,7 +65,8 @@ class CompletionRequest:
 
 def render_prompt(request: CompletionRequest, tokenizer: Any = None) -> str:
     """The exact prompt text a model sees for `request`, from one place for every backend that
-    renders prompts itself (the local engine, the OpenAI-compatible `completions` endpoint).
+    renders prompts itself (the local engine, the OpenAI-compatible `completions` endpoint) and for
+    the distilled student's training prompts, which must be exactly what the local engine will show it.
 
     Without a `tokenizer` (or one without a chat template): the message contents joined by blank
     lines; with one: its chat template, continuing a final assistant message or opening the

@@ -33,7 +33,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from judgerl.backends.base import CompletionRequest
+from judgerl.backends.base import CompletionRequest, render_prompt
 from judgerl.config import JudgeConfig, RewardConfig
 from judgerl.distill.examples import Judged, JudgedPair, target_distribution
 from judgerl.errors import ConfigError
@@ -150,14 +150,6 @@ def student_request(judge: RubricJudge, row: Judged) -> CompletionRequest:
     return judge.logprob_request(row.sample, row.rollout, criterion)
 
 
-def render_prompt(tokenizer: Any, request: CompletionRequest) -> str:
-    """The prompt text the local engine builds for `request` (its `render`, chat template on)."""
-    messages = [{"role": m["role"], "content": m["content"]} for m in request.messages]
-    if not tokenizer.chat_template:
-        return "\n\n".join(m["content"] for m in messages)
-    return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-
-
 def candidate_ids(tokenizer: Any, candidate: str) -> list[int]:
     """The single-token spellings of a verdict token, as the local engine sums them."""
     bare = candidate.lstrip(" ")
@@ -178,7 +170,7 @@ def encode_rows(tokenizer: Any, judge: RubricJudge, rows: list[Judged], *, soft:
     for row in rows:
         request = student_request(judge, row)
         tokens = list(request.candidate_tokens or verdict_tokens(row.kind))
-        ids = tokenizer(render_prompt(tokenizer, request), add_special_tokens=False)["input_ids"]
+        ids = tokenizer(render_prompt(request, tokenizer), add_special_tokens=False)["input_ids"]
         if len(ids) > max_prompt_tokens:
             ids = ids[-max_prompt_tokens:]
         encoded.append((ids, [candidate_ids(tokenizer, token) for token in tokens],

@@ -215,6 +215,14 @@ def panel_shape(config: JudgeConfig) -> str:
     return "pointwise" if all(issubclass(c, PointwiseJudge) for c in classes) else "group"
 
 
+def member_failure(member: Judge, error: BaseException) -> str:
+    """A member that raised is that member's unscored (the reason), never the panel's crash; a
+    `FatalBackendError` (bad key, unknown model) and a cancellation still stop the run."""
+    if isinstance(error, FatalBackendError) or not isinstance(error, Exception):
+        raise error
+    return f"judge_error: member '{member.name}' raised {type(error).__name__}: {str(error)[:300]}"
+
+
 class PanelJudge(Judge):
     """A panel of member judges whose scores are combined, or abstained from when they disagree.
 
@@ -333,12 +341,8 @@ class PanelJudge(Judge):
                                        return_exceptions=True)
         per_member: list[list[Score]] = []
         for member, result in zip(self.members, results, strict=True):
-            if isinstance(result, FatalBackendError) or (isinstance(result, BaseException) \
-                    and not isinstance(result, Exception)):
-                raise result
-            if isinstance(result, Exception):
-                reason = f"judge_error: member '{member.name}' raised {type(result).__name__}: " \
-                         f"{str(result)[:300]}"
+            if isinstance(result, BaseException):
+                reason = member_failure(member, result)
                 result = [Score.unscored(member.name, reason) for _ in rollouts]
             elif len(result) != len(rollouts):
                 reason = f"judge_error: member '{member.name}' returned {len(result)} scores for " \
@@ -442,12 +446,8 @@ class PairwisePanel(PanelJudge, ComparingJudge):
                                          for member in self.members), return_exceptions=True)
         verdicts: dict[str, Verdict] = {}
         for name, member, result in zip(self.member_names, self.members, results, strict=True):
-            if isinstance(result, FatalBackendError) or (isinstance(result, BaseException) \
-                    and not isinstance(result, Exception)):
-                raise result
-            if isinstance(result, Exception):
-                result = Verdict.unscored(f"judge_error: member '{member.name}' raised "
-                                          f"{type(result).__name__}: {str(result)[:300]}")
+            if isinstance(result, BaseException):
+                result = Verdict.unscored(member_failure(member, result))
             verdicts[name] = result
         values: dict[str, float | None] = {}
         votes: dict[str, float] = {}

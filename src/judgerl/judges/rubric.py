@@ -139,7 +139,7 @@ class CriteriaOptions(JudgeOptions):
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
             raise ValueError(f"criterion names must be unique; repeated: {duplicated}")
-        if sum(criterion.weight for criterion in criteria) <= 0:
+        if criteria and sum(criterion.weight for criterion in criteria) <= 0:  # empty: the rows' rubrics
             raise ValueError("at least one criterion needs a positive weight")
         return criteria
 
@@ -188,17 +188,6 @@ class RubricOptions(CriteriaOptions):
                                        "judge call (default: all in one JSON answer; 1: a call per item)")
     max_items: int = Field(default=DEFAULT_MAX_ITEMS, ge=1, description="most items a row's rubric may have "
                            "(more is that row's data error)")
-
-    @field_validator("criteria")
-    @classmethod
-    def _unique_and_weighted(cls, criteria: list[Criterion]) -> list[Criterion]:
-        names = [criterion.name for criterion in criteria]
-        duplicated = sorted({name for name in names if names.count(name) > 1})
-        if duplicated:
-            raise ValueError(f"criterion names must be unique; repeated: {duplicated}")
-        if criteria and sum(criterion.weight for criterion in criteria) <= 0:
-            raise ValueError("at least one criterion needs a positive weight")
-        return criteria
 
     @field_validator("rubric_field")
     @classmethod
