@@ -600,13 +600,36 @@ def demo(
              "reply addresses the specific thing the customer wrote' from the packaged labelled set, "
              "gate it on held-out scenarios, and reward with it next to the checks. fewshot: the "
              "embedded few-shot tone judge instead (no distillation).")] = "student",
+    task: Annotated[str, typer.Option(
+        help="support (default): the customer-support demo. contract-review: the CPU-sized contract "
+             "review case study (two distilled students; base, SFT, RFT with the checks only and RFT "
+             "with the checks + a judge of each contract's planted issues, over --seeds; a table "
+             "scored by a judge not trained on; default run dir runs/contract-review).")] = "support",
+    seeds: Annotated[int, typer.Option(
+        help="--task contract-review: how many seeds (0, 1, ...) of SFT and RFT.")] = 3,
 ) -> None:
     """Run the whole workflow offline on a shipped task with the embedded local models."""
     from judgerl.run.workflow import DEMO_RECIPE, QUICK_OVERRIDES, Workflow
 
     if judge not in ("student", "fewshot"):
         raise typer.BadParameter("--judge is student or fewshot")
+    if task not in ("support", "contract-review"):
+        raise typer.BadParameter("--task is support or contract-review")
     started = time.monotonic()
+    if task == "contract-review":
+        from judgerl.distill.agreement import DistillGateError
+        from judgerl.distill.contract_study import StudySettings, run_contract_study
+
+        study_dir = run_dir or Path("runs/contract-review" + ("-quick" if quick else ""))
+        try:
+            run_contract_study(study_dir, StudySettings(seeds=tuple(range(seeds)), quick=quick,
+                                                        overrides=list(overrides or [])), console)
+        except DistillGateError as exc:
+            console.print(f"[bold red]refused:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from exc
+        console.print(f"[bold green]case study finished in {time.monotonic() - started:.0f} s; table:[/] "
+                      f"{study_dir / 'results.md'}", highlight=False)
+        return
     suffix = ("-fewshot" if judge == "fewshot" else "") + ("-quick" if quick else "")
     run_dir = run_dir or Path(f"runs/demo{suffix}")
     settings = [f"workflow.run_dir={run_dir.resolve()}", *(QUICK_OVERRIDES if quick else []),

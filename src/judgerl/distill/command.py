@@ -35,12 +35,15 @@ from judgerl.distill.examples import (
     journal_judge_names,
     judged_from_journal,
     judged_from_labelled,
+    judged_from_labelled_items,
     judged_from_panel_journal,
+    labelled_items,
     pairs_from_journal,
     pairs_from_labelled,
     split_by_sample,
 )
 from judgerl.distill.student import (
+    STUDENT_PROMPT,
     TrainResult,
     TrainSettings,
     student_judge_config,
@@ -132,7 +135,7 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
             description: str | None = None, held_out: float = 0.2,
             held_out_labelled: Path | None = None, settings: TrainSettings | None = None,
             thresholds: Thresholds | None = None, enforce_gate: bool = True,
-            console: Console | None = None) -> DistillResult:
+            console: Console | None = None, prompt: str = STUDENT_PROMPT) -> DistillResult:
     """Run the whole distillation; raise `DistillGateError` (after writing the report) below thresholds.
     With a `console`, the student's training shows its progress there (step, loss, time left)."""
     from judgerl.models import resolve_model
@@ -176,14 +179,23 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
                                   description=description, options={},
                                   held_out=held_out, settings=settings, thresholds=thresholds,
                                   enforce_gate=enforce_gate, console=console)
-        if not criterion or not description:
-            raise ConfigError("--criterion and --description name the check a labelled file grades")
-        judge = judge or "distilled"
-        rows = judged_from_labelled(labelled, criterion=criterion)
-        if held_out_labelled is not None:
-            test = judged_from_labelled(held_out_labelled, criterion=criterion)
-            _check_disjoint(rows, test, held_out_labelled)
-        criteria = [{"name": criterion, "kind": "check", "description": description}]
+        if labelled.is_file() and labelled_items(labelled):
+            # verdicts on the items of per-prompt rubrics: the student judges a row's own items
+            judge = judge or criterion or "rubric"
+            rows = judged_from_labelled_items(labelled)
+            if held_out_labelled is not None:
+                test = judged_from_labelled_items(held_out_labelled)
+                _check_disjoint(rows, test, held_out_labelled)
+            criteria, options = [], {"rubric_field": "rubric"}
+        else:
+            if not criterion or not description:
+                raise ConfigError("--criterion and --description name the check a labelled file grades")
+            judge = judge or "distilled"
+            rows = judged_from_labelled(labelled, criterion=criterion)
+            if held_out_labelled is not None:
+                test = judged_from_labelled(held_out_labelled, criterion=criterion)
+                _check_disjoint(rows, test, held_out_labelled)
+            criteria = [{"name": criterion, "kind": "check", "description": description}]
     else:
         raise ConfigError("give --journal (with --config) or --labelled")
     if held_out_labelled is not None:
@@ -194,13 +206,16 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
         train_rows, test_rows = split_by_sample(rows, held_out=held_out, seed=settings.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_dir = out_dir / MODEL_FOLDER
-    training_config = student_judge_config(judge, criteria, model=str(model_dir), extra_options=options)
+    training_config = student_judge_config(judge, criteria, model=str(model_dir), extra_options=options,
+                                           prompt=prompt)
     training = train_student(resolve_model(base_model), train_rows, training_config, model_dir, settings,
                              console)
     snippet = out_dir / SNIPPET_FILE
-    snippet_config = student_judge_config(judge, criteria, model=MODEL_FOLDER, extra_options=options)
+    snippet_config = student_judge_config(judge, criteria, model=MODEL_FOLDER, extra_options=options,
+                                          prompt=prompt)
     _write_snippet(snippet, snippet_config)
-    measured = student_judge_config(judge, criteria, model=str(model_dir.resolve()), extra_options=options)
+    measured = student_judge_config(judge, criteria, model=str(model_dir.resolve()), extra_options=options,
+                                    prompt=prompt)
     student, seconds = student_verdicts(measured, test_rows)
     report = measure_agreement(judge, test_rows, student, student_seconds=seconds, thresholds=thresholds)
     report.teacher_left_out = left_out

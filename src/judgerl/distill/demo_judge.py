@@ -69,6 +69,8 @@ class StudentPlan:
     thresholds: Thresholds = field(default_factory=Thresholds)
     criterion: str = CRITERION
     description: str = DESCRIPTION
+    #: the student's template (a shipped prompt name)
+    prompt: str = STUDENT_PROMPT
 
     def digest(self) -> str:
         """sha256 over the labelled files' bytes, the base model, the settings and the criterion
@@ -79,7 +81,7 @@ class StudentPlan:
         base = Path(self.base_model)
         described = {"base_model": self.base_model, "settings": asdict(self.settings),
                      "criterion": self.criterion, "description": self.description,
-                     "prompt": STUDENT_PROMPT,
+                     "prompt": self.prompt,
                      # a base model folder: its files' names and sizes stand in for its bytes
                      "base_files": sorted((p.name, p.stat().st_size) for p in base.iterdir() if p.is_file())
                      if base.is_dir() else None}

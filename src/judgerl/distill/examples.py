@@ -249,6 +249,43 @@ def judged_from_journal(path: str | Path, *, judge: str | None = None) -> tuple[
     return judge, judged
 
 
+def labelled_items(path: str | Path) -> bool:
+    """Whether a scored labelled file grades the items of per-prompt rubrics: its rows' `rubric`
+    items carry the human's `met` verdict (the format `judgerl validate` measures per item)."""
+    items = load_labelled_file(path)
+    return any(isinstance(item, AnswerItem) and item.rubric and any("met" in entry for entry in item.rubric)
+               for item in items)
+
+
+def judged_from_labelled_items(path: str | Path) -> list[Judged]:
+    """The per-item verdicts of a labelled file whose rows carry a rubric with `met` per item: each
+    labelled item is its own row, criterion `r1`, `r2`, ... (its position, as the rubric judge names
+    a row's items) on a sample that carries the rubric (without the verdicts) in its metadata, so
+    that the student is trained on the very prompt its rubric judge renders for that item.
+
+    A row's sample is keyed by its prompt (a rubric belongs to a prompt): rows of one prompt stay on
+    one side of a split whatever their category.
+    """
+    judged: list[Judged] = []
+    for item in load_labelled_file(path):
+        if not isinstance(item, AnswerItem) or not item.rubric:
+            raise DataError(f"row {item.id} has no `rubric`: in a file of rubric item verdicts every row "
+                            "carries its prompt's rubric, its items' `met` the verdicts", path=str(path))
+        rubric = [{key: value for key, value in entry.items() if key != "met"} for entry in item.rubric]
+        sample = Sample(id=_short_id("rubric:" + item.prompt),
+                        messages=[{"role": "user", "content": item.prompt}], reference=item.reference,
+                        metadata={"rubric": rubric})
+        rollout = Rollout(sample_id=sample.id, completion=item.answer, id=item.id)
+        for number, entry in enumerate(item.rubric, start=1):
+            if "met" in entry:
+                judged.append(Judged(sample, rollout, f"r{number}", "check", 1.0 if entry["met"] else 0.0))
+    if not judged:
+        raise DataError("no rubric item carries a `met` verdict", path=str(path))
+    if len({row.verdict for row in judged}) < 2:
+        raise DataError("every item has the same verdict: nothing to learn", path=str(path))
+    return judged
+
+
 def judged_from_labelled(path: str | Path, *, criterion: str) -> list[Judged]:
     """Rows of a scored labelled file (`judgerl validate`'s format) as verdicts on one check.
 

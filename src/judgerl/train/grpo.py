@@ -207,7 +207,8 @@ class GrpoRun:
             args=grpo_config(recipe, has_eval=bool(eval_samples)),
             train_dataset=grpo_dataset(self.samples, chat=chat),
             eval_dataset=grpo_dataset(eval_samples, chat=chat) if eval_samples else None,
-            processing_class=self.tokenizer, peft_config=lora_config(recipe.model), callbacks=callbacks,
+            processing_class=self.tokenizer, peft_config=lora_config(recipe.model, model),
+            callbacks=callbacks,
             **({"tools": self.tools} if self.tools else {}))
         self._check_process_group()
         if monitors.progress:

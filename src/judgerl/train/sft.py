@@ -82,7 +82,7 @@ def sft(recipe: Recipe, *, resume: bool = False, console: Console | None = None)
         train_dataset=sft_dataset(train_samples, chat=chat, path=str(recipe.path(recipe.data.train))),
         eval_dataset=(sft_dataset(eval_samples, chat=chat, path=str(recipe.path(recipe.data.eval or "")))
                       if eval_samples and all(sample.reference for sample in eval_samples) else None),
-        processing_class=tokenizer, peft_config=lora_config(recipe.model), callbacks=callbacks)
+        processing_class=tokenizer, peft_config=lora_config(recipe.model, model), callbacks=callbacks)
     if recipe.monitors.progress:
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

@@ -1,0 +1,382 @@
+"""`judgerl demo --task contract-review`: the seed's contract review case study, sized for two CPU cores.
+
+Why: the result judgerl reproduces is a contract-review RFT in which a policy writes JSON review
+comments, a judge scores them, and RFT ends above SFT, which ends above the base model, on a judge it
+was not trained on. At full size (examples/contract_review) a 135M policy learns nothing on a CPU.
+This study keeps the structure at a size it can learn (the packaged `demo/contract_review`, built
+by examples/contract_review/build_cpu_data.py: 3-clause contracts, 1-2 planted issues, answers
+`{"comments": [{"quote", "rule", "fix"}]}`) and runs the whole comparison in one resumable command:
+
+1. two students distilled from labelled comments (`rubric` items with `met` verdicts): the
+   reward's (on services, NDA and lease contracts, gated on software licences, a type it never
+   saw) and the scorer's (on other contracts written only for it, measured on the reward
+   student's rows): they share no labelled row and no contract;
+2. the base policy evaluated on the 16 held-out contracts (8 of a type never trained on);
+3. for each seed: SFT on the expert comments, then two RFT runs warm-started from it, one with
+   the checks only (schema gate, grounding, count, duplicates) and one with the checks and the
+   reward's student judging each contract's planted issues item by item; every model evaluated
+   by the checks + the scorer;
+4. the table (mean, min and max over seeds) printed and written to RUN_DIR/results.{json,md}.
+
+Every stage leaves its output in RUN_DIR and is skipped when it is there, so an interrupted study
+goes on where it stopped. This module only orders the stages; training, evaluation and
+distillation are the layers' own functions.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from judgerl.checks.grounding import normalise_quote
+from judgerl.checks.json_checks import parse_json
+from judgerl.config import read_yaml
+from judgerl.distill.agreement import Thresholds
+from judgerl.distill.demo_judge import PreparedStudent, StudentPlan, prepare_student, write_config
+from judgerl.distill.student import TrainSettings
+from judgerl.errors import ConfigError
+from judgerl.run.folder import read_rows
+from judgerl.run.workflow import trained_model
+
+#: the judge's name in the reward configs, and what its student is asked about each item
+JUDGE = "issues"
+DESCRIPTION = "The review flags the planted issue the rubric item describes: its clause, rule and fix."
+#: the student's template: the review and the item only (the contract would cost ~250 tokens a call)
+ITEM_PROMPT = "rubric_item_student"
+#: the judge's weight next to the checks (grounding 1, count 0.25, duplicates 0.25)
+JUDGE_WEIGHT = 3.0
+ARMS = ("checks", "judge")
+ARM_LABELS = {"checks": "RFT, checks only", "judge": "RFT, checks + judge"}
+MODELS = ("base", "sft", "rft-checks", "rft-judge")
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+#: `--quick` (and CI): the smallest run that passes through every stage
+QUICK_OVERRIDES = ["trainer.max_steps=2", "trainer.save_steps=2", "sft.max_steps=2", "evaluation.limit=2",
+                   "evaluation.k=2", "rollout.max_new_tokens=48", "evaluation.max_new_tokens=48"]
+QUICK_EVERY = 8
+
+
+def study_folder() -> Path:
+    """The packaged case study: recipe, checks, schema and data."""
+    return Path(str(resources.files("judgerl").joinpath("demo", "contract_review")))
+
+
+STUDY_RECIPE = study_folder() / "recipe.yaml"
+
+
+@dataclass
+class StudySettings:
+    """How the study runs: seeds, extra recipe settings, and the students' training."""
+
+    seeds: Sequence[int] = (0, 1, 2)
+    overrides: list[str] = field(default_factory=list)
+    quick: bool = False
+    reward_student: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=3, lora_layers=12))
+    scorer_student: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=3, lora_layers=12))
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    #: the students' base model (the packaged 135M; tests give a tiny one)
+    student_base: str = "smollm2-135m-instruct"
+
+
+def student_plans(folder: Path, settings: StudySettings, scratch: Path) -> dict[str, StudentPlan]:
+    """The two students' plans: (reward) judge_train -> gated on judge_held_out; (scorer)
+    scorer_train -> measured on judge_train (rows it never saw). `--quick` keeps every
+    QUICK_EVERY-th row (written to `scratch`) and one epoch."""
+    files = {name: folder / f"{name}.jsonl" for name in ("judge_train", "judge_held_out", "scorer_train")}
+    reward, scorer = settings.reward_student, settings.scorer_student
+    if settings.quick:
+        scratch.mkdir(parents=True, exist_ok=True)
+        for name, source in files.items():
+            lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+            files[name] = scratch / source.name
+            files[name].write_text("".join(lines[::QUICK_EVERY]), encoding="utf-8")
+        reward, scorer = replace(reward, epochs=1), replace(scorer, epochs=1)
+    common = {"criterion": JUDGE, "description": DESCRIPTION, "prompt": ITEM_PROMPT,
+              "thresholds": settings.thresholds, "base_model": settings.student_base}
+    return {"reward": StudentPlan(train=files["judge_train"], held_out=files["judge_held_out"],
+                                  settings=reward, **common),
+            "scorer": StudentPlan(train=files["scorer_train"], held_out=files["judge_train"],
+                                  settings=scorer, **common)}
+
+
+def judge_reward_config(checks: Path, model_dir: Path, *, weight: float = JUDGE_WEIGHT) -> dict[str, Any]:
+    """The checks of `checks` plus the rubric judge of each row's planted issues on a student."""
+    config = read_yaml(checks)
+    schema = config["checks"][0].get("schema_file")
+    if schema:  # the config is written into the run folder: the schema path must stay valid
+        config["checks"][0]["schema_file"] = str((checks.parent / schema).resolve())
+    config["backends"] = {"student": {"type": "local", "model": str(Path(model_dir).resolve()),
+                                      "max_concurrency": 16}}
+    config["judges"] = [{"name": JUDGE, "type": "rubric", "backend": "student", "scoring": "logprob",
+                         "prompt": ITEM_PROMPT, "rubric_field": "rubric", "weight": weight}]
+    return config
+
+
+def checks_config(checks: Path) -> dict[str, Any]:
+    config = read_yaml(checks)
+    schema = config["checks"][0].get("schema_file")
+    if schema:
+        config["checks"][0]["schema_file"] = str((checks.parent / schema).resolve())
+    return config
+
+
+# ----------------------------------------------------------------------------------------- figures
+
+
+def comment_precision(completion: str, clauses: list[dict[str, Any]]) -> float | None:
+    """Share of an answer's comments that quote a clause with a planted issue and name that issue's
+    rule (deterministic, from the row's `clauses`); None when the answer has no comment list."""
+    try:
+        parsed = parse_json(completion)
+    except ValueError:
+        return None
+    comments = parsed.get("comments") if isinstance(parsed, dict) else None
+    if not isinstance(comments, list) or not comments:
+        return None
+    flagged = [(normalise_quote(clause["text"]), clause["rule"]) for clause in clauses if clause.get("issue")]
+    right = 0
+    for comment in comments:
+        if not isinstance(comment, dict):
+            continue
+        quote = normalise_quote(str(comment.get("quote", "")))
+        if len(quote) >= 12 and any(quote in text and comment.get("rule") == rule for text, rule in flagged):
+            right += 1
+    return right / len(comments)
+
+
+def model_figures(samples: Path, rows: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """The seed's figures for one evaluated model, from its samples.jsonl (every answer counts;
+    a gated answer scores 0): reward, issues (the scorer's per-item verdicts), schema validity,
+    grounded share (valid answers), comment precision (valid answers), and issues by contract
+    type (seen in training or not)."""
+    answers = read_rows(samples)
+    scored = [row for row in answers if row.get("status") in ("ok", "gated")]
+
+    def mean(values: list[float]) -> float | None:
+        return round(statistics.fmean(values), 4) if values else None
+
+    valid = [row for row in scored if row["status"] == "ok"]
+    precision = [value for row in valid
+                 for value in [comment_precision(row["completion"], rows[row["prompt_id"]]["clauses"])]
+                 if value is not None]
+    figures: dict[str, float | None] = {
+        "reward": mean([float(row["reward"]) for row in scored]),
+        "issues": mean([float((row.get("components") or {}).get(JUDGE, 0.0)) for row in scored]),
+        "schema_valid": mean([1.0 if row["status"] == "ok" else 0.0 for row in scored]),
+        "grounded": mean([float(row["components"]["grounding"]) for row in valid]),
+        "precision": mean(precision),
+        "unscored": round(1 - len(scored) / len(answers), 4) if answers else None,
+    }
+    for split in ("seen_type", "unseen_type"):
+        figures[f"issues_{split}"] = mean([float((row.get("components") or {}).get(JUDGE, 0.0))
+                                           for row in scored if rows[row["prompt_id"]].get("split") == split])
+    return figures
+
+
+def spread(values: list[float | None]) -> dict[str, Any]:
+    present = [value for value in values if value is not None]
+    if not present:
+        return {"mean": None, "min": None, "max": None, "std": None, "n": 0}
+    return {"mean": round(statistics.fmean(present), 4), "min": min(present), "max": max(present),
+            "std": round(statistics.pstdev(present), 4) if len(present) > 1 else 0.0, "n": len(present)}
+
+
+FIGURES = (("reward", "reward"), ("issues", "issues found (judge)"), ("issues_unseen_type", "… unseen type"),
+           ("schema_valid", "schema valid"), ("grounded", "grounded quotes"),
+           ("precision", "comment precision"))
+
+
+def results_table(results: dict[str, Any]) -> str:
+    """The markdown table of RUN_DIR/results.json: mean [min-max] over seeds per model and figure."""
+    header = "| model | " + " | ".join(title for _key, title in FIGURES) + " |"
+    lines = [header, "|" + "---|" * (len(FIGURES) + 1)]
+    for model in MODELS:
+        per_figure = results["models"].get(model)
+        if not per_figure:
+            continue
+        cells = []
+        for key, _title in FIGURES:
+            stats = per_figure.get(key) or {}
+            if stats.get("mean") is None:
+                cells.append("n/a")
+            elif stats.get("n", 0) > 1:
+                cells.append(f"{stats['mean']:.3f} [{stats['min']:.3f}-{stats['max']:.3f}]")
+            else:
+                cells.append(f"{stats['mean']:.3f}")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- stages
+
+
+@dataclass
+class ContractStudy:
+    """One study in RUN_DIR; `run()` returns the results (also in RUN_DIR/results.json)."""
+
+    run_dir: Path
+    settings: StudySettings = field(default_factory=StudySettings)
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    folder: Path = field(default_factory=study_folder)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.run_dir = self.run_dir.resolve()
+        self.recipe = self.folder / "recipe.yaml"
+        self.overrides = [*(QUICK_OVERRIDES if self.settings.quick else []), *self.settings.overrides,
+                          "validation.suite=null", "monitors.held_out_reward=null",
+                          "logging.tensorboard=false"]
+
+    # the stages ------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        from judgerl.train.recipe import load_recipe
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        students = self.students()
+        checks = self.folder / "reward.yaml"
+        rewards = {"checks": write_config(checks_config(checks), self.run_dir / "reward-checks.yaml"),
+                   "judge": write_config(judge_reward_config(checks, students["reward"].model_dir),
+                                         self.run_dir / "reward-judge.yaml")}
+        scorer = write_config(judge_reward_config(checks, students["scorer"].model_dir),
+                              self.run_dir / "scorer.yaml")
+        eval_rows = {row["id"]: row for row in read_rows(self.folder / "eval.jsonl")}
+        base_model = load_recipe(self.recipe, self.overrides).model.name_or_path
+        per_seed: dict[str, list[dict[str, float | None]]] = {model: [] for model in MODELS}
+        base = self.evaluate("base", base_model, scorer, self.run_dir / "base", seed=0)
+        per_seed["base"].append(model_figures(base, eval_rows))
+        for seed in self.settings.seeds:
+            seed_dir = self.run_dir / f"seed-{seed}"
+            sft_model = self.sft(seed, seed_dir / "sft")
+            per_seed["sft"].append(model_figures(
+                self.evaluate("sft", sft_model, scorer, seed_dir, seed=seed), eval_rows))
+            for arm in ARMS:
+                model = self.rft(seed, arm, sft_model, seed_dir / f"rft-{arm}", rewards[arm])
+                per_seed[f"rft-{arm}"].append(model_figures(
+                    self.evaluate(f"rft-{arm}", model, scorer, seed_dir, seed=seed), eval_rows))
+        results = {
+            "seeds": list(self.settings.seeds), "quick": self.settings.quick,
+            "students": {name: {**student.figures, "reused": student.reused}
+                         for name, student in students.items()},
+            "models": {model: {key: spread([figures.get(key) for figures in runs])
+                               for key in {*(k for k, _ in FIGURES), "unscored", "issues_seen_type"}}
+                       for model, runs in per_seed.items()},
+            "per_seed": per_seed,
+            "timings_s": self.timings,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (self.run_dir / RESULTS_JSON).write_text(json.dumps(results, indent=2), encoding="utf-8")
+        (self.run_dir / RESULTS_MD).write_text(self.markdown(results), encoding="utf-8")
+        return results
+
+    def students(self) -> dict[str, PreparedStudent]:
+        plans = student_plans(self.folder, self.settings, self.run_dir / "student-data")
+        prepared = {}
+        for name, plan in plans.items():
+            self.console.rule(f"[bold]{name} student")
+            started = time.monotonic()
+            # the reward's student must pass its gate (unless --quick); the scorer is measured and
+            # recorded, and the table says how far to trust it
+            prepared[name] = prepare_student(self.run_dir / f"student-{name}", plan, self.console,
+                                             enforce_gate=name == "reward" and not self.settings.quick)
+            figures = prepared[name].figures
+            self.console.print(f"{name} student: accuracy {figures['accuracy']:.3f}, kappa "
+                               f"{figures['kappa']:.3f} on {figures['held_out_rows']} held-out items "
+                               f"({'reused' if prepared[name].reused else 'trained'})", highlight=False)
+            self._time(f"student {name}", started)
+        return prepared
+
+    def evaluate(self, label: str, model: str | Path, scorer: Path, out: Path, *, seed: int) -> Path:
+        """Evaluate `model` on the held-out contracts with the scorer; the samples file."""
+        samples = out / "eval" / label / "samples.jsonl"
+        if (out / "eval" / label / "summary.json").is_file():
+            return samples
+        from judgerl.models.policy import SamplingConfig
+        from judgerl.run.evaluate import ModelSpec, evaluate_models
+        from judgerl.train.recipe import load_recipe
+        from judgerl.train.splits import load_split
+
+        self.console.rule(f"[bold]evaluate {label}" + ("" if label == "base" else f" (seed {seed})"))
+        started = time.monotonic()
+        recipe = load_recipe(self.recipe, [*self.overrides, f"evaluation.seed={seed}"])
+        evaluation = recipe.evaluation
+        chosen = load_split(recipe, "eval")[: evaluation.limit]
+        sampling = SamplingConfig(k=evaluation.k, temperature=evaluation.temperature, top_p=evaluation.top_p,
+                                  max_new_tokens=evaluation.max_new_tokens or recipe.rollout.max_new_tokens,
+                                  seed=evaluation.seed, batch_size=evaluation.batch_size)
+        evaluate_models({label: ModelSpec(source=str(model))}, chosen, scorer, k=evaluation.k, out_dir=out,
+                        sampling=sampling, resume=True)
+        self._time(f"evaluate {label}", started)
+        return samples
+
+    def sft(self, seed: int, output: Path) -> Path:
+        model = trained_model(output)
+        if (model / "config.json").is_file():
+            return model
+        from judgerl.train.recipe import load_recipe
+        from judgerl.train.sft import sft
+
+        self.console.rule(f"[bold]SFT (seed {seed})")
+        started = time.monotonic()
+        recipe = load_recipe(self.recipe, [*self.overrides, f"trainer.seed={seed}",
+                                           f"sft.output_dir={output}"])
+        sft(recipe, resume=output.is_dir() and any(output.glob("checkpoint-*")), console=self.console)
+        self._time("sft", started)
+        return trained_model(output)
+
+    def rft(self, seed: int, arm: str, start: Path, output: Path, reward: Path) -> Path:
+        model = trained_model(output)
+        if (model / "config.json").is_file():
+            return model
+        from judgerl.train.grpo import train
+        from judgerl.train.recipe import load_recipe
+
+        self.console.rule(f"[bold]{ARM_LABELS[arm]} (seed {seed})")
+        started = time.monotonic()
+        recipe = load_recipe(self.recipe, [*self.overrides, f"trainer.seed={seed}", f"reward={reward}",
+                                           f"logging.output_dir={output}", f"model.name_or_path={start}"])
+        result = train(recipe, resume=output.is_dir() and any(output.glob("checkpoint-*")),
+                       skip_validation=True, console=self.console)
+        self._time(f"rft {arm}", started)
+        return trained_model(result.output_dir)
+
+    # output ----------------------------------------------------------------------------------
+
+    def markdown(self, results: dict[str, Any]) -> str:
+        students = results["students"]
+        lines = [f"# Contract review on two CPU cores: {len(results['seeds'])} seed(s)"
+                 + (" (--quick: a smoke run, not a result)" if results["quick"] else ""), "",
+                 "Held-out contracts (half of a contract type never trained on), scored by the checks and "
+                 "a scorer student that shares no labelled row or contract with the reward's. "
+                 "mean [min-max] over seeds.", "", results_table(results), ""]
+        for name, figures in students.items():
+            lines.append(f"- {name} student: accuracy {figures['accuracy']:.3f}, kappa {figures['kappa']:.3f}"
+                         f" on {figures['held_out_rows']} items it never saw ({figures['train_rows']} "
+                         "training items)")
+        lines.append("- where the time went: " + ", ".join(f"{part} {seconds:.0f} s"
+                                                          for part, seconds in results["timings_s"].items()))
+        return "\n".join(lines) + "\n"
+
+    def _time(self, part: str, started: float) -> None:
+        self.timings[part] = round(self.timings.get(part, 0.0) + time.monotonic() - started, 1)
+
+
+def run_contract_study(run_dir: Path, settings: StudySettings | None = None,
+                       console: Console | None = None) -> dict[str, Any]:
+    """Run (or finish) the study in `run_dir`; print its table; return the results."""
+    console = console or Console(stderr=True)
+    settings = settings or StudySettings()
+    if not settings.seeds:
+        raise ConfigError("the study needs at least one seed", field="--seeds")
+    study = ContractStudy(run_dir, settings, console)
+    results = study.run()
+    console.print(study.markdown(results), highlight=False, markup=False)
+    return results
