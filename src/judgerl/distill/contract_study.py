@@ -134,9 +134,8 @@ def checks_config(checks: Path) -> dict[str, Any]:
 def comment_precision(completion: str, clauses: list[dict[str, Any]]) -> float | None:
     """Share of an answer's comments that quote a clause with a planted issue and name that issue's
     rule (deterministic, from the row's `clauses`); None when the answer has no comment list."""
-    try:
-        parsed = parse_json(completion)
-    except ValueError:
+    parsed, not_json = parse_json(completion, allow_fence=True)  # as the schema check reads it
+    if not_json is not None:
         return None
     comments = parsed.get("comments") if isinstance(parsed, dict) else None
     if not isinstance(comments, list) or not comments:
