@@ -136,12 +136,14 @@ def heading(text: str) -> str:
 
 
 class Builder:
-    """Contracts of a doc type, never the same issue variants twice in a row, all variants used."""
+    """Contracts of a doc type, never the same issue variants twice in a row, all variants used, no
+    contract in two splits."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.used: dict[str, int] = {}
         self.counter: dict[str, int] = {}
+        self.split_of: dict[str, str] = {}  # contract text -> the split (prefix) it was written for
 
     def contract(self, doc: library.DocType, prefix: str) -> dict[str, Any]:
         for _attempt in range(200):
@@ -182,6 +184,8 @@ class Builder:
         words = len(WORD.findall(contract))
         if not MIN_WORDS <= words <= MAX_WORDS:
             return None
+        if self.split_of.setdefault(contract, prefix) != prefix:
+            return None  # the same contract in two splits: a scorer trained on an evaluated contract
         for issue in chosen.values():
             self.used[issue.key] = self.used.get(issue.key, 0) + 1
         self.counter[doc.name] = index + 1

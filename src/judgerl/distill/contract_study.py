@@ -88,16 +88,21 @@ class StudySettings:
 
 def student_plans(folder: Path, settings: StudySettings, scratch: Path) -> dict[str, StudentPlan]:
     """The two students' plans: (reward) judge_train -> gated on judge_held_out; (scorer)
-    scorer_train -> measured on judge_train (rows it never saw). `--quick` keeps every
-    QUICK_EVERY-th row (written to `scratch`) and one epoch."""
+    scorer_train -> measured on judge_train (rows it never saw). `--quick` keeps the labelled
+    rows of every QUICK_EVERY-th contract (written to `scratch`) and one epoch."""
     files = {name: folder / f"{name}.jsonl" for name in ("judge_train", "judge_held_out", "scorer_train")}
     reward, scorer = settings.reward_student, settings.scorer_student
     if settings.quick:
         scratch.mkdir(parents=True, exist_ok=True)
         for name, source in files.items():
+            # whole contracts (all their labelled comments): every QUICK_EVERY-th row would be
+            # the expert's comment of every other contract only, each of its items met
             lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+            prompts = [json.loads(line)["prompt"] for line in lines]
+            kept = set(list(dict.fromkeys(prompts))[::QUICK_EVERY])
             files[name] = scratch / source.name
-            files[name].write_text("".join(lines[::QUICK_EVERY]), encoding="utf-8")
+            files[name].write_text("".join(line for line, prompt in zip(lines, prompts, strict=True)
+                                           if prompt in kept), encoding="utf-8")
         reward, scorer = replace(reward, epochs=1), replace(scorer, epochs=1)
     common = {"criterion": JUDGE, "description": DESCRIPTION, "prompt": ITEM_PROMPT,
               "thresholds": settings.thresholds, "base_model": settings.student_base}
@@ -134,9 +139,8 @@ def checks_config(checks: Path) -> dict[str, Any]:
 def comment_precision(completion: str, clauses: list[dict[str, Any]]) -> float | None:
     """Share of an answer's comments that quote a clause with a planted issue and name that issue's
     rule (deterministic, from the row's `clauses`); None when the answer has no comment list."""
-    try:
-        parsed = parse_json(completion)
-    except ValueError:
+    parsed, not_json = parse_json(completion, allow_fence=True)  # as the schema check reads it
+    if not_json is not None:
         return None
     comments = parsed.get("comments") if isinstance(parsed, dict) else None
     if not isinstance(comments, list) or not comments:
@@ -163,21 +167,25 @@ def model_figures(samples: Path, rows: dict[str, dict[str, Any]]) -> dict[str, f
     def mean(values: list[float]) -> float | None:
         return round(statistics.fmean(values), 4) if values else None
 
+    def issues(row: dict[str, Any]) -> float:  # a gated answer's judge component is null: never judged
+        value = (row.get("components") or {}).get(JUDGE)
+        return 0.0 if value is None else float(value)
+
     valid = [row for row in scored if row["status"] == "ok"]
     precision = [value for row in valid
                  for value in [comment_precision(row["completion"], rows[row["prompt_id"]]["clauses"])]
                  if value is not None]
     figures: dict[str, float | None] = {
         "reward": mean([float(row["reward"]) for row in scored]),
-        "issues": mean([float((row.get("components") or {}).get(JUDGE, 0.0)) for row in scored]),
+        "issues": mean([issues(row) for row in scored]),
         "schema_valid": mean([1.0 if row["status"] == "ok" else 0.0 for row in scored]),
         "grounded": mean([float(row["components"]["grounding"]) for row in valid]),
         "precision": mean(precision),
         "unscored": round(1 - len(scored) / len(answers), 4) if answers else None,
     }
     for split in ("seen_type", "unseen_type"):
-        figures[f"issues_{split}"] = mean([float((row.get("components") or {}).get(JUDGE, 0.0))
-                                           for row in scored if rows[row["prompt_id"]].get("split") == split])
+        figures[f"issues_{split}"] = mean([issues(row) for row in scored
+                                           if rows[row["prompt_id"]].get("split") == split])
     return figures
 
 

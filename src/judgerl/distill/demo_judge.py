@@ -140,7 +140,7 @@ def prepare_student(folder: Path, plan: StudentPlan, console: Console | None = N
     result = distill(out_dir=folder, base_model=plan.base_model, labelled=plan.train,
                      held_out_labelled=plan.held_out, criterion=plan.criterion,
                      description=plan.description, settings=plan.settings, thresholds=plan.thresholds,
-                     enforce_gate=False, console=console)
+                     enforce_gate=False, console=console, prompt=plan.prompt)
     measured = result.report.criteria[0]
     figures = {"accuracy": measured.accuracy, "kappa": measured.kappa, "auc": measured.auc,
                "held_out_rows": result.report.held_out_rows, "train_rows": result.train_rows,
