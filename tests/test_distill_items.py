@@ -168,7 +168,8 @@ def test_distill_trains_a_tiny_item_student_from_an_item_labelled_file(tmp_path:
     assert judge["rubric_field"] == "rubric" and judge["criteria"] == []
     assert judge["scoring"] == "logprob" and snippet["backends"]["student"]["model"] == "model"
     report = json.loads(result.report_paths["json"].read_text(encoding="utf-8"))
-    assert [criterion["criterion"] for criterion in report["criteria"]] == ["r1"]
+    # r1, r2, ... are positions in each row's own rubric: measured and gated together, under the judge
+    assert [criterion["criterion"] for criterion in report["criteria"]] == ["issues"]
     assert report["criteria"][0]["rows"] == 4 and report["held_out_rows"] == 4
     assert report["criteria"][0]["accuracy"] is not None and report["passed"]
     assert result.report_paths["markdown"].is_file()

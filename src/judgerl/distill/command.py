@@ -11,7 +11,7 @@ rollouts it abstained on are left out and counted in the report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -217,6 +217,10 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
     measured = student_judge_config(judge, criteria, model=str(model_dir.resolve()), extra_options=options,
                                     prompt=prompt)
     student, seconds = student_verdicts(measured, test_rows)
+    if not criteria:
+        # a row rubric's r1, r2, ... are positions, not criteria: its items are measured (and
+        # gated) together, under the judge's name
+        test_rows = [replace(row, criterion=judge) for row in test_rows]
     report = measure_agreement(judge, test_rows, student, student_seconds=seconds, thresholds=thresholds)
     report.teacher_left_out = left_out
     return _finish(report, training, model_dir, snippet, out_dir, len(train_rows), enforce_gate)
