@@ -304,7 +304,8 @@ def test_a_second_run_in_the_same_folder_reuses_every_stage(tiny_base: Path,
     again = ContractStudy(run_dir, tiny_settings(tiny_base, SEEDS), Console(record=True, width=160)).run()
     seconds = time.monotonic() - started
     assert all(student["reused"] for student in again["students"].values())
-    assert set(again["timings_s"]) <= {"student reward", "student scorer"}, again["timings_s"]
+    # the stages' times are those of the run that did them, kept in RUN_DIR/timings.json
+    assert again["timings_s"] == results["timings_s"], again["timings_s"]
     assert model_files(run_dir) == weights, "nothing was trained again"
     assert again["per_seed"] == results["per_seed"] and again["models"] == results["models"]
     assert seconds < 30, f"a finished study took {seconds:.0f} s to resume"

@@ -19,9 +19,10 @@ Splits (no contract is in two of them):
 - `train.jsonl`: 160 contracts of four types (services, NDA, lease, software licence) for SFT and RFT;
 - `eval.jsonl`: 16 held-out contracts, 8 of those four types and 8 of a type the policy never sees
   (statements of employment terms), with `split` saying which;
-- `judge_train.jsonl`: labelled comments on 48 of the training contracts (services, NDA, lease) for
-  the reward's student, `judge_held_out.jsonl`: on 16 software licences (a contract type that
-  student never sees), its gate;
+- `judge_train.jsonl`: labelled comments for the reward's student, on 48 of the training contracts
+  (services, NDA, lease) and 16 statements of employment terms written for it (the more rule
+  prefixes a student has read, the better it reads a new one); `judge_held_out.jsonl`: on 16 of the
+  training software licences (a contract type that student never sees), its gate;
 - `scorer_train.jsonl`: labelled comments on 50 contracts of all five types written only for the
   evaluation's scorer, a second student that shares no labelled row and no contract with the reward's.
 
@@ -50,7 +51,10 @@ UNSEEN_TYPE = "employment"
 TRAIN_PER_TYPE = 40
 EVAL_PER_TRAIN_TYPE = 2
 EVAL_UNSEEN = 8
-JUDGE_TYPES = ("service_agreement", "nda", "lease")  # the reward student's labelled contracts
+JUDGE_TYPES = ("service_agreement", "nda", "lease")  # the reward student's labelled training contracts
+#: ... and contracts of the type the policy never trains on, written for the student only: the more
+#: contract types (and rule prefixes) a student has seen, the better it reads a new one
+JUDGE_EXTRA_TYPE = "employment"
 JUDGE_CONTRACTS_PER_TYPE = 16
 JUDGE_HELD_OUT_TYPE = "software_licence"
 SCORER_PER_TYPE = 10
@@ -235,8 +239,8 @@ def labelled_comments(row: dict[str, Any], rng: random.Random,
     Kinds: expert (all met), extra (the expert's comments + one on a compliant clause: all met),
     long_fix (the expert's full recommended action as the fix: met), one_missing (the first issue
     only), wrong_rule, invented_quote, vague_fix, wrong_fix (another issue's fix), compliant (a
-    compliant clause flagged instead). Four kinds per contract (the expert and three others) unless
-    `every_kind`."""
+    compliant clause flagged instead). Four kinds per contract (the expert, a wrong rule and two
+    others) unless `every_kind`."""
     expert = json.loads(row["reference"])["comments"]
     clauses = row["clauses"]
     issue_clauses = [clause for clause in clauses if clause["issue"]]
@@ -275,8 +279,11 @@ def labelled_comments(row: dict[str, Any], rng: random.Random,
     kinds["wrong_fix"] = ([{**c, "fix": rng.choice(foreign_fixes)} for c in expert], unmet)
     names = list(kinds)
     if not every_kind:
-        others = [name for name in names if name != "expert"]
-        names = ["expert", *rng.sample(others, 3)]
+        # a wrong rule id is the mistake only a judge can see (the checks read quotes, not rules)
+        # and the hardest one to learn: every contract gets one
+        forced = [name for name in ("expert", "wrong_rule") if name in kinds]
+        others = [name for name in names if name not in forced]
+        names = [*forced, *rng.sample(others, 4 - len(forced))]
     rows = []
     for name in names:
         comments, verdicts = kinds[name]
@@ -312,6 +319,8 @@ def build() -> dict[str, list[dict[str, Any]]]:
     scorer_contracts = [builder.contract(docs[name], "scorer") for name in (*TRAIN_TYPES, UNSEEN_TYPE)
                         for _ in range(SCORER_PER_TYPE)]
     scorer_train = [labelled for row in scorer_contracts for labelled in labelled_comments(row, labels)]
+    judge_extra = [builder.contract(docs[JUDGE_EXTRA_TYPE], "judge") for _ in range(JUDGE_CONTRACTS_PER_TYPE)]
+    judge_train += [labelled for row in judge_extra for labelled in labelled_comments(row, labels)]
     never = [issue.key for doc in library.DOC_TYPES for slot in doc.slots for issue in slot.issues
              if issue.key not in builder.used]
     if never:

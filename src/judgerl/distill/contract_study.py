@@ -58,6 +58,7 @@ ARM_LABELS = {"checks": "RFT, checks only", "judge": "RFT, checks + judge"}
 MODELS = ("base", "sft", "rft-checks", "rft-judge")
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
+TIMINGS_JSON = "timings.json"
 #: `--quick` (and CI): the smallest run that passes through every stage
 QUICK_OVERRIDES = ["trainer.max_steps=2", "trainer.save_steps=2", "sft.max_steps=2", "evaluation.limit=2",
                    "evaluation.k=2", "rollout.max_new_tokens=48", "evaluation.max_new_tokens=48"]
@@ -242,6 +243,8 @@ class ContractStudy:
         self.overrides = [*(QUICK_OVERRIDES if self.settings.quick else []), *self.settings.overrides,
                           "validation.suite=null", "monitors.held_out_reward=null",
                           "logging.tensorboard=false"]
+        if (self.run_dir / TIMINGS_JSON).is_file():  # a resumed study: the stages that ran before
+            self.timings.update(json.loads((self.run_dir / TIMINGS_JSON).read_text(encoding="utf-8")))
 
     # the stages ------------------------------------------------------------------------------
 
@@ -299,7 +302,8 @@ class ContractStudy:
             self.console.print(f"{name} student: accuracy {figures['accuracy']:.3f}, kappa "
                                f"{figures['kappa']:.3f} on {figures['held_out_rows']} held-out items "
                                f"({'reused' if prepared[name].reused else 'trained'})", highlight=False)
-            self._time(f"student {name}", started)
+            if not prepared[name].reused:
+                self._time(f"student {name}", started)
         return prepared
 
     def evaluate(self, label: str, model: str | Path, scorer: Path, out: Path, *, seed: int) -> Path:
@@ -374,7 +378,11 @@ class ContractStudy:
         return "\n".join(lines) + "\n"
 
     def _time(self, part: str, started: float) -> None:
+        """Add a stage's seconds to RUN_DIR/timings.json (kept across resumed runs: a stage that
+        was skipped keeps the time it took when it ran)."""
+        path = self.run_dir / TIMINGS_JSON
         self.timings[part] = round(self.timings.get(part, 0.0) + time.monotonic() - started, 1)
+        path.write_text(json.dumps(self.timings, indent=2), encoding="utf-8")
 
 
 def run_contract_study(run_dir: Path, settings: StudySettings | None = None,
