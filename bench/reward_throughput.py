@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -234,44 +236,206 @@ def run_naive(url: str, prompts: list[str]) -> tuple[float, dict[int, int]]:
     return elapsed, statuses
 
 
-def explain(timing: dict[str, Any], started: float, elapsed: float, n: int, concurrency: int,
-            latency: float, ideal: float) -> dict[str, float] | None:
-    """Split phase 1's time from the server's timestamps, print it, and return the parts.
+class GcTimer:
+    """Wall time the garbage collector ran (gc.callbacks), while installed: a share of the client's CPU."""
 
-    The calls go in rounds: each of the C slots serves about N/C calls one after another, so the
-    run lasts about: start-up (until the first request is at the server) + rounds x the server's
-    hold (L plus its timer lateness) + (rounds - 1) x the turnaround (an answer leaves the server
-    -> the next request is fully read on the freed slot: the client's event loop, HTTP and runtime
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._started = 0.0
+
+    def _callback(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections += 1
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+def account(timing: dict[str, Any], started: float, elapsed: float, n: int, concurrency: int,
+            latency: float, ideal: float) -> dict[str, float] | None:
+    """Where one run's time went, from the fake server's timestamps (no RPM limit).
+
+    The calls go in rounds: each of the C slots serves ceil(N/C) calls one after another, so the
+    run lasts: start-up (until the first request is at the server) + rounds x the server's hold
+    (L plus its timer lateness) + (rounds - 1) x the turnaround (an answer leaves the server ->
+    the next request is fully read on the freed slot: the client's event loop, HTTP and runtime
     work, and both processes' scheduling) + the end (the last answer reaching the client).
+
+    Every part is also given as a share of the elapsed time, so that ratio to ideal + the shares
+    = 1: the ideal time N / ideal, the round quantisation (ceil(N/C) x L minus the ideal time:
+    nothing a client can do about it), and the rest; `residual` is what the model misses (the
+    rounds are not perfectly in step; it can be negative).
     """
     if timing.get("first_arrival") is None or timing.get("refill_gap_mean_s") is None:
         return None
     rounds = math.ceil(n / concurrency)
-    parts = {"rounds": rounds, "best_ratio_for_n": round(n / ideal / (rounds * latency), 3),
+    ideal_s = n / ideal
+    parts = {"ideal_s": ideal_s, "quantisation_s": rounds * latency - ideal_s,
              "startup_s": timing["first_arrival"] - started,
-             "hold_s": timing["hold_mean_s"], "turnaround_s": timing["refill_gap_mean_s"],
+             "server_lateness_s": rounds * (timing["hold_mean_s"] - latency),
+             "turnaround_s": (rounds - 1) * timing["refill_gap_mean_s"],
              "end_s": started + elapsed - timing["last_finish"]}
-    modelled = (parts["startup_s"] + rounds * parts["hold_s"] + (rounds - 1) * parts["turnaround_s"]
-                + parts["end_s"])
-    print(f"   where the time went: {rounds} rounds of L (the best N={n} allows: {rounds * latency:.2f} s, "
-          f"ratio {parts['best_ratio_for_n']:.3f}); start-up {parts['startup_s'] * 1000:.0f} ms; "
-          f"server hold L + {(parts['hold_s'] - latency) * 1000:.1f} ms; turnaround "
-          f"{parts['turnaround_s'] * 1000:.1f} ms per round; end {parts['end_s'] * 1000:.0f} ms; "
-          f"together {modelled:.2f} s of the {elapsed:.2f} s")
-    return {key: round(value, 4) for key, value in parts.items()}
+    parts["residual_s"] = elapsed - sum(parts.values())
+    shares = {key.removesuffix("_s"): value / elapsed for key, value in parts.items()}
+    return {"rounds": rounds, "ceiling_ratio": round(ideal_s / (rounds * latency), 4),
+            "ratio_to_ceiling": round(rounds * latency / elapsed, 4),
+            "turnaround_ms_per_round": round(timing["refill_gap_mean_s"] * 1000, 2),
+            "server_lateness_ms_per_round": round((timing["hold_mean_s"] - latency) * 1000, 2),
+            **{key: round(value, 4) for key, value in parts.items()},
+            "shares": {key: round(value, 4) for key, value in shares.items()}}
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def measure_point(judge: FakeJudge, prompts: list[str], *, name: str, latency: float, concurrency: int,
+                  rpm: float | None, repeat: int, floor: bool) -> dict[str, Any]:
+    """Phase 1 at one latency: the runtime (and the bare client) `repeat` times, alternating the
+    order each repeat; every run printed with its accounting, then the medians."""
+    n = len(prompts)
+    ideal = concurrency / latency if rpm is None else min(concurrency / latency, rpm / 60)
+    rounds = math.ceil(n / concurrency)
+    ceiling = n / ideal / (rounds * latency) if rpm is None else None
+    judge.configure(latency_s=latency, every_nth_429=None)
+    print(f"\n== {name}: L={latency * 1000:.0f} ms, C={concurrency}, N={n}: ideal min(C/L, RPM/60) = "
+          f"{ideal:.1f} calls/s ({n / ideal:.2f} s); {rounds} rounds of L = {rounds * latency:.2f} s"
+          + (f", so the batch ceiling is {ceiling:.3f} of ideal" if ceiling is not None else ""), flush=True)
+    runs: dict[str, list[dict[str, Any]]] = {"runtime": [], "bare": []}
+    clients = ["runtime", "bare"] if floor else ["runtime"]
+    for run in range(max(1, repeat)):
+        for client in (clients if run % 2 == 0 else clients[::-1]):
+            judge.configure(every_nth_429=None)
+            cpu_started = time.process_time()
+            with GcTimer() as gc_timer:
+                if client == "runtime":
+                    started, elapsed, snapshot, failed = asyncio.run(
+                        run_runtime(judge.url, prompts, concurrency, rpm=rpm))
+                else:
+                    started, elapsed, failed = asyncio.run(run_floor(judge.url, prompts, concurrency))
+                    snapshot = None
+            cpu_us = (time.process_time() - cpu_started) / n * 1e6
+            server = judge.stats()
+            rate = n / elapsed
+            figures: dict[str, Any] = {
+                "seconds": round(elapsed, 3), "calls_per_s": round(rate, 1),
+                "ratio_to_ideal": round(rate / ideal, 4), "failed": failed,
+                "server_429": server["status_counts"].get("429", 0),
+                "max_in_flight": server["max_concurrent"],
+                "client_cpu_us_per_call": round(cpu_us, 1), "gc_ms": round(gc_timer.seconds * 1000, 1),
+                "gc_collections": gc_timer.collections, "load_average_1m": round(os.getloadavg()[0], 2)}
+            if snapshot is not None:
+                figures |= {"latency_p50_s": snapshot["latency_p50_s"],
+                            "latency_p95_s": snapshot["latency_p95_s"]}
+            parts = account(server["timing"], started, elapsed, n, concurrency, latency, ideal) \
+                if rpm is None else None
+            figures["accounting"] = parts
+            runs[client].append(figures)
+            label = "runtime    " if client == "runtime" else "bare client"
+            print(f"  {label} run {run + 1}: {elapsed:.3f} s, ratio to ideal {rate / ideal:.3f}"
+                  + (f", to the batch ceiling {parts['ratio_to_ceiling']:.3f}" if parts else "")
+                  + f"; failed {failed}, 429s {figures['server_429']}, max in flight "
+                  f"{server['max_concurrent']}; client CPU {cpu_us:.0f} us/call (GC "
+                  f"{figures['gc_ms']:.0f} ms in {gc_timer.collections} collections); load "
+                  f"{figures['load_average_1m']:.2f}", flush=True)
+            if parts:
+                print(f"      start-up {parts['startup_s'] * 1000:.0f} ms; server hold L + "
+                      f"{parts['server_lateness_ms_per_round']:.1f} ms x {rounds}; turnaround "
+                      f"{parts['turnaround_ms_per_round']:.1f} ms x {rounds - 1}; end "
+                      f"{parts['end_s'] * 1000:.0f} ms; "
+                      f"residual {parts['residual_s'] * 1000:+.0f} ms", flush=True)
+    return summarise(name, runs, n=n, latency=latency, concurrency=concurrency, ideal=ideal,
+                     ceiling=ceiling)
+
+
+SHARE_NAMES = {"quantisation": "round quantisation (ceil(N/C) x L - N/ideal)", "startup": "start-up",
+               "server_lateness": "the fake server's timer lateness", "turnaround": "client turnaround",
+               "end": "end (last answer to the client)", "residual": "residual (not in the model)"}
+
+
+def summarise(name: str, runs: dict[str, list[dict[str, Any]]], *, n: int, latency: float, concurrency: int,
+              ideal: float, ceiling: float | None) -> dict[str, Any]:
+    """Medians per client, the runtime's own share (paired with the bare client's runs), and the
+    table of where every percent of the elapsed time went."""
+    summary: dict[str, Any] = {"n": n, "latency_s": latency, "concurrency": concurrency,
+                               "ideal_calls_per_s": round(ideal, 2),
+                               "batch_ceiling": round(ceiling, 4) if ceiling is not None else None}
+    for client, items in runs.items():
+        if not items:
+            continue
+        parts = [item["accounting"] for item in items if item["accounting"]]
+        summary[client] = {
+            "ratio_to_ideal": round(_median([item["ratio_to_ideal"] for item in items]), 4),
+            "ratio_runs": [round(item["ratio_to_ideal"], 3) for item in items],
+            "ratio_to_ceiling": round(_median([part["ratio_to_ceiling"] for part in parts]), 4)
+            if parts else None,
+            "turnaround_ms_per_round": round(_median([part["turnaround_ms_per_round"] for part in parts]), 2)
+            if parts else None,
+            "client_cpu_us_per_call": round(_median([item["client_cpu_us_per_call"] for item in items]), 1),
+            "gc_us_per_call": round(_median([item["gc_ms"] for item in items]) * 1000 / n, 1),
+            "failed": sum(item["failed"] for item in items),
+            "server_429": sum(item["server_429"] for item in items),
+            "max_in_flight": max(item["max_in_flight"] for item in items),
+            "shares": {key: round(_median([part["shares"][key] for part in parts]), 4)
+                       for key in SHARE_NAMES} if parts else None,
+            "runs": items}
+    runtime, bare = summary.get("runtime"), summary.get("bare")
+    print(f"-- {name}, medians over {len(runs['runtime'])} run(s)"
+          + (" each, the runtime and the bare client alternating:" if bare else ":"))
+    for client, label in (("runtime", "runtime    "), ("bare", "bare client")):
+        item = summary.get(client)
+        if item is None:
+            continue
+        print(f"   {label}: ratio to ideal {item['ratio_to_ideal']:.3f} (runs {item['ratio_runs']})"
+              + (f"; to the batch ceiling {item['ratio_to_ceiling']:.3f}; turnaround "
+                 f"{item['turnaround_ms_per_round']:.1f} ms a round" if item["ratio_to_ceiling"] else "")
+              + f"; client CPU {item['client_cpu_us_per_call']:.0f} us/call, of it GC "
+              f"{item['gc_us_per_call']:.0f} us")
+    if runtime and bare:
+        pairs = list(zip(runs["runtime"], runs["bare"], strict=False))
+        delta = _median([r["ratio_to_ideal"] - b["ratio_to_ideal"] for r, b in pairs])
+        cpu_delta = _median([r["client_cpu_us_per_call"] - b["client_cpu_us_per_call"] for r, b in pairs])
+        summary["runtime_minus_bare"] = {"ratio_to_ideal": round(delta, 4), "client_cpu_us_per_call":
+                                         round(cpu_delta, 1)}
+        print(f"   the runtime's own share: ratio {delta:+.3f} against the bare client (median of the "
+              f"paired runs), client CPU {cpu_delta:+.0f} us/call")
+    if runtime and runtime["shares"]:
+        print("   where the runtime's elapsed time went (median share of each run's elapsed time; "
+              "ratio to ideal + these = 1):")
+        print(f"      {'ratio to ideal (useful time)':48s} {runtime['ratio_to_ideal'] * 100:6.1f} %")
+        for key, text in SHARE_NAMES.items():
+            bare_text = (f"   (bare client {bare['shares'][key] * 100:5.1f} %)"
+                         if bare and bare["shares"] else "")
+            print(f"      {text:48s} {runtime['shares'][key] * 100:6.1f} %{bare_text}")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=2000, help="judgments per phase")
-    parser.add_argument("--latency", type=float, default=0.2, help="judge latency L in seconds")
+    parser.add_argument("--n", type=int, default=2048,
+                        help="judgments per phase (default 2048 = 32 x C: whole rounds, batch ceiling 1.0)")
+    parser.add_argument("--latency", type=float, default=0.2,
+                        help="judge latency L in seconds at the stress point (default 0.2)")
+    parser.add_argument("--realistic-latency", type=float, default=1.0,
+                        help="L of the second, realistic point (LLM judges answer in 1-5 s); 0 skips it")
+    parser.add_argument("--realistic-n", type=int, default=1024,
+                        help="judgments at the realistic point (default 1024 = 16 x C, 16 s at 1 s)")
     parser.add_argument("--concurrency", type=int, default=64, help="judge concurrency limit C")
     parser.add_argument("--rpm", type=float, default=None, help="an RPM limit for the runtime")
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of the cap's 429")
     parser.add_argument("--nth-retry-after", type=float, default=0.05,
                         help="Retry-After of the every-5th 429 (amplification phase)")
-    parser.add_argument("--floor", action="store_true",
-                        help="also run phase 1 with a bare aiohttp client in place of the runtime")
+    parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run phase 1 with a bare aiohttp client in place of the runtime "
+                             "(default; --no-floor skips it)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of phase 1 (and the floor), alternating")
     parser.add_argument("--only-throughput", action="store_true", help="phase 1 (and the floor) only")
     parser.add_argument("--overhead", action="store_true",
@@ -282,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.tiny:
         args.n, args.latency, args.concurrency, args.retry_after = 40, 0.02, 8, 0.05
+        args.realistic_latency, args.realistic_n = min(args.realistic_latency, 0.04), 16
     n, latency, concurrency = args.n, args.latency, args.concurrency
     if args.overhead:
         calls = 400 if args.tiny else 20000
@@ -304,54 +469,32 @@ def main(argv: list[str] | None = None) -> int:
               f"ideal = min(C/L, RPM/60) = {ideal:.1f} calls/s; machine: {os.cpu_count()} cores, "
               f"load average {load:.2f} at start")
 
-        # 1. the runtime at full speed (and, with --floor, a bare client), --repeat times
-        ratios: list[float] = []
-        floor_ratios: list[float] = []
-        for run in range(max(1, args.repeat)):
-            label = f" (run {run + 1})" if args.repeat > 1 else ""
-            judge.configure(every_nth_429=None)
-            cpu_started = time.process_time()
-            started, elapsed, snapshot, failed = asyncio.run(
-                run_runtime(judge.url, prompts, concurrency, rpm=args.rpm))
-            cpu_ms = (time.process_time() - cpu_started) / n * 1000
-            server = judge.stats()
-            rate = n / elapsed
-            ratios.append(rate / ideal)
-            figures["runtime"] = {"seconds": round(elapsed, 2), "calls_per_s": round(rate, 1),
-                                  "ratio_to_ideal": round(rate / ideal, 3), "failed": failed,
-                                  "server_429": server["status_counts"].get("429", 0),
-                                  "max_in_flight": server["max_concurrent"],
-                                  "latency_p50_s": snapshot["latency_p50_s"],
-                                  "latency_p95_s": snapshot["latency_p95_s"],
-                                  "client_cpu_ms_per_call": round(cpu_ms, 2)}
-            print(f"1. runtime{label}:   {n} calls in {elapsed:.2f} s = {rate:.1f} calls/s; "
-                  f"ratio to ideal {rate / ideal:.3f} (target >= 0.90); 429s "
-                  f"{figures['runtime']['server_429']}, failed {failed}, max in flight "
-                  f"{server['max_concurrent']}; client CPU {cpu_ms:.2f} ms/call; load "
-                  f"{os.getloadavg()[0]:.2f}", flush=True)
-            if args.rpm is None:
-                figures["runtime"]["where_the_time_went"] = explain(server["timing"], started, elapsed, n,
-                                                                     concurrency, latency, ideal)
-            if args.floor:
-                judge.configure(every_nth_429=None)
-                cpu_started = time.process_time()
-                started, elapsed, failed_floor = asyncio.run(run_floor(judge.url, prompts, concurrency))
-                cpu_ms = (time.process_time() - cpu_started) / n * 1000
-                floor_ratios.append(n / elapsed / ideal)
-                print(f"1f. bare client{label}: {n} calls in {elapsed:.2f} s; ratio to ideal "
-                      f"{n / elapsed / ideal:.3f}; failed {failed_floor}; client CPU {cpu_ms:.2f} ms/call",
-                      flush=True)
-                explain(judge.stats()["timing"], started, elapsed, n, concurrency, latency, ideal)
-        figures["runtime"]["ratio_runs"] = [round(ratio, 3) for ratio in ratios]
-        figures["runtime"]["ratio_to_ideal"] = round(sorted(ratios)[len(ratios) // 2], 3)
-        if floor_ratios:
-            figures["floor"] = {"ratio_runs": [round(ratio, 3) for ratio in floor_ratios],
-                                "ratio_to_ideal": round(sorted(floor_ratios)[len(floor_ratios) // 2], 3)}
-        if args.repeat > 1 or floor_ratios:
-            floor_text = (f"; bare client median {figures['floor']['ratio_to_ideal']:.3f} "
-                          f"(runs {figures['floor']['ratio_runs']})" if floor_ratios else "")
-            print(f"1. runtime median ratio to ideal {figures['runtime']['ratio_to_ideal']:.3f} "
-                  f"(runs {figures['runtime']['ratio_runs']}){floor_text}")
+        # 1. the runtime at full speed against the bare client: the stress point, then a realistic one
+        stress = measure_point(judge, prompts, name="stress point", latency=latency, concurrency=concurrency,
+                               rpm=args.rpm, repeat=args.repeat, floor=args.floor)
+        figures["runtime"] = stress["runtime"]
+        figures["stress"] = stress
+        if args.realistic_latency > 0:
+            realistic_prompts = [f"answer number {index} (realistic point): the contract's clause "
+                                 f"{index % 97} limits liability" for index in range(args.realistic_n)]
+            figures["realistic"] = measure_point(
+                judge, realistic_prompts, name="realistic point", latency=args.realistic_latency,
+                concurrency=concurrency, rpm=args.rpm, repeat=args.repeat, floor=args.floor)
+        print()
+        for key in ("stress", "realistic"):
+            point = figures.get(key)
+            if point is None:
+                continue
+            floor_text = (f"; bare client {point['bare']['ratio_to_ideal']:.3f}, the runtime's own share "
+                          f"{point['runtime_minus_bare']['ratio_to_ideal']:+.3f}" if "bare" in point else "")
+            ceiling_text = (f" (batch ceiling {point['batch_ceiling']:.3f}, to it "
+                            f"{point['runtime']['ratio_to_ceiling']:.3f})"
+                            if point["batch_ceiling"] is not None and point["runtime"]["ratio_to_ceiling"]
+                            else "")
+            print(f"1. {key} point L={point['latency_s'] * 1000:.0f} ms N={point['n']}: runtime ratio to "
+                  "ideal "
+                  f"{point['runtime']['ratio_to_ideal']:.3f}{ceiling_text}{floor_text}")
+        judge.configure(latency_s=latency)
         if args.only_throughput:  # (the judge is closed by `finally`)
             if args.json:
                 args.json.write_text(json.dumps(figures, indent=2))
