@@ -1,11 +1,19 @@
 """Throughput benchmark of the reward runtime against a fake judge with latency and a concurrency cap.
 
 Why: the runtime's job is to keep a judge endpoint busy without tripping its limits. This
-prints, in one run, the figures that say whether it does (issue 3, item 6):
+prints, in one run, the figures that say whether it does (issue 3, item 6; issue 30, item 6):
 
-1. achieved calls/s / ideal min(C/L, RPM/60) through `ModelRuntime` (target >= 0.90), and where
-   the time went (start-up, the server's hold, the client's turnaround per round; from the fake
-   server's timestamps, see `explain`);
+1. achieved calls/s / ideal min(C/L, RPM/60) through `ModelRuntime` (target >= 0.90), at two
+   points: the stress point (L = 0.2 s, N = 2048 = 32 x C: whole rounds, so the batch ceiling
+   ceil(N/C) x L is the ideal time) and a realistic one (L = 1 s, LLM judges answer in 1-5 s;
+   N = 1024). Each run is split exactly into where its time went, from the fake server's
+   timestamps along the chain of calls that ended last (`account`): the ideal time, the round
+   quantisation, start-up, the server's lateness, the client's turnaround per round, the end;
+   with the client's CPU per call and the garbage collector's share of it. The same batch is
+   run with a bare client in the runtime's place (the same gather of N coroutines, an
+   asyncio.Semaphore(C) and one aiohttp session, no runtime, no retries, no accounting;
+   `--no-floor` skips it), alternating: what this machine, asyncio, aiohttp and the fake server
+   allow, so the runtime's own share is the difference;
 2. the same batch the naive way (one thread per sample, no limits, no retries, as in common
    reward-Lambda examples), with its 429 count;
 3. retry amplification (HTTP attempts / logical calls) when every 5th request is answered 429
@@ -13,21 +21,19 @@ prints, in one run, the figures that say whether it does (issue 3, item 6):
    (must be 0), counted by an observer below the runtime (aiohttp trace callbacks);
 4. judge calls saved by the cache and the in-batch dedup on a batch where half the answers repeat.
 
-With `--floor`, phase 1 is also run with a bare client in its place (the same gather of N
-coroutines, an asyncio.Semaphore(C) and one aiohttp session, no runtime, no retries, no
-accounting): what this machine, asyncio, aiohttp and the fake server allow, so the runtime's own
-share is the difference. `--repeat R` runs phase 1 (and the floor) R times, alternating, and
-`--only-throughput` skips phases 2-4: `--only-throughput --floor --repeat 5` is the quick,
-fair re-measurement (about 1 minute). `--overhead` prints only the runtime's own CPU per call,
+`--repeat R` runs phase 1 R times at each point, alternating the runtime and the bare client,
+and prints medians; `--only-throughput` skips phases 2-4: `--only-throughput --repeat 3` is the
+fair re-measurement (about 2.5 minutes). `--overhead` prints only the runtime's own CPU per call,
 no HTTP: N calls through `ModelRuntime` to a backend that answers at once, against the same
 calls through a bare semaphore (median of 7 runs of 20,000 calls; seconds).
 
 The fake judge (tests/fake_openai.py) runs in its own process on 127.0.0.1: fixed latency L,
 and beyond C requests in flight it answers 429 with Retry-After.
 
-    .venv/bin/python bench/reward_throughput.py                # N=2000, L=0.2 s, C=64
-    .venv/bin/python bench/reward_throughput.py --n 300 --latency 0.1 --concurrency 16   # quick
-    .venv/bin/python bench/reward_throughput.py --only-throughput --floor --repeat 5  # vs a bare client
+    .venv/bin/python bench/reward_throughput.py                # both points, phases 1-4 (~1.5 min)
+    .venv/bin/python bench/reward_throughput.py --n 300 --latency 0.1 --concurrency 16 --realistic-latency 0
+    .venv/bin/python bench/reward_throughput.py --only-throughput --repeat 3  # medians, vs a bare client
+    .venv/bin/python bench/reward_throughput.py --only-throughput --n 2000 --realistic-latency 0  # old shape
     .venv/bin/python bench/reward_throughput.py --tiny     # smoke run (CI): it works, figures not meaningful
 """
 
@@ -260,35 +266,41 @@ class GcTimer:
 
 
 def account(timing: dict[str, Any], started: float, elapsed: float, n: int, concurrency: int,
-            latency: float, ideal: float) -> dict[str, float] | None:
-    """Where one run's time went, from the fake server's timestamps (no RPM limit).
+            latency: float, ideal: float) -> dict[str, Any] | None:
+    """Where one run's time went, from the fake server's timestamps (no RPM limit), exactly.
 
-    The calls go in rounds: each of the C slots serves ceil(N/C) calls one after another, so the
-    run lasts: start-up (until the first request is at the server) + rounds x the server's hold
-    (L plus its timer lateness) + (rounds - 1) x the turnaround (an answer leaves the server ->
-    the next request is fully read on the freed slot: the client's event loop, HTTP and runtime
-    work, and both processes' scheduling) + the end (the last answer reaching the client).
+    The calls go in rounds: each of the C slots serves about N/C calls one after another. The run
+    ends with the last answer, so what decided its length is the chain of calls that led to it
+    (the fake server's `chain_*`: the k-th answer frees the slot of the (k+C)-th request, followed
+    back from the last one). Along that chain the elapsed time is, with nothing left over:
 
-    Every part is also given as a share of the elapsed time, so that ratio to ideal + the shares
-    = 1: the ideal time N / ideal, the round quantisation (ceil(N/C) x L minus the ideal time:
-    nothing a client can do about it), and the rest; `residual` is what the model misses (the
-    rounds are not perfectly in step; it can be negative).
+        start-up (until the chain's first request is at the server: the first round's requests go
+        out one after another) + its holds at the server (ceil(N/C) x L, plus the server's timer
+        lateness) + its ceil(N/C) - 1 turnarounds (an answer leaves the server -> the next request
+        on that slot is fully read there: the client's event loop, HTTP and runtime work for every
+        answer of that round handled before it, and both processes' scheduling) + the end (the
+        last answer reaching the client).
+
+    ceil(N/C) x L itself is the ideal time N / ideal plus the round quantisation (nothing a client
+    can do about it: 0 when C divides N). Each part is also given as a share of the elapsed
+    time, so that the ratio to ideal + the shares = 1.
     """
-    if timing.get("first_arrival") is None or timing.get("refill_gap_mean_s") is None:
+    if timing.get("chain_first_arrival") is None or not timing.get("chain_links"):
         return None
-    rounds = math.ceil(n / concurrency)
+    rounds = timing["chain_links"] + 1
     ideal_s = n / ideal
     parts = {"ideal_s": ideal_s, "quantisation_s": rounds * latency - ideal_s,
-             "startup_s": timing["first_arrival"] - started,
-             "server_lateness_s": rounds * (timing["hold_mean_s"] - latency),
-             "turnaround_s": (rounds - 1) * timing["refill_gap_mean_s"],
+             "startup_s": timing["chain_first_arrival"] - started,
+             "server_lateness_s": timing["chain_hold_s"] - rounds * latency,
+             "turnaround_s": timing["chain_gap_s"],
              "end_s": started + elapsed - timing["last_finish"]}
-    parts["residual_s"] = elapsed - sum(parts.values())
     shares = {key.removesuffix("_s"): value / elapsed for key, value in parts.items()}
     return {"rounds": rounds, "ceiling_ratio": round(ideal_s / (rounds * latency), 4),
             "ratio_to_ceiling": round(rounds * latency / elapsed, 4),
-            "turnaround_ms_per_round": round(timing["refill_gap_mean_s"] * 1000, 2),
-            "server_lateness_ms_per_round": round((timing["hold_mean_s"] - latency) * 1000, 2),
+            "first_request_s": round(timing["first_arrival"] - started, 4),
+            "turnaround_ms_per_round": round(timing["chain_gap_s"] / (rounds - 1) * 1000, 2),
+            "turnaround_mean_ms_all_slots": round(timing["refill_gap_mean_s"] * 1000, 2),
+            "server_lateness_ms_per_round": round(parts["server_lateness_s"] / rounds * 1000, 2),
             **{key: round(value, 4) for key, value in parts.items()},
             "shares": {key: round(value, 4) for key, value in shares.items()}}
 
@@ -347,18 +359,21 @@ def measure_point(judge: FakeJudge, prompts: list[str], *, name: str, latency: f
                   f"{figures['gc_ms']:.0f} ms in {gc_timer.collections} collections); load "
                   f"{figures['load_average_1m']:.2f}", flush=True)
             if parts:
-                print(f"      start-up {parts['startup_s'] * 1000:.0f} ms; server hold L + "
-                      f"{parts['server_lateness_ms_per_round']:.1f} ms x {rounds}; turnaround "
-                      f"{parts['turnaround_ms_per_round']:.1f} ms x {rounds - 1}; end "
-                      f"{parts['end_s'] * 1000:.0f} ms; "
-                      f"residual {parts['residual_s'] * 1000:+.0f} ms", flush=True)
+                print(f"      the chain that ended last: start-up {parts['startup_s'] * 1000:.0f} ms (first "
+                      f"request {parts['first_request_s'] * 1000:.0f} ms); server hold L + "
+                      f"{parts['server_lateness_ms_per_round']:.1f} ms x {parts['rounds']}; turnaround "
+                      f"{parts['turnaround_ms_per_round']:.1f} ms x {parts['rounds'] - 1} (mean over all "
+                      f"slots {parts['turnaround_mean_ms_all_slots']:.1f} ms); end "
+                      f"{parts['end_s'] * 1000:.0f} ms", flush=True)
     return summarise(name, runs, n=n, latency=latency, concurrency=concurrency, ideal=ideal,
                      ceiling=ceiling)
 
 
-SHARE_NAMES = {"quantisation": "round quantisation (ceil(N/C) x L - N/ideal)", "startup": "start-up",
-               "server_lateness": "the fake server's timer lateness", "turnaround": "client turnaround",
-               "end": "end (last answer to the client)", "residual": "residual (not in the model)"}
+SHARE_NAMES = {"quantisation": "round quantisation (ceil(N/C) x L - N/ideal)",
+               "startup": "start-up (the first round sent)",
+               "server_lateness": "the fake server's timer lateness",
+               "turnaround": "client turnaround, ceil(N/C) - 1 rounds",
+               "end": "end (the last answer to the client)"}
 
 
 def summarise(name: str, runs: dict[str, list[dict[str, Any]]], *, n: int, latency: float, concurrency: int,
@@ -409,7 +424,7 @@ def summarise(name: str, runs: dict[str, list[dict[str, Any]]], *, n: int, laten
               f"paired runs), client CPU {cpu_delta:+.0f} us/call")
     if runtime and runtime["shares"]:
         print("   where the runtime's elapsed time went (median share of each run's elapsed time; "
-              "ratio to ideal + these = 1):")
+              "ratio to ideal + these = 1 in each run):")
         print(f"      {'ratio to ideal (useful time)':48s} {runtime['ratio_to_ideal'] * 100:6.1f} %")
         for key, text in SHARE_NAMES.items():
             bare_text = (f"   (bare client {bare['shares'][key] * 100:5.1f} %)"

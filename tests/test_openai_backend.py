@@ -322,3 +322,8 @@ async def test_fake_server_timing_splits_hold_and_turnaround(fake_openai: FakeOp
     assert started < timing["first_arrival"] < timing["last_finish"] < time.monotonic()
     assert 0.05 <= timing["hold_mean_s"] < 0.15
     assert 0.02 <= timing["refill_gap_mean_s"] < 0.5  # 2 refills of the one slot
+    # one slot: the chain is every call, and its parts add up to first arrival -> last finish
+    assert timing["chain_links"] == 2 and timing["chain_first_arrival"] == timing["first_arrival"]
+    assert timing["chain_gap_s"] == pytest.approx(2 * timing["refill_gap_mean_s"])
+    assert timing["chain_first_arrival"] + timing["chain_hold_s"] + timing["chain_gap_s"] == pytest.approx(
+        timing["last_finish"])
