@@ -61,6 +61,7 @@ import httpx
 from judgerl.backends.base import Backend, BackendLimits, Completion, CompletionRequest, Usage
 from judgerl.backends.openai_compat import OpenAICompatBackend, parse_retry_after
 from judgerl.config import RuntimeConfig
+from judgerl.errors import BackendError
 from judgerl.runtime.model_runtime import ModelRuntime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,6 +169,27 @@ async def run_floor(url: str, prompts: list[str], concurrency: int) -> tuple[flo
         started = time.monotonic()
         results = await asyncio.gather(*(one(text) for text in prompts))
         return started, time.monotonic() - started, sum(not ok for ok in results)
+
+
+async def run_backend_only(url: str, prompts: list[str], concurrency: int) -> tuple[float, float, int]:
+    """Phase 1 with the OpenAI-compatible backend but no runtime (`--split`): an asyncio.Semaphore(C)
+    around `OpenAICompatBackend.complete`. Between the bare client and the runtime, it says which
+    of the two the difference is in. Returns (start time, seconds, failed calls)."""
+    backend = OpenAICompatBackend(url, "fake-judge", max_concurrency=concurrency, timeout_s=30)
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(text: str) -> bool:
+        async with slots:
+            try:
+                return bool((await backend.complete(judge_request(text))).text)
+            except BackendError:
+                return False
+
+    started = time.monotonic()
+    results = await asyncio.gather(*(one(text) for text in prompts))
+    elapsed = time.monotonic() - started
+    await backend.aclose()
+    return started, elapsed, sum(not ok for ok in results)
 
 
 class InstantBackend(Backend):
@@ -310,7 +332,7 @@ def _median(values: list[float]) -> float:
 
 
 def measure_point(judge: FakeJudge, prompts: list[str], *, name: str, latency: float, concurrency: int,
-                  rpm: float | None, repeat: int, floor: bool) -> dict[str, Any]:
+                  rpm: float | None, repeat: int, floor: bool, split: bool = False) -> dict[str, Any]:
     """Phase 1 at one latency: the runtime (and the bare client) `repeat` times, alternating the
     order each repeat; every run printed with its accounting, then the medians."""
     n = len(prompts)
@@ -321,8 +343,8 @@ def measure_point(judge: FakeJudge, prompts: list[str], *, name: str, latency: f
     print(f"\n== {name}: L={latency * 1000:.0f} ms, C={concurrency}, N={n}: ideal min(C/L, RPM/60) = "
           f"{ideal:.1f} calls/s ({n / ideal:.2f} s); {rounds} rounds of L = {rounds * latency:.2f} s"
           + (f", so the batch ceiling is {ceiling:.3f} of ideal" if ceiling is not None else ""), flush=True)
-    runs: dict[str, list[dict[str, Any]]] = {"runtime": [], "bare": []}
-    clients = ["runtime", "bare"] if floor else ["runtime"]
+    runs: dict[str, list[dict[str, Any]]] = {"runtime": [], "backend": [], "bare": []}
+    clients = ["runtime"] + (["backend"] if split else []) + (["bare"] if floor else [])
     for run in range(max(1, repeat)):
         for client in (clients if run % 2 == 0 else clients[::-1]):
             judge.configure(every_nth_429=None)
@@ -331,6 +353,9 @@ def measure_point(judge: FakeJudge, prompts: list[str], *, name: str, latency: f
                 if client == "runtime":
                     started, elapsed, snapshot, failed = asyncio.run(
                         run_runtime(judge.url, prompts, concurrency, rpm=rpm))
+                elif client == "backend":
+                    started, elapsed, failed = asyncio.run(run_backend_only(judge.url, prompts, concurrency))
+                    snapshot = None
                 else:
                     started, elapsed, failed = asyncio.run(run_floor(judge.url, prompts, concurrency))
                     snapshot = None
@@ -351,7 +376,7 @@ def measure_point(judge: FakeJudge, prompts: list[str], *, name: str, latency: f
                 if rpm is None else None
             figures["accounting"] = parts
             runs[client].append(figures)
-            label = "runtime    " if client == "runtime" else "bare client"
+            label = CLIENT_LABELS[client]
             print(f"  {label} run {run + 1}: {elapsed:.3f} s, ratio to ideal {rate / ideal:.3f}"
                   + (f", to the batch ceiling {parts['ratio_to_ceiling']:.3f}" if parts else "")
                   + f"; failed {failed}, 429s {figures['server_429']}, max in flight "
@@ -369,6 +394,7 @@ def measure_point(judge: FakeJudge, prompts: list[str], *, name: str, latency: f
                      ceiling=ceiling)
 
 
+CLIENT_LABELS = {"runtime": "runtime    ", "backend": "backend    ", "bare": "bare client"}
 SHARE_NAMES = {"quantisation": "round quantisation (ceil(N/C) x L - N/ideal)",
                "startup": "start-up (the first round sent)",
                "server_lateness": "the fake server's timer lateness",
@@ -404,8 +430,8 @@ def summarise(name: str, runs: dict[str, list[dict[str, Any]]], *, n: int, laten
             "runs": items}
     runtime, bare = summary.get("runtime"), summary.get("bare")
     print(f"-- {name}, medians over {len(runs['runtime'])} run(s)"
-          + (" each, the runtime and the bare client alternating:" if bare else ":"))
-    for client, label in (("runtime", "runtime    "), ("bare", "bare client")):
+          + (" each, the clients alternating:" if bare or summary.get("backend") else ":"))
+    for client, label in CLIENT_LABELS.items():
         item = summary.get(client)
         if item is None:
             continue
@@ -414,14 +440,21 @@ def summarise(name: str, runs: dict[str, list[dict[str, Any]]], *, n: int, laten
                  f"{item['turnaround_ms_per_round']:.1f} ms a round" if item["ratio_to_ceiling"] else "")
               + f"; client CPU {item['client_cpu_us_per_call']:.0f} us/call, of it GC "
               f"{item['gc_us_per_call']:.0f} us")
-    if runtime and bare:
-        pairs = list(zip(runs["runtime"], runs["bare"], strict=False))
-        delta = _median([r["ratio_to_ideal"] - b["ratio_to_ideal"] for r, b in pairs])
-        cpu_delta = _median([r["client_cpu_us_per_call"] - b["client_cpu_us_per_call"] for r, b in pairs])
-        summary["runtime_minus_bare"] = {"ratio_to_ideal": round(delta, 4), "client_cpu_us_per_call":
-                                         round(cpu_delta, 1)}
-        print(f"   the runtime's own share: ratio {delta:+.3f} against the bare client (median of the "
-              f"paired runs), client CPU {cpu_delta:+.0f} us/call")
+    for upper, lower, text in (("runtime", "bare", "the runtime path's share (runtime + backend)"),
+                               ("backend", "bare", "of it the backend's (no runtime)"),
+                               ("runtime", "backend", "of it the runtime's (on top of the backend)")):
+        if not (runs[upper] and runs[lower]):
+            continue
+        pairs = list(zip(runs[upper], runs[lower], strict=False))
+        delta = _median([u["ratio_to_ideal"] - v["ratio_to_ideal"] for u, v in pairs])
+        cpu_delta = _median([u["client_cpu_us_per_call"] - v["client_cpu_us_per_call"] for u, v in pairs])
+        turn = [(u["accounting"], v["accounting"]) for u, v in pairs if u["accounting"] and v["accounting"]]
+        turn_delta = _median([u["turnaround_ms_per_round"] - v["turnaround_ms_per_round"] for u, v in turn])
+        summary[f"{upper}_minus_{lower}"] = {"ratio_to_ideal": round(delta, 4),
+                                             "client_cpu_us_per_call": round(cpu_delta, 1),
+                                             "turnaround_ms_per_round": round(turn_delta, 2)}
+        print(f"   {text}: ratio {delta:+.3f} against the {CLIENT_LABELS[lower].strip()} (median of the "
+              f"paired runs); client CPU {cpu_delta:+.0f} us/call; turnaround {turn_delta:+.1f} ms a round")
     if runtime and runtime["shares"]:
         print("   where the runtime's elapsed time went (median share of each run's elapsed time; "
               "ratio to ideal + these = 1 in each run):")
@@ -451,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
                         help="also run phase 1 with a bare aiohttp client in place of the runtime "
                              "(default; --no-floor skips it)")
+    parser.add_argument("--split", action="store_true",
+                        help="also run phase 1 with the OpenAI-compatible backend alone (no runtime): "
+                             "which of the two a difference to the bare client is in")
     parser.add_argument("--repeat", type=int, default=1, help="runs of phase 1 (and the floor), alternating")
     parser.add_argument("--only-throughput", action="store_true", help="phase 1 (and the floor) only")
     parser.add_argument("--overhead", action="store_true",
@@ -486,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # 1. the runtime at full speed against the bare client: the stress point, then a realistic one
         stress = measure_point(judge, prompts, name="stress point", latency=latency, concurrency=concurrency,
-                               rpm=args.rpm, repeat=args.repeat, floor=args.floor)
+                               rpm=args.rpm, repeat=args.repeat, floor=args.floor,
+                               split=args.split)
         figures["runtime"] = stress["runtime"]
         figures["stress"] = stress
         if args.realistic_latency > 0:
@@ -494,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{index % 97} limits liability" for index in range(args.realistic_n)]
             figures["realistic"] = measure_point(
                 judge, realistic_prompts, name="realistic point", latency=args.realistic_latency,
-                concurrency=concurrency, rpm=args.rpm, repeat=args.repeat, floor=args.floor)
+                concurrency=concurrency, rpm=args.rpm, repeat=args.repeat, floor=args.floor,
+                               split=args.split)
         print()
         for key in ("stress", "realistic"):
             point = figures.get(key)
