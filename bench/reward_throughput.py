@@ -25,7 +25,9 @@ prints, in one run, the figures that say whether it does (issue 3, item 6; issue
 and prints medians; `--only-throughput` skips phases 2-4: `--only-throughput --repeat 3` is the
 fair re-measurement (about 2.5 minutes). `--overhead` prints only the runtime's own CPU per call,
 no HTTP: N calls through `ModelRuntime` to a backend that answers at once, against the same
-calls through a bare semaphore (median of 7 runs of 20,000 calls; seconds).
+calls through a bare semaphore (median of 7 runs of 20,000 calls; seconds). `--profile` prints
+the Python function calls a judgment costs through the runtime, the backend alone and the bare
+client (cProfile's call counts: unlike timings, they do not move with the machine's load).
 
 The fake judge (tests/fake_openai.py) runs in its own process on 127.0.0.1: fixed latency L,
 and beyond C requests in flight it answers 429 with Retry-After.
@@ -41,11 +43,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import json
 import math
 import os
+import pstats
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -200,6 +205,38 @@ class InstantBackend(Backend):
     async def complete(self, request: CompletionRequest) -> Completion:
         await asyncio.sleep(0)
         return Completion(text="ok", model=self.model, usage=Usage(prompt_tokens=20, completion_tokens=1))
+
+
+def call_counts(judge: FakeJudge, prompts: list[str], concurrency: int, top: int = 15) -> dict[str, Any]:
+    """`--profile`: the Python function calls a judgment costs on each client path (cProfile's call
+    counts, which unlike timings do not move with the machine's load), and the functions whose
+    counts differ most between the runtime and the bare client."""
+    counts: dict[str, dict[str, int]] = {}
+    for client, run in (("runtime", lambda: run_runtime(judge.url, prompts, concurrency)),
+                        ("backend", lambda: run_backend_only(judge.url, prompts, concurrency)),
+                        ("bare", lambda: run_floor(judge.url, prompts, concurrency))):
+        judge.configure(every_nth_429=None)
+        profile = cProfile.Profile()
+        profile.enable()
+        asyncio.run(run())
+        profile.disable()
+        rows: dict[str, int] = {}
+        for (filename, _line, function), (primitive, *_rest) in pstats.Stats(profile).stats.items():  # type: ignore[attr-defined]
+            where = re.sub(r".*/(site-packages|python3\.\d+|src)/", "", filename)
+            rows[f"{where}:{function}"] = rows.get(f"{where}:{function}", 0) + primitive
+        counts[client] = rows
+    n = len(prompts)
+    totals = {client: sum(rows.values()) / n for client, rows in counts.items()}
+    print(f"Python function calls a judgment (cProfile, N={n}): runtime {totals['runtime']:.0f}, backend "
+          f"alone {totals['backend']:.0f}, bare client {totals['bare']:.0f}")
+    names = set().union(*counts.values())
+    ranked = sorted(names, key=lambda name: -abs(counts["runtime"].get(name, 0)
+                                                 - counts["bare"].get(name, 0)))
+    print(f"   {'runtime':>8s} {'backend':>8s} {'bare':>8s}  calls a judgment, the {top} largest differences")
+    for name in ranked[:top]:
+        print(f"   {counts['runtime'].get(name, 0) / n:8.2f} {counts['backend'].get(name, 0) / n:8.2f} "
+              f"{counts['bare'].get(name, 0) / n:8.2f}  {name}")
+    return {"calls_per_judgment": {client: round(total, 1) for client, total in totals.items()}}
 
 
 def runtime_overhead(calls: int, concurrency: int, runs: int = 7) -> tuple[float, float]:
@@ -487,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", action="store_true",
                         help="also run phase 1 with the OpenAI-compatible backend alone (no runtime): "
                              "which of the two a difference to the bare client is in")
+    parser.add_argument("--profile", action="store_true",
+                        help="only the Python function calls a judgment costs on each client path (cProfile)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of phase 1 (and the floor), alternating")
     parser.add_argument("--only-throughput", action="store_true", help="phase 1 (and the floor) only")
     parser.add_argument("--overhead", action="store_true",
@@ -519,6 +558,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fake judge: L={latency * 1000:.0f} ms, C={concurrency}, N={n}; "
               f"ideal = min(C/L, RPM/60) = {ideal:.1f} calls/s; machine: {os.cpu_count()} cores, "
               f"load average {load:.2f} at start")
+
+        if args.profile:
+            figures["profile"] = call_counts(judge, prompts, concurrency)
+            return 0
 
         # 1. the runtime at full speed against the bare client: the stress point, then a realistic one
         stress = measure_point(judge, prompts, name="stress point", latency=latency, concurrency=concurrency,
