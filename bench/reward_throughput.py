@@ -222,7 +222,7 @@ def call_counts(judge: FakeJudge, prompts: list[str], concurrency: int, top: int
         profile.disable()
         rows: dict[str, int] = {}
         for (filename, _line, function), (primitive, *_rest) in pstats.Stats(profile).stats.items():  # type: ignore[attr-defined]
-            where = re.sub(r".*/(site-packages|python3\.\d+|src)/", "", filename)
+            where = re.sub(r".*/(site-packages|python3\.\d+|src)/", "", filename.replace(f"{ROOT}/", ""))
             rows[f"{where}:{function}"] = rows.get(f"{where}:{function}", 0) + primitive
         counts[client] = rows
     n = len(prompts)
