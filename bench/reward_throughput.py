@@ -32,7 +32,7 @@ client (cProfile's call counts: unlike timings, they do not move with the machin
 The fake judge (tests/fake_openai.py) runs in its own process on 127.0.0.1: fixed latency L,
 and beyond C requests in flight it answers 429 with Retry-After.
 
-    .venv/bin/python bench/reward_throughput.py                # both points, phases 1-4 (~1.5 min)
+    .venv/bin/python bench/reward_throughput.py                # both points, phases 1-4 (~70 s)
     .venv/bin/python bench/reward_throughput.py --n 300 --latency 0.1 --concurrency 16 --realistic-latency 0
     .venv/bin/python bench/reward_throughput.py --only-throughput --repeat 3  # medians, vs a bare client
     .venv/bin/python bench/reward_throughput.py --only-throughput --n 2000 --realistic-latency 0  # old shape
