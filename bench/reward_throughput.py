@@ -380,6 +380,10 @@ def measure_point(judge: FakeJudge, prompts: list[str], *, name: str, latency: f
     print(f"\n== {name}: L={latency * 1000:.0f} ms, C={concurrency}, N={n}: ideal min(C/L, RPM/60) = "
           f"{ideal:.1f} calls/s ({n / ideal:.2f} s); {rounds} rounds of L = {rounds * latency:.2f} s"
           + (f", so the batch ceiling is {ceiling:.3f} of ideal" if ceiling is not None else ""), flush=True)
+    if rpm is not None and (floor or split):
+        print("  (with an RPM limit only the runtime runs: the bare client and the backend alone do not "
+              "keep to it, so their ratio to this ideal would mean nothing)")
+        floor = split = False
     runs: dict[str, list[dict[str, Any]]] = {"runtime": [], "backend": [], "bare": []}
     clients = ["runtime"] + (["backend"] if split else []) + (["bare"] if floor else [])
     for run in range(max(1, repeat)):
