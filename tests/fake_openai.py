@@ -184,18 +184,30 @@ class FakeOpenAIServer:
         `refill_gap_mean_s`: with `concurrency_limit` C and a client that keeps C in flight, the
         k-th answer frees the slot that the (k+C)-th arrival takes; the mean gap between the two
         is the client's turnaround (answer on the wire -> next request fully read here).
+
+        `chain_*`: the same pairing followed back from the last answer (k, k-C, k-2C, ... down to
+        the first round): the chain of calls that decided when the run ended. Its parts add up
+        exactly (they telescope): `chain_first_arrival` (its first request at the server; the rest
+        of the first round was sent before it), `chain_hold_s` (the sum of its holds),
+        `chain_gap_s` (the sum of its turnarounds; `chain_links` of them), and the last finish.
         """
         done = [(r.arrived, r.finished) for r in self.requests
                 if r.finished is not None and r.status == 200 and r.path.endswith(CHAT_SUFFIX)]
         if not done:
-            return dict.fromkeys(("first_arrival", "last_finish", "hold_mean_s", "refill_gap_mean_s"))
+            return dict.fromkeys(("first_arrival", "last_finish", "hold_mean_s", "refill_gap_mean_s",
+                                  "chain_first_arrival", "chain_hold_s", "chain_gap_s", "chain_links"))
         arrivals = sorted(arrived for arrived, _ in done)
         finishes = sorted(finished for _, finished in done)
         limit = self.concurrency_limit or 0
         gaps = [arrivals[k + limit] - finishes[k] for k in range(len(done) - limit)] if limit else []
+        chain = list(range(len(done) - 1, -1, -limit))[::-1] if limit else []
         return {"first_arrival": arrivals[0], "last_finish": finishes[-1],
                 "hold_mean_s": sum(finished - arrived for arrived, finished in done) / len(done),
-                "refill_gap_mean_s": sum(gaps) / len(gaps) if gaps else None}
+                "refill_gap_mean_s": sum(gaps) / len(gaps) if gaps else None,
+                "chain_first_arrival": arrivals[chain[0]] if chain else None,
+                "chain_hold_s": sum(finishes[k] - arrivals[k] for k in chain) if chain else None,
+                "chain_gap_s": sum(arrivals[k + limit] - finishes[k] for k in chain[:-1]) if chain else None,
+                "chain_links": len(chain) - 1 if chain else None}
 
     def wait_until(self, predicate: Callable[[FakeOpenAIServer], bool], timeout_s: float = 5.0) -> bool:
         """Poll `predicate(self)` until true or the timeout; returns the last value."""

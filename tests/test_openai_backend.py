@@ -322,3 +322,31 @@ async def test_fake_server_timing_splits_hold_and_turnaround(fake_openai: FakeOp
     assert started < timing["first_arrival"] < timing["last_finish"] < time.monotonic()
     assert 0.05 <= timing["hold_mean_s"] < 0.15
     assert 0.02 <= timing["refill_gap_mean_s"] < 0.5  # 2 refills of the one slot
+    # one slot: the chain is every call, and its parts add up to first arrival -> last finish
+    assert timing["chain_links"] == 2 and timing["chain_first_arrival"] == timing["first_arrival"]
+    assert timing["chain_gap_s"] == pytest.approx(2 * timing["refill_gap_mean_s"])
+    assert timing["chain_first_arrival"] + timing["chain_hold_s"] + timing["chain_gap_s"] == pytest.approx(
+        timing["last_finish"])
+
+
+async def test_fake_server_chain_follows_the_slot_that_ended_last(fake_openai: FakeOpenAIServer,
+                                                                  backend: OpenAICompatBackend) -> None:
+    """Two slots, five calls in three rounds: the chain is the last call's, back to the first round
+    (the 5th, 3rd and 1st arrivals), and its parts add up to its first arrival -> the last finish."""
+    fake_openai.concurrency_limit = 2
+    fake_openai.default = Reply(text="ok", delay_s=0.03)
+    slots = asyncio.Semaphore(2)
+
+    async def one() -> None:
+        async with slots:
+            await backend.complete(request())
+
+    await asyncio.gather(*(one() for _ in range(5)))
+    timing = fake_openai.stats()["timing"]
+    arrivals = sorted(r.arrived for r in fake_openai.chat_requests)
+    assert fake_openai.stats()["status_counts"] == {"200": 5}
+    assert timing["chain_links"] == 2  # ceil(5 / 2) rounds on the deciding slot
+    assert timing["chain_first_arrival"] == arrivals[0]  # index 4 -> 2 -> 0
+    assert timing["chain_hold_s"] >= 3 * 0.03
+    assert timing["chain_first_arrival"] + timing["chain_hold_s"] + timing["chain_gap_s"] == pytest.approx(
+        timing["last_finish"])
