@@ -140,8 +140,8 @@ def heading(text: str) -> str:
 
 
 class Builder:
-    """Contracts of a doc type, never the same issue variants twice in a row, all variants used, no
-    contract in two splits."""
+    """Contracts of a doc type, the least planted issue variants first (all of them used), no
+    contract written twice (in one split or two)."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
@@ -188,8 +188,9 @@ class Builder:
         words = len(WORD.findall(contract))
         if not MIN_WORDS <= words <= MAX_WORDS:
             return None
-        if self.split_of.setdefault(contract, prefix) != prefix:
-            return None  # the same contract in two splits: a scorer trained on an evaluated contract
+        if contract in self.split_of:
+            return None  # a contract twice: in two splits, a scorer trained on an evaluated contract
+        self.split_of[contract] = prefix
         for issue in chosen.values():
             self.used[issue.key] = self.used.get(issue.key, 0) + 1
         self.counter[doc.name] = index + 1

@@ -605,8 +605,9 @@ def demo(
              "review case study (two distilled students; base, SFT, RFT with the checks only and RFT "
              "with the checks + a judge of each contract's planted issues, over --seeds; a table "
              "scored by a judge not trained on; default run dir runs/contract-review).")] = "support",
-    seeds: Annotated[int, typer.Option(
-        help="--task contract-review: how many seeds (0, 1, ...) of SFT and RFT.")] = 3,
+    seeds: Annotated[int | None, typer.Option(
+        help="--task contract-review: how many seeds (0, 1, ...) of SFT and RFT (default 3; 1 with "
+             "--quick).")] = None,
 ) -> None:
     """Run the whole workflow offline on a shipped task with the embedded local models."""
     from judgerl.run.workflow import DEMO_RECIPE, QUICK_OVERRIDES, Workflow
@@ -622,7 +623,8 @@ def demo(
 
         study_dir = run_dir or Path("runs/contract-review" + ("-quick" if quick else ""))
         try:
-            run_contract_study(study_dir, StudySettings(seeds=tuple(range(seeds)), quick=quick,
+            count = seeds if seeds is not None else (1 if quick else 3)
+            run_contract_study(study_dir, StudySettings(seeds=tuple(range(count)), quick=quick,
                                                         overrides=list(overrides or [])), console)
         except DistillGateError as exc:
             console.print(f"[bold red]refused:[/] {exc}", highlight=False)

@@ -264,6 +264,7 @@ class ContractStudy:
         per_seed: dict[str, list[dict[str, float | None]]] = {model: [] for model in MODELS}
         base = self.evaluate("base", base_model, scorer, self.run_dir / "base", seed=0)
         per_seed["base"].append(model_figures(base, eval_rows))
+        results: dict[str, Any] = {}
         for seed in self.settings.seeds:
             seed_dir = self.run_dir / f"seed-{seed}"
             sft_model = self.sft(seed, seed_dir / "sft")
@@ -273,8 +274,15 @@ class ContractStudy:
                 model = self.rft(seed, arm, sft_model, seed_dir / f"rft-{arm}", rewards[arm])
                 per_seed[f"rft-{arm}"].append(model_figures(
                     self.evaluate(f"rft-{arm}", model, scorer, seed_dir, seed=seed), eval_rows))
+            # written after every seed: an interrupted study already shows the seeds it finished
+            results = self.write_results(students, per_seed, seeds_done=len(per_seed["sft"]))
+        return results
+
+    def write_results(self, students: dict[str, PreparedStudent], per_seed: dict[str, list[dict[str, Any]]],
+                      *, seeds_done: int) -> dict[str, Any]:
         results = {
-            "seeds": list(self.settings.seeds), "quick": self.settings.quick,
+            "seeds": list(self.settings.seeds)[:seeds_done], "seeds_planned": list(self.settings.seeds),
+            "quick": self.settings.quick,
             "students": {name: {**student.figures, "reused": student.reused}
                          for name, student in students.items()},
             "models": {model: {key: spread([figures.get(key) for figures in runs])
@@ -364,7 +372,9 @@ class ContractStudy:
 
     def markdown(self, results: dict[str, Any]) -> str:
         students = results["students"]
-        lines = [f"# Contract review on two CPU cores: {len(results['seeds'])} seed(s)"
+        done, planned = len(results["seeds"]), len(results.get("seeds_planned", results["seeds"]))
+        lines = [f"# Contract review on two CPU cores: {done} seed(s)"
+                 + ("" if done == planned else f" of {planned} (the study goes on: rerun the command)")
                  + (" (--quick: a smoke run, not a result)" if results["quick"] else ""), "",
                  "Held-out contracts (half of a contract type never trained on), scored by the checks and "
                  "a scorer student that shares no labelled row or contract with the reward's. "
