@@ -184,3 +184,17 @@ def test_a_held_out_file_sharing_a_contract_with_training_is_refused(tmp_path: P
         distill(out_dir=tmp_path / "out", base_model="unused", labelled=train, held_out_labelled=held,
                 prompt=ITEM_PROMPT)
     assert not (tmp_path / "out").exists(), "refused before any training"
+
+
+def test_the_cli_takes_the_student_template_and_refuses_an_unknown_one_before_training(
+        tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from judgerl.cli import app
+
+    train = write(tmp_path / "train.jsonl", labelled_rows(CONTRACTS[:4]))
+    result = CliRunner().invoke(app, ["distill", "--labelled", str(train), "--output", str(tmp_path / "out"),
+                                      "--prompt", "no_such_template"])
+    assert result.exit_code != 0
+    assert "no shipped prompt 'no_such_template'" in result.output and "rubric_item_student" in result.output
+    assert not (tmp_path / "out" / "model").exists(), "nothing was trained"

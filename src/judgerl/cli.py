@@ -512,6 +512,10 @@ def distill(
     min_kappa: Annotated[float, typer.Option(help="Gate: per-check Cohen's kappa.")] = 0.6,
     min_spearman: Annotated[float, typer.Option(help="Gate: per-Likert-criterion Spearman.")] = 0.6,
     seed: Annotated[int, typer.Option(help="Split and training seed.")] = 0,
+    prompt: Annotated[str, typer.Option(
+        help="The student's template (a shipped prompt): rubric_student (the question, the answer, "
+             "the criterion) or rubric_item_student (the answer and one rubric item: for items that "
+             "say what to look for, ~half the tokens when the question is long).")] = "rubric_student",
 ) -> None:
     """Distill a judge: train a small local student on the teacher's verdicts; exit 1 if it is refused.
 
@@ -532,7 +536,7 @@ def distill(
         result = run_distill(out_dir=output, base_model=base_model, journal=journal, config=config,
                              judge=judge, labelled=labelled, criterion=criterion, description=description,
                              held_out=held_out, held_out_labelled=held_out_file, settings=settings,
-                             thresholds=thresholds, console=console)
+                             thresholds=thresholds, console=console, prompt=prompt)
     except DistillGateError as exc:
         console.print(f"[bold red]refused:[/] {exc}", highlight=False)
         raise typer.Exit(1) from exc

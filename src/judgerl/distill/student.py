@@ -255,13 +255,12 @@ def train_student(base_model: Path, rows: list[Judged] | list[JudgedPair], judge
     if settings.method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        layers, targets = None, "all-linear"
+        from judgerl.train.policy import top_layers
+
+        layers: list[int] | None = None
+        targets: list[str] | str = "all-linear"
         if settings.lora_layers is not None:
-            total = int(model.config.num_hidden_layers)
-            layers = list(range(max(0, total - settings.lora_layers), total))
-            # peft takes a layer list only with named modules: every linear layer but the head
-            targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                              if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head")})
+            layers, targets = top_layers(model, settings.lora_layers)
         model = get_peft_model(model, LoraConfig(r=settings.lora_rank, lora_alpha=2 * settings.lora_rank,
                                                  lora_dropout=0.0, target_modules=targets,
                                                  layers_to_transform=layers, task_type="CAUSAL_LM"))

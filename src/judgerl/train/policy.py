@@ -30,12 +30,22 @@ def load_for_training(section: ModelSection) -> tuple[Any, Any, Path]:
     return model, tokenizer, folder
 
 
+def top_layers(model: Any, count: int) -> tuple[list[int], list[str]]:
+    """(the indexes of `model`'s top `count` transformer layers, the names of its linear modules
+    but the head): peft's `layers_to_transform` takes a layer list only with named target modules."""
+    import torch
+
+    total = int(model.config.num_hidden_layers)
+    names = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                    if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head")})
+    return list(range(max(0, total - count), total)), names
+
+
 def lora_config(section: ModelSection, model: Any = None) -> Any:
     """A peft `LoraConfig`, or None when LoRA is off (every weight trains). With `lora.layers`,
     the adapters go on the top N layers of `model` only."""
     if not section.lora.enabled:
         return None
-    import torch
     from peft import LoraConfig
 
     lora = section.lora
@@ -43,11 +53,8 @@ def lora_config(section: ModelSection, model: Any = None) -> Any:
     if lora.layers is not None:
         if model is None:
             raise ValueError("lora.layers needs the loaded model (its layer count)")
-        total = int(model.config.num_hidden_layers)
-        layers = list(range(max(0, total - lora.layers), total))
-        if targets == "all-linear":  # peft takes a layer list only with named modules
-            targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                              if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head")})
+        layers, linear = top_layers(model, lora.layers)
+        targets = linear if targets == "all-linear" else targets
     return LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                       target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
 
