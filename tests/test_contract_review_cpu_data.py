@@ -28,7 +28,7 @@ FOLDER = study_folder()
 FILES = ("train", "eval", "judge_train", "judge_held_out", "scorer_train")
 LABELLED = ("judge_train", "judge_held_out", "scorer_train")
 #: a labelled row's id is its contract's id, ":" and the kind of comment
-CONTRACT_ID = re.compile(r"^(?P<split>train|eval|scorer)-(?P<doc_type>[a-z_]+)-\d{3}$")
+CONTRACT_ID = re.compile(r"^(?P<split>train|eval|scorer|judge)-(?P<doc_type>[a-z_]+)-\d{3}$")
 
 
 def rows(name: str) -> list[dict[str, Any]]:
@@ -163,11 +163,19 @@ def test_labelled_contracts_are_not_evaluated_and_the_gate_is_on_an_unseen_type(
     ids = {name: {contract for contract, _ in found} for name, found in contracts.items()}
     assert ids["judge_train"].isdisjoint(ids["judge_held_out"])
     assert ids["scorer_train"].isdisjoint(ids["judge_train"] | ids["judge_held_out"])
-    # the reward student's contracts are training contracts, and their prompts are the training prompts
+    # the reward student's contracts are training contracts (their prompts the training prompts), or
+    # contracts of the type the policy never trains on written for that student only
+    written_for_the_student = 0
     for name in ("judge_train", "judge_held_out"):
         for row in rows(name):
-            contract, _ = contract_of(row["id"])
-            assert row["prompt"] == train[contract]["messages"][-1]["content"]
+            contract, doc_type = contract_of(row["id"])
+            if contract.startswith("judge-"):
+                assert name == "judge_train" and doc_type == "employment", row["id"]
+                assert not any(row["prompt"] == other["messages"][-1]["content"] for other in train.values())
+                written_for_the_student += 1
+            else:
+                assert row["prompt"] == train[contract]["messages"][-1]["content"]
+    assert written_for_the_student > 0
     judge_types = {doc_type for _, doc_type in contracts["judge_train"]}
     held_types = {doc_type for _, doc_type in contracts["judge_held_out"]}
     assert held_types and held_types.isdisjoint(judge_types)
