@@ -70,8 +70,6 @@ def study_folder() -> Path:
     return Path(str(resources.files("judgerl").joinpath("demo", "contract_review")))
 
 
-STUDY_RECIPE = study_folder() / "recipe.yaml"
-
 
 @dataclass
 class StudySettings:
@@ -115,10 +113,7 @@ def student_plans(folder: Path, settings: StudySettings, scratch: Path) -> dict[
 
 def judge_reward_config(checks: Path, model_dir: Path, *, weight: float = JUDGE_WEIGHT) -> dict[str, Any]:
     """The checks of `checks` plus the rubric judge of each row's planted issues on a student."""
-    config = read_yaml(checks)
-    schema = config["checks"][0].get("schema_file")
-    if schema:  # the config is written into the run folder: the schema path must stay valid
-        config["checks"][0]["schema_file"] = str((checks.parent / schema).resolve())
+    config = checks_config(checks)
     config["backends"] = {"student": {"type": "local", "model": str(Path(model_dir).resolve()),
                                       "max_concurrency": 16}}
     config["judges"] = [{"name": JUDGE, "type": "rubric", "backend": "student", "scoring": "logprob",
@@ -127,10 +122,12 @@ def judge_reward_config(checks: Path, model_dir: Path, *, weight: float = JUDGE_
 
 
 def checks_config(checks: Path) -> dict[str, Any]:
+    """The checks of `checks`, their schema file made absolute (the config is written into the run
+    folder, away from the schema)."""
     config = read_yaml(checks)
-    schema = config["checks"][0].get("schema_file")
-    if schema:
-        config["checks"][0]["schema_file"] = str((checks.parent / schema).resolve())
+    for check in config.get("checks") or []:
+        if check.get("schema_file"):
+            check["schema_file"] = str((checks.parent / check["schema_file"]).resolve())
     return config
 
 
