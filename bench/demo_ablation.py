@@ -82,18 +82,13 @@ def spread(values: list[float]) -> str:
 
 def evaluate(model: str, label: str, config: dict[str, Any], overrides: list[str],
              out: Path) -> dict[str, Any]:
-    from judgerl.models.policy import SamplingConfig
     from judgerl.run.evaluate import ModelSpec, evaluate_models
+    from judgerl.run.workflow import evaluation_inputs
     from judgerl.train.recipe import load_recipe
-    from judgerl.train.splits import load_split
 
     recipe = load_recipe(DEMO_RECIPE, overrides)
-    evaluation = recipe.evaluation
-    samples = load_split(recipe, "eval")[: evaluation.limit]
-    sampling = SamplingConfig(k=evaluation.k, temperature=evaluation.temperature, top_p=evaluation.top_p,
-                              max_new_tokens=evaluation.max_new_tokens or recipe.rollout.max_new_tokens,
-                              seed=evaluation.seed, batch_size=evaluation.batch_size)
-    summary = evaluate_models({label: ModelSpec(source=model)}, samples, config, k=evaluation.k,
+    samples, sampling = evaluation_inputs(recipe)
+    summary = evaluate_models({label: ModelSpec(source=model)}, samples, config, k=recipe.evaluation.k,
                               out_dir=out, sampling=sampling, resume=False)
     return summary.models[label]
 

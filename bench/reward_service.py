@@ -67,7 +67,7 @@ from typing import Any
 
 import aiohttp
 import httpx
-from serve_soak import start_fake_judge, wait_healthy, write_config
+from serve_soak import start_fake_judge, stop_process, wait_healthy, write_config
 
 from judgerl.adapters.http_guard import raise_fd_limit
 from judgerl.backends.base import CompletionRequest
@@ -342,13 +342,8 @@ def run_load(count: int, *, latency_s: float, slots: int, group_size: int, tok: 
             cpu_after = cpu_seconds(service.pid)
             metrics = httpx.get(f"{url}/metrics", timeout=30).text
         finally:
-            service.terminate()
-            try:
-                service.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                service.kill()
-            judge.terminate()
-            judge.wait(timeout=30)
+            stop_process(service, 60)
+            stop_process(judge, 30)
             agent_logger.removeHandler(counter)
             for handler in saved_handlers:
                 agent_logger.addHandler(handler)

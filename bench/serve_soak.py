@@ -28,6 +28,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -91,6 +92,18 @@ def start_server(config: Path, port: int) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "judgerl.cli", "serve", "-c", str(config), "--port", str(port),
                "--no-auth", "--max-batch", "4096"]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stop_process(process: subprocess.Popen[Any] | None, timeout_s: float = 10.0) -> None:
+    """Terminate a started server (the service, the fake judge) and wait; kill it if it hangs."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_healthy(url: str, server: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
@@ -185,12 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                                        every=every))
     finally:
         for process in (server, judge):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_process(process)
     return summarize(reports, total, args.max_growth_mb)
 
 

@@ -15,9 +15,10 @@ import yaml
 
 from judgerl.distill.agreement import Thresholds
 from judgerl.distill.command import distill
-from judgerl.distill.examples import judged_from_labelled_items, labelled_items, split_by_sample
+from judgerl.distill.examples import has_item_verdicts, judged_from_labelled_items, split_by_sample
 from judgerl.distill.student import TrainSettings, student_judge, student_judge_config, student_request
 from judgerl.errors import DataError
+from judgerl.validate.datasets import load_labelled_file
 from tiny_policy import build_corpus_model_dir
 
 ITEM_PROMPT = "rubric_item_student"
@@ -75,7 +76,7 @@ def test_each_labelled_item_is_a_row_on_a_sample_that_carries_the_rubric_without
             {"id": "c", "prompt": "Review contract two.", "answer": "answer c", "score": 0,
              "reference": "the expert's review", "rubric": [{**rubric[0], "met": False}]}]
     path = write(tmp_path / "items.jsonl", rows)
-    assert labelled_items(path)
+    assert has_item_verdicts(load_labelled_file(path))
     judged = judged_from_labelled_items(path)
     # a: r1 and r2 (r3 has no verdict), b: r1-r3, c: r1
     assert [(row.rollout.id, row.criterion, row.verdict) for row in judged] == [
@@ -113,7 +114,7 @@ def test_a_row_without_a_rubric_is_refused_naming_the_file_and_the_row(tmp_path:
     rows = labelled_rows(CONTRACTS[:1])
     rows.append({"id": "bare-row", "prompt": "Review this.", "answer": "x", "score": 1})
     path = write(tmp_path / "mixed.jsonl", rows)
-    assert labelled_items(path)
+    assert has_item_verdicts(load_labelled_file(path))
     with pytest.raises(DataError, match="bare-row") as caught:
         judged_from_labelled_items(path)
     assert str(path) in str(caught.value) and "rubric" in str(caught.value)
@@ -123,7 +124,7 @@ def test_a_file_without_any_met_is_refused(tmp_path: Path) -> None:
     rows = [{**row, "rubric": [{key: value for key, value in entry.items() if key != "met"}
                                for entry in row["rubric"]]} for row in labelled_rows(CONTRACTS[:2])]
     path = write(tmp_path / "no-met.jsonl", rows)
-    assert not labelled_items(path)
+    assert not has_item_verdicts(load_labelled_file(path))
     with pytest.raises(DataError, match="met") as caught:
         judged_from_labelled_items(path)
     assert str(path) in str(caught.value)

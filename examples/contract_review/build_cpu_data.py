@@ -232,26 +232,30 @@ def answer(comments: list[dict[str, str]]) -> str:
     return json.dumps({"comments": comments}, ensure_ascii=False)
 
 
-def labelled_comments(row: dict[str, Any], rng: random.Random,
-                      every_kind: bool = False) -> list[dict[str, Any]]:
+#: the hand-written short fixes in library order (another issue's fix, for the `wrong_fix` kind)
+LIBRARY_FIXES = [SHORT_FIXES[issue.key] for doc in library.DOC_TYPES for slot in doc.slots
+                 for issue in slot.issues if issue.key in SHORT_FIXES]
+#: "doc type/issue key" -> the expert's full recommended action (the `long_fix` kind)
+FULL_ACTIONS = {f"{doc.name}/{issue.key}": issue.action for doc in library.DOC_TYPES for slot in doc.slots
+                for issue in slot.issues}
+
+
+def labelled_comments(row: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
     """Labelled answers to `row` in the format `judgerl validate` and `judgerl distill` read: the
     row's rubric with each item's `met` verdict, `score` the share met, `category` the kind.
 
     Kinds: expert (all met), extra (the expert's comments + one on a compliant clause: all met),
     long_fix (the expert's full recommended action as the fix: met), one_missing (the first issue
     only), wrong_rule, invented_quote, vague_fix, wrong_fix (another issue's fix), compliant (a
-    compliant clause flagged instead). Four kinds per contract (the expert, a wrong rule and two
-    others) unless `every_kind`."""
+    compliant clause flagged instead). Four kinds per contract: the expert, a wrong rule (the
+    mistake only a judge can see: the checks read quotes, not rules; and the hardest to learn)
+    and two others."""
     expert = json.loads(row["reference"])["comments"]
     clauses = row["clauses"]
     issue_clauses = [clause for clause in clauses if clause["issue"]]
     compliant = [clause for clause in clauses if not clause["issue"]]
     wrong_rules = [rule for rule in row["rules_shown"] if rule not in {c["rule"] for c in expert}]
-    library_fixes = [short_fix(issue, {}) if issue.key in SHORT_FIXES else None
-                     for doc in library.DOC_TYPES for slot in doc.slots for issue in slot.issues]
-    foreign_fixes = [fix for fix in library_fixes if fix and fix not in {c["fix"] for c in expert}]
-    full_actions = {key: issue.action for doc in library.DOC_TYPES for slot in doc.slots
-                    for issue in slot.issues for key in [f"{doc.name}/{issue.key}"]}
+    foreign_fixes = [fix for fix in LIBRARY_FIXES if fix not in {c["fix"] for c in expert}]
 
     def compliant_comment() -> dict[str, str]:
         clause = rng.choice(compliant)
@@ -268,7 +272,7 @@ def labelled_comments(row: dict[str, Any], rng: random.Random,
     if compliant:
         kinds["extra"] = ([*expert, compliant_comment()], met)
         kinds["compliant"] = ([compliant_comment()], unmet)
-    actions = [full_actions[f"{row['doc_type']}/{clause['issue']}"] for clause in issue_clauses]
+    actions = [FULL_ACTIONS[f"{row['doc_type']}/{clause['issue']}"] for clause in issue_clauses]
     if all("{" not in action for action in actions):
         kinds["long_fix"] = ([{**c, "fix": action} for c, action in zip(expert, actions, strict=True)], met)
     if len(expert) == 2:
@@ -278,13 +282,9 @@ def labelled_comments(row: dict[str, Any], rng: random.Random,
     kinds["invented_quote"] = ([{**c, "quote": rng.choice(INVENTED_QUOTES)} for c in expert], unmet)
     kinds["vague_fix"] = ([{**c, "fix": rng.choice(VAGUE_FIXES)} for c in expert], unmet)
     kinds["wrong_fix"] = ([{**c, "fix": rng.choice(foreign_fixes)} for c in expert], unmet)
-    names = list(kinds)
-    if not every_kind:
-        # a wrong rule id is the mistake only a judge can see (the checks read quotes, not rules)
-        # and the hardest one to learn: every contract gets one
-        forced = [name for name in ("expert", "wrong_rule") if name in kinds]
-        others = [name for name in names if name not in forced]
-        names = [*forced, *rng.sample(others, 4 - len(forced))]
+    forced = [name for name in ("expert", "wrong_rule") if name in kinds]
+    others = [name for name in kinds if name not in forced]
+    names = [*forced, *rng.sample(others, 4 - len(forced))]
     rows = []
     for name in names:
         comments, verdicts = kinds[name]

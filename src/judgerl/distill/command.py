@@ -32,12 +32,12 @@ from judgerl.distill.examples import (
     Judged,
     JudgedPair,
     balanced,
+    has_item_verdicts,
     journal_judge_names,
     judged_from_journal,
     judged_from_labelled,
     judged_from_labelled_items,
     judged_from_panel_journal,
-    labelled_items,
     pairs_from_journal,
     pairs_from_labelled,
     split_by_sample,
@@ -125,11 +125,6 @@ def teacher_pairwise_options(config_path: Path, judge: str) -> dict[str, Any]:
     return dict(found.options)
 
 
-def is_pairwise_file(path: Path) -> bool:
-    """Whether a labelled file holds pairwise rows (its rows are validated, bad ones named)."""
-    return isinstance(load_labelled_file(path)[0], PairItem)
-
-
 def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, config: Path | None = None,
             judge: str | None = None, labelled: Path | None = None, criterion: str | None = None,
             description: str | None = None, held_out: float = 0.2,
@@ -165,7 +160,8 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
             judge, rows = judged_from_journal(journal, judge=judge)
             criteria, options = teacher_criteria(config, judge)
     elif labelled is not None:
-        if labelled.is_file() and is_pairwise_file(labelled):
+        found = load_labelled_file(labelled)  # rows validated, a bad one named by line and field
+        if isinstance(found[0], PairItem):
             if not description:
                 raise ConfigError("--description names what makes an answer better in a pairwise "
                                   "labelled file (the criterion the student judges each answer on)")
@@ -179,10 +175,10 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
                                   description=description, options={},
                                   held_out=held_out, settings=settings, thresholds=thresholds,
                                   enforce_gate=enforce_gate, console=console)
-        if labelled.is_file() and labelled_items(labelled):
+        if has_item_verdicts(found):
             # verdicts on the items of per-prompt rubrics: the student judges a row's own items
             judge = judge or criterion or "rubric"
-            rows = judged_from_labelled_items(labelled)
+            rows = judged_from_labelled_items(labelled, found)
             if held_out_labelled is not None:
                 test = judged_from_labelled_items(held_out_labelled)
                 _check_disjoint(rows, test, held_out_labelled)

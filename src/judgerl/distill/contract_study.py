@@ -44,7 +44,7 @@ from judgerl.distill.demo_judge import PreparedStudent, StudentPlan, prepare_stu
 from judgerl.distill.student import TrainSettings
 from judgerl.errors import ConfigError
 from judgerl.run.folder import read_rows
-from judgerl.run.workflow import trained_model
+from judgerl.run.workflow import evaluation_inputs, trained_model
 
 #: the judge's name in the reward configs, and what its student is asked about each item
 JUDGE = "issues"
@@ -316,21 +316,15 @@ class ContractStudy:
         samples = out / "eval" / label / "samples.jsonl"
         if (out / "eval" / label / "summary.json").is_file():
             return samples
-        from judgerl.models.policy import SamplingConfig
         from judgerl.run.evaluate import ModelSpec, evaluate_models
         from judgerl.train.recipe import load_recipe
-        from judgerl.train.splits import load_split
 
         self.console.rule(f"[bold]evaluate {label}" + ("" if label == "base" else f" (seed {seed})"))
         started = time.monotonic()
         recipe = load_recipe(self.recipe, [*self.overrides, f"evaluation.seed={seed}"])
-        evaluation = recipe.evaluation
-        chosen = load_split(recipe, "eval")[: evaluation.limit]
-        sampling = SamplingConfig(k=evaluation.k, temperature=evaluation.temperature, top_p=evaluation.top_p,
-                                  max_new_tokens=evaluation.max_new_tokens or recipe.rollout.max_new_tokens,
-                                  seed=evaluation.seed, batch_size=evaluation.batch_size)
-        evaluate_models({label: ModelSpec(source=str(model))}, chosen, scorer, k=evaluation.k, out_dir=out,
-                        sampling=sampling, resume=True)
+        chosen, sampling = evaluation_inputs(recipe)
+        evaluate_models({label: ModelSpec(source=str(model))}, chosen, scorer, k=recipe.evaluation.k,
+                        out_dir=out, sampling=sampling, resume=True)
         self._time(f"evaluate {label}", started)
         return samples
 
@@ -373,8 +367,8 @@ class ContractStudy:
         lines = [f"# Contract review on two CPU cores: {done} seed(s)"
                  + ("" if done == planned else f" of {planned} (the study goes on: rerun the command)")
                  + (" (--quick: a smoke run, not a result)" if results["quick"] else ""), "",
-                 "Held-out contracts (half of a contract type never trained on), scored by the checks and "
-                 "a scorer student that shares no labelled row or contract with the reward's. "
+                 "Held-out contracts (half of them of a contract type never trained on), scored by the "
+                 "checks and a scorer student that shares no labelled row or contract with the reward's. "
                  "mean [min-max] over seeds.", "", results_table(results), ""]
         for name, figures in students.items():
             lines.append(f"- {name} student: accuracy {figures['accuracy']:.3f}, kappa {figures['kappa']:.3f}"

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -249,25 +249,25 @@ def judged_from_journal(path: str | Path, *, judge: str | None = None) -> tuple[
     return judge, judged
 
 
-def labelled_items(path: str | Path) -> bool:
-    """Whether a scored labelled file grades the items of per-prompt rubrics: its rows' `rubric`
+def has_item_verdicts(items: Sequence[AnswerItem | PairItem]) -> bool:
+    """Whether the rows of a labelled file grade the items of per-prompt rubrics: their `rubric`
     items carry the human's `met` verdict (the format `judgerl validate` measures per item)."""
-    items = load_labelled_file(path)
     return any(isinstance(item, AnswerItem) and item.rubric and any("met" in entry for entry in item.rubric)
                for item in items)
 
 
-def judged_from_labelled_items(path: str | Path) -> list[Judged]:
+def judged_from_labelled_items(path: str | Path,
+                               items: Sequence[AnswerItem | PairItem] | None = None) -> list[Judged]:
     """The per-item verdicts of a labelled file whose rows carry a rubric with `met` per item: each
     labelled item is its own row, criterion `r1`, `r2`, ... (its position, as the rubric judge names
     a row's items) on a sample that carries the rubric (without the verdicts) in its metadata, so
     that the student is trained on the very prompt its rubric judge renders for that item.
 
     A row's sample is keyed by its prompt (a rubric belongs to a prompt): rows of one prompt stay on
-    one side of a split whatever their category.
+    one side of a split whatever their category. `items`: the file's rows when already read.
     """
     judged: list[Judged] = []
-    for item in load_labelled_file(path):
+    for item in load_labelled_file(path) if items is None else items:
         if not isinstance(item, AnswerItem) or not item.rubric:
             raise DataError(f"row {item.id} has no `rubric`: in a file of rubric item verdicts every row "
                             "carries its prompt's rubric, its items' `met` the verdicts", path=str(path))

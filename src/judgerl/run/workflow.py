@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from rich.console import Console
@@ -25,6 +25,10 @@ from rich.console import Console
 from judgerl.errors import ConfigError
 from judgerl.run.folder import STAGES_FILE, read_stages
 from judgerl.train.recipe import Recipe, load_recipe
+
+if TYPE_CHECKING:
+    from judgerl.models.policy import SamplingConfig
+    from judgerl.types import Sample
 
 STAGES = ("baseline_eval", "validation", "sft", "rft", "final_eval", "export", "report")
 DEMO_RECIPE = Path(__file__).resolve().parents[1] / "demo" / "recipe.yaml"
@@ -112,6 +116,20 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def evaluation_inputs(recipe: Recipe) -> tuple[list[Sample], SamplingConfig]:
+    """(the held-out prompts: data.eval, its first `evaluation.limit`; the `SamplingConfig` the
+    recipe's `evaluation` section asks for): what every evaluation of a recipe's models samples."""
+    from judgerl.models.policy import SamplingConfig
+    from judgerl.train.splits import load_split
+
+    evaluation = recipe.evaluation
+    samples = load_split(recipe, "eval")[: evaluation.limit]
+    sampling = SamplingConfig(k=evaluation.k, temperature=evaluation.temperature, top_p=evaluation.top_p,
+                              max_new_tokens=evaluation.max_new_tokens or recipe.rollout.max_new_tokens,
+                              seed=evaluation.seed, batch_size=evaluation.batch_size)
+    return samples, sampling
+
+
 def trained_model(folder: Path) -> Path:
     """What to evaluate for a training output: the merged final model, the final adapter, or
     the last checkpoint."""
@@ -173,15 +191,10 @@ class Workflow:
         return self.run_dir / "report.html"
 
     def evaluate(self, models: dict[str, str | Path]) -> dict[str, Any]:
-        from judgerl.models.policy import SamplingConfig
         from judgerl.run.evaluate import ModelSpec, evaluate_models
-        from judgerl.train.splits import load_split
 
         recipe, evaluation = self.recipe, self.recipe.evaluation
-        samples = load_split(recipe, "eval")[: evaluation.limit]
-        sampling = SamplingConfig(k=evaluation.k, temperature=evaluation.temperature, top_p=evaluation.top_p,
-                                  max_new_tokens=evaluation.max_new_tokens or recipe.rollout.max_new_tokens,
-                                  seed=evaluation.seed, batch_size=evaluation.batch_size)
+        samples, sampling = evaluation_inputs(recipe)
         summary = evaluate_models(
             {label: ModelSpec(source=str(source)) for label, source in models.items()}, samples,
             recipe.training_reward_config(), k=evaluation.k,
