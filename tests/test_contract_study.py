@@ -265,6 +265,11 @@ def test_the_study_runs_every_stage_for_every_seed(tiny_base: Path,
     for model in ("base", "sft", "rft-checks", "rft-judge"):
         assert f"| {model} | " in markdown
     assert "[" in markdown.split("| sft | ", 1)[1].splitlines()[0], "two seeds: the table gives the range"
+    # the table says how to reproduce it, when and where it was made
+    assert written["command"].startswith("judgerl demo --task contract-review --quick --seeds 2 --set ")
+    assert written["command"].endswith(f"--run-dir {run_dir.resolve()}")
+    assert f"Command: `{written['command']}`" in markdown and written["finished_at"] in markdown
+    assert "cores" in written["machine"] and written["machine"] in markdown
     assert {"student reward", "student scorer", "sft", "rft checks", "rft judge",
             "evaluate base"} <= set(results["timings_s"])
 

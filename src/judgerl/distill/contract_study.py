@@ -288,6 +288,8 @@ class ContractStudy:
             "per_seed": per_seed,
             "timings_s": self.timings,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": self.command(),
+            "machine": machine(),
         }
         (self.run_dir / RESULTS_JSON).write_text(json.dumps(results, indent=2), encoding="utf-8")
         (self.run_dir / RESULTS_MD).write_text(self.markdown(results), encoding="utf-8")
@@ -361,6 +363,19 @@ class ContractStudy:
 
     # output ----------------------------------------------------------------------------------
 
+    def command(self) -> str:
+        """The `judgerl demo` command line that runs (or resumes) this study."""
+        seeds = list(self.settings.seeds)
+        parts = ["judgerl demo --task contract-review"]
+        if self.settings.quick:
+            parts.append("--quick")
+        if seeds != list(range(1 if self.settings.quick else 3)):
+            parts.append(f"--seeds {len(seeds)}" if seeds == list(range(len(seeds)))
+                         else f"(seeds {', '.join(map(str, seeds))}: Python API)")
+        parts.extend(f"--set {override}" for override in self.settings.overrides)
+        parts.append(f"--run-dir {self.run_dir}")
+        return " ".join(parts)
+
     def markdown(self, results: dict[str, Any]) -> str:
         students = results["students"]
         done, planned = len(results["seeds"]), len(results.get("seeds_planned", results["seeds"]))
@@ -369,13 +384,16 @@ class ContractStudy:
                  + (" (--quick: a smoke run, not a result)" if results["quick"] else ""), "",
                  "Held-out contracts (half of them of a contract type never trained on), scored by the "
                  "checks and a scorer student that shares no labelled row or contract with the reward's. "
-                 "mean [min-max] over seeds.", "", results_table(results), ""]
+                 "mean [min-max] over seeds.", "", results_table(results), "",
+                 f"Command: `{results['command']}`; finished {results['finished_at']} on "
+                 f"{results['machine']}.", ""]
         for name, figures in students.items():
             lines.append(f"- {name} student: accuracy {figures['accuracy']:.3f}, kappa {figures['kappa']:.3f}"
                          f" on {figures['held_out_rows']} items it never saw ({figures['train_rows']} "
                          "training items)")
-        lines.append("- where the time went: " + ", ".join(f"{part} {seconds:.0f} s"
-                                                          for part, seconds in results["timings_s"].items()))
+        timings = results["timings_s"]
+        lines.append(f"- where the time went ({sum(timings.values()) / 60:.0f} min in all): "
+                     + ", ".join(f"{part} {seconds:.0f} s" for part, seconds in timings.items()))
         return "\n".join(lines) + "\n"
 
     def _time(self, part: str, started: float) -> None:
@@ -384,6 +402,25 @@ class ContractStudy:
         path = self.run_dir / TIMINGS_JSON
         self.timings[part] = round(self.timings.get(part, 0.0) + time.monotonic() - started, 1)
         path.write_text(json.dumps(self.timings, indent=2), encoding="utf-8")
+
+
+def machine() -> str:
+    """What ran the study, in words: CPU model, cores, torch threads and accelerator (the
+    figures of a trained model are tied to the machine; the docs give them with it)."""
+    import os
+    import platform
+
+    import torch
+
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text(encoding="utf-8").splitlines()
+                 if line.startswith("model name")]
+        model = names[0] if names else model
+    accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    return (f"{model}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads, "
+            + (f"accelerator {accelerator}" if accelerator else "no accelerator"))
 
 
 def run_contract_study(run_dir: Path, settings: StudySettings | None = None,
