@@ -14,6 +14,7 @@ recipe onto `GRPOConfig`, in one place:
 | rollout.vllm.server_base_url   | vllm_server_base_url                                          |
 | rollout.vllm.gpu_memory_utilization, tensor_parallel_size | vllm_ + same names                 |
 | rollout.max_tool_calls         | max_tool_calling_iterations (rollout.tools: GRPOTrainer tools) |
+| rollout.share_prompts          | (judgerl) `SharedPromptGRPOTrainer`: each prompt once a group  |
 | trainer.global_batch_size      | per_device_train_batch_size x gradient_accumulation_steps x   |
 |                                | processes (completions per optimizer step)                    |
 | trainer.learning_rate, warmup_steps, weight_decay, max_grad_norm | same names                  |
@@ -158,13 +159,24 @@ def checkpointing_arg(config_class: type, enabled: bool) -> dict[str, bool]:
     return {name: enabled}
 
 
+def trainer_class(recipe: Recipe) -> type:
+    """TRL's `GRPOTrainer`, or its subclass that computes each prompt once per group
+    (`rollout.share_prompts`, `shared_prompts.py`) where that applies: no vLLM, and a TRL whose
+    methods it overrides are the ones it was written for."""
+    from trl import GRPOTrainer
+
+    if not recipe.rollout.share_prompts or recipe.rollout.vllm.enabled:
+        return GRPOTrainer
+    from judgerl.train.shared_prompts import SharedPromptGRPOTrainer, overrides_fit_installed_trl
+
+    return SharedPromptGRPOTrainer if overrides_fit_installed_trl() else GRPOTrainer
+
+
 class GrpoRun:
     """Everything one `judgerl train` builds; `run()` trains. Tests build it to look inside."""
 
     def __init__(self, recipe: Recipe, *, resume: bool = False, backends: dict[str, Backend] | None = None,
                  held_out_backends: dict[str, Backend] | None = None, console: Console | None = None) -> None:
-        from trl import GRPOTrainer
-
         quiet_unactionable_warnings()
         self.recipe = recipe
         self.console = console or Console(stderr=True)
@@ -202,7 +214,7 @@ class GrpoRun:
             callbacks.append(RichProgress(self.console))
         if recipe.logging.tensorboard and main:  # a SummaryWriter opens its event file at once
             callbacks.append(tensorboard_callback(output_dir / "tensorboard"))
-        self.trainer = GRPOTrainer(
+        self.trainer = trainer_class(recipe)(
             model=model, reward_funcs=[self.reward],
             args=grpo_config(recipe, has_eval=bool(eval_samples)),
             train_dataset=grpo_dataset(self.samples, chat=chat),
