@@ -30,6 +30,7 @@ HEADLINES = {
     "reward_service.py": r"achieved/ideal [\d.]+",
     "reward_throughput.py": r"ratio to ideal [\d.]+",
     "rubric_items.py": r"explicit, all in one call\s+1.0\s+\d+",
+    "shared_prompts.py": r"speed-up [\d.]+x \(shared / TRL = [\d.]+\)",
     "specific_reply_judge.py": r"distilled student \(rubric_student\): accuracy [\d.]+  kappa -?[\d.]+",
     "train_overhead.py": r"ratio \(b\)/\(a\)\s+: [\d.]+",
 }
