@@ -69,6 +69,28 @@ def test_samples_k_answers_per_prompt_reproducibly(tiny_model_dir: Path):
     assert alone[0][0].text == batched[1][0].text
 
 
+@pytest.mark.parametrize("adapter", [False, True])
+def test_one_prefill_per_prompt_samples_what_num_return_sequences_samples(
+        tiny_model_dir: Path, adapter_dir: Path, adapter: bool):
+    policy = load_policy(adapter_dir if adapter else tiny_model_dir)
+    sampling = SamplingConfig(k=4, max_new_tokens=8, seed=3, batch_size=2)
+    prefills = []
+    causal_lm = policy.model.get_base_model() if adapter else policy.model
+    handle = causal_lm.register_forward_pre_hook(
+        lambda module, args, kwargs: prefills.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    try:
+        shared = policy.generate(PROMPTS, sampling)
+    finally:
+        handle.remove()
+    policy.share_prompts = False
+    copied = policy.generate(PROMPTS, sampling)
+    assert [[g.text for g in a] for a in shared] == [[g.text for g in a] for a in copied]
+    assert [[g.finish_reason for g in a] for a in shared] == [[g.finish_reason for g in a] for a in copied]
+    assert len({g.text for g in shared[0]}) > 1, "sampled: the k answers differ, so the comparison can fail"
+    # the two prompts prefilled once each (but their last token), then the 8 rows go on from there
+    assert prefills[0][0] == 2 and prefills[1] == (8, 1)
+
+
 def test_lora_checkpoint_loads_on_its_base_and_generates(tiny_model_dir: Path, adapter_dir: Path):
     assert adapter_base(adapter_dir) == str(tiny_model_dir)
     assert resolve_spec(adapter_dir.parent) == adapter_dir, "a run folder resolves to its last checkpoint"

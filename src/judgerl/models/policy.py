@@ -14,7 +14,8 @@ A spec is resolved in this order:
 - anything else goes to `judgerl.models.resolve_model` (packaged names, `.gguf`, cached hub ids).
 
 Generation runs under `torch.inference_mode`, with left padding and prompts batched together;
-`num_return_sequences=k` samples the k answers of a prompt in the same batch. The random state
+the k answers of a prompt are sampled in the same batch, as `num_return_sequences=k` lays them out, from one
+prefill of the prompt (`shared_prefill.py`: the same tokens, a k-th of the prefill). The random state
 is seeded once per `generate` call, so a given (seed, batch size, prompts) gives the same text.
 """
 
@@ -32,6 +33,7 @@ from typing import Any
 from judgerl.atomic import staged_folder
 from judgerl.errors import ConfigError
 from judgerl.models.quiet import quiet_unactionable_warnings
+from judgerl.models.shared_prefill import cache_argument, prefilled_cache
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,9 @@ class Policy:
         self.tokenizer = tokenizer
         self.source = source
         self.base = base  # the base model of an adapter checkpoint, else None
+        #: each prompt prefilled once for its k answers (`models/shared_prefill.py`); False: HF's
+        #: num_return_sequences, which prefills it k times (same tokens)
+        self.share_prompts = True
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -193,11 +198,20 @@ class Policy:
         knobs: dict[str, Any] = {"do_sample": not greedy}
         if not greedy:
             knobs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or 0)
+        copies = 1 if greedy else sampling.k
         with torch.inference_mode():
+            if copies > 1 and self.share_prompts:
+                # the k copies of each prompt in a row, as num_return_sequences=k lays them out,
+                # continuing from one prefill per prompt: the same tokens, a k-th of the prefill
+                encoded = {key: value.repeat_interleave(copies, dim=0) for key, value in encoded.items()}
+                cache = prefilled_cache(self.model, encoded["input_ids"], encoded["attention_mask"])
+                if cache is not None:
+                    knobs[cache_argument(self.model)] = cache
+                copies = 1
             output = self.model.generate(
                 **encoded,
                 max_new_tokens=sampling.max_new_tokens,
-                num_return_sequences=1 if greedy else sampling.k,
+                num_return_sequences=copies,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
                 **knobs,
