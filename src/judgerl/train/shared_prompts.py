@@ -17,7 +17,9 @@ log-probabilities, entropies, gradients and sampled tokens against TRL's path).
 
 Anything this does not cover goes to TRL's own code unchanged: vLLM or continuous-batching
 generation, images and other multimodal inputs, MoE auxiliary losses, a static cache, batches
-whose prompts are all different, and TRL releases without the methods overridden here.
+whose prompts are all different, the loss of a run of several processes (DDP, FSDP and ZeRO
+expect one forward pass per backward; their sampling is still shared), and TRL releases without
+the methods overridden here.
 """
 
 from __future__ import annotations
@@ -111,7 +113,8 @@ class SharedPromptGRPOTrainer(GRPOTrainer):
                                            compute_aux_loss: bool = False, **multimodal: Any,
                                            ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         prompt_length = input_ids.size(1) - logits_to_keep
-        shareable = (not compute_aux_loss and prompt_length >= 2
+        # one process only: DDP / FSDP / ZeRO wrappers expect one forward per backward
+        shareable = (self.accelerator.num_processes == 1 and not compute_aux_loss and prompt_length >= 2
                      and all(multimodal.get(name) is None for name in MULTIMODAL_INPUTS))
         groups = (prompt_groups(input_ids[:, :prompt_length], attention_mask[:, :prompt_length])
                   if shareable else [])
