@@ -139,3 +139,31 @@ def test_sigkill_midway_then_rerun_judges_nothing_twice(tmp_path: Path):
     finished_numbers = {rollout_id.split("/")[0][1:] for rollout_id in finished_before}
     assert not asked_again & finished_numbers, "a finished judgment was requested again"
     assert len(second_run) <= 40 - len(finished_before)
+
+
+def test_a_real_run_scores_again_the_rows_a_dry_run_wrote(fake_openai: FakeOpenAIServer, tmp_path: Path):
+    """A dry run's judge scores are the stand-in's: a real run on the same output must not keep
+    them as final (it did, silently: 'skipped (final, already in output) 8', no judge called)."""
+    output = tmp_path / "rewards.jsonl"
+
+    def score(*extra: str):
+        return runner.invoke(app, [
+            "score", "-c", str(EXAMPLES / "reward_rubric.yaml"), "-i", str(ROLLOUTS), "-o", str(output),
+            "--set", f"runtime.cache_path={tmp_path / 'cache.sqlite'}",
+            "--set", f"runtime.journal_path={tmp_path / 'journal.jsonl'}", *extra])
+
+    dry = score("--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert all(row["details"]["dry_run"] is True for row in read_rewards(output).values())
+    again = score("--dry-run")  # a second dry run keeps the dry run's rows
+    assert again.exit_code == 0 and "skipped (final, already in output) 8" in again.output, again.output
+    fake_openai.responder = rubric_judge
+    real = score("--set", f"backends.judge.base_url={fake_openai.url}")
+    assert real.exit_code == 0, real.output
+    assert "8 written by a dry run, scored again" in real.output, real.output
+    assert len(fake_openai.chat_requests) == 6, "the 6 judged rows are judged for real"
+    rewards = read_rewards(output)
+    assert len(rewards) == 8 and not any("dry_run" in row["details"] for row in rewards.values())
+    assert rewards["capital-fr/0"]["value"] > rewards["capital-fr/1"]["value"], "real verdicts, not 0.5s"
+    later = score("--dry-run")  # a real run's rows are final for a later dry run too
+    assert "skipped (final, already in output) 8" in later.output, later.output

@@ -765,6 +765,8 @@ def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:
     console.print(table)
     counts = ", ".join(f"{status}: {count}" for status, count in sorted(summary.status_counts.items()))
     retried = f" ({summary.retried} unscored before, scored again)" if summary.retried else ""
+    if summary.redone_dry_run:
+        retried += f" ({summary.redone_dry_run} written by a dry run, scored again)"
     console.print(f"scored {summary.total}{retried} ({counts or 'none'}); skipped (final, already in "
                   f"output) {summary.skipped}; bad input rows {bad_rows}"
                   + (f"; not scored (budget) {summary.not_scored}" if summary.not_scored else ""),

@@ -51,6 +51,8 @@ class RewardPipeline:
         self.runtime = runtime
         self.checks = list(checks)
         self.judges = list(judges)
+        #: every backend is the dry run's neutral stand-in (set by `from_config(dry_run=True)`)
+        self.dry_run = False
         self.weights = {check_config.name: check_config.weight for check_config, _ in self.checks}
         self.weights.update({judge.name: judge.weight for judge in self.judges})
         source = config.source
@@ -116,7 +118,9 @@ class RewardPipeline:
                     judges.append(build_judge(judge_config, runtime, config.base_dir))
             for backend in dry_run_backends:
                 backend.serve(judges)
-            return cls(config, runtime, checks, judges)
+            pipeline = cls(config, runtime, checks, judges)
+            pipeline.dry_run = dry_run
+            return pipeline
         except BaseException:
             runtime.close_files()  # the cache and journal were opened; nothing else was started
             raise
