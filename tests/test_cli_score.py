@@ -167,3 +167,31 @@ def test_a_real_run_scores_again_the_rows_a_dry_run_wrote(fake_openai: FakeOpenA
     assert rewards["capital-fr/0"]["value"] > rewards["capital-fr/1"]["value"], "real verdicts, not 0.5s"
     later = score("--dry-run")  # a real run's rows are final for a later dry run too
     assert "skipped (final, already in output) 8" in later.output, later.output
+
+
+def test_dry_run_refuses_a_typo_in_a_backend(tmp_path: Path):
+    """A dry run "shows that the config loads": a backend's unknown type, unknown option or bad
+    URL passed it (scored, exit 0) and stopped only the real run."""
+    base = "judges:\n  - {name: q, type: rubric, criteria: [{name: a, description: b}]}\n"
+    url = "base_url: 'http://127.0.0.1:9/v1'"
+    cases = {
+        f"type: opnai, {url}, model: m": ("backends.judge.type", "opnai"),
+        f"type: openai, {url}, modle: m": ("backends.judge.modle", "unknown option"),
+        "type: openai, base_url: '127.0.0.1:9/v1', model: m": ("backends.judge.base_url", "http://"),
+        "type: local, dtyp: float32": ("backends.judge.dtyp", "unknown option"),
+    }
+    for backend, (field, words) in cases.items():
+        config = tmp_path / "reward.yaml"
+        config.write_text(f"backends:\n  judge: {{{backend}}}\n{base}")
+        output = tmp_path / "dry.jsonl"
+        result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS), "-o", str(output),
+                                     "--dry-run"])
+        assert result.exit_code == 2, (backend, result.output)
+        assert f"field '{field}'" in result.output and words in result.output, (backend, result.output)
+        assert "Traceback" not in result.output and not output.exists()
+    # no key is needed for a dry run: an unset api_key_env is left to the real run
+    config.write_text(f"backends:\n  judge: {{type: openai, {url}, model: m, "
+                      f"api_key_env: JUDGERL_TEST_UNSET_KEY}}\n{base}")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS), "-o", str(output),
+                                 "--dry-run"])
+    assert result.exit_code == 0, result.output

@@ -27,7 +27,7 @@ from typing import Any
 
 from judgerl.aggregate import Formula, weighted_mean
 from judgerl.backends.base import Backend
-from judgerl.config import CheckConfig, RewardConfig, load_reward_config
+from judgerl.config import BackendConfig, CheckConfig, RewardConfig, load_reward_config
 from judgerl.data import find_lone_surrogate, lone_surrogate, surrogate_message
 from judgerl.errors import BudgetExhausted, ConfigError, DataError, FailureBudgetExceeded, FatalBackendError
 from judgerl.judges.base import Judge
@@ -90,6 +90,9 @@ class RewardPipeline:
         if dry_run:
             if backends is not None:
                 raise ConfigError("dry run replaces every backend: pass `backends` or `dry_run`, not both")
+            for name, backend_config in config.backends.items():
+                with _located(path, f"backends.{name}"):
+                    _check_backend_config(backend_config)
             dry_run_backends = [DryRunBackend() for _ in config.backends]
             # a dry run costs nothing: no budget (and no price) applies to its stand-in backends
             config = config.model_copy(update={"runtime": config.runtime.model_copy(
@@ -412,6 +415,21 @@ def _invalid_rollout_text(rollout: Rollout) -> str | None:
         return None
     where = rollout.location or f"rollout {rollout.id!r}"
     return f"{where}, field 'completion' {surrogate_message(index)}"
+
+
+def _check_backend_config(config: BackendConfig) -> None:
+    """What a dry run checks of a backend it replaces: its type and its options (a typo there
+    must not wait for the real run). Nothing is built, so no key or model is needed; a type
+    whose extra is not installed is left to the real run."""
+    from judgerl.backends import BACKEND_TYPES, backend_class
+
+    if config.type not in BACKEND_TYPES:
+        backend_class(config.type)  # raises: unknown backend type, with the known ones
+    try:
+        kind = backend_class(config.type)
+    except (ConfigError, ImportError):
+        return
+    kind.Options.of(config)
 
 
 @contextmanager
