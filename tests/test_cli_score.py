@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -195,3 +196,24 @@ def test_dry_run_refuses_a_typo_in_a_backend(tmp_path: Path):
     result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS), "-o", str(output),
                                  "--dry-run"])
     assert result.exit_code == 0, result.output
+
+
+def test_the_failure_budget_stop_keeps_and_says_what_was_written(tmp_path: Path):
+    """A judge URL that refuses connections crosses the failure budget: the run stops (exit 2)
+    with the summary of the rows it wrote and how to go on, not one bare error line."""
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    output = tmp_path / "rewards.jsonl"
+    result = runner.invoke(app, [
+        "score", "-c", str(EXAMPLES / "reward_rubric.yaml"), "-i", str(ROLLOUTS), "-o", str(output),
+        "--batch-size", "4", "--set", f"backends.judge.base_url=http://127.0.0.1:{port}/v1",
+        "--set", "runtime.max_attempts=1", "--set", f"runtime.cache_path={tmp_path / 'cache.sqlite'}",
+        "--set", f"runtime.journal_path={tmp_path / 'journal.jsonl'}",
+    ])
+    assert result.exit_code == 2, result.output
+    rewards = read_rewards(output)
+    assert len(rewards) == 4, "the first batch is written; the second is not started"
+    assert "over the failure budget" in result.output and f"127.0.0.1:{port}" in result.output
+    assert "unscored by reason: connection_error" in result.output, "the summary of what was written"
+    assert f"the 4 rows above are in {output}; 4 rows not scored yet" in " ".join(result.output.split())

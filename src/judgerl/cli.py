@@ -105,7 +105,7 @@ def score(
 
     from judgerl.config import load_reward_config
     from judgerl.data import load_rollouts
-    from judgerl.errors import BudgetExhausted, DataError
+    from judgerl.errors import BudgetExhausted, DataError, FailureBudgetExceeded
     from judgerl.reward.pipeline import RewardPipeline
     from judgerl.run.score import score_file
 
@@ -125,16 +125,23 @@ def score(
         try:
             summary = score_file(pipeline, items, output, batch_size=batch_size, resume=resume,
                                  keep_unscored=keep_unscored, progress=lambda n: progress.advance(task, n))
-        except BudgetExhausted as exc:
-            stopped: BudgetExhausted | None = exc
+        except (BudgetExhausted, FailureBudgetExceeded) as exc:
+            stopped: BudgetExhausted | FailureBudgetExceeded | None = exc
             summary = exc.summary  # type: ignore[attr-defined]
         else:
             stopped = None
         progress.advance(task, summary.skipped)
     print_summary(summary, output, bad_rows=len(errors))
-    if stopped is not None:
+    if isinstance(stopped, BudgetExhausted):
         console.print(f"[bold red]stopped by the budget:[/] {summary.not_scored} rows not scored (not "
                       f"written; a rerun with a raised budget scores them). {stopped}", highlight=False)
+        raise typer.Exit(2)
+    if stopped is not None:
+        console.print(f"[bold red]error:[/] {stopped}", highlight=False)
+        console.print(f"stopped by the failure budget: the {summary.total} rows above are in {output}; "
+                      f"{summary.not_scored} rows not scored yet. Fix the judge (see the reasons), then "
+                      "rerun the same command: it keeps the final rows and scores the rest.",
+                      highlight=False)
         raise typer.Exit(2)
 
 

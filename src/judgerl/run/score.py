@@ -15,7 +15,11 @@ recover from anything that went wrong. Rewards are appended to the output as eac
 - when the spending budget (`runtime.budget_usd` / `budget_tokens`) runs out, the rows it left
   unscored (`budget_exhausted`) are not written at all, no further batch is started, and
   `score_file` raises `BudgetExhausted` with the summary attached (`exc.summary`): a rerun with a
-  raised budget scores exactly the rows that are missing.
+  raised budget scores exactly the rows that are missing;
+- when a batch crosses the reward's `failure_budget` (too many unscored rows: the judge is down or
+  answers garbage), its rows are written and no further batch is started: `FailureBudgetExceeded`
+  carries the summary too, and a rerun once the judge is fixed scores the unscored rows and the
+  rest.
 
 Dropping rows rewrites the output atomically (a temporary file, then a rename), so a kill at
 any moment leaves either the old file or the new one; with the SQLite cache, judgments that
@@ -44,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from judgerl.errors import BudgetExhausted, DataError, JudgerlError
+from judgerl.errors import BudgetExhausted, DataError, FailureBudgetExceeded, JudgerlError
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.types import Reward, Rollout, Sample
 
@@ -366,7 +370,7 @@ def score_file(pipeline: RewardPipeline, items: Sequence[tuple[Sample, Rollout]]
         try:
             for batch in _chunks(pending, batch_size):
                 pipeline.score_batch_sync(batch, on_reward=on_reward)
-        except BudgetExhausted as exc:
+        except (BudgetExhausted, FailureBudgetExceeded) as exc:
             summary.runtime = pipeline.runtime_stats()
             summary.not_scored = len(pending) - summary.total
             exc.summary = summary  # type: ignore[attr-defined]
