@@ -186,7 +186,7 @@ def generate_rubrics(config: RewardConfig, input_path: Path, output: Path, *, k:
         try:
             sample = parse_sample_row(row, line=line, path=str(input_path))
         except DataError as exc:
-            summary.bad_rows.append(str(exc))
+            summary.bad_rows.append(f"{exc} (written back unchanged, without a rubric)")
             rows.append((line, row, None))
             continue
         rows.append((line, row, sample))
