@@ -217,3 +217,14 @@ def test_the_failure_budget_stop_keeps_and_says_what_was_written(tmp_path: Path)
     assert "over the failure budget" in result.output and f"127.0.0.1:{port}" in result.output
     assert "unscored by reason: connection_error" in result.output, "the summary of what was written"
     assert f"the 4 rows above are in {output}; 4 rows not scored yet" in " ".join(result.output.split())
+
+
+def test_a_misspelt_judge_type_is_named_before_its_missing_backend(tmp_path: Path):
+    """`type: rubrik` in a config without `backends:` was reported as "backend 'judge' is not
+    defined", sending the user after the wrong line."""
+    config = tmp_path / "reward.yaml"
+    config.write_text("judges:\n  - {name: q, type: rubrik, criteria: [{name: a, description: b}]}\n")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS), "-o",
+                                 str(tmp_path / "out.jsonl"), "--dry-run"])
+    assert result.exit_code == 2
+    assert "field 'judges.q.type': unknown judge type 'rubrik'" in " ".join(result.output.split())

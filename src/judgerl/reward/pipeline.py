@@ -82,7 +82,7 @@ class RewardPipeline:
         `dry_run` replaces each by a `DryRunBackend` (no model is called; judges answer neutrally)."""
         from judgerl.backends import build_backend
         from judgerl.checks import build_check
-        from judgerl.judges import build_judge, needs_own_backend
+        from judgerl.judges import JUDGE_TYPES, build_judge, needs_own_backend
 
         config = source if isinstance(source, RewardConfig) else load_reward_config(source, overrides)
         path = config.source
@@ -107,6 +107,8 @@ class RewardPipeline:
             runtime = ModelRuntime(backends, config.runtime, base_dir=config.base_dir)
         try:
             for judge_config in config.judges:
+                if judge_config.type not in JUDGE_TYPES:
+                    continue  # build_judge names the unknown type: the first thing to fix
                 if needs_own_backend(judge_config) and judge_config.backend not in backends:
                     raise ConfigError(f"backend '{judge_config.backend}' is not defined in `backends` "
                                       f"(defined: {sorted(backends)})",
