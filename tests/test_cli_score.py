@@ -228,3 +228,13 @@ def test_a_misspelt_judge_type_is_named_before_its_missing_backend(tmp_path: Pat
                                  str(tmp_path / "out.jsonl"), "--dry-run"])
     assert result.exit_code == 2
     assert "field 'judges.q.type': unknown judge type 'rubrik'" in " ".join(result.output.split())
+
+
+def test_a_name_used_twice_is_named(tmp_path: Path):
+    config = tmp_path / "reward.yaml"
+    config.write_text("checks:\n  - {name: size, type: length, max: 40}\n"
+                      "  - {name: size, type: json_valid}\n")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
+                                 "-o", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 2
+    assert "names must be unique: 'size' is used more than once" in " ".join(result.output.split())

@@ -57,7 +57,11 @@ class RewardPipeline:
         self.weights.update({judge.name: judge.weight for judge in self.judges})
         source = config.source
         if len(self.weights) != len(self.checks) + len(self.judges):
-            raise ConfigError("check and judge names must be unique", path=source, field="name")
+            names = [check_config.name for check_config, _ in self.checks]
+            names += [judge.name for judge in self.judges]
+            twice = sorted({name for name in names if names.count(name) > 1})
+            raise ConfigError(f"check and judge names must be unique: {', '.join(map(repr, twice))} "
+                              "is used more than once", path=source, field="name")
         if not self.weights:
             raise ConfigError("the reward config has no checks and no judges", path=source)
         self.formula = None
