@@ -238,3 +238,16 @@ def test_a_name_used_twice_is_named(tmp_path: Path):
                                  "-o", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 2
     assert "names must be unique: 'size' is used more than once" in " ".join(result.output.split())
+
+
+def test_a_missing_prompt_file_names_the_config_and_its_key(tmp_path: Path):
+    """It named the missing file as if it were the bad file, under the field 'judges.q'."""
+    config = tmp_path / "reward.yaml"
+    config.write_text("backends:\n  judge: {type: scripted}\njudges:\n  - {name: q, type: rubric, "
+                      "criteria: [{name: a, description: b}], prompt_file: my.txt}\n")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
+                                 "-o", str(tmp_path / "o.jsonl")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    expected = f"{config}, field 'judges.q.prompt_file': prompt file not found: {tmp_path / 'my.txt'}"
+    assert expected in text, text

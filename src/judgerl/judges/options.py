@@ -83,7 +83,7 @@ def parse_options(model: type[OptionsT], config: JudgeConfig) -> OptionsT:
 def choose_prompt(prompt_file: str | None, default: str, base_dir: Path | None) -> PromptTemplate:
     """The user's template when given, else the shipped one named `default`."""
     if prompt_file:
-        return load_prompt_file(prompt_file, base_dir)
+        return load_prompt_file(prompt_file, base_dir, field="prompt_file")
     return load_prompt(default)
 
 
