@@ -251,3 +251,18 @@ def test_a_missing_prompt_file_names_the_config_and_its_key(tmp_path: Path):
     assert result.exit_code == 2
     expected = f"{config}, field 'judges.q.prompt_file': prompt file not found: {tmp_path / 'my.txt'}"
     assert expected in text, text
+
+
+def test_rows_of_another_input_in_the_output_are_said(tmp_path: Path):
+    """An output reused for another input kept the earlier rows silently: 16 rows in a file
+    whose summary said 8 were scored and none skipped."""
+    output = tmp_path / "rewards.jsonl"
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(line.replace('"id": "', '"id": "other-') + "\n"
+                             for line in ROLLOUTS.read_text().splitlines() if line.strip()))
+    for rollouts in (other, ROLLOUTS):
+        result = runner.invoke(app, ["score", "-c", str(EXAMPLES / "reward_scripted.yaml"),
+                                     "-i", str(rollouts), "-o", str(output)])
+        assert result.exit_code == 0, result.output
+    assert len(output.read_text().splitlines()) == 16
+    assert "also holds 8 rows whose rollout is not in this input" in " ".join(result.output.split())

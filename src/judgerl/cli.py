@@ -778,6 +778,10 @@ def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:
                   f"output) {summary.skipped}; bad input rows {bad_rows}"
                   + (f"; not scored (budget) {summary.not_scored}" if summary.not_scored else ""),
                   highlight=False)
+    if summary.not_in_input:
+        console.print(f"[yellow]note:[/] {output} also holds {summary.not_in_input} rows whose rollout is "
+                      "not in this input (kept from an earlier run; another --output, or --no-resume, "
+                      "keeps the runs apart)", highlight=False)
     if summary.unscored_reasons:
         reasons = ", ".join(f"{reason} ({count})" for reason, count in
                             sorted(summary.unscored_reasons.items(), key=lambda item: -item[1]))

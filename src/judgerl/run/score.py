@@ -305,6 +305,7 @@ class ScoreSummary:
     skipped: int = 0  # final rows already in the output: not scored again
     retried: int = 0  # unscored rows of a previous run, scored again
     redone_dry_run: int = 0  # rows a dry run had written, scored again by this real run
+    not_in_input: int = 0  # final rows of the output whose rollout is not in this input (kept)
     not_scored: int = 0  # rows the spending budget left unscored: not written, scored by a rerun
     status_counts: dict[str, int] = field(default_factory=dict)
     unscored_reasons: dict[str, int] = field(default_factory=dict)
@@ -350,8 +351,10 @@ def score_file(pipeline: RewardPipeline, items: Sequence[tuple[Sample, Rollout]]
         dry_run = pipeline.dry_run
         previous = prepare_output(output, keep_unscored=keep_unscored, dry_run=dry_run)
         finished = previous.finished
+        keys = {reward_key(sample.id, rollout.id) for sample, rollout in items}
         pending = [item for item in items if reward_key(item[0].id, item[1].id) not in finished]
         summary.skipped = len(items) - len(pending)
+        summary.not_in_input = len(finished - keys)  # another input's rows: kept, but said
         summary.retried = previous.dropped_unscored
         summary.redone_dry_run = previous.dropped_dry_run
         writer = RewardWriter(output)
