@@ -266,3 +266,14 @@ def test_rows_of_another_input_in_the_output_are_said(tmp_path: Path):
         assert result.exit_code == 0, result.output
     assert len(output.read_text().splitlines()) == 16
     assert "also holds 8 rows whose rollout is not in this input" in " ".join(result.output.split())
+
+
+def test_a_folder_output_or_a_zero_batch_size_is_an_error_not_a_traceback(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = str(EXAMPLES / "reward_scripted.yaml")
+    folder = runner.invoke(app, ["score", "-c", config, "-i", str(ROLLOUTS), "-o", "."])
+    assert folder.exit_code == 2 and "is a folder; --output must be a file" in folder.output, folder.output
+    zero = runner.invoke(app, ["score", "-c", config, "-i", str(ROLLOUTS), "-o", "r.jsonl",
+                               "--batch-size", "0"])
+    assert zero.exit_code == 2 and "batch-size" in zero.output, zero.output
+    assert not (tmp_path / "r.jsonl").exists()

@@ -86,7 +86,8 @@ def score(
     input: Annotated[Path, typer.Option("--input", "-i", help="Rollouts JSONL.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Rewards JSONL (appended, resumable).")],
     overrides: SetOption = None,
-    batch_size: Annotated[int, typer.Option(help="Rollouts per batch (failure budget per batch).")] = 256,
+    batch_size: Annotated[int, typer.Option(
+        min=1, help="Rollouts per batch (failure budget per batch).")] = 256,
     resume: Annotated[bool, typer.Option(
         help="Keep the final rows (ok, gated) already in --output and score the rest; "
              "--no-resume starts the output afresh.")] = True,

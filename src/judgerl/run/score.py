@@ -343,6 +343,8 @@ def score_file(pipeline: RewardPipeline, items: Sequence[tuple[Sample, Rollout]]
     Without `resume` the output is started afresh. Holds the output's lock throughout.
     """
     summary = ScoreSummary()
+    if output.is_dir():  # before the lock: `-o .` has no name to put `.lock` after
+        raise DataError("is a folder; --output must be a file", path=str(output))
     with hold_output(output):
         if output.is_dir():
             raise DataError("is a folder; --output must be a file", path=str(output))
