@@ -277,3 +277,34 @@ def test_a_folder_output_or_a_zero_batch_size_is_an_error_not_a_traceback(tmp_pa
                                "--batch-size", "0"])
     assert zero.exit_code == 2 and "batch-size" in zero.output, zero.output
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_row_without_the_reference_or_baseline_a_judge_needs_names_file_line_and_field(tmp_path: Path):
+    """The judges said "no reference answer for this sample": no file, no line, no field, and not
+    under the `data_error` reason a check gives the same gap."""
+    rows = tmp_path / "rollouts.jsonl"
+    rows.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"id": "a", "prompt": "q", "reference": "r", "baseline": "b", "completion": "x"},
+        {"id": "b", "prompt": "q2", "completion": "x"},
+        {"id": "c", "prompt": "q3", "reference": "r", "baseline": 5, "completion": "x"}]))
+    config = tmp_path / "reward.yaml"
+    config.write_text("backends:\n  judge: {type: openai, base_url: 'http://127.0.0.1:9/v1', model: m}\n"
+                      "judges:\n  - {name: vs_base, type: pairwise, mode: baseline}\n"
+                      "  - {name: vs_ref, type: pairwise, mode: reference}\n"
+                      "  - {name: q, type: rubric, use_reference: true,\n"
+                      "     criteria: [{name: c, description: d}]}\n"
+                      "  - {name: g, type: group, use_reference: true}\n"
+                      "failure_budget: null\n")
+    output = tmp_path / "rewards.jsonl"
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(rows), "-o", str(output), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    rewards = read_rewards(output)
+    assert rewards["a/0"]["status"] == "ok"
+    scores = rewards["b/0"]["details"]["scores"]
+    for judge, field in (("vs_base", "baseline"), ("vs_ref", "reference"), ("q", "reference"),
+                         ("g", "reference")):
+        reason = scores[judge]["reason"]
+        assert reason.startswith(f"data_error: {rows}, line 2, field '{field}': "), reason
+    base = rewards["c/0"]["details"]["scores"]["vs_base"]["reason"]
+    assert base.startswith(f"data_error: {rows}, line 3, field 'baseline'") and "expected a string" in base
+    assert "unscored by reason: data_error (2)" in result.output

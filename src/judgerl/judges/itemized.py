@@ -63,7 +63,9 @@ from judgerl.judges.base import PointwiseJudge, TokenSet
 from judgerl.judges.calling import CallLog, call_and_parse, record_judgment
 from judgerl.judges.logprob import LIKERT_TOKENS, verdict_instruction, verdict_parser, verdict_tokens
 from judgerl.judges.options import (
+    NO_REFERENCE,
     choose_prompt,
+    data_error,
     is_empty,
     parse_options,
     question_block,
@@ -331,8 +333,8 @@ class ItemizedRubricJudge(PointwiseJudge):
             return self._edge(sample, rollout, self.options.no_items_score, "no_items",
                               f"no items at {self.options.items_path}")
         if self.options.use_reference and sample.reference is None:
-            return self._unscored(sample, rollout, CallLog(), "no reference answer for this sample "
-                                  "(use_reference is true)")
+            return self._unscored(sample, rollout, CallLog(),
+                                  data_error(sample, rollout, "reference", NO_REFERENCE))
         shown = items[: self.options.max_items]
         if self.options.scoring == "logprob":
             return await self._score_logprob(sample, rollout, shown, total=len(items))

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from judgerl.config import JudgeConfig, parse_model
 from judgerl.judges.templates import PromptTemplate, fence, load_prompt, load_prompt_file
-from judgerl.types import Sample
+from judgerl.types import Rollout, Sample
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 log = logging.getLogger(__name__)
@@ -85,6 +85,17 @@ def choose_prompt(prompt_file: str | None, default: str, base_dir: Path | None) 
     if prompt_file:
         return load_prompt_file(prompt_file, base_dir, field="prompt_file")
     return load_prompt(default)
+
+
+def data_error(sample: Sample, rollout: Rollout, field: str, detail: str) -> str:
+    """The unscored reason of a row whose data the judge cannot work with (no reference, no
+    baseline): `data_error: <file>, line <n>, field '<field>': ...`, as a check's, so the user
+    finds the row and the summary counts it under one reason."""
+    where = rollout.location or f"sample {sample.id!r}"
+    return f"data_error: {where}, field '{field}': {detail} (sample {sample.id!r}, rollout {rollout.id!r})"
+
+
+NO_REFERENCE = "no reference answer, and the judge has use_reference: true"
 
 
 def is_empty(text: str) -> bool:

@@ -70,8 +70,10 @@ from judgerl.judges.base import PointwiseJudge, TokenSet
 from judgerl.judges.calling import CallLog, call_and_parse, judgment_inputs, record_judgment
 from judgerl.judges.logprob import LIKERT_TOKENS, verdict_instruction, verdict_parser, verdict_tokens
 from judgerl.judges.options import (
+    NO_REFERENCE,
     JudgeOptions,
     choose_prompt,
+    data_error,
     is_empty,
     parse_options,
     question_block,
@@ -473,8 +475,8 @@ class RubricJudge(PointwiseJudge):
                                   f"{exc.detail} (sample {sample.id!r}, rollout {rollout.id!r})")
         if self.options.scope != "answer":
             if self.options.use_reference and sample.reference is None:
-                return self._unscored(sample, rollout, CallLog(), "no reference answer for this sample "
-                                      "(use_reference is true)")
+                return self._unscored(sample, rollout, CallLog(),
+                                      data_error(sample, rollout, "reference", NO_REFERENCE))
             if self.options.scope == "trajectory":
                 return await self._score_trajectory(sample, rollout, rubric)
             return await self._score_turns(sample, rollout, rubric)
@@ -486,8 +488,8 @@ class RubricJudge(PointwiseJudge):
             return Score(self.name, self.options.empty_answer_score, rationale="empty answer",
                          details={"edge_rule": "empty_answer"})
         if self.options.use_reference and sample.reference is None:
-            return self._unscored(sample, rollout, CallLog(), "no reference answer for this sample "
-                                  "(use_reference is true)")
+            return self._unscored(sample, rollout, CallLog(),
+                                  data_error(sample, rollout, "reference", NO_REFERENCE))
         if self.options.mode == "implicit":
             return await self._score_implicit(sample, rollout, rubric)
         return await self._score_answer(sample, rollout, rubric)
