@@ -121,3 +121,15 @@ def test_bad_input_rows_are_named_and_the_others_get_their_rubric(fake_openai: F
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert [row["id"] for row in rows] == ["dose", "noprompt"]
     assert len(rows[0]["rubric"]) == 3 and rows[1] == {"id": "noprompt", "reference": "x"}
+
+
+def test_an_empty_input_is_an_error_not_an_empty_output(tmp_path: Path):
+    config, prompts = write_files(tmp_path, "http://127.0.0.1:9/v1")
+    prompts.write_text("\n", encoding="utf-8")
+    output = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["rubrics", "-c", str(config), "-i", str(prompts), "-o", str(output)])
+    assert result.exit_code == 2, result.output
+    assert "no prompts to write rubrics for" in result.output and not output.exists()
+    prompts.write_text('{"id": "torn"\n', encoding="utf-8")
+    result = runner.invoke(app, ["rubrics", "-c", str(config), "-i", str(prompts), "-o", str(output)])
+    assert result.exit_code == 2 and "1 bad rows" in " ".join(result.output.split()), result.output

@@ -191,6 +191,9 @@ def generate_rubrics(config: RewardConfig, input_path: Path, output: Path, *, k:
             continue
         rows.append((line, row, sample))
     summary.rows = len(rows)
+    if not rows:  # as `judgerl score`: an empty (or all-bad) input is not an empty output and exit 0
+        bad = f" ({len(summary.bad_rows)} bad rows: {summary.bad_rows[0]})" if summary.bad_rows else ""
+        raise DataError(f"no prompts to write rubrics for{bad}", path=str(input_path))
     partial = _partial_path(output)
     done = _read_done(partial) if resume else {}
     if not resume and partial.exists():
