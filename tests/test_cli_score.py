@@ -308,3 +308,14 @@ def test_a_row_without_the_reference_or_baseline_a_judge_needs_names_file_line_a
     base = rewards["c/0"]["details"]["scores"]["vs_base"]["reason"]
     assert base.startswith(f"data_error: {rows}, line 3, field 'baseline'") and "expected a string" in base
     assert "unscored by reason: data_error (2)" in result.output
+
+
+def test_an_override_of_an_item_of_a_missing_list_says_so(tmp_path: Path):
+    """`--set judges.0.weight=2` on a config without judges read "field 'judges': Input should be a
+    valid list", about a list the user never wrote."""
+    config = tmp_path / "reward.yaml"
+    config.write_text("checks:\n  - {name: size, type: length, max: 40}\n")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS), "-o",
+                                 str(tmp_path / "o.jsonl"), "--set", "judges.0.weight=2"])
+    assert result.exit_code == 2
+    assert "override 'judges.0.weight': the config has no list 'judges'" in " ".join(result.output.split())

@@ -171,6 +171,12 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node: Any = data
     for position, key in enumerate(keys[:-1]):
+        if isinstance(node, dict) and node.get(key) is None and keys[position + 1].isdigit():
+            # `judges.0.weight` on a config without judges would make `judges` a mapping {"0": ...}
+            # and fail later as "judges: Input should be a valid list"
+            raise ConfigError(f"override '{dotted}': the config has no list '{key}' to change an "
+                              "item of (an override changes an existing item, it does not add one)",
+                              field=dotted)
         node = _child(node, key, dotted, create=True, depth=position)
     last = keys[-1]
     if isinstance(node, list):
