@@ -319,3 +319,14 @@ def test_an_override_of_an_item_of_a_missing_list_says_so(tmp_path: Path):
                                  str(tmp_path / "o.jsonl"), "--set", "judges.0.weight=2"])
     assert result.exit_code == 2
     assert "override 'judges.0.weight': the config has no list 'judges'" in " ".join(result.output.split())
+
+
+def test_config_errors_read_without_pydantics_value_error_prefix(tmp_path: Path):
+    config = tmp_path / "reward.yaml"
+    config.write_text("backends:\n  judge: {type: scripted}\njudges:\n  - {name: q, type: rubric,\n"
+                      "     criteria: [{name: a, description: b}, {name: a, description: c}]}\n")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
+                                 "-o", str(tmp_path / "o.jsonl")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "field 'judges.q.criteria': criterion names must be unique" in text and "Value error" not in text

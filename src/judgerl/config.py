@@ -244,12 +244,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def error_message(error: Any) -> str:
+    """Pydantic's message of one error, without the "Value error, " it puts before the text of
+    our own validators (the user reads the text, not the exception class)."""
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
 def validation_error(exc: ValidationError, path: str | None) -> ConfigError:
     """Turn pydantic's error into a ConfigError that names the first bad field."""
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"])
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return ConfigError(f"{first['msg']}{more}", path=path, field=field)
+    return ConfigError(f"{error_message(first)}{more}", path=path, field=field)
 
 
 def parse_model(model_type: type[BaseModel], data: dict[str, Any], *, path: str | None = None,
@@ -260,7 +266,7 @@ def parse_model(model_type: type[BaseModel], data: dict[str, Any], *, path: str 
     except ValidationError as exc:
         error = validation_error(exc, path)
         if prefix and error.field:
-            raise ConfigError(str(exc.errors()[0]["msg"]), path=path,
+            raise ConfigError(error_message(exc.errors()[0]), path=path,
                               field=f"{prefix}.{error.field}") from exc
         raise error from exc
 
