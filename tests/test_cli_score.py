@@ -330,3 +330,22 @@ def test_config_errors_read_without_pydantics_value_error_prefix(tmp_path: Path)
     text = " ".join(result.output.split())
     assert result.exit_code == 2
     assert "field 'judges.q.criteria': criterion names must be unique" in text and "Value error" not in text
+
+
+def test_a_logprob_judge_on_a_server_without_logprobs_is_counted_under_its_reason(
+        fake_openai: FakeOpenAIServer, tmp_path: Path):
+    """The reason read "on_topic: parse_error: ...; polite: parse_error: ...", so the summary
+    counted the failures under "on_topic", a criterion's name, instead of "parse_error"."""
+    fake_openai.default = Reply(text="Yes")  # no logprobs in the answer
+    config = tmp_path / "reward.yaml"
+    config.write_text(f"backends:\n  judge: {{type: openai, base_url: '{fake_openai.url}', model: m}}\n"
+                      "judges:\n  - {name: helpful, type: rubric, scoring: logprob,\n"
+                      "     criteria: [{name: on_topic, description: a}, {name: polite, description: b}]}\n"
+                      "failure_budget: null\n")
+    output = tmp_path / "rewards.jsonl"
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS), "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    assert "unscored by reason: parse_error (7)" in result.output, result.output  # + 1 empty answer
+    reason = read_rewards(output)["capital-fr/0"]["reason"]
+    assert reason.startswith("parse_error: on_topic: the backend returned no log-probabilities"), reason
+    assert "; polite: the backend returned no log-probabilities" in reason

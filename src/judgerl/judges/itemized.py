@@ -67,6 +67,7 @@ from judgerl.judges.options import (
     choose_prompt,
     data_error,
     is_empty,
+    labelled_reason,
     parse_options,
     question_block,
     reference_block,
@@ -359,11 +360,11 @@ class ItemizedRubricJudge(PointwiseJudge):
         log = CallLog()
         for outcome in outcomes:
             log.merge(outcome.log)
-        failures = [f"{item_id} {criterion.name}: {outcome.reason}"
+        failures = [(f"{item_id} {criterion.name}", outcome.reason or "unscored")
                     for (item_id, _, criterion), outcome in zip(questions, outcomes, strict=True)
                     if outcome.value is None]
         if failures:
-            return self._unscored(sample, rollout, log, "; ".join(failures[:3])
+            return self._unscored(sample, rollout, log, labelled_reason(failures[:3])
                                   + (f" (+{len(failures) - 3} more)" if len(failures) > 3 else ""))
         verdicts: dict[str, dict[str, CriterionResult]] = {item_id: {} for item_id in ids}
         for (item_id, _, criterion), outcome in zip(questions, outcomes, strict=True):

@@ -95,6 +95,22 @@ def data_error(sample: Sample, rollout: Rollout, field: str, detail: str) -> str
     return f"data_error: {where}, field '{field}': {detail} (sample {sample.id!r}, rollout {rollout.id!r})"
 
 
+def labelled_reason(failures: list[tuple[str, str]]) -> str:
+    """One unscored reason for several failed parts (criteria, items, turns), led by the first
+    part's reason code as every reason is (`parse_error: on_topic: ...; polite: ...`), not by a
+    part's name: the summaries count reasons by that code.
+
+    >>> labelled_reason([("on_topic", "parse_error: no logprobs"), ("polite", "timeout: 30s")])
+    'parse_error: on_topic: no logprobs; polite: timeout: 30s'
+    """
+    code = failures[0][1].split(":", 1)[0].strip()
+    parts = []
+    for label, reason in failures:
+        head, colon, detail = reason.partition(":")
+        parts.append(f"{label}: {detail.strip() if colon and head.strip() == code else reason}")
+    return f"{code}: " + "; ".join(parts)
+
+
 NO_REFERENCE = "no reference answer, and the judge has use_reference: true"
 
 

@@ -74,6 +74,7 @@ from judgerl.judges.options import (
     choose_prompt,
     data_error,
     is_empty,
+    labelled_reason,
     parse_options,
     question_block,
 )
@@ -281,10 +282,10 @@ class PairwiseJudge(ComparingJudge):
         log = CallLog()
         log.merge(forward.log)
         log.merge(backward.log)
-        failures = [f"order {label}: {outcome.reason}"
+        failures = [(f"order {label}", outcome.reason or "unscored")
                     for label, outcome in (("a-b", forward), ("b-a", backward)) if outcome.value is None]
         if failures:
-            verdict = Verdict.unscored("; ".join(failures), prompt_version=self.prompt.version)
+            verdict = Verdict.unscored(labelled_reason(failures), prompt_version=self.prompt.version)
         elif self.options.scoring == "logprob":
             p_forward, p_backward = forward.value, 1.0 - backward.value
             prob_a = (p_forward + p_backward) / 2

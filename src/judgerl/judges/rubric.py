@@ -75,6 +75,7 @@ from judgerl.judges.options import (
     choose_prompt,
     data_error,
     is_empty,
+    labelled_reason,
     parse_options,
     question_block,
     reference_block,
@@ -526,11 +527,11 @@ class RubricJudge(PointwiseJudge):
                                                   for criterion in criteria))
         for logprob_outcome in logprob_outcomes:
             log.merge(logprob_outcome.log)
-        lp_failures = [f"{criterion.name}: {outcome.reason}"
+        lp_failures = [(criterion.name, outcome.reason or "unscored")
                        for criterion, outcome in zip(criteria, logprob_outcomes, strict=True)
                        if outcome.value is None]
         if lp_failures:
-            return None, log, "; ".join(lp_failures)
+            return None, log, labelled_reason(lp_failures)
         per_criterion = {}
         for criterion, logprob_outcome in zip(criteria, logprob_outcomes, strict=True):
             assert logprob_outcome.value is not None
@@ -593,10 +594,10 @@ class RubricJudge(PointwiseJudge):
         log = CallLog()
         for _, turn_log, _ in judged:
             log.merge(turn_log)
-        failures = [f"turn {turn}: {reason}"
+        failures = [(f"turn {turn}", reason)
                     for turn, (criteria, _, reason) in zip(turns, judged, strict=True) if criteria is None]
         if failures:
-            return self._unscored(sample, rollout, log, "; ".join(failures))
+            return self._unscored(sample, rollout, log, labelled_reason(failures))
         per_turn = []
         for turn, (criteria, _, _) in zip(turns, judged, strict=True):
             assert criteria is not None
