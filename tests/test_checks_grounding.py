@@ -10,7 +10,7 @@ import pytest
 
 from judgerl.checks import build_check
 from judgerl.config import CheckConfig
-from judgerl.errors import ConfigError
+from judgerl.errors import ConfigError, DataError
 from judgerl.types import Rollout, Sample
 
 CONTRACT = """SERVICES AGREEMENT
@@ -98,12 +98,32 @@ def test_fenced_json_answer_is_read() -> None:
     assert grounding(SAMPLE, Rollout("s1", fenced)).value == 1.0
 
 
-def test_sample_without_the_source_field_is_unscored_not_zero() -> None:
+def test_sample_without_the_source_field_is_a_data_error_not_zero() -> None:
     grounding = check("quote_grounding", source_field="contract")
     bare = Sample("s2", [{"role": "user", "content": "x"}])
-    score = grounding(bare, Rollout("s2", answer("anything at all")))
-    assert score.value is None and score.status == "unscored"
-    assert "contract" in (score.reason or "")
+    with pytest.raises(DataError) as caught:
+        grounding(bare, Rollout("s2", answer("anything at all")))
+    assert caught.value.field == "contract"
+
+
+def test_a_row_without_the_source_field_is_unscored_naming_file_line_and_field(tmp_path: Path) -> None:
+    """It was unscored as "sample 'a' has no text field 'contract' ...": no file, no line, and
+    each row its own reason in the summary (no `data_error:` prefix)."""
+    from judgerl.data import load_rollouts
+    from judgerl.reward.pipeline import RewardPipeline
+
+    rows = tmp_path / "rollouts.jsonl"
+    rows.write_text(json.dumps({"id": "a", "prompt": "x", "contract": "the sky is green today",
+                                "completion": answer("the sky is green")}) + "\n"
+                    + json.dumps({"id": "b", "prompt": "x", "completion": answer("the sky is green")}) + "\n")
+    config = {"checks": [{"name": "quotes", "type": "quote_grounding", "source_field": "contract"}],
+              "failure_budget": None}
+    with RewardPipeline.from_config(config) as pipeline:
+        rewards = pipeline.score_batch_sync(load_rollouts(rows).pairs)
+    assert rewards[0].status == "ok"
+    assert rewards[1].status == "unscored"
+    expected = f"data_error: {rows}, line 2, field 'contract': quote_grounding check 'quotes' needs"
+    assert rewards[1].reason.startswith(expected), rewards[1].reason
 
 
 def test_source_can_be_the_prompt_and_a_top_level_list() -> None:

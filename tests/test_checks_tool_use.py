@@ -9,7 +9,7 @@ import pytest
 
 from judgerl.checks import build_check
 from judgerl.config import CheckConfig
-from judgerl.errors import ConfigError
+from judgerl.errors import ConfigError, DataError
 from judgerl.trajectory import parse_tools, parse_trajectory
 from judgerl.types import Rollout, Sample
 
@@ -71,8 +71,9 @@ def test_tool_arguments_share_of_valid_calls_with_the_reason() -> None:
 def test_tool_arguments_without_calls_or_schemas() -> None:
     arguments = check("tool_arguments", no_calls_score=0.0)
     assert arguments(SAMPLE, Rollout("t1", "Sure.")).value == 0.0
-    unscored = arguments(SAMPLE, rollout(GOOD, tools=None))
-    assert unscored.value is None and "no tool schemas" in (unscored.reason or "")
+    with pytest.raises(DataError) as caught:  # the row's data_error (file, line, field 'tools')
+        arguments(SAMPLE, rollout(GOOD, tools=None))
+    assert caught.value.field == "tools" and "no tool schemas" in str(caught.value)
     from_sample = Sample("t1", SAMPLE.messages, metadata={"tools": [tool["function"] for tool in TOOLS]})
     assert arguments(from_sample, rollout(GOOD, tools=None)).value == 1.0
 

@@ -100,3 +100,36 @@ def test_dry_run_and_own_template(fake_openai: FakeOpenAIServer, tmp_path: Path)
     refused = runner.invoke(app, ["rubrics", "-c", str(config), "-i", str(prompts), "-o", str(output),
                                   "--template", str(bad)])
     assert refused.exit_code == 2 and "question" in refused.output
+
+
+def test_bad_input_rows_are_named_and_the_others_get_their_rubric(fake_openai: FakeOpenAIServer,
+                                                                 tmp_path: Path):
+    """As the rubrics guide says: a line that is not JSON is reported and left out; a row without a
+    prompt is reported and written back unchanged (no rubric); the other rows get theirs."""
+    fake_openai.responder = generator
+    config, prompts = write_files(tmp_path, fake_openai.url)
+    lines = [json.dumps(PROMPTS[0]), '{"id": "torn"', '{"id": "noprompt", "reference": "x"}']
+    prompts.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    output = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["rubrics", "-c", str(config), "-i", str(prompts), "-o", str(output),
+                                 "-k", "3"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "prompts.jsonl, line 2: not valid JSON" in text and "(left out of the output)" in text
+    assert "prompts.jsonl, line 3, field 'messages': missing" in text
+    assert "(written back unchanged, without a rubric)" in text
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [row["id"] for row in rows] == ["dose", "noprompt"]
+    assert len(rows[0]["rubric"]) == 3 and rows[1] == {"id": "noprompt", "reference": "x"}
+
+
+def test_an_empty_input_is_an_error_not_an_empty_output(tmp_path: Path):
+    config, prompts = write_files(tmp_path, "http://127.0.0.1:9/v1")
+    prompts.write_text("\n", encoding="utf-8")
+    output = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["rubrics", "-c", str(config), "-i", str(prompts), "-o", str(output)])
+    assert result.exit_code == 2, result.output
+    assert "no prompts to write rubrics for" in result.output and not output.exists()
+    prompts.write_text('{"id": "torn"\n', encoding="utf-8")
+    result = runner.invoke(app, ["rubrics", "-c", str(config), "-i", str(prompts), "-o", str(output)])
+    assert result.exit_code == 2 and "1 bad rows" in " ".join(result.output.split()), result.output

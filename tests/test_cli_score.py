@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -139,3 +140,212 @@ def test_sigkill_midway_then_rerun_judges_nothing_twice(tmp_path: Path):
     finished_numbers = {rollout_id.split("/")[0][1:] for rollout_id in finished_before}
     assert not asked_again & finished_numbers, "a finished judgment was requested again"
     assert len(second_run) <= 40 - len(finished_before)
+
+
+def test_a_real_run_scores_again_the_rows_a_dry_run_wrote(fake_openai: FakeOpenAIServer, tmp_path: Path):
+    """A dry run's judge scores are the stand-in's: a real run on the same output must not keep
+    them as final (it did, silently: 'skipped (final, already in output) 8', no judge called)."""
+    output = tmp_path / "rewards.jsonl"
+
+    def score(*extra: str):
+        return runner.invoke(app, [
+            "score", "-c", str(EXAMPLES / "reward_rubric.yaml"), "-i", str(ROLLOUTS), "-o", str(output),
+            "--set", f"runtime.cache_path={tmp_path / 'cache.sqlite'}",
+            "--set", f"runtime.journal_path={tmp_path / 'journal.jsonl'}", *extra])
+
+    dry = score("--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert all(row["details"]["dry_run"] is True for row in read_rewards(output).values())
+    again = score("--dry-run")  # a second dry run keeps the dry run's rows
+    assert again.exit_code == 0 and "skipped (final, already in output) 8" in again.output, again.output
+    fake_openai.responder = rubric_judge
+    real = score("--set", f"backends.judge.base_url={fake_openai.url}")
+    assert real.exit_code == 0, real.output
+    assert "8 written by a dry run, scored again" in real.output, real.output
+    assert len(fake_openai.chat_requests) == 6, "the 6 judged rows are judged for real"
+    rewards = read_rewards(output)
+    assert len(rewards) == 8 and not any("dry_run" in row["details"] for row in rewards.values())
+    assert rewards["capital-fr/0"]["value"] > rewards["capital-fr/1"]["value"], "real verdicts, not 0.5s"
+    later = score("--dry-run")  # a real run's rows are final for a later dry run too
+    assert "skipped (final, already in output) 8" in later.output, later.output
+
+
+def test_dry_run_refuses_a_typo_in_a_backend(tmp_path: Path):
+    """A dry run "shows that the config loads": a backend's unknown type, unknown option or bad
+    URL passed it (scored, exit 0) and stopped only the real run."""
+    base = "judges:\n  - {name: q, type: rubric, criteria: [{name: a, description: b}]}\n"
+    url = "base_url: 'http://127.0.0.1:9/v1'"
+    cases = {
+        f"type: opnai, {url}, model: m": ("backends.judge.type", "opnai"),
+        f"type: openai, {url}, modle: m": ("backends.judge.modle", "unknown option"),
+        "type: openai, base_url: '127.0.0.1:9/v1', model: m": ("backends.judge.base_url", "http://"),
+        "type: local, dtyp: float32": ("backends.judge.dtyp", "unknown option"),
+    }
+    for backend, (field, words) in cases.items():
+        config = tmp_path / "reward.yaml"
+        config.write_text(f"backends:\n  judge: {{{backend}}}\n{base}")
+        output = tmp_path / "dry.jsonl"
+        result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS), "-o", str(output),
+                                     "--dry-run"])
+        assert result.exit_code == 2, (backend, result.output)
+        assert f"field '{field}'" in result.output and words in result.output, (backend, result.output)
+        assert "Traceback" not in result.output and not output.exists()
+    # no key is needed for a dry run: an unset api_key_env is left to the real run
+    config.write_text(f"backends:\n  judge: {{type: openai, {url}, model: m, "
+                      f"api_key_env: JUDGERL_TEST_UNSET_KEY}}\n{base}")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS), "-o", str(output),
+                                 "--dry-run"])
+    assert result.exit_code == 0, result.output
+
+
+def test_the_failure_budget_stop_keeps_and_says_what_was_written(tmp_path: Path):
+    """A judge URL that refuses connections crosses the failure budget: the run stops (exit 2)
+    with the summary of the rows it wrote and how to go on, not one bare error line."""
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    output = tmp_path / "rewards.jsonl"
+    result = runner.invoke(app, [
+        "score", "-c", str(EXAMPLES / "reward_rubric.yaml"), "-i", str(ROLLOUTS), "-o", str(output),
+        "--batch-size", "4", "--set", f"backends.judge.base_url=http://127.0.0.1:{port}/v1",
+        "--set", "runtime.max_attempts=1", "--set", f"runtime.cache_path={tmp_path / 'cache.sqlite'}",
+        "--set", f"runtime.journal_path={tmp_path / 'journal.jsonl'}",
+    ])
+    assert result.exit_code == 2, result.output
+    rewards = read_rewards(output)
+    assert len(rewards) == 4, "the first batch is written; the second is not started"
+    assert "over the failure budget" in result.output and f"127.0.0.1:{port}" in result.output
+    assert "unscored by reason: connection_error" in result.output, "the summary of what was written"
+    assert f"the 4 rows above are in {output}; 4 rows not scored yet" in " ".join(result.output.split())
+
+
+def test_a_misspelt_judge_type_is_named_before_its_missing_backend(tmp_path: Path):
+    """`type: rubrik` in a config without `backends:` was reported as "backend 'judge' is not
+    defined", sending the user after the wrong line."""
+    config = tmp_path / "reward.yaml"
+    config.write_text("judges:\n  - {name: q, type: rubrik, criteria: [{name: a, description: b}]}\n")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS), "-o",
+                                 str(tmp_path / "out.jsonl"), "--dry-run"])
+    assert result.exit_code == 2
+    assert "field 'judges.q.type': unknown judge type 'rubrik'" in " ".join(result.output.split())
+
+
+def test_a_name_used_twice_is_named(tmp_path: Path):
+    config = tmp_path / "reward.yaml"
+    config.write_text("checks:\n  - {name: size, type: length, max: 40}\n"
+                      "  - {name: size, type: json_valid}\n")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
+                                 "-o", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 2
+    assert "names must be unique: 'size' is used more than once" in " ".join(result.output.split())
+
+
+def test_a_missing_prompt_file_names_the_config_and_its_key(tmp_path: Path):
+    """It named the missing file as if it were the bad file, under the field 'judges.q'."""
+    config = tmp_path / "reward.yaml"
+    config.write_text("backends:\n  judge: {type: scripted}\njudges:\n  - {name: q, type: rubric, "
+                      "criteria: [{name: a, description: b}], prompt_file: my.txt}\n")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
+                                 "-o", str(tmp_path / "o.jsonl")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    expected = f"{config}, field 'judges.q.prompt_file': prompt file not found: {tmp_path / 'my.txt'}"
+    assert expected in text, text
+
+
+def test_rows_of_another_input_in_the_output_are_said(tmp_path: Path):
+    """An output reused for another input kept the earlier rows silently: 16 rows in a file
+    whose summary said 8 were scored and none skipped."""
+    output = tmp_path / "rewards.jsonl"
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(line.replace('"id": "', '"id": "other-') + "\n"
+                             for line in ROLLOUTS.read_text().splitlines() if line.strip()))
+    for rollouts in (other, ROLLOUTS):
+        result = runner.invoke(app, ["score", "-c", str(EXAMPLES / "reward_scripted.yaml"),
+                                     "-i", str(rollouts), "-o", str(output)])
+        assert result.exit_code == 0, result.output
+    assert len(output.read_text().splitlines()) == 16
+    assert "also holds 8 rows whose rollout is not in this input" in " ".join(result.output.split())
+
+
+def test_a_folder_output_or_a_zero_batch_size_is_an_error_not_a_traceback(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = str(EXAMPLES / "reward_scripted.yaml")
+    folder = runner.invoke(app, ["score", "-c", config, "-i", str(ROLLOUTS), "-o", "."])
+    assert folder.exit_code == 2 and "is a folder; --output must be a file" in folder.output, folder.output
+    zero = runner.invoke(app, ["score", "-c", config, "-i", str(ROLLOUTS), "-o", "r.jsonl",
+                               "--batch-size", "0"])
+    assert zero.exit_code == 2 and "batch-size" in zero.output, zero.output
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_row_without_the_reference_or_baseline_a_judge_needs_names_file_line_and_field(tmp_path: Path):
+    """The judges said "no reference answer for this sample": no file, no line, no field, and not
+    under the `data_error` reason a check gives the same gap."""
+    rows = tmp_path / "rollouts.jsonl"
+    rows.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"id": "a", "prompt": "q", "reference": "r", "baseline": "b", "completion": "x"},
+        {"id": "b", "prompt": "q2", "completion": "x"},
+        {"id": "c", "prompt": "q3", "reference": "r", "baseline": 5, "completion": "x"}]))
+    config = tmp_path / "reward.yaml"
+    config.write_text("backends:\n  judge: {type: openai, base_url: 'http://127.0.0.1:9/v1', model: m}\n"
+                      "judges:\n  - {name: vs_base, type: pairwise, mode: baseline}\n"
+                      "  - {name: vs_ref, type: pairwise, mode: reference}\n"
+                      "  - {name: q, type: rubric, use_reference: true,\n"
+                      "     criteria: [{name: c, description: d}]}\n"
+                      "  - {name: g, type: group, use_reference: true}\n"
+                      "failure_budget: null\n")
+    output = tmp_path / "rewards.jsonl"
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(rows), "-o", str(output), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    rewards = read_rewards(output)
+    assert rewards["a/0"]["status"] == "ok"
+    scores = rewards["b/0"]["details"]["scores"]
+    for judge, field in (("vs_base", "baseline"), ("vs_ref", "reference"), ("q", "reference"),
+                         ("g", "reference")):
+        reason = scores[judge]["reason"]
+        assert reason.startswith(f"data_error: {rows}, line 2, field '{field}': "), reason
+    base = rewards["c/0"]["details"]["scores"]["vs_base"]["reason"]
+    assert base.startswith(f"data_error: {rows}, line 3, field 'baseline'") and "expected a string" in base
+    assert "unscored by reason: data_error (2)" in result.output
+
+
+def test_an_override_of_an_item_of_a_missing_list_says_so(tmp_path: Path):
+    """`--set judges.0.weight=2` on a config without judges read "field 'judges': Input should be a
+    valid list", about a list the user never wrote."""
+    config = tmp_path / "reward.yaml"
+    config.write_text("checks:\n  - {name: size, type: length, max: 40}\n")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS), "-o",
+                                 str(tmp_path / "o.jsonl"), "--set", "judges.0.weight=2"])
+    assert result.exit_code == 2
+    assert "override 'judges.0.weight': the config has no list 'judges'" in " ".join(result.output.split())
+
+
+def test_config_errors_read_without_pydantics_value_error_prefix(tmp_path: Path):
+    config = tmp_path / "reward.yaml"
+    config.write_text("backends:\n  judge: {type: scripted}\njudges:\n  - {name: q, type: rubric,\n"
+                      "     criteria: [{name: a, description: b}, {name: a, description: c}]}\n")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
+                                 "-o", str(tmp_path / "o.jsonl")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "field 'judges.q.criteria': criterion names must be unique" in text and "Value error" not in text
+
+
+def test_a_logprob_judge_on_a_server_without_logprobs_is_counted_under_its_reason(
+        fake_openai: FakeOpenAIServer, tmp_path: Path):
+    """The reason read "on_topic: parse_error: ...; polite: parse_error: ...", so the summary
+    counted the failures under "on_topic", a criterion's name, instead of "parse_error"."""
+    fake_openai.default = Reply(text="Yes")  # no logprobs in the answer
+    config = tmp_path / "reward.yaml"
+    config.write_text(f"backends:\n  judge: {{type: openai, base_url: '{fake_openai.url}', model: m}}\n"
+                      "judges:\n  - {name: helpful, type: rubric, scoring: logprob,\n"
+                      "     criteria: [{name: on_topic, description: a}, {name: polite, description: b}]}\n"
+                      "failure_budget: null\n")
+    output = tmp_path / "rewards.jsonl"
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS), "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    assert "unscored by reason: parse_error (7)" in result.output, result.output  # + 1 empty answer
+    reason = read_rewards(output)["capital-fr/0"]["reason"]
+    assert reason.startswith("parse_error: on_topic: the backend returned no log-probabilities"), reason
+    assert "; polite: the backend returned no log-probabilities" in reason

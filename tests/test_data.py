@@ -231,3 +231,12 @@ def test_write_jsonl_replaces_and_round_trips(tmp_path):
     assert write_jsonl(path, rows) == 3
     assert [sample.prompt for sample in load_samples_strict(path)] == ["p0", "p1", "p2"]
     assert not (tmp_path / "out.jsonl.tmp").exists()
+
+
+def test_a_one_line_json_array_without_ids_is_reported_as_the_input_guide_says(tmp_path):
+    """docs/guides/input-files.md: rows of a one-line array share the default id row-1."""
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps([{"prompt": "a", "completion": "x"}, {"prompt": "b", "completion": "y"}]))
+    result = load_rollouts(path)
+    assert [sample.id for sample, _ in result.pairs] == ["row-1"]
+    assert "id 'row-1' was used earlier" in str(result.errors[0])

@@ -71,7 +71,7 @@ async def test_parse_failure_in_the_swapped_order_is_unscored_never_a_win() -> N
     judge, backend, runtime = make(responder)
     verdict = await judge.compare(SAMPLE, "13", "12")
     assert verdict.winner is None and verdict.status == "unscored"
-    assert verdict.reason is not None and "order b-a: parse_error" in verdict.reason
+    assert verdict.reason is not None and verdict.reason.startswith("parse_error: order b-a: ")
     assert len(backend.calls) == 3  # one call per order + exactly one re-ask for the bad one
     assert runtime.journal_entries[0]["outcome"] == "unscored"
     [score] = await judge.score_group(SAMPLE, [Rollout("s1", "13")])

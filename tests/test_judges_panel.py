@@ -291,6 +291,8 @@ def test_a_pairwise_panel_by_majority_counts_each_members_verdict() -> None:
 @pytest.mark.parametrize(("change", "field", "message"), [
     (lambda j: j["members"][1].update(type="rubrik"), "judges.panel.members.1.type", "unknown judge type"),
     (lambda j: j.update(members=[]), "judges.panel.members", "non-empty"),
+    # a misspelt `members` is named as such, not reported as "a panel needs members"
+    (lambda j: j.update(membres=j.pop("members")), "judges.panel.membres", "unknown option for a panel"),
     (lambda j: j.update(quorum=3), "judges.panel.quorum", "more than the 2 members"),
     (lambda j: j["members"][1].update(name="a"), "judges.panel.members.1.name", "also the name of member 0"),
     (lambda j: j["members"][1].update(criteria=[], rubric_field=None), "judges.panel.members.1.rubric_field",

@@ -157,7 +157,8 @@ async def test_one_unscored_turn_makes_the_score_unscored() -> None:
     judge, _, _ = make(lambda request: verdict(True) if "Let me check" in graded_turn(request) else "no idea",
                        scope="turns")
     score = await judge.score(SAMPLE, run_with("shipped"))
-    assert score.value is None and score.reason is not None and score.reason.startswith("turn 2:")
+    assert score.value is None and score.reason is not None
+    assert score.reason.startswith("parse_error: turn 2:"), score.reason  # the reason code first
 
 
 async def test_a_single_turn_rollout_is_a_one_message_trajectory() -> None:

@@ -147,7 +147,8 @@ async def test_a_failed_call_leaves_the_judgment_unscored() -> None:
     judge, _, runtime = make(no_mass_on_the_verdict, scope="turns")
     score = await judge.score(SAMPLE, run_with("shipped", final="Figure it out yourself."))
     assert score.value is None and score.reason is not None
-    assert score.reason.startswith("turn 2: polite:") and "no probability mass" in score.reason
+    # led by the reason code, as every unscored reason (the summaries count by it), then where
+    assert score.reason.startswith("parse_error: turn 2: polite:") and "no probability mass" in score.reason
     assert runtime.journal_entries[-1]["outcome"] == "unscored"
     judge, _, _ = make(no_mass_on_the_verdict, scope="trajectory")
     assert (await judge.score(SAMPLE, run_with("shipped", final="Figure it out yourself."))).value is None

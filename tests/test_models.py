@@ -60,6 +60,9 @@ def test_a_local_hf_folder_is_returned_as_is(tmp_path: Path) -> None:
 @pytest.mark.parametrize("spec, message", [
     ("no-such-model", "unknown model 'no-such-model'"),
     ("nobody/not-cached-anywhere-xyz", "not in the local Hugging Face cache"),
+    # a path that does not exist read as a hub id: "HFValidationError: Repo id must use ..."
+    ("./no-such-folder", "model path not found: "),
+    ("../models/missing.gguf", "model path not found: "),
 ])
 def test_unknown_models_are_clear_errors_and_nothing_is_downloaded(
         spec: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

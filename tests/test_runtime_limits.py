@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
@@ -100,6 +101,26 @@ async def test_breaker_opens_fails_fast_and_recovers(fake_openai: FakeOpenAIServ
     snapshot = runtime.stats.snapshot()
     await runtime.aclose()
     assert snapshot["errors"] == {"http_500": 4, "circuit_open": 1}
+
+
+async def test_circuit_open_names_the_failure_that_opened_it() -> None:
+    """A URL that refuses connections opens the breaker; every call then failed with a bare
+    "backend 'judge' is failing", and no row of the run said what was wrong with it."""
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = OpenAICompatBackend(f"http://127.0.0.1:{port}/v1", "m", max_concurrency=8)
+    config = RuntimeConfig(max_attempts=3, backoff_base_s=0.01, breaker_window=4,
+                           breaker_failure_ratio=0.75, breaker_cooldown_s=30)
+    runtime = ModelRuntime({"judge": backend}, config)
+    results = await asyncio.gather(*(runtime.complete("judge", request(f"q{i}")) for i in range(6)))
+    later = await runtime.complete("judge", request("q-later"))
+    await runtime.aclose()
+    opened = [result for result in [*results, later] if result.reason == "circuit_open"]
+    assert opened and later.reason == "circuit_open"
+    for result in opened:
+        assert "last error: connection_error" in result.error, result.error
+        assert f"127.0.0.1:{port}" in result.error, result.error
 
 
 async def test_breaker_reopens_when_the_probe_fails() -> None:

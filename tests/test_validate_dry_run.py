@@ -42,3 +42,19 @@ def test_without_dry_run_the_report_has_no_dry_run_mark(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "validation.json").read_text())
     assert "dry_run" not in report and report["passed"] is True
     assert "dry run" not in result.output
+
+
+def test_a_misspelt_judge_in_the_suite_names_the_suite_file(tmp_path: Path) -> None:
+    """`judge: helpfull` is a field of the suite: the error named the reward config as the file."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("judge: qq\nregression:\n  items:\n"
+                     "    - {id: a, prompt: Hi, answer: Hello, expect: pass}\n")
+    config = tmp_path / "reward.yaml"
+    config.write_text("backends: {judge: {type: scripted}}\n"
+                      "judges: [{name: q, type: rubric, backend: judge, "
+                      "criteria: [{name: clear, description: clear}]}]\n")
+    result = CliRunner().invoke(app, ["validate", "-c", str(config), "-s", str(suite), "-o", str(tmp_path),
+                                      "--dry-run"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert f"{suite}, field 'judge': no judge named 'qq' in the reward config {config}" in text, text

@@ -86,7 +86,8 @@ def score(
     input: Annotated[Path, typer.Option("--input", "-i", help="Rollouts JSONL.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Rewards JSONL (appended, resumable).")],
     overrides: SetOption = None,
-    batch_size: Annotated[int, typer.Option(help="Rollouts per batch (failure budget per batch).")] = 256,
+    batch_size: Annotated[int, typer.Option(
+        min=1, help="Rollouts per batch (failure budget per batch).")] = 256,
     resume: Annotated[bool, typer.Option(
         help="Keep the final rows (ok, gated) already in --output and score the rest; "
              "--no-resume starts the output afresh.")] = True,
@@ -105,7 +106,7 @@ def score(
 
     from judgerl.config import load_reward_config
     from judgerl.data import load_rollouts
-    from judgerl.errors import BudgetExhausted, DataError
+    from judgerl.errors import BudgetExhausted, DataError, FailureBudgetExceeded
     from judgerl.reward.pipeline import RewardPipeline
     from judgerl.run.score import score_file
 
@@ -125,16 +126,23 @@ def score(
         try:
             summary = score_file(pipeline, items, output, batch_size=batch_size, resume=resume,
                                  keep_unscored=keep_unscored, progress=lambda n: progress.advance(task, n))
-        except BudgetExhausted as exc:
-            stopped: BudgetExhausted | None = exc
+        except (BudgetExhausted, FailureBudgetExceeded) as exc:
+            stopped: BudgetExhausted | FailureBudgetExceeded | None = exc
             summary = exc.summary  # type: ignore[attr-defined]
         else:
             stopped = None
         progress.advance(task, summary.skipped)
     print_summary(summary, output, bad_rows=len(errors))
-    if stopped is not None:
+    if isinstance(stopped, BudgetExhausted):
         console.print(f"[bold red]stopped by the budget:[/] {summary.not_scored} rows not scored (not "
                       f"written; a rerun with a raised budget scores them). {stopped}", highlight=False)
+        raise typer.Exit(2)
+    if stopped is not None:
+        console.print(f"[bold red]error:[/] {stopped}", highlight=False)
+        console.print(f"stopped by the failure budget: the {summary.total} rows above are in {output}; "
+                      f"{summary.not_scored} rows not scored yet. Fix the judge (see the reasons), then "
+                      "rerun the same command: it keeps the final rows and scores the rest.",
+                      highlight=False)
         raise typer.Exit(2)
 
 
@@ -765,10 +773,16 @@ def print_summary(summary: Any, output: Path, *, bad_rows: int = 0) -> None:
     console.print(table)
     counts = ", ".join(f"{status}: {count}" for status, count in sorted(summary.status_counts.items()))
     retried = f" ({summary.retried} unscored before, scored again)" if summary.retried else ""
+    if summary.redone_dry_run:
+        retried += f" ({summary.redone_dry_run} written by a dry run, scored again)"
     console.print(f"scored {summary.total}{retried} ({counts or 'none'}); skipped (final, already in "
                   f"output) {summary.skipped}; bad input rows {bad_rows}"
                   + (f"; not scored (budget) {summary.not_scored}" if summary.not_scored else ""),
                   highlight=False)
+    if summary.not_in_input:
+        console.print(f"[yellow]note:[/] {output} also holds {summary.not_in_input} rows whose rollout is "
+                      "not in this input (kept from an earlier run; another --output, or --no-resume, "
+                      "keeps the runs apart)", highlight=False)
     if summary.unscored_reasons:
         reasons = ", ".join(f"{reason} ({count})" for reason, count in
                             sorted(summary.unscored_reasons.items(), key=lambda item: -item[1]))

@@ -171,6 +171,12 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node: Any = data
     for position, key in enumerate(keys[:-1]):
+        if isinstance(node, dict) and node.get(key) is None and keys[position + 1].isdigit():
+            # `judges.0.weight` on a config without judges would make `judges` a mapping {"0": ...}
+            # and fail later as "judges: Input should be a valid list"
+            raise ConfigError(f"override '{dotted}': the config has no list '{key}' to change an "
+                              "item of (an override changes an existing item, it does not add one)",
+                              field=dotted)
         node = _child(node, key, dotted, create=True, depth=position)
     last = keys[-1]
     if isinstance(node, list):
@@ -238,12 +244,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def error_message(error: Any) -> str:
+    """Pydantic's message of one error, without the "Value error, " it puts before the text of
+    our own validators (the user reads the text, not the exception class)."""
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
 def validation_error(exc: ValidationError, path: str | None) -> ConfigError:
     """Turn pydantic's error into a ConfigError that names the first bad field."""
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"])
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return ConfigError(f"{first['msg']}{more}", path=path, field=field)
+    return ConfigError(f"{error_message(first)}{more}", path=path, field=field)
 
 
 def parse_model(model_type: type[BaseModel], data: dict[str, Any], *, path: str | None = None,
@@ -254,7 +266,7 @@ def parse_model(model_type: type[BaseModel], data: dict[str, Any], *, path: str 
     except ValidationError as exc:
         error = validation_error(exc, path)
         if prefix and error.field:
-            raise ConfigError(str(exc.errors()[0]["msg"]), path=path,
+            raise ConfigError(error_message(exc.errors()[0]), path=path,
                               field=f"{prefix}.{error.field}") from exc
         raise error from exc
 

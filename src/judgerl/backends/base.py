@@ -174,7 +174,7 @@ class BackendOptions(BaseModel):
                 known = sorted(cls.model_fields)
                 raise ConfigError(f"unknown option for a {config.type} backend; known: {known}",
                                   field=field) from exc
-            raise ConfigError(str(first["msg"]), field=field) from exc
+            raise ConfigError(str(first["msg"]).removeprefix("Value error, "), field=field) from exc
 
 
 class Backend(ABC):

@@ -67,7 +67,7 @@ from typing import Any, Literal
 
 import aiohttp
 import httpx
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from judgerl.backends.base import (
     Backend,
@@ -150,6 +150,13 @@ class OpenAIOptions(BackendOptions):
     headers: dict[str, str] | None = Field(default=None, description="added to every request")
     extra_body: dict[str, Any] | None = Field(default=None, description="added to every request body")
     max_tokens_field: str = Field(default="max_tokens", description="max_tokens or max_completion_tokens")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
+        return value
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:

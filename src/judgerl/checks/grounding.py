@@ -32,6 +32,7 @@ from pydantic import Field
 from judgerl.checks.base import BaseCheck, CheckOptions
 from judgerl.checks.json_checks import parse_json
 from judgerl.checks.json_items import MISSING, PathError, check_path_option, parse_path, select
+from judgerl.errors import DataError
 from judgerl.trajectory import tool_results
 from judgerl.types import Rollout, Sample, Score
 
@@ -128,11 +129,14 @@ class QuoteGroundingCheck(BaseCheck):
         options = self.options
         if options.source_field == TOOL_RESULTS_FIELD:
             source = "\n".join(tool_results(rollout.trajectory).values()) if rollout.trajectory else None
+            if source is None:
+                return Score.unscored(self.name, f"sample {sample.id!r} has no text field "
+                                      f"{options.source_field!r} to check quotes against")
         else:
             source = sample_field(sample, options.source_field)
-        if source is None:
-            return Score.unscored(self.name, f"sample {sample.id!r} has no text field "
-                                  f"{options.source_field!r} to check quotes against")
+            if source is None:  # a gap in the data: the row's failure, named by file, line and field
+                raise DataError(f"quote_grounding check {self.name!r} needs this text field to check "
+                                "quotes against", path=f"sample {sample.id!r}", field=options.source_field)
         value, problem = parse_json(rollout.completion, options.allow_fence)
         if problem:
             return Score(self.name, 0.0, rationale=problem, details={"quotes": None})

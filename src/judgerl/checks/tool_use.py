@@ -35,6 +35,7 @@ from pydantic import Field, field_validator
 
 from judgerl.checks.base import BaseCheck, CheckOptions, option_error
 from judgerl.checks.grounding import normalise_quote, sample_field
+from judgerl.errors import DataError
 from judgerl.trajectory import ToolCall, TrajectoryError, parse_tools, tool_calls, tool_results, tool_schemas
 from judgerl.types import Rollout, Sample, Score
 
@@ -79,13 +80,15 @@ class ToolArgumentsCheck(ToolUseCheck):
         if not calls:
             return Score(self.name, self.options.no_calls_score, rationale="no tool calls",
                          details={"calls": 0})
-        try:
+        try:  # a gap in the data: the row's data_error, named by file, line and field
             tools = rollout_tools(sample, rollout)
         except TrajectoryError as exc:
-            return Score.unscored(self.name, f"sample {sample.id!r}: its tools column is not usable: {exc}")
+            raise DataError(f"its tools column is not usable: {exc}", path=f"sample {sample.id!r}",
+                            field="tools") from exc
         if tools is None:
-            return Score.unscored(self.name, f"no tool schemas for rollout {rollout.id!r} "
-                                  "(give a 'tools' column)")
+            raise DataError(f"tool_arguments check {self.name!r} needs the tool schemas: no tool schemas "
+                            "for this rollout (give a 'tools' column)", path=f"sample {sample.id!r}",
+                            field="tools")
         schemas = tool_schemas(tools)
         problems: list[str] = []
         for number, call in enumerate(calls, start=1):

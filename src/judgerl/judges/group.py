@@ -32,8 +32,10 @@ from judgerl.errors import ConfigError
 from judgerl.judges.base import Judge
 from judgerl.judges.calling import CallLog, call_and_parse, record_judgment
 from judgerl.judges.options import (
+    NO_REFERENCE,
     JudgeOptions,
     choose_prompt,
+    data_error,
     is_empty,
     parse_options,
     question_block,
@@ -137,11 +139,11 @@ class GroupJudge(Judge):
     async def _judge(self, sample: Sample, rollouts: list[Rollout]) -> list[Score]:
         ids_of_rollouts = [rollout.id for rollout in rollouts]
         if self.options.use_reference and sample.reference is None:
-            reason = "no reference answer for this sample (use_reference is true)"
+            reasons = [data_error(sample, rollout, "reference", NO_REFERENCE) for rollout in rollouts]
             record_judgment(self.runtime, judge=self.name, kind=self.kind, prompt=self.prompt,
                             sample_id=sample.id, rollout_ids=ids_of_rollouts, log=CallLog(),
-                            outcome="unscored", reason=reason)
-            return [Score.unscored(self.name, reason) for _ in rollouts]
+                            outcome="unscored", reason=reasons[0])
+            return [Score.unscored(self.name, reason) for reason in reasons]
         request, ids = self.request(sample, rollouts)
         outcome = await call_and_parse(self.runtime, self.backend_name, request,
                                        lambda completion: parse_group(completion.text, ids))

@@ -63,8 +63,11 @@ from judgerl.judges.base import PointwiseJudge, TokenSet
 from judgerl.judges.calling import CallLog, call_and_parse, record_judgment
 from judgerl.judges.logprob import LIKERT_TOKENS, verdict_instruction, verdict_parser, verdict_tokens
 from judgerl.judges.options import (
+    NO_REFERENCE,
     choose_prompt,
+    data_error,
     is_empty,
+    labelled_reason,
     parse_options,
     question_block,
     reference_block,
@@ -331,8 +334,8 @@ class ItemizedRubricJudge(PointwiseJudge):
             return self._edge(sample, rollout, self.options.no_items_score, "no_items",
                               f"no items at {self.options.items_path}")
         if self.options.use_reference and sample.reference is None:
-            return self._unscored(sample, rollout, CallLog(), "no reference answer for this sample "
-                                  "(use_reference is true)")
+            return self._unscored(sample, rollout, CallLog(),
+                                  data_error(sample, rollout, "reference", NO_REFERENCE))
         shown = items[: self.options.max_items]
         if self.options.scoring == "logprob":
             return await self._score_logprob(sample, rollout, shown, total=len(items))
@@ -357,11 +360,11 @@ class ItemizedRubricJudge(PointwiseJudge):
         log = CallLog()
         for outcome in outcomes:
             log.merge(outcome.log)
-        failures = [f"{item_id} {criterion.name}: {outcome.reason}"
+        failures = [(f"{item_id} {criterion.name}", outcome.reason or "unscored")
                     for (item_id, _, criterion), outcome in zip(questions, outcomes, strict=True)
                     if outcome.value is None]
         if failures:
-            return self._unscored(sample, rollout, log, "; ".join(failures[:3])
+            return self._unscored(sample, rollout, log, labelled_reason(failures[:3])
                                   + (f" (+{len(failures) - 3} more)" if len(failures) > 3 else ""))
         verdicts: dict[str, dict[str, CriterionResult]] = {item_id: {} for item_id in ids}
         for (item_id, _, criterion), outcome in zip(questions, outcomes, strict=True):

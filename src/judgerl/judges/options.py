@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from judgerl.config import JudgeConfig, parse_model
 from judgerl.judges.templates import PromptTemplate, fence, load_prompt, load_prompt_file
-from judgerl.types import Sample
+from judgerl.types import Rollout, Sample
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 log = logging.getLogger(__name__)
@@ -83,8 +83,35 @@ def parse_options(model: type[OptionsT], config: JudgeConfig) -> OptionsT:
 def choose_prompt(prompt_file: str | None, default: str, base_dir: Path | None) -> PromptTemplate:
     """The user's template when given, else the shipped one named `default`."""
     if prompt_file:
-        return load_prompt_file(prompt_file, base_dir)
+        return load_prompt_file(prompt_file, base_dir, field="prompt_file")
     return load_prompt(default)
+
+
+def data_error(sample: Sample, rollout: Rollout, field: str, detail: str) -> str:
+    """The unscored reason of a row whose data the judge cannot work with (no reference, no
+    baseline): `data_error: <file>, line <n>, field '<field>': ...`, as a check's, so the user
+    finds the row and the summary counts it under one reason."""
+    where = rollout.location or f"sample {sample.id!r}"
+    return f"data_error: {where}, field '{field}': {detail} (sample {sample.id!r}, rollout {rollout.id!r})"
+
+
+def labelled_reason(failures: list[tuple[str, str]]) -> str:
+    """One unscored reason for several failed parts (criteria, items, turns), led by the first
+    part's reason code as every reason is (`parse_error: on_topic: ...; polite: ...`), not by a
+    part's name: the summaries count reasons by that code.
+
+    >>> labelled_reason([("on_topic", "parse_error: no logprobs"), ("polite", "timeout: 30s")])
+    'parse_error: on_topic: no logprobs; polite: timeout: 30s'
+    """
+    code = failures[0][1].split(":", 1)[0].strip()
+    parts = []
+    for label, reason in failures:
+        head, colon, detail = reason.partition(":")
+        parts.append(f"{label}: {detail.strip() if colon and head.strip() == code else reason}")
+    return f"{code}: " + "; ".join(parts)
+
+
+NO_REFERENCE = "no reference answer, and the judge has use_reference: true"
 
 
 def is_empty(text: str) -> bool:

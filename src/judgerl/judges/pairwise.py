@@ -69,7 +69,15 @@ from judgerl.config import JudgeConfig
 from judgerl.judges.base import ComparingJudge, TokenSet
 from judgerl.judges.calling import CallLog, CallOutcome, call_and_parse, judgment_inputs, record_judgment
 from judgerl.judges.logprob import candidate_mass, pairwise_prob_first
-from judgerl.judges.options import JudgeOptions, choose_prompt, is_empty, parse_options, question_block
+from judgerl.judges.options import (
+    JudgeOptions,
+    choose_prompt,
+    data_error,
+    is_empty,
+    labelled_reason,
+    parse_options,
+    question_block,
+)
 from judgerl.judges.parsing import PairwiseAnswer, pairwise_schema, parse_pairwise
 from judgerl.judges.rubric import LOGPROB_PLACEHOLDERS, RubricJudge
 from judgerl.judges.templates import fence
@@ -274,10 +282,10 @@ class PairwiseJudge(ComparingJudge):
         log = CallLog()
         log.merge(forward.log)
         log.merge(backward.log)
-        failures = [f"order {label}: {outcome.reason}"
+        failures = [(f"order {label}", outcome.reason or "unscored")
                     for label, outcome in (("a-b", forward), ("b-a", backward)) if outcome.value is None]
         if failures:
-            verdict = Verdict.unscored("; ".join(failures), prompt_version=self.prompt.version)
+            verdict = Verdict.unscored(labelled_reason(failures), prompt_version=self.prompt.version)
         elif self.options.scoring == "logprob":
             p_forward, p_backward = forward.value, 1.0 - backward.value
             prob_a = (p_forward + p_backward) / 2
@@ -376,14 +384,17 @@ class PairwiseJudge(ComparingJudge):
         if mode == "round_robin":
             return await self._round_robin(sample, rollouts)
         if mode == "reference":
-            other, other_id, missing = sample.reference, "reference", "no reference answer for this sample"
+            other, other_id, field = sample.reference, "reference", "reference"
+            missing = "no reference answer to compare with (mode: reference)"
         else:
             field = self.options.baseline_field
             value = sample.metadata.get(field)
             other, other_id = (value if isinstance(value, str) else None), f"baseline:{field}"
-            missing = f"no baseline answer (a string) in metadata['{field}']"
+            missing = ("no baseline answer to compare with (mode: baseline): "
+                       + ("missing" if value is None else f"expected a string, got {type(value).__name__}"))
         if other is None:
-            return [Score.unscored(self.name, missing) for _ in rollouts]
+            return [Score.unscored(self.name, data_error(sample, rollout, field, missing))
+                    for rollout in rollouts]
         rated = None
         if self.rater is not None:  # the fixed answer is judged once, not once per rollout
             judged = [(rollout.id, rollout.completion) for rollout in rollouts

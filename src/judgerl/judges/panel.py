@@ -191,6 +191,10 @@ def panel_shape(config: JudgeConfig) -> str:
     any is built); a bad member list is a ConfigError naming `judges.<panel>.members...`."""
     members = config.options.get("members")
     prefix = f"judges.{config.name}.members"
+    unknown = sorted(set(config.options) - set(PanelOptions.model_fields))
+    if unknown:  # first: a misspelt `members` would read as "no members"
+        raise ConfigError(f"unknown option for a panel; known: {sorted(PanelOptions.model_fields)}",
+                          field=f"judges.{config.name}.{unknown[0]}")
     if not isinstance(members, list) or not members:
         raise ConfigError("a panel needs a non-empty list of member judges", field=prefix)
     known = MEMBER_TYPES

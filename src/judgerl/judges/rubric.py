@@ -70,9 +70,12 @@ from judgerl.judges.base import PointwiseJudge, TokenSet
 from judgerl.judges.calling import CallLog, call_and_parse, judgment_inputs, record_judgment
 from judgerl.judges.logprob import LIKERT_TOKENS, verdict_instruction, verdict_parser, verdict_tokens
 from judgerl.judges.options import (
+    NO_REFERENCE,
     JudgeOptions,
     choose_prompt,
+    data_error,
     is_empty,
+    labelled_reason,
     parse_options,
     question_block,
     reference_block,
@@ -473,8 +476,8 @@ class RubricJudge(PointwiseJudge):
                                   f"{exc.detail} (sample {sample.id!r}, rollout {rollout.id!r})")
         if self.options.scope != "answer":
             if self.options.use_reference and sample.reference is None:
-                return self._unscored(sample, rollout, CallLog(), "no reference answer for this sample "
-                                      "(use_reference is true)")
+                return self._unscored(sample, rollout, CallLog(),
+                                      data_error(sample, rollout, "reference", NO_REFERENCE))
             if self.options.scope == "trajectory":
                 return await self._score_trajectory(sample, rollout, rubric)
             return await self._score_turns(sample, rollout, rubric)
@@ -486,8 +489,8 @@ class RubricJudge(PointwiseJudge):
             return Score(self.name, self.options.empty_answer_score, rationale="empty answer",
                          details={"edge_rule": "empty_answer"})
         if self.options.use_reference and sample.reference is None:
-            return self._unscored(sample, rollout, CallLog(), "no reference answer for this sample "
-                                  "(use_reference is true)")
+            return self._unscored(sample, rollout, CallLog(),
+                                  data_error(sample, rollout, "reference", NO_REFERENCE))
         if self.options.mode == "implicit":
             return await self._score_implicit(sample, rollout, rubric)
         return await self._score_answer(sample, rollout, rubric)
@@ -524,11 +527,11 @@ class RubricJudge(PointwiseJudge):
                                                   for criterion in criteria))
         for logprob_outcome in logprob_outcomes:
             log.merge(logprob_outcome.log)
-        lp_failures = [f"{criterion.name}: {outcome.reason}"
+        lp_failures = [(criterion.name, outcome.reason or "unscored")
                        for criterion, outcome in zip(criteria, logprob_outcomes, strict=True)
                        if outcome.value is None]
         if lp_failures:
-            return None, log, "; ".join(lp_failures)
+            return None, log, labelled_reason(lp_failures)
         per_criterion = {}
         for criterion, logprob_outcome in zip(criteria, logprob_outcomes, strict=True):
             assert logprob_outcome.value is not None
@@ -591,10 +594,10 @@ class RubricJudge(PointwiseJudge):
         log = CallLog()
         for _, turn_log, _ in judged:
             log.merge(turn_log)
-        failures = [f"turn {turn}: {reason}"
+        failures = [(f"turn {turn}", reason)
                     for turn, (criteria, _, reason) in zip(turns, judged, strict=True) if criteria is None]
         if failures:
-            return self._unscored(sample, rollout, log, "; ".join(failures))
+            return self._unscored(sample, rollout, log, labelled_reason(failures))
         per_turn = []
         for turn, (criteria, _, _) in zip(turns, judged, strict=True):
             assert criteria is not None

@@ -238,11 +238,16 @@ def load_prompt(name: str) -> PromptTemplate:
     return parse_prompt(name, resource.read_text(encoding="utf-8"), source=f"judgerl:prompts/{name}.txt")
 
 
-def load_prompt_file(path: str | Path, base_dir: Path | None = None) -> PromptTemplate:
-    """Load a user's template file; a relative path is resolved against `base_dir`."""
+def load_prompt_file(path: str | Path, base_dir: Path | None = None, *,
+                     field: str | None = None) -> PromptTemplate:
+    """Load a user's template file; a relative path is resolved against `base_dir`. With `field`
+    (the config key that names it), a missing file is that field's error, so the message names
+    the config file and the key to fix; without it, the missing file itself."""
     path = Path(path)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     if not path.is_file():
+        if field is not None:
+            raise ConfigError(f"prompt file not found: {path}", field=field)
         raise ConfigError("prompt file not found", path=str(path))
     return parse_prompt(path.stem, path.read_text(encoding="utf-8"), source=str(path))

@@ -130,6 +130,9 @@ def resolve_model(name_or_path: str | os.PathLike[str], *, cache_dir: str | os.P
                           field="model")
     if path.exists():
         raise ConfigError(f"{path} is neither a .gguf file nor a model folder", field="model")
+    if spec.startswith(("./", "../", "~")) or path.is_absolute() or spec.lower().endswith(".gguf"):
+        # a path (`./model`, `../x.gguf`), never a hub id: say it is missing, not "bad repo id"
+        raise ConfigError(f"model path not found: {path.resolve()}", field="model")
     if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
         return _hub_snapshot(spec)
     raise ConfigError(f"unknown model '{spec}': not a packaged model ({', '.join(sorted(PACKAGED_MODELS))}), "

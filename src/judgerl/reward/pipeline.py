@@ -27,7 +27,7 @@ from typing import Any
 
 from judgerl.aggregate import Formula, weighted_mean
 from judgerl.backends.base import Backend
-from judgerl.config import CheckConfig, RewardConfig, load_reward_config
+from judgerl.config import BackendConfig, CheckConfig, RewardConfig, load_reward_config
 from judgerl.data import find_lone_surrogate, lone_surrogate, surrogate_message
 from judgerl.errors import BudgetExhausted, ConfigError, DataError, FailureBudgetExceeded, FatalBackendError
 from judgerl.judges.base import Judge
@@ -51,11 +51,17 @@ class RewardPipeline:
         self.runtime = runtime
         self.checks = list(checks)
         self.judges = list(judges)
+        #: every backend is the dry run's neutral stand-in (set by `from_config(dry_run=True)`)
+        self.dry_run = False
         self.weights = {check_config.name: check_config.weight for check_config, _ in self.checks}
         self.weights.update({judge.name: judge.weight for judge in self.judges})
         source = config.source
         if len(self.weights) != len(self.checks) + len(self.judges):
-            raise ConfigError("check and judge names must be unique", path=source, field="name")
+            names = [check_config.name for check_config, _ in self.checks]
+            names += [judge.name for judge in self.judges]
+            twice = sorted({name for name in names if names.count(name) > 1})
+            raise ConfigError(f"check and judge names must be unique: {', '.join(map(repr, twice))} "
+                              "is used more than once", path=source, field="name")
         if not self.weights:
             raise ConfigError("the reward config has no checks and no judges", path=source)
         self.formula = None
@@ -80,7 +86,7 @@ class RewardPipeline:
         `dry_run` replaces each by a `DryRunBackend` (no model is called; judges answer neutrally)."""
         from judgerl.backends import build_backend
         from judgerl.checks import build_check
-        from judgerl.judges import build_judge, needs_own_backend
+        from judgerl.judges import JUDGE_TYPES, build_judge, needs_own_backend
 
         config = source if isinstance(source, RewardConfig) else load_reward_config(source, overrides)
         path = config.source
@@ -88,6 +94,9 @@ class RewardPipeline:
         if dry_run:
             if backends is not None:
                 raise ConfigError("dry run replaces every backend: pass `backends` or `dry_run`, not both")
+            for name, backend_config in config.backends.items():
+                with _located(path, f"backends.{name}"):
+                    _check_backend_config(backend_config)
             dry_run_backends = [DryRunBackend() for _ in config.backends]
             # a dry run costs nothing: no budget (and no price) applies to its stand-in backends
             config = config.model_copy(update={"runtime": config.runtime.model_copy(
@@ -102,6 +111,8 @@ class RewardPipeline:
             runtime = ModelRuntime(backends, config.runtime, base_dir=config.base_dir)
         try:
             for judge_config in config.judges:
+                if judge_config.type not in JUDGE_TYPES:
+                    continue  # build_judge names the unknown type: the first thing to fix
                 if needs_own_backend(judge_config) and judge_config.backend not in backends:
                     raise ConfigError(f"backend '{judge_config.backend}' is not defined in `backends` "
                                       f"(defined: {sorted(backends)})",
@@ -116,7 +127,9 @@ class RewardPipeline:
                     judges.append(build_judge(judge_config, runtime, config.base_dir))
             for backend in dry_run_backends:
                 backend.serve(judges)
-            return cls(config, runtime, checks, judges)
+            pipeline = cls(config, runtime, checks, judges)
+            pipeline.dry_run = dry_run
+            return pipeline
         except BaseException:
             runtime.close_files()  # the cache and journal were opened; nothing else was started
             raise
@@ -408,6 +421,21 @@ def _invalid_rollout_text(rollout: Rollout) -> str | None:
         return None
     where = rollout.location or f"rollout {rollout.id!r}"
     return f"{where}, field 'completion' {surrogate_message(index)}"
+
+
+def _check_backend_config(config: BackendConfig) -> None:
+    """What a dry run checks of a backend it replaces: its type and its options (a typo there
+    must not wait for the real run). Nothing is built, so no key or model is needed; a type
+    whose extra is not installed is left to the real run."""
+    from judgerl.backends import BACKEND_TYPES, backend_class
+
+    if config.type not in BACKEND_TYPES:
+        backend_class(config.type)  # raises: unknown backend type, with the known ones
+    try:
+        kind = backend_class(config.type)
+    except (ConfigError, ImportError):
+        return
+    kind.Options.of(config)
 
 
 @contextmanager

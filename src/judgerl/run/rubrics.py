@@ -186,11 +186,14 @@ def generate_rubrics(config: RewardConfig, input_path: Path, output: Path, *, k:
         try:
             sample = parse_sample_row(row, line=line, path=str(input_path))
         except DataError as exc:
-            summary.bad_rows.append(str(exc))
+            summary.bad_rows.append(f"{exc} (written back unchanged, without a rubric)")
             rows.append((line, row, None))
             continue
         rows.append((line, row, sample))
     summary.rows = len(rows)
+    if not rows:  # as `judgerl score`: an empty (or all-bad) input is not an empty output and exit 0
+        bad = f" ({len(summary.bad_rows)} bad rows: {summary.bad_rows[0]})" if summary.bad_rows else ""
+        raise DataError(f"no prompts to write rubrics for{bad}", path=str(input_path))
     partial = _partial_path(output)
     done = _read_done(partial) if resume else {}
     if not resume and partial.exists():

@@ -9,10 +9,17 @@ recover from anything that went wrong. Rewards are appended to the output as eac
   from the output and scored again, so rerunning after an outage recovers them; with
   `keep_unscored=True` (`--keep-unscored`) they are kept as they are instead;
 - a torn last line (a kill mid-write) is dropped; a key written twice keeps its final row;
+- rows a `--dry-run` wrote are marked (`details.dry_run`): their judges' scores came from the
+  neutral stand-in, so a run that is not a dry run drops them and scores them again (a dry run
+  keeps them, and keeps a real run's rows);
 - when the spending budget (`runtime.budget_usd` / `budget_tokens`) runs out, the rows it left
   unscored (`budget_exhausted`) are not written at all, no further batch is started, and
   `score_file` raises `BudgetExhausted` with the summary attached (`exc.summary`): a rerun with a
-  raised budget scores exactly the rows that are missing.
+  raised budget scores exactly the rows that are missing;
+- when a batch crosses the reward's `failure_budget` (too many unscored rows: the judge is down or
+  answers garbage), its rows are written and no further batch is started: `FailureBudgetExceeded`
+  carries the summary too, and a rerun once the judge is fixed scores the unscored rows and the
+  rest.
 
 Dropping rows rewrites the output atomically (a temporary file, then a rename), so a kill at
 any moment leaves either the old file or the new one; with the SQLite cache, judgments that
@@ -41,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from judgerl.errors import BudgetExhausted, DataError, JudgerlError
+from judgerl.errors import BudgetExhausted, DataError, FailureBudgetExceeded, JudgerlError
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.types import Reward, Rollout, Sample
 
@@ -134,11 +141,14 @@ class Previous:
     finished: set[str] = field(default_factory=set)  # keys kept: not scored again
     kept: int = 0  # rows kept (final, or unscored under keep_unscored)
     dropped_unscored: int = 0  # unscored rows dropped, to be scored again
+    dropped_dry_run: int = 0  # rows a dry run wrote, dropped by a real run, to be scored again
     dropped_other: int = 0  # a torn last line, or a second row for a key
 
 
-def prepare_output(path: Path, *, keep_unscored: bool = False) -> Previous:
+def prepare_output(path: Path, *, keep_unscored: bool = False, dry_run: bool = False) -> Previous:
     """Read the rows a previous run wrote and drop the ones that are not final (see module doc).
+
+    Unless this run is a `dry_run`, rows a dry run wrote are not final either.
 
     Raises `DataError` (file and line) for an output that is not a rewards file. The caller
     must hold `hold_output(path)`.
@@ -161,7 +171,10 @@ def prepare_output(path: Path, *, keep_unscored: bool = False) -> Previous:
                 row = _parse_row(raw, path, number)
                 if row is None:
                     continue
-                key, status = row
+                key, status, from_dry_run = row
+                if from_dry_run and not dry_run:
+                    previous.dropped_dry_run += 1
+                    continue
                 final = status in FINAL_STATUSES
                 if not final and not keep_unscored:
                     previous.dropped_unscored += 1
@@ -177,13 +190,14 @@ def prepare_output(path: Path, *, keep_unscored: bool = False) -> Previous:
     previous.dropped_other += int(torn)
     previous.finished = set(keep)
     previous.kept = len(keep)
-    if previous.dropped_unscored or previous.dropped_other:
+    if previous.dropped_unscored or previous.dropped_other or previous.dropped_dry_run:
         _rewrite_keeping(path, {number for number, _final in keep.values()}, lines)
     return previous
 
 
-def _parse_row(raw: bytes, path: Path, number: int) -> tuple[str, str] | None:
-    """(key, status) of one output line; None for a blank line; DataError for anything else."""
+def _parse_row(raw: bytes, path: Path, number: int) -> tuple[str, str, bool] | None:
+    """(key, status, written by a dry run) of one output line; None for a blank line;
+    DataError for anything else."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -203,7 +217,9 @@ def _parse_row(raw: bytes, path: Path, number: int) -> tuple[str, str] | None:
     if not isinstance(sample_id, str) or not isinstance(rollout_id, str) or not isinstance(status, str):
         raise DataError(f"a reward needs string 'sample_id', 'rollout_id' and 'status'; {_DAMAGED}",
                         path=str(path), line=number)
-    return reward_key(sample_id, rollout_id), status
+    details = row.get("details")
+    from_dry_run = isinstance(details, dict) and details.get("dry_run") is True
+    return reward_key(sample_id, rollout_id), status, from_dry_run
 
 
 def _rewrite_keeping(path: Path, keep_lines: set[int], lines: int) -> None:
@@ -220,9 +236,9 @@ def _rewrite_keeping(path: Path, keep_lines: set[int], lines: int) -> None:
     os.replace(temporary, path)
 
 
-def read_finished(path: Path, *, keep_unscored: bool = False) -> set[str]:
+def read_finished(path: Path, *, keep_unscored: bool = False, dry_run: bool = False) -> set[str]:
     """Keys of the rewards in `path` that a rerun keeps (dropping the rest from the file)."""
-    return prepare_output(path, keep_unscored=keep_unscored).finished
+    return prepare_output(path, keep_unscored=keep_unscored, dry_run=dry_run).finished
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,6 +304,8 @@ class ScoreSummary:
     total: int = 0
     skipped: int = 0  # final rows already in the output: not scored again
     retried: int = 0  # unscored rows of a previous run, scored again
+    redone_dry_run: int = 0  # rows a dry run had written, scored again by this real run
+    not_in_input: int = 0  # final rows of the output whose rollout is not in this input (kept)
     not_scored: int = 0  # rows the spending budget left unscored: not written, scored by a rerun
     status_counts: dict[str, int] = field(default_factory=dict)
     unscored_reasons: dict[str, int] = field(default_factory=dict)
@@ -325,22 +343,30 @@ def score_file(pipeline: RewardPipeline, items: Sequence[tuple[Sample, Rollout]]
     Without `resume` the output is started afresh. Holds the output's lock throughout.
     """
     summary = ScoreSummary()
+    if output.is_dir():  # before the lock: `-o .` has no name to put `.lock` after
+        raise DataError("is a folder; --output must be a file", path=str(output))
     with hold_output(output):
         if output.is_dir():
             raise DataError("is a folder; --output must be a file", path=str(output))
         if not resume and output.exists():
             output.unlink()
-        previous = prepare_output(output, keep_unscored=keep_unscored)
+        dry_run = pipeline.dry_run
+        previous = prepare_output(output, keep_unscored=keep_unscored, dry_run=dry_run)
         finished = previous.finished
+        keys = {reward_key(sample.id, rollout.id) for sample, rollout in items}
         pending = [item for item in items if reward_key(item[0].id, item[1].id) not in finished]
         summary.skipped = len(items) - len(pending)
+        summary.not_in_input = len(finished - keys)  # another input's rows: kept, but said
         summary.retried = previous.dropped_unscored
+        summary.redone_dry_run = previous.dropped_dry_run
         writer = RewardWriter(output)
 
         def on_reward(reward: Reward) -> None:
             if (reward.reason or "").startswith("budget_exhausted"):
                 summary.not_scored += 1  # not final, and not written: a rerun scores it
                 return
+            if dry_run:  # the judges' scores are the stand-in's: a real rerun must not keep them
+                reward.details["dry_run"] = True
             writer.write(reward)
             summary.add(reward)
             if progress is not None:
@@ -349,7 +375,7 @@ def score_file(pipeline: RewardPipeline, items: Sequence[tuple[Sample, Rollout]]
         try:
             for batch in _chunks(pending, batch_size):
                 pipeline.score_batch_sync(batch, on_reward=on_reward)
-        except BudgetExhausted as exc:
+        except (BudgetExhausted, FailureBudgetExceeded) as exc:
             summary.runtime = pipeline.runtime_stats()
             summary.not_scored = len(pending) - summary.total
             exc.summary = summary  # type: ignore[attr-defined]

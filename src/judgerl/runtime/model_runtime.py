@@ -156,6 +156,15 @@ class _BackendState:
         self.timeout_s: float = limits.timeout_s if limits.timeout_s is not None else math.inf
         self.fatal: FatalBackendError | None = None
         self.identity = backend.cache_identity()
+        #: the last failure the breaker counted: what "circuit_open" reports as its cause
+        self.last_failure: str | None = None
+
+    def circuit_open_detail(self, cooldown_s: float | None = None) -> str:
+        """Why calls fail fast, with the failure that opened the breaker (the URL refusing
+        connections, the timeouts): without it every reason of a run reads "circuit_open"."""
+        cause = f" (last error: {self.last_failure})" if self.last_failure else ""
+        wait = f"; calls fail fast for {cooldown_s:g}s" if cooldown_s is not None else ""
+        return f"backend '{self.name}' is failing{cause}{wait}"
 
 
 @dataclass
@@ -433,8 +442,8 @@ class ModelRuntime:
             return self._fail(state, "budget_exhausted", budget.exhausted, attempts, started)
         while True:
             if state.breaker.state == "open":
-                result = self._fail(state, "circuit_open", f"backend '{state.name}' is failing; "
-                                    f"calls fail fast for {config.breaker_cooldown_s:g}s", attempts, started)
+                result = self._fail(state, "circuit_open",
+                                    state.circuit_open_detail(config.breaker_cooldown_s), attempts, started)
                 result.service_s = service_s
                 return result
             if not slots.take_now():
@@ -467,7 +476,7 @@ class ModelRuntime:
                             return result
                         held.append(admitted)
                     if not state.breaker.allow(now=now):
-                        result = self._fail(state, "circuit_open", f"backend '{state.name}' is failing",
+                        result = self._fail(state, "circuit_open", state.circuit_open_detail(),
                                             attempts, started)
                         result.service_s = service_s
                         return result
@@ -536,6 +545,7 @@ class ModelRuntime:
             raise
         except asyncio.TimeoutError:
             state.breaker.record(False)
+            state.last_failure = f"timeout: no answer within {limit:g}s"
             if limit < state.timeout_s:
                 self.stats.count_attempt("deadline_exceeded")
                 return _Outcome(final=self._fail(state, "deadline_exceeded", f"after {attempts} attempt(s)",
@@ -558,6 +568,7 @@ class ModelRuntime:
                 state.breaker.release_probe()  # rate limiting says nothing about health
             else:
                 state.breaker.record(False)
+                state.last_failure = _format_error(reason, detail)
             if exc.retry_after is not None:
                 if exc.retry_after > self.config.retry_after_cap_s:
                     # Only this call fails: a pause this long is not worth waiting for,

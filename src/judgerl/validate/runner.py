@@ -70,7 +70,9 @@ def prepare_config(source: RewardConfig | str | Path | dict[str, Any], overrides
     return config
 
 
-def pick_judge(pipeline: RewardPipeline, name: str | None, *, where: str) -> Judge:
+def pick_judge(pipeline: RewardPipeline, name: str | None, *, where: str,
+               suite_path: str | None = None) -> Judge:
+    """The judge `name` (a field `where` of the suite at `suite_path`) of the pipeline's config."""
     if not pipeline.judges:
         raise ConfigError("the reward config has no judge to validate", path=pipeline.config.source,
                           field="judges")
@@ -79,9 +81,10 @@ def pick_judge(pipeline: RewardPipeline, name: str | None, *, where: str) -> Jud
     for judge in pipeline.judges:
         if judge.name == name:
             return judge
-    raise ConfigError(f"no judge named '{name}' in the reward config (judges: "
-                      f"{[judge.name for judge in pipeline.judges]})", path=pipeline.config.source,
-                      field=where)
+    config = pipeline.config.source
+    raise ConfigError(f"no judge named '{name}' in the reward config{f' {config}' if config else ''} "
+                      f"(judges: {[judge.name for judge in pipeline.judges]})",
+                      path=suite_path or config, field=where)
 
 
 class _Runner:
@@ -129,7 +132,7 @@ def run_validation(config: RewardConfig | str | Path | dict[str, Any],
         suite if isinstance(suite, dict) else str(suite), suite_overrides)
     reward_config = prepare_config(config, overrides, use_cache=suite.use_cache)
     with RewardPipeline.from_config(reward_config, backends=backends, dry_run=dry_run) as pipeline:
-        judge = pick_judge(pipeline, suite.judge, where="judge")
+        judge = pick_judge(pipeline, suite.judge, where="judge", suite_path=suite.source)
         probe = JudgeProbe(judge, pass_threshold=suite.pass_threshold)
         runner = _Runner(pipeline, progress)
         runner.run(pipeline.check_verdict_tokens())  # before any section: a refused token stops here
@@ -255,13 +258,15 @@ def _agreement(section: AgreementSection, ctx: SectionContext) -> SectionResult:
     items = ctx.load(section.data)
     other = section.other
     if other.config is None:
-        other_judge = pick_judge(runner.pipeline, other.judge, where=f"{name}.other.judge")
+        other_judge = pick_judge(runner.pipeline, other.judge, where=f"{name}.other.judge",
+                                 suite_path=suite.source)
         other_probe = JudgeProbe(other_judge, pass_threshold=suite.pass_threshold)
         return _agree(name, section, suite, probe, other_probe, items, runner, runner)
     other_config = prepare_config(suite.resolve(other.config), other.overrides, use_cache=suite.use_cache)
     with RewardPipeline.from_config(other_config, backends=ctx.other_backends,
                                     dry_run=ctx.dry_run and ctx.other_backends is None) as other_pipeline:
-        other_judge = pick_judge(other_pipeline, other.judge, where=f"{name}.other.judge")
+        other_judge = pick_judge(other_pipeline, other.judge, where=f"{name}.other.judge",
+                                 suite_path=suite.source)
         other_probe = JudgeProbe(other_judge, pass_threshold=suite.pass_threshold)
         other_runner = _Runner(other_pipeline, ctx.progress)
         return _agree(name, section, suite, probe, other_probe, items, runner, other_runner)
