@@ -139,3 +139,43 @@ def test_sigkill_midway_then_rerun_judges_nothing_twice(tmp_path: Path):
     finished_numbers = {rollout_id.split("/")[0][1:] for rollout_id in finished_before}
     assert not asked_again & finished_numbers, "a finished judgment was requested again"
     assert len(second_run) <= 40 - len(finished_before)
+
+
+def test_a_content_filtered_judge_prompt_is_that_rows_failure_not_the_runs(fake_openai: FakeOpenAIServer,
+                                                                          tmp_path: Path):
+    """Azure OpenAI answers a prompt that trips its content filter with a 400 (code
+    `content_filter`), OpenAI with a 400 `invalid_prompt` ("flagged as potentially violating our
+    usage policy"). A policy's rollout can say anything: that row is unscored `content_filter`
+    and the other rows are scored; the run used to stop at the first one (a fatal 400)."""
+    flagged = {
+        "capital-fr/1": {"error": {"message": "The response was filtered due to the prompt triggering Azure "
+                                              "OpenAI's content management policy.", "type": None,
+                                   "param": "prompt", "code": "content_filter", "status": 400}},
+        "boiling/1": {"error": {"message": "Invalid prompt: your prompt was flagged as potentially violating "
+                                           "our usage policy.", "type": "invalid_request_error",
+                                "param": None, "code": "invalid_prompt"}},
+    }
+    answers = {"capital-fr/1": "Lyon is the capital.", "boiling/1": "90 degrees"}
+
+    def judge(request: RecordedRequest) -> Reply:
+        for rollout, body in flagged.items():
+            if answers[rollout] in request.prompt:
+                return Reply(status=400, body=body)
+        return rubric_judge(request)
+
+    fake_openai.responder = judge
+    output = tmp_path / "rewards.jsonl"
+    result = runner.invoke(app, [
+        "score", "-c", str(EXAMPLES / "reward_rubric.yaml"), "-i", str(ROLLOUTS), "-o", str(output),
+        "--set", f"backends.judge.base_url={fake_openai.url}", "--set", "runtime.cache_path=null",
+        "--set", "runtime.journal_path=null"])
+    assert result.exit_code == 0, result.output
+    rewards = read_rewards(output)
+    assert len(rewards) == 8
+    for rollout in flagged:
+        assert rewards[rollout]["status"] == "unscored" and rewards[rollout]["value"] is None
+        assert rewards[rollout]["reason"].startswith("content_filter: "), rewards[rollout]["reason"]
+    assert rewards["capital-fr/1"]["reason"].count("content management policy") == 1
+    assert {rollout for rollout, row in rewards.items() if row["status"] == "ok"} == {
+        "capital-fr/0", "capital-fr/3", "boiling/0", "boiling/2"}
+    assert len(fake_openai.chat_requests) == 6, "a filtered prompt is not retried"

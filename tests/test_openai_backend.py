@@ -152,6 +152,17 @@ async def test_context_length_400_concerns_one_request(fake_openai: FakeOpenAISe
     assert str(caught.value).startswith("context_length:")
 
 
+async def test_a_content_filter_400_concerns_one_request(fake_openai: FakeOpenAIServer,
+                                                        backend: OpenAICompatBackend) -> None:
+    fake_openai.script(Reply(status=400, body={"error": {
+        "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management "
+                   "policy.", "param": "prompt", "code": "content_filter", "status": 400}}))
+    with pytest.raises(BackendError) as caught:
+        await backend.complete(request())
+    assert not isinstance(caught.value, FatalBackendError) and not caught.value.retryable
+    assert str(caught.value).startswith("content_filter: The response was filtered")
+
+
 async def test_other_4xx_is_not_retryable(fake_openai: FakeOpenAIServer,
                                           backend: OpenAICompatBackend) -> None:
     fake_openai.script(Reply(status=413, error="too large"))

@@ -85,6 +85,11 @@ from judgerl.errors import BackendError, ConfigError, FatalBackendError
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 FATAL_STATUSES = frozenset({400, 401, 403, 404, 422})
 _CONTEXT_LENGTH = re.compile(r"context[ _]length|maximum context|too many tokens|prompt is too long", re.I)
+# A 400 that refuses this one prompt for its content (Azure OpenAI's content filter, code
+# `content_filter`; OpenAI's `invalid_prompt` "flagged as potentially violating our usage
+# policy"): a policy's rollout can say anything, so this is that row's failure, not the run's.
+_CONTENT_FILTER = re.compile(r"content[ _]filter|content management policy|flagged as potentially "
+                             r"violating|\binvalid_prompt\b|ResponsibleAIPolicyViolation", re.I)
 #: default base URLs of the aliases of type `openai`
 DEFAULT_BASE_URLS = {
     "vllm": "http://127.0.0.1:8000/v1",
@@ -600,6 +605,8 @@ class OpenAICompatBackend(Backend):
                                retry_after=parse_retry_after(response.headers))
         if status == 400 and _CONTEXT_LENGTH.search(message):
             raise BackendError(f"context_length: {message}", retryable=False, status=status)
+        if status == 400 and _CONTENT_FILTER.search(response.text):
+            raise BackendError(f"content_filter: {message}", retryable=False, status=status)
         if status in FATAL_STATUSES:
             hint = {401: " (check the API key)", 403: " (check the key's permissions)",
                     404: f" (check base_url {self.base_url} and model '{self.model}')"}.get(status, "")

@@ -35,7 +35,7 @@ One logical call, step by step:
 
 The error of a failed `CallResult` starts with a short machine-readable reason: "timeout",
 "http_429", "http_503", "connection_error", "bad_response", "circuit_open",
-"deadline_exceeded", "retry_after_too_long", "context_length", "backend_error",
+"deadline_exceeded", "retry_after_too_long", "context_length", "content_filter", "backend_error",
 "budget_exhausted".
 """
 
