@@ -486,6 +486,9 @@ class ModelRuntime:
                     outcome.final.service_s = service_s
                     return outcome.final
                 if outcome.completion is not None:
+                    if held and outcome.completion.usage is not None:
+                        budget.observe(state.backend.model, prompt_estimate,
+                                       outcome.completion.usage.prompt_tokens)
                     result = self._succeeded(state, outcome.completion, estimate, attempts, started)
                     result.service_s = service_s
                     return result
