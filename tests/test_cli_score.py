@@ -179,3 +179,28 @@ def test_a_content_filtered_judge_prompt_is_that_rows_failure_not_the_runs(fake_
     assert {rollout for rollout, row in rewards.items() if row["status"] == "ok"} == {
         "capital-fr/0", "capital-fr/3", "boiling/0", "boiling/2"}
     assert len(fake_openai.chat_requests) == 6, "a filtered prompt is not retried"
+
+
+def test_unscored_reasons_are_counted_by_reason_not_by_criterion_name(fake_openai: FakeOpenAIServer,
+                                                                      tmp_path: Path):
+    """A logprob rubric judge asks one call per criterion and names the criterion before the
+    reason ("correct: parse_error: ..."). The summary and the failure budget's error count by the
+    reason (`parse_error`), not by the criterion's name (they used to say "correct (6)")."""
+    fake_openai.default = Reply(text="PASS")  # an answer without the log-probabilities asked for
+    config = tmp_path / "reward.yaml"
+    config.write_text(json.dumps({
+        "backends": {"judge": {"type": "openai", "base_url": fake_openai.url, "model": "m"}},
+        "runtime": {"max_attempts": 1},
+        "judges": [{"name": "quality", "type": "rubric", "scoring": "logprob", "use_reference": True,
+                    "criteria": [{"name": "correct", "kind": "check", "description": "same fact"}]}],
+        "failure_budget": None}), encoding="utf-8")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
+                                 "-o", str(tmp_path / "a.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "unscored by reason: parse_error (7)" in result.output, result.output
+    rows = read_rewards(tmp_path / "a.jsonl")
+    assert rows["capital-fr/0"]["reason"].startswith("correct: parse_error: the backend returned no log-prob")
+    budget = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
+                                 "-o", str(tmp_path / "b.jsonl"), "--set", "failure_budget=0.5"])
+    assert budget.exit_code == 2
+    assert "reasons: parse_error (7)" in " ".join(budget.output.split()), budget.output

@@ -35,7 +35,7 @@ from judgerl.judges.verdict_tokens import check_verdict_tokens
 from judgerl.reward.dry_run import DryRunBackend
 from judgerl.runtime.loop import LoopThread
 from judgerl.runtime.model_runtime import ModelRuntime
-from judgerl.types import Reward, Rollout, Sample, Score
+from judgerl.types import Reward, Rollout, Sample, Score, reason_key
 
 NEUTRAL_SCORE = 0.5
 RewardCallback = Callable[[Reward], None]
@@ -258,7 +258,7 @@ class RewardPipeline:
             return
         failed = [reward for reward in rewards if reward.status == "unscored"]
         if len(failed) / len(rewards) > budget:
-            reasons = Counter((reward.reason or "unknown").split(":")[0] for reward in failed)
+            reasons = Counter(reason_key(reward.reason) for reward in failed)
             error = FailureBudgetExceeded(len(failed), len(rewards), budget, dict(reasons),
                                           example=failed[0].reason)
             error.rewards = list(rewards)  # type: ignore[attr-defined]
