@@ -246,7 +246,7 @@ def test_a_sample_without_the_reference_its_judge_needs_is_invalid_not_the_batch
 
     sys.path.insert(0, str(Path(__file__).parent))
     from fake_openai import FakeOpenAIServer, Reply
-    from judgerl.adapters import load_pipeline
+    from judgerl.reward.pipeline import RewardPipeline
 
     verdict = {"criteria": {"right": {"score": True, "rationale": "matches"}}}
     with FakeOpenAIServer() as server:
@@ -258,7 +258,7 @@ def test_a_sample_without_the_reference_its_judge_needs_is_invalid_not_the_batch
             "judges": [{"name": "quality", "type": "rubric", "use_reference": True,
                         "criteria": [{"name": "right", "description": "matches the reference"}]}],
             "failure_budget": 0.4}), encoding="utf-8")
-        pipeline = load_pipeline(str(config))
+        pipeline = RewardPipeline.from_config(str(config))
         event = [{"id": "with", "messages": chat("2+2?", "4"), "reference_answer": "4"},
                  {"id": "without", "messages": chat("3+3?", "6")},
                  {"id": "no-key", "messages": chat("4+4?", "8"), "metadata": {"source": "x"}},
