@@ -204,3 +204,27 @@ def test_unscored_reasons_are_counted_by_reason_not_by_criterion_name(fake_opena
                                  "-o", str(tmp_path / "b.jsonl"), "--set", "failure_budget=0.5"])
     assert budget.exit_code == 2
     assert "reasons: parse_error (7)" in " ".join(budget.output.split()), budget.output
+
+
+def test_a_key_revoked_mid_batch_keeps_the_rows_already_judged(fake_openai: FakeOpenAIServer, tmp_path: Path):
+    """A 401 in the middle of a batch (a key revoked, credentials expired) stops the run, but the
+    rows whose judgments came back, and the rows decided without a judge (gated), are written:
+    they were paid for. They used to be dropped with the batch the moment the 401 arrived."""
+    def judge(request: RecordedRequest) -> Reply:
+        if "90 degrees" in request.prompt:
+            return Reply(status=401, error="key revoked", delay_s=0.1)
+        reply = rubric_judge(request)
+        reply.delay_s = 0.6
+        return reply
+
+    fake_openai.responder = judge
+    output = tmp_path / "rewards.jsonl"
+    result = runner.invoke(app, [
+        "score", "-c", str(EXAMPLES / "reward_rubric.yaml"), "-i", str(ROLLOUTS), "-o", str(output),
+        "--set", f"backends.judge.base_url={fake_openai.url}", "--set", "runtime.cache_path=null",
+        "--set", "runtime.journal_path=null"])
+    assert result.exit_code == 2 and "key revoked" in result.output, result.output
+    rows = read_rewards(output)
+    assert {rollout: row["status"] for rollout, row in rows.items()} == {
+        "capital-fr/0": "ok", "capital-fr/1": "ok", "capital-fr/2": "gated", "capital-fr/3": "ok",
+        "boiling/3": "gated"}, "the capital-fr group was judged; boiling's gated row needs no judge"

@@ -159,8 +159,13 @@ class RewardPipeline:
         judge_scores: dict[int, dict[str, Score]] = {index: {} for index in open_indices}
         if open_indices and self.judges:
             open_rollouts = [rollouts[index] for index in open_indices]
-            results = await asyncio.gather(
-                *(self._judge_group(judge, sample, open_rollouts) for judge in self.judges))
+            try:
+                results = await asyncio.gather(
+                    *(self._judge_group(judge, sample, open_rollouts) for judge in self.judges))
+            except FatalBackendError as exc:
+                # the rows decided without a judge (gated, invalid) are final: the caller keeps them
+                exc.rewards = [reward for reward in rewards if reward is not None]  # type: ignore[attr-defined]
+                raise
             for judge, scores in zip(self.judges, results, strict=True):
                 for index, score in zip(open_indices, scores, strict=True):
                     judge_scores[index][judge.name] = score
@@ -194,13 +199,26 @@ class RewardPipeline:
         results: list[Reward | None] = [None] * len(items)
 
         async def one_group(sample: Sample, positions: list[int]) -> None:
-            rewards = await self.score_group(sample, [items[p][1] for p in positions])
+            try:
+                rewards = await self.score_group(sample, [items[p][1] for p in positions])
+            except FatalBackendError as exc:
+                if on_reward is not None:
+                    for reward in getattr(exc, "rewards", []):
+                        on_reward(reward)
+                raise
             for position, reward in zip(positions, rewards, strict=True):
                 results[position] = reward
                 if on_reward is not None:
                     on_reward(reward)
 
-        await asyncio.gather(*(one_group(sample, positions) for sample, positions in groups.values()))
+        # A fatal error (a revoked key, expired credentials) ends the batch, but only once every
+        # group has finished: the groups whose judgments came back are kept (`on_reward`), not
+        # dropped with the batch (the runtime fails the calls after a 401 / 403 / 404 at once).
+        outcomes = await asyncio.gather(
+            *(one_group(sample, positions) for sample, positions in groups.values()), return_exceptions=True)
+        failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
+        if failure is not None:
+            raise failure
         return [reward for reward in results if reward is not None]
 
     async def score_batch(self, items: Sequence[tuple[Sample, Rollout]], *,
