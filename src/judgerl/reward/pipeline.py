@@ -71,6 +71,7 @@ class RewardPipeline:
                               path=source, field="weight")
         self._loop: LoopThread | None = None
         self._verdict_tokens_checked = False
+        self._verdict_check: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, source: RewardConfig | str | dict[str, Any], *,
@@ -128,7 +129,14 @@ class RewardPipeline:
         API cannot score (judges/verdict_tokens.py): a `ConfigError` naming a working pair."""
         if self._verdict_tokens_checked:
             return
-        await check_verdict_tokens(self.judges, self.runtime.backends)
+        # The groups of a batch start together: they share one check (one warning, one set of
+        # tokenize requests), not one each.
+        loop = asyncio.get_running_loop()
+        task = self._verdict_check
+        if task is None or task.get_loop() is not loop:
+            task = loop.create_task(check_verdict_tokens(self.judges, self.runtime.backends))
+            self._verdict_check = task
+        await asyncio.shield(task)
         self._verdict_tokens_checked = True
 
     async def score_group(self, sample: Sample, rollouts: Sequence[Rollout]) -> list[Reward]:
