@@ -116,6 +116,23 @@ async def test_api_key_from_environment(fake_openai: FakeOpenAIServer,
     assert headers["authorization"] == "Bearer sk-test-123" and headers["x-team"] == "rl"
 
 
+async def test_an_api_key_read_from_a_file_with_its_newline_still_works(
+        fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key from a file or a mounted secret ends with a newline; it used to reach the header, and
+    every judgment was unscored `judge_error: ValueError: Forbidden control character ...`."""
+    monkeypatch.setenv("JUDGERL_TEST_KEY", "sk-test-123\n")
+    backend = OpenAICompatBackend(fake_openai.url, "m", api_key_env="JUDGERL_TEST_KEY")
+    await backend.complete(request())
+    await backend.aclose()
+    assert fake_openai.chat_requests[0].headers["authorization"] == "Bearer sk-test-123"
+    monkeypatch.setenv("JUDGERL_TEST_KEY", "  ")
+    with pytest.raises(ConfigError, match="JUDGERL_TEST_KEY is empty"):
+        OpenAICompatBackend(fake_openai.url, "m", api_key_env="JUDGERL_TEST_KEY")
+    monkeypatch.setenv("JUDGERL_TEST_KEY", "sk-one\nsk-two")
+    with pytest.raises(ConfigError, match="control character"):
+        OpenAICompatBackend(fake_openai.url, "m", api_key_env="JUDGERL_TEST_KEY")
+
+
 def test_missing_api_key_env_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JUDGERL_NO_SUCH_KEY", raising=False)
     with pytest.raises(ConfigError, match="JUDGERL_NO_SUCH_KEY"):

@@ -344,9 +344,16 @@ class OpenAICompatBackend(Backend):
             raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}",
                               field="base_url")
         if api_key is None and api_key_env:
-            api_key = os.environ.get(api_key_env)
+            # a key read from a file or a mounted secret often ends with a newline, which no
+            # HTTP header may carry: every call would fail with a header-injection ValueError
+            api_key = (os.environ.get(api_key_env) or "").strip()
             if not api_key:
-                raise ConfigError(f"environment variable {api_key_env} is not set", field="api_key_env")
+                state = "is empty" if api_key_env in os.environ else "is not set"
+                raise ConfigError(f"environment variable {api_key_env} {state}", field="api_key_env")
+            if any(ord(character) < 32 or ord(character) == 127 for character in api_key):
+                raise ConfigError(f"environment variable {api_key_env} holds a control character (a line "
+                                  "break inside the key?): an HTTP header cannot carry it",
+                                  field="api_key_env")
         self.base_url = base_url.rstrip("/")
         if endpoint not in ("chat", "completions"):
             raise ConfigError(f"endpoint must be chat or completions, got {endpoint!r}", field="endpoint")
