@@ -228,3 +228,14 @@ def test_a_key_revoked_mid_batch_keeps_the_rows_already_judged(fake_openai: Fake
     assert {rollout: row["status"] for rollout, row in rows.items()} == {
         "capital-fr/0": "ok", "capital-fr/1": "ok", "capital-fr/2": "gated", "capital-fr/3": "ok",
         "boiling/3": "gated"}, "the capital-fr group was judged; boiling's gated row needs no judge"
+
+
+def test_a_batch_size_below_one_is_refused_naming_the_option(tmp_path: Path):
+    """`--batch-size 0` used to end in a ValueError traceback from range(), and `--batch-size -3`
+    scored nothing and exited 0."""
+    for size in ("0", "-3"):
+        result = runner.invoke(app, ["score", "-c", str(EXAMPLES / "reward_scripted.yaml"), "-i",
+                                     str(ROLLOUTS), "-o", str(tmp_path / "out.jsonl"), "--batch-size", size])
+        assert result.exit_code == 2 and "--batch-size" in result.output, result.output
+        assert isinstance(result.exception, SystemExit), result.exception
+        assert not (tmp_path / "out.jsonl").exists() or not (tmp_path / "out.jsonl").read_text()

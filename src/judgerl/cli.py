@@ -86,7 +86,8 @@ def score(
     input: Annotated[Path, typer.Option("--input", "-i", help="Rollouts JSONL.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Rewards JSONL (appended, resumable).")],
     overrides: SetOption = None,
-    batch_size: Annotated[int, typer.Option(help="Rollouts per batch (failure budget per batch).")] = 256,
+    batch_size: Annotated[int, typer.Option(
+        min=1, help="Rollouts per batch (failure budget per batch).")] = 256,
     resume: Annotated[bool, typer.Option(
         help="Keep the final rows (ok, gated) already in --output and score the rest; "
              "--no-resume starts the output afresh.")] = True,
@@ -682,7 +683,7 @@ def plan(
     probe: Annotated[int, typer.Option(
         min=0, help="Measure the latency with N real calls per backend (they cost money).")] = 0,
     generation_s: Annotated[float | None, typer.Option(
-        help="The policy's generation time per step, to see what bounds the step.")] = None,
+        min=0, help="The policy's generation time per step, to see what bounds the step.")] = None,
     tokenizer: Annotated[list[str] | None, typer.Option(
         help="BACKEND=FOLDER: count that backend's tokens with a transformers tokenizer on disk.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the forecast as JSON only.")] = False,
@@ -710,8 +711,9 @@ def plan(
                                       rollouts=rollouts, steps=steps, prompts_per_step=prompts_per_step,
                                       rollouts_per_prompt=rollouts_per_prompt, answer_tokens=answer_tokens,
                                       sample=sample)
-    options = PlanOptions(latency_s=_named_values(latency_s, "--latency-s", float), generation_s=generation_s,
-                          probe=probe, tokenizers=_named_values(tokenizer, "--tokenizer", str, bare=False))
+    options = PlanOptions(latency_s=_named_values(latency_s, "--latency-s", _seconds),
+                          generation_s=generation_s, probe=probe,
+                          tokenizers=_named_values(tokenizer, "--tokenizer", str, bare=False))
     result = planning.plan(parts, options)
     if save is not None:
         save = planning.save_plan(result, save / planning.PLAN_FILE if save.is_dir() else save)
@@ -721,6 +723,14 @@ def plan(
     planning.print_plan(result, console)
     if save is not None:
         console.print(f"forecast saved: {save}", highlight=False)
+
+
+def _seconds(text: str) -> float:
+    """A duration of 0 or more seconds (a ValueError otherwise, for `_named_values`)."""
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(f"{text} is not 0 or more seconds")
+    return value
 
 
 def _named_values(items: list[str] | None, option: str, kind: Any, *, bare: bool = True) -> dict[str, Any]:
@@ -733,7 +743,8 @@ def _named_values(items: list[str] | None, option: str, kind: Any, *, bare: bool
         try:
             values[name if sep else "*"] = kind(value)
         except ValueError as exc:
-            raise typer.BadParameter(f"{option}: {item!r} is not BACKEND=NUMBER or NUMBER") from exc
+            raise typer.BadParameter(f"{option}: {item!r} is not BACKEND=NUMBER or NUMBER "
+                                     "(a number of 0 or more)") from exc
     return values
 
 
