@@ -260,7 +260,7 @@ def sft(
 def serve(
     config: Annotated[Path, typer.Option("--config", "-c", help="Reward config YAML.")],
     host: Annotated[str, typer.Option(help="Interface to bind (loopback unless told).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 5000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 5000,
     token_env: Annotated[str, typer.Option(help="Environment variable holding the bearer token.")] = (
         "JUDGERL_SERVER_TOKEN"),
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without a token (trusted nets).")] = False,
@@ -273,14 +273,15 @@ def serve(
     tokenizer: Annotated[str | None, typer.Option(
         help="A tokenizer folder whose special tokens are stripped too (the policy's).")] = None,
     budget_window: Annotated[int, typer.Option(
-        help="failure_budget applies over this many most recent items.")] = 256,
+        min=1, help="failure_budget applies over this many most recent items.")] = 256,
     group_size: Annotated[int, typer.Option(
-        help="Hold rollouts of one prompt until this many arrived, then judge them together (OpenRLHF's "
-             "n_samples_per_prompt; 1 = no holding).")] = 1,
+        min=1, help="Hold rollouts of one prompt until this many arrived, then judge them together "
+                    "(OpenRLHF's n_samples_per_prompt; 1 = no holding).")] = 1,
     group_timeout_s: Annotated[float, typer.Option(
-        help="Longest a rollout is held for its group.")] = 30.0,
-    max_batch: Annotated[int, typer.Option(help="Most items per request (413 above).")] = 4096,
-    max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB (413 above).")] = 32.0,
+        min=0.001, help="Longest a rollout is held for its group.")] = 30.0,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most items per request (413 above).")] = 4096,
+    max_body_mb: Annotated[float, typer.Option(
+        min=0.001, help="Largest request body in MiB (413 above).")] = 32.0,
     idle_timeout: Annotated[float, typer.Option(
         min=0.001, help="Seconds a connection may wait before sending the first byte of its request "
                         "(the header timeout instead while connections wait for a slot).")] = 180.0,
