@@ -222,3 +222,19 @@ async def test_a_validation_exception_about_one_prompt_fails_that_call_not_the_r
         "long": "context_length", "nova": "context_length", "filtered": "content_filter"}
     assert all(result.attempts == 1 for result in results.values()), "not retried"
     assert "Input is too long for requested model" in results["long"].error
+
+
+async def test_a_guardrail_stop_is_that_judgments_content_filter_not_a_reask():
+    """stopReason guardrail_intervened / content_filtered: the text is the guardrail's message or
+    cut short; it used to go to the judge's parser (a parse error and a paid re-ask)."""
+    backend = stubbed_backend()
+    runtime = ModelRuntime({"judge": backend}, RuntimeConfig(max_attempts=3, backoff_base_s=0.0))
+    with Stubber(backend.client) as stub:
+        for stop in ("guardrail_intervened", "content_filtered"):
+            stub.add_response("converse", converse_response("Sorry, I can't help.", stop=stop))
+            result = await runtime.complete("judge", CompletionRequest(messages=[{"role": "user",
+                                                                                  "content": stop}]))
+            assert result.reason == "content_filter" and result.attempts == 1, result.error
+            assert stop in result.error
+        stub.assert_no_pending_responses()
+    await runtime.aclose()

@@ -239,3 +239,31 @@ def test_a_batch_size_below_one_is_refused_naming_the_option(tmp_path: Path):
         assert result.exit_code == 2 and "--batch-size" in result.output, result.output
         assert isinstance(result.exception, SystemExit), result.exception
         assert not (tmp_path / "out.jsonl").exists() or not (tmp_path / "out.jsonl").read_text()
+
+
+def test_an_answer_stopped_by_the_content_filter_is_that_rows_failure_and_not_retried(
+        fake_openai: FakeOpenAIServer, tmp_path: Path):
+    """Azure OpenAI answers 200 with `finish_reason: content_filter` and no content when its filter
+    stops the answer. It used to be a retryable bad_response: 5 paid attempts per row, and the
+    failures opened the circuit breaker for every other row (`circuit_open`)."""
+    def judge(request: RecordedRequest) -> Reply:
+        if "Lyon is the capital." in request.prompt:
+            return Reply(body={"choices": [{"index": 0, "finish_reason": "content_filter",
+                                            "message": {"role": "assistant", "content": None}}],
+                               "usage": {"prompt_tokens": 500, "completion_tokens": 0}})
+        return rubric_judge(request)
+
+    fake_openai.responder = judge
+    output = tmp_path / "rewards.jsonl"
+    result = runner.invoke(app, [
+        "score", "-c", str(EXAMPLES / "reward_rubric.yaml"), "-i", str(ROLLOUTS), "-o", str(output),
+        "--set", f"backends.judge.base_url={fake_openai.url}", "--set", "runtime.cache_path=null",
+        "--set", "runtime.journal_path=null", "--set", "runtime.breaker_window=2",
+        "--set", "runtime.backoff_base_s=0"])
+    assert result.exit_code == 0, result.output
+    rows = read_rewards(output)
+    assert rows["capital-fr/1"]["status"] == "unscored"
+    assert rows["capital-fr/1"]["reason"].startswith("content_filter: "), rows["capital-fr/1"]["reason"]
+    assert {rollout for rollout, row in rows.items() if row["status"] == "ok"} == {
+        "capital-fr/0", "capital-fr/3", "boiling/0", "boiling/1", "boiling/2"}
+    assert len(fake_openai.chat_requests) == 6, "the filtered answer is not asked again"

@@ -320,7 +320,8 @@ def parse_response(response: dict[str, Any], model: str) -> Completion:
     if stop == "max_tokens":
         finish = "length"
     elif stop in ("guardrail_intervened", "content_filtered"):
-        finish = "content_filter"
+        # the answer is the guardrail's message or cut short: this prompt's failure, not retried
+        raise BackendError(f"content_filter: bedrock stopped the answer (stopReason {stop})", retryable=False)
     else:
         finish = "stop"
     return Completion(text=text, model=model, finish_reason=finish,

@@ -18,7 +18,11 @@ Classification:
   `retry-after-ms` / `Retry-After` (seconds or an HTTP-date) when given;
 - 400, 401, 403, 404, 422: `FatalBackendError` with the server's own error text (every other call
   would fail the same way); except a 400 that says the prompt exceeds the context length, which
-  only concerns that one request ("context_length", not retried, not fatal);
+  only concerns that one request ("context_length", not retried, not fatal), and a 400 that
+  refuses the prompt for its content (Azure's `content_filter`, OpenAI's `invalid_prompt`:
+  "content_filter", not retried, not fatal);
+- a 200 whose `finish_reason` is `content_filter` (the answer null or cut short by the server's
+  filter): "content_filter", not retried;
 - a 200 with a body that is not JSON, is cut short, has no `choices` or no message content:
   retryable "bad_response";
 - `finish_reason: "length"` is returned as is (`Completion.finish_reason == "length"`): the text
@@ -638,6 +642,11 @@ class OpenAICompatBackend(Backend):
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
             raise BackendError("bad_response: no choices", retryable=True, status=response.status)
         choice = choices[0]
+        if choice.get("finish_reason") == "content_filter":
+            # Azure OpenAI's content filter stopped the answer (its content is null or cut short):
+            # this prompt's answer, every time, so no retry, and no sign that the server is unwell
+            raise BackendError("content_filter: the server's content filter stopped the answer "
+                               "(finish_reason content_filter)", retryable=False, status=response.status)
         if self.endpoint == "completions":
             text = choice.get("text")
             if not isinstance(text, str):

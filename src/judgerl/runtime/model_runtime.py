@@ -66,6 +66,8 @@ from judgerl.runtime.ratelimit import RateLimiter, RetryAfterGate, estimate_toke
 
 #: statuses after which a backend is never called again in this run
 STICKY_FATAL_STATUSES = frozenset({401, 403, 404})
+#: failures that are about one prompt (too long, content-filtered): not a sign of an unwell backend
+PROMPT_REASONS = frozenset({"context_length", "content_filter"})
 _REASON = re.compile(r"^([a-z][a-z0-9_]*)(?::|$)")
 
 
@@ -559,6 +561,8 @@ class ModelRuntime:
             self.stats.count_attempt(reason)
             if exc.status == 429:
                 state.breaker.release_probe()  # rate limiting says nothing about health
+            elif reason in PROMPT_REASONS:
+                state.breaker.record(True)  # the server answered: it refused this prompt, and is up
             else:
                 state.breaker.record(False)
             if exc.retry_after is not None:
