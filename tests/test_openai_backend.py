@@ -180,6 +180,22 @@ async def test_a_content_filter_400_concerns_one_request(fake_openai: FakeOpenAI
     assert str(caught.value).startswith("content_filter: The response was filtered")
 
 
+async def test_a_refusal_is_that_prompts_failure_and_not_retried(fake_openai: FakeOpenAIServer) -> None:
+    """OpenAI's structured outputs answer a prompt the model declines with `message.refusal`; it
+    used to be a retryable bad_response (5 paid attempts, each counted against the breaker)."""
+    from judgerl.config import RuntimeConfig
+    from judgerl.runtime.model_runtime import ModelRuntime
+
+    fake_openai.default = Reply(choices=[{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant", "content": None, "refusal": "I can't assist with that request."}}])
+    backend = OpenAICompatBackend(fake_openai.url, "m")
+    runtime = ModelRuntime({"judge": backend}, RuntimeConfig(max_attempts=5, backoff_base_s=0.0))
+    result = await runtime.complete("judge", request())
+    await runtime.aclose()
+    assert result.reason == "refusal" and "can't assist" in result.error
+    assert result.attempts == 1 and len(fake_openai.chat_requests) == 1
+
+
 async def test_other_4xx_is_not_retryable(fake_openai: FakeOpenAIServer,
                                           backend: OpenAICompatBackend) -> None:
     fake_openai.script(Reply(status=413, error="too large"))

@@ -15,7 +15,7 @@ from typing import Any, Literal
 #: ("correct: parse_error: ...", "c2 Actionability: timeout: ...", "turn 2: polite: ...")
 _REASON_SLUG = re.compile(
     r"(?:^|[\s:;(])(http_\d{3}|timeout|connection_error|bad_response|circuit_open|deadline_exceeded|"
-    r"retry_after_too_long|retry_after_window|context_length|content_filter|backend_error|"
+    r"retry_after_too_long|retry_after_window|context_length|content_filter|refusal|backend_error|"
     r"budget_exhausted|parse_error|judge_error|data_error|check_error|aggregate_error|invalid_text|"
     r"group_incomplete|panel_[a-z_]+|lambda_deadline|no_text_content)(?=:|$| \()")
 

@@ -22,7 +22,8 @@ Classification:
   refuses the prompt for its content (Azure's `content_filter`, OpenAI's `invalid_prompt`:
   "content_filter", not retried, not fatal);
 - a 200 whose `finish_reason` is `content_filter` (the answer null or cut short by the server's
-  filter): "content_filter", not retried;
+  filter): "content_filter", not retried; a 200 whose message is a `refusal` (structured
+  outputs: the model declined this prompt): "refusal", not retried;
 - a 200 with a body that is not JSON, is cut short, has no `choices` or no message content:
   retryable "bad_response";
 - `finish_reason: "length"` is returned as is (`Completion.finish_reason == "length"`): the text
@@ -658,8 +659,9 @@ class OpenAICompatBackend(Backend):
             text = message.get("content") if isinstance(message, dict) else None
             if not isinstance(text, str):
                 refusal = message.get("refusal") if isinstance(message, dict) else None
-                detail = f"refusal: {refusal}" if refusal else "no message content"
-                raise BackendError(f"bad_response: {detail}", retryable=True, status=response.status)
+                if refusal:  # the model declined this prompt (structured outputs): asking again repeats it
+                    raise BackendError(f"refusal: {refusal}", retryable=False, status=response.status)
+                raise BackendError("bad_response: no message content", retryable=True, status=response.status)
             logprobs = self._parse_logprobs(choice.get("logprobs"))
         candidates = None
         if request.candidate_tokens and logprobs:

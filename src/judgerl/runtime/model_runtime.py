@@ -35,7 +35,7 @@ One logical call, step by step:
 
 The error of a failed `CallResult` starts with a short machine-readable reason: "timeout",
 "http_429", "http_503", "connection_error", "bad_response", "circuit_open",
-"deadline_exceeded", "retry_after_too_long", "context_length", "content_filter", "backend_error",
+"deadline_exceeded", "retry_after_too_long", "context_length", "content_filter", "refusal", "backend_error",
 "budget_exhausted".
 """
 
@@ -67,7 +67,7 @@ from judgerl.runtime.ratelimit import RateLimiter, RetryAfterGate, estimate_toke
 #: statuses after which a backend is never called again in this run
 STICKY_FATAL_STATUSES = frozenset({401, 403, 404})
 #: failures that are about one prompt (too long, content-filtered): not a sign of an unwell backend
-PROMPT_REASONS = frozenset({"context_length", "content_filter"})
+PROMPT_REASONS = frozenset({"context_length", "content_filter", "refusal"})
 _REASON = re.compile(r"^([a-z][a-z0-9_]*)(?::|$)")
 
 
