@@ -233,3 +233,45 @@ def test_judge_failures_still_cross_the_budget():
     event = [{"id": str(i), "messages": chat("q", "JUDGE-FAIL" if i < 2 else "good")} for i in range(4)]
     with pipeline, pytest.raises(FailureBudgetExceeded):
         handle(event, FakeContext(), pipeline=pipeline)
+
+
+def test_a_sample_without_the_reference_its_judge_needs_is_invalid_not_the_batchs_failure(tmp_path, caplog):
+    """A sample without `reference_answer`, for a judge with `use_reference: true`, is that sample's
+    data error (invalid_sample, the field named), decided before any judging: it is not sent to
+    the judge and does not count against the failure budget, so such samples do not fail the
+    invocation (they used to: judged, unscored for want of a reference, 2 of 4 over a budget of
+    0.4), and a blank reference is no reference (it used to reach the judge as one)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_openai import FakeOpenAIServer, Reply
+    from judgerl.reward.pipeline import RewardPipeline
+
+    verdict = {"criteria": {"right": {"score": True, "rationale": "matches"}}}
+    with FakeOpenAIServer() as server:
+        server.default = Reply(text=json.dumps(verdict))
+        config = tmp_path / "reward.yaml"
+        config.write_text(json.dumps({
+            "backends": {"judge": {"type": "openai", "base_url": server.url, "model": "m"}},
+            "runtime": {"max_attempts": 1},
+            "judges": [{"name": "quality", "type": "rubric", "use_reference": True,
+                        "criteria": [{"name": "right", "description": "matches the reference"}]}],
+            "failure_budget": 0.4}), encoding="utf-8")
+        pipeline = RewardPipeline.from_config(str(config))
+        event = [{"id": "with", "messages": chat("2+2?", "4"), "reference_answer": "4"},
+                 {"id": "without", "messages": chat("3+3?", "6")},
+                 {"id": "no-key", "messages": chat("4+4?", "8"), "metadata": {"source": "x"}},
+                 {"id": "blank", "messages": chat("5+5?", "10"), "metadata": {"reference_answer": " "}}]
+        with pipeline:
+            results = handle(event, FakeContext(), pipeline=pipeline)
+        judged = len(server.chat_requests)
+    assert [result["id"] for result in results] == ["with", "without", "no-key", "blank"]
+    assert results[0]["aggregate_reward_score"] == 1.0
+    assert metrics(results[0])["invalid_sample"] == (0.0, "Metric")
+    for result in results[1:]:
+        assert result["aggregate_reward_score"] == 0.0
+        assert metrics(result) == {"invalid_sample": (1.0, "Metric")}
+    assert judged == 1, "only the sample with a reference reached the judge"
+    assert "field 'reference_answer' (or 'metadata.reference_answer') is missing or empty, but the " \
+           "reward's judge 'quality' needs a reference answer" in caplog.text

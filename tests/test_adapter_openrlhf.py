@@ -252,6 +252,20 @@ def test_serve_command_refuses_to_start_without_a_token(tmp_path, monkeypatch):
     assert "JUDGERL_SERVER_TOKEN" in result.output
 
 
+@pytest.mark.parametrize(("option", "value"), [
+    ("--group-size", "0"), ("--budget-window", "0"), ("--group-timeout-s", "-1"), ("--port", "70000"),
+    ("--max-batch", "0"), ("--max-body-mb", "-1")])
+def test_serve_refuses_an_option_out_of_range_naming_it(tmp_path, option, value):
+    """These used to start (a service answering 413 to everything) or end in a ValueError /
+    OverflowError traceback; now the option is named before anything starts."""
+    from judgerl.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--config", str(write_config(tmp_path)), "--no-auth",
+                                      option, value])
+    assert result.exit_code == 2 and option in result.output, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+
+
 def test_serve_command_runs_the_server(tmp_path, monkeypatch):
     """`judgerl serve` end to end: the CLI starts uvicorn; a real request gets a reward."""
     monkeypatch.setenv("JUDGERL_SERVER_TOKEN", TOKEN)

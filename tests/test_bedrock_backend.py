@@ -182,3 +182,59 @@ async def test_structured_output_tool_use_forces_the_verdict_tool():
     with pytest.raises(ConfigError, match=r"structured_output.*tool_use.*none"):
         build_backend(BackendConfig(type="bedrock", model=MODEL, structured_output="json_schema"))
     await backend.aclose()
+
+
+async def test_a_validation_exception_about_one_prompt_fails_that_call_not_the_run():
+    """Over real HTTP (boto3 against a loopback endpoint answering as Bedrock does): a prompt too
+    long for the model, or blocked by its content filtering, is that judgment's failure
+    (`context_length`, `content_filter`); they used to be fatal and stop the run. A
+    ValidationException about the request's configuration still stops it."""
+    import boto3
+    from botocore.config import Config
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from test_adapter_openrlhf import running
+
+    messages = {"long": "Input is too long for requested model.",
+                "nova": "Input Tokens Exceeded: Number of input tokens exceeds maximum length.",
+                "filtered": "Output blocked by content filtering policy",
+                "config": "This model doesn't support the toolConfig.toolChoice.tool field."}
+
+    async def converse(request):
+        prompt = (await request.json())["messages"][0]["content"][0]["text"]
+        return JSONResponse({"message": messages[prompt]}, status_code=400,
+                            headers={"x-amzn-ErrorType": "ValidationException:http://internal.amazon.com/"})
+
+    app = Starlette(routes=[Route("/model/{model:path}/converse", converse, methods=["POST"])])
+    with running(app) as url:
+        client = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=url,
+                              config=Config(retries={"total_max_attempts": 1}))
+        backend = BedrockBackend(MODEL, client=client)
+        runtime = ModelRuntime({"judge": backend}, RuntimeConfig(max_attempts=3))
+        ask = lambda text: CompletionRequest(messages=[{"role": "user", "content": text}])  # noqa: E731
+        results = {name: await runtime.complete("judge", ask(name)) for name in ("long", "nova", "filtered")}
+        with pytest.raises(FatalBackendError, match="toolChoice"):
+            await runtime.complete("judge", ask("config"))
+        await runtime.aclose()
+    assert {name: result.reason for name, result in results.items()} == {
+        "long": "context_length", "nova": "context_length", "filtered": "content_filter"}
+    assert all(result.attempts == 1 for result in results.values()), "not retried"
+    assert "Input is too long for requested model" in results["long"].error
+
+
+async def test_a_guardrail_stop_is_that_judgments_content_filter_not_a_reask():
+    """stopReason guardrail_intervened / content_filtered: the text is the guardrail's message or
+    cut short; it used to go to the judge's parser (a parse error and a paid re-ask)."""
+    backend = stubbed_backend()
+    runtime = ModelRuntime({"judge": backend}, RuntimeConfig(max_attempts=3, backoff_base_s=0.0))
+    with Stubber(backend.client) as stub:
+        for stop in ("guardrail_intervened", "content_filtered"):
+            stub.add_response("converse", converse_response("Sorry, I can't help.", stop=stop))
+            result = await runtime.complete("judge", CompletionRequest(messages=[{"role": "user",
+                                                                                  "content": stop}]))
+            assert result.reason == "content_filter" and result.attempts == 1, result.error
+            assert stop in result.error
+        stub.assert_no_pending_responses()
+    await runtime.aclose()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from fake_openai import FakeOpenAIServer
+from fake_openai import FakeOpenAIServer, Reply
 from judgerl.backends.base import Completion, CompletionRequest, Usage
 from judgerl.backends.scripted import ScriptedBackend
 from judgerl.cli import app
@@ -80,6 +80,40 @@ def test_concurrent_calls_never_cross_the_token_budget_and_the_refusal_is_final(
     assert "runtime.budget_tokens=1000" in refused[0].error
     assert results[20].reason == "budget_exhausted" and len(backend.calls) == len(ok)
     assert results[21].ok and results[21].cached
+
+
+def test_a_tokenizer_that_counts_more_than_the_estimate_does_not_cross_the_budget(
+        fake_openai: FakeOpenAIServer):
+    """The estimate counts 4 characters a token; for Chinese text a real tokenizer counts about one
+    a character. The server's real counts used to be ignored by the estimate, and three calls
+    estimated at 112 tokens each spent 1,224 of a 1,000-token budget; now the estimate is scaled
+    by what the model really counted, over real HTTP."""
+    from judgerl.backends import build_backend
+    from judgerl.config import BackendConfig
+
+    def answer(request: Any) -> Reply:
+        return Reply(text="ok", usage={"prompt_tokens": len(request.prompt), "completion_tokens": 2})
+
+    fake_openai.responder = answer
+    backend = build_backend(BackendConfig(type="openai", base_url=fake_openai.url, model="m",
+                                          max_concurrency=1))
+    runtime = ModelRuntime({"judge": backend}, RuntimeConfig(budget_tokens=1000, max_attempts=1))
+
+    async def main() -> list:
+        results = []
+        for index in range(5):
+            prompt = f"{index}" + "问" * 399  # 400 characters: estimated 104 prompt tokens, 400 real
+            results.append(await runtime.complete("judge", CompletionRequest(
+                messages=[{"role": "user", "content": prompt}], max_tokens=8)))
+        await runtime.aclose()
+        return results
+
+    results = asyncio.run(main())
+    stats = runtime.stats.snapshot()
+    assert stats["total_tokens"] <= 1000, stats
+    assert [result.ok for result in results] == [True, True, False, False, False]
+    assert results[2].reason == "budget_exhausted" and "~408 tokens" in results[2].error
+    assert len(fake_openai.chat_requests) == 2
 
 
 def test_the_pipeline_raises_budget_exhausted_with_the_rows_unscored_not_faked():

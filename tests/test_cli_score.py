@@ -349,3 +349,131 @@ def test_a_logprob_judge_on_a_server_without_logprobs_is_counted_under_its_reaso
     reason = read_rewards(output)["capital-fr/0"]["reason"]
     assert reason.startswith("parse_error: on_topic: the backend returned no log-probabilities"), reason
     assert "; polite: the backend returned no log-probabilities" in reason
+
+
+def test_a_content_filtered_judge_prompt_is_that_rows_failure_not_the_runs(fake_openai: FakeOpenAIServer,
+                                                                          tmp_path: Path):
+    """Azure OpenAI answers a prompt that trips its content filter with a 400 (code
+    `content_filter`), OpenAI with a 400 `invalid_prompt` ("flagged as potentially violating our
+    usage policy"). A policy's rollout can say anything: that row is unscored `content_filter`
+    and the other rows are scored; the run used to stop at the first one (a fatal 400)."""
+    flagged = {
+        "capital-fr/1": {"error": {"message": "The response was filtered due to the prompt triggering Azure "
+                                              "OpenAI's content management policy.", "type": None,
+                                   "param": "prompt", "code": "content_filter", "status": 400}},
+        "boiling/1": {"error": {"message": "Invalid prompt: your prompt was flagged as potentially violating "
+                                           "our usage policy.", "type": "invalid_request_error",
+                                "param": None, "code": "invalid_prompt"}},
+    }
+    answers = {"capital-fr/1": "Lyon is the capital.", "boiling/1": "90 degrees"}
+
+    def judge(request: RecordedRequest) -> Reply:
+        for rollout, body in flagged.items():
+            if answers[rollout] in request.prompt:
+                return Reply(status=400, body=body)
+        return rubric_judge(request)
+
+    fake_openai.responder = judge
+    output = tmp_path / "rewards.jsonl"
+    result = runner.invoke(app, [
+        "score", "-c", str(EXAMPLES / "reward_rubric.yaml"), "-i", str(ROLLOUTS), "-o", str(output),
+        "--set", f"backends.judge.base_url={fake_openai.url}", "--set", "runtime.cache_path=null",
+        "--set", "runtime.journal_path=null"])
+    assert result.exit_code == 0, result.output
+    rewards = read_rewards(output)
+    assert len(rewards) == 8
+    for rollout in flagged:
+        assert rewards[rollout]["status"] == "unscored" and rewards[rollout]["value"] is None
+        assert rewards[rollout]["reason"].startswith("content_filter: "), rewards[rollout]["reason"]
+    assert rewards["capital-fr/1"]["reason"].count("content management policy") == 1
+    assert {rollout for rollout, row in rewards.items() if row["status"] == "ok"} == {
+        "capital-fr/0", "capital-fr/3", "boiling/0", "boiling/2"}
+    assert len(fake_openai.chat_requests) == 6, "a filtered prompt is not retried"
+
+
+def test_unscored_reasons_are_counted_by_reason_not_by_criterion_name(fake_openai: FakeOpenAIServer,
+                                                                      tmp_path: Path):
+    """A logprob rubric judge asks one call per criterion and names the criterion before the
+    reason ("correct: parse_error: ..."). The summary and the failure budget's error count by the
+    reason (`parse_error`), not by the criterion's name (they used to say "correct (6)")."""
+    fake_openai.default = Reply(text="PASS")  # an answer without the log-probabilities asked for
+    config = tmp_path / "reward.yaml"
+    config.write_text(json.dumps({
+        "backends": {"judge": {"type": "openai", "base_url": fake_openai.url, "model": "m"}},
+        "runtime": {"max_attempts": 1},
+        "judges": [{"name": "quality", "type": "rubric", "scoring": "logprob", "use_reference": True,
+                    "criteria": [{"name": "correct", "kind": "check", "description": "same fact"}]}],
+        "failure_budget": None}), encoding="utf-8")
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
+                                 "-o", str(tmp_path / "a.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "unscored by reason: parse_error (7)" in result.output, result.output
+    rows = read_rewards(tmp_path / "a.jsonl")
+    assert rows["capital-fr/0"]["reason"].startswith("correct: parse_error: the backend returned no log-prob")
+    budget = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
+                                 "-o", str(tmp_path / "b.jsonl"), "--set", "failure_budget=0.5"])
+    assert budget.exit_code == 2
+    assert "reasons: parse_error (7)" in " ".join(budget.output.split()), budget.output
+
+
+def test_a_key_revoked_mid_batch_keeps_the_rows_already_judged(fake_openai: FakeOpenAIServer, tmp_path: Path):
+    """A 401 in the middle of a batch (a key revoked, credentials expired) stops the run, but the
+    rows whose judgments came back, and the rows decided without a judge (gated), are written:
+    they were paid for. They used to be dropped with the batch the moment the 401 arrived."""
+    def judge(request: RecordedRequest) -> Reply:
+        if "90 degrees" in request.prompt:
+            return Reply(status=401, error="key revoked", delay_s=0.1)
+        reply = rubric_judge(request)
+        reply.delay_s = 0.6
+        return reply
+
+    fake_openai.responder = judge
+    output = tmp_path / "rewards.jsonl"
+    result = runner.invoke(app, [
+        "score", "-c", str(EXAMPLES / "reward_rubric.yaml"), "-i", str(ROLLOUTS), "-o", str(output),
+        "--set", f"backends.judge.base_url={fake_openai.url}", "--set", "runtime.cache_path=null",
+        "--set", "runtime.journal_path=null"])
+    assert result.exit_code == 2 and "key revoked" in result.output, result.output
+    rows = read_rewards(output)
+    assert {rollout: row["status"] for rollout, row in rows.items()} == {
+        "capital-fr/0": "ok", "capital-fr/1": "ok", "capital-fr/2": "gated", "capital-fr/3": "ok",
+        "boiling/3": "gated"}, "the capital-fr group was judged; boiling's gated row needs no judge"
+
+
+def test_a_batch_size_below_one_is_refused_naming_the_option(tmp_path: Path):
+    """`--batch-size 0` used to end in a ValueError traceback from range(), and `--batch-size -3`
+    scored nothing and exited 0."""
+    for size in ("0", "-3"):
+        result = runner.invoke(app, ["score", "-c", str(EXAMPLES / "reward_scripted.yaml"), "-i",
+                                     str(ROLLOUTS), "-o", str(tmp_path / "out.jsonl"), "--batch-size", size])
+        assert result.exit_code == 2 and "--batch-size" in result.output, result.output
+        assert isinstance(result.exception, SystemExit), result.exception
+        assert not (tmp_path / "out.jsonl").exists() or not (tmp_path / "out.jsonl").read_text()
+
+
+def test_an_answer_stopped_by_the_content_filter_is_that_rows_failure_and_not_retried(
+        fake_openai: FakeOpenAIServer, tmp_path: Path):
+    """Azure OpenAI answers 200 with `finish_reason: content_filter` and no content when its filter
+    stops the answer. It used to be a retryable bad_response: 5 paid attempts per row, and the
+    failures opened the circuit breaker for every other row (`circuit_open`)."""
+    def judge(request: RecordedRequest) -> Reply:
+        if "Lyon is the capital." in request.prompt:
+            return Reply(body={"choices": [{"index": 0, "finish_reason": "content_filter",
+                                            "message": {"role": "assistant", "content": None}}],
+                               "usage": {"prompt_tokens": 500, "completion_tokens": 0}})
+        return rubric_judge(request)
+
+    fake_openai.responder = judge
+    output = tmp_path / "rewards.jsonl"
+    result = runner.invoke(app, [
+        "score", "-c", str(EXAMPLES / "reward_rubric.yaml"), "-i", str(ROLLOUTS), "-o", str(output),
+        "--set", f"backends.judge.base_url={fake_openai.url}", "--set", "runtime.cache_path=null",
+        "--set", "runtime.journal_path=null", "--set", "runtime.breaker_window=2",
+        "--set", "runtime.backoff_base_s=0"])
+    assert result.exit_code == 0, result.output
+    rows = read_rewards(output)
+    assert rows["capital-fr/1"]["status"] == "unscored"
+    assert rows["capital-fr/1"]["reason"].startswith("content_filter: "), rows["capital-fr/1"]["reason"]
+    assert {rollout for rollout, row in rows.items() if row["status"] == "ok"} == {
+        "capital-fr/0", "capital-fr/3", "boiling/0", "boiling/1", "boiling/2"}
+    assert len(fake_openai.chat_requests) == 6, "the filtered answer is not asked again"

@@ -277,3 +277,38 @@ def test_compute_score_remote_waits_out_a_503_with_retry_after(monkeypatch):
         holder.join()
     assert refused.status_code == 503 and refused.headers["retry-after"] == "5", refused.text
     assert result["unscored"] == 0.0 and "score" in result
+
+
+def test_compute_score_remote_names_the_url_for_an_answer_that_is_not_the_services():
+    """A proxy's HTML error page, a 200 from something else and a service that does not answer in
+    time are `RemoteRewardError`s naming the URL and what came back, not a JSONDecodeError,
+    KeyError or bare TimeoutError from deep inside aiohttp."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse, JSONResponse
+    from starlette.routing import Route
+
+    import judgerl.adapters.verl as adapter
+    from test_adapter_openrlhf import running
+
+    async def proxy(_request):
+        return HTMLResponse("<html><h1>502 Bad Gateway</h1></html>", status_code=502)
+
+    async def other(_request):
+        return JSONResponse({"hello": "world"})
+
+    async def slow(_request):
+        await asyncio.sleep(3)
+        return JSONResponse({"rewards": [1.0]})
+
+    app = Starlette(routes=[Route("/proxy/get_reward", proxy, methods=["POST"]),
+                            Route("/other/get_reward", other, methods=["POST"]),
+                            Route("/slow/get_reward", slow, methods=["POST"])])
+    with running(app) as url:
+        with pytest.raises(adapter.RemoteRewardError, match=r"/proxy/get_reward answered 502: <html><h1>502"):
+            asyncio.run(adapter.compute_score_remote("d", "x", "4", {}, reward_url=f"{url}/proxy"))
+        with pytest.raises(adapter.RemoteRewardError,
+                           match=r"/other/get_reward answered 200 without a reward .*hello"):
+            asyncio.run(adapter.compute_score_remote("d", "x", "4", {}, reward_url=f"{url}/other"))
+        with pytest.raises(adapter.RemoteRewardError, match=r"/slow/get_reward did not answer within 0.5s"):
+            asyncio.run(adapter.compute_score_remote("d", "x", "4", {}, reward_url=f"{url}/slow",
+                                                     timeout_s=0.5))

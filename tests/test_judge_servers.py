@@ -224,6 +224,22 @@ def test_a_backend_that_cannot_tell_warns_and_runs(fake_openai: FakeOpenAIServer
     assert "cannot check that its verdict tokens" in caplog.text and "`tokenizer`" in caplog.text
 
 
+def test_the_verdict_tokens_are_checked_once_for_a_batch_of_many_prompts(fake_openai: FakeOpenAIServer,
+                                                                         caplog) -> None:
+    """The prompts of a batch are scored concurrently; they used to check the verdict tokens
+    once each (a warning per prompt: 64 prompts, 64 identical warnings and tokenize requests)."""
+    fake_openai.responder = logprob_reply  # no tokenize endpoint: 404, so the check warns
+    judge = logprob_judge(pass_token="Yes", fail_token="No")
+    items = [(Sample(f"s{index}", [{"role": "user", "content": f"question {index}"}]),
+              Rollout(f"s{index}", "an answer", id=f"s{index}#0")) for index in range(6)]
+    with caplog.at_level(logging.WARNING), \
+            RewardPipeline.from_config(config(fake_openai.url, judge)) as pipeline:
+        rewards = pipeline.score_batch_sync(items)
+        pipeline.score_batch_sync(items[:2])
+    assert [reward.status for reward in rewards] == ["ok"] * 6
+    assert caplog.text.count("cannot check that its verdict tokens") == 1, caplog.text
+
+
 def test_validate_refuses_before_its_first_section(fake_openai: FakeOpenAIServer, tmp_path) -> None:
     from judgerl.validate.runner import run_validation
 

@@ -116,6 +116,23 @@ async def test_api_key_from_environment(fake_openai: FakeOpenAIServer,
     assert headers["authorization"] == "Bearer sk-test-123" and headers["x-team"] == "rl"
 
 
+async def test_an_api_key_read_from_a_file_with_its_newline_still_works(
+        fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key from a file or a mounted secret ends with a newline; it used to reach the header, and
+    every judgment was unscored `judge_error: ValueError: Forbidden control character ...`."""
+    monkeypatch.setenv("JUDGERL_TEST_KEY", "sk-test-123\n")
+    backend = OpenAICompatBackend(fake_openai.url, "m", api_key_env="JUDGERL_TEST_KEY")
+    await backend.complete(request())
+    await backend.aclose()
+    assert fake_openai.chat_requests[0].headers["authorization"] == "Bearer sk-test-123"
+    monkeypatch.setenv("JUDGERL_TEST_KEY", "  ")
+    with pytest.raises(ConfigError, match="JUDGERL_TEST_KEY is empty"):
+        OpenAICompatBackend(fake_openai.url, "m", api_key_env="JUDGERL_TEST_KEY")
+    monkeypatch.setenv("JUDGERL_TEST_KEY", "sk-one\nsk-two")
+    with pytest.raises(ConfigError, match="control character"):
+        OpenAICompatBackend(fake_openai.url, "m", api_key_env="JUDGERL_TEST_KEY")
+
+
 def test_missing_api_key_env_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JUDGERL_NO_SUCH_KEY", raising=False)
     with pytest.raises(ConfigError, match="JUDGERL_NO_SUCH_KEY"):
@@ -150,6 +167,33 @@ async def test_context_length_400_concerns_one_request(fake_openai: FakeOpenAISe
         await backend.complete(request())
     assert not isinstance(caught.value, FatalBackendError) and not caught.value.retryable
     assert str(caught.value).startswith("context_length:")
+
+
+async def test_a_content_filter_400_concerns_one_request(fake_openai: FakeOpenAIServer,
+                                                        backend: OpenAICompatBackend) -> None:
+    fake_openai.script(Reply(status=400, body={"error": {
+        "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management "
+                   "policy.", "param": "prompt", "code": "content_filter", "status": 400}}))
+    with pytest.raises(BackendError) as caught:
+        await backend.complete(request())
+    assert not isinstance(caught.value, FatalBackendError) and not caught.value.retryable
+    assert str(caught.value).startswith("content_filter: The response was filtered")
+
+
+async def test_a_refusal_is_that_prompts_failure_and_not_retried(fake_openai: FakeOpenAIServer) -> None:
+    """OpenAI's structured outputs answer a prompt the model declines with `message.refusal`; it
+    used to be a retryable bad_response (5 paid attempts, each counted against the breaker)."""
+    from judgerl.config import RuntimeConfig
+    from judgerl.runtime.model_runtime import ModelRuntime
+
+    fake_openai.default = Reply(choices=[{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant", "content": None, "refusal": "I can't assist with that request."}}])
+    backend = OpenAICompatBackend(fake_openai.url, "m")
+    runtime = ModelRuntime({"judge": backend}, RuntimeConfig(max_attempts=5, backoff_base_s=0.0))
+    result = await runtime.complete("judge", request())
+    await runtime.aclose()
+    assert result.reason == "refusal" and "can't assist" in result.error
+    assert result.attempts == 1 and len(fake_openai.chat_requests) == 1
 
 
 async def test_other_4xx_is_not_retryable(fake_openai: FakeOpenAIServer,

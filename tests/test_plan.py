@@ -282,3 +282,19 @@ def test_a_training_run_spends_what_its_plan_forecast(tmp_path: Path):
     assert abs(result["total"]["prompt_tokens"] - tokens) / tokens < 0.10
     page = render_report(run).read_text()
     assert "Forecast vs actual" in page and "16.000" in page
+
+
+def test_a_negative_latency_or_generation_time_is_refused_naming_the_option():
+    """`--latency-s -1 --generation-s -5` used to forecast "the step takes about -5.00 s", and
+    `--latency-s 0 --generation-s 0` (a step of 0 s) ended in a TypeError traceback."""
+    quickstart = Path(__file__).resolve().parents[1] / "examples" / "quickstart"
+    base = ["plan", "-c", str(quickstart / "reward_scripted.yaml"),
+            "--rollouts", str(quickstart / "rollouts.jsonl")]
+    for extra, option in ((["--latency-s", "-1"], "--latency-s"),
+                          (["--latency-s", "judge=-0.5"], "--latency-s"),
+                          (["--generation-s", "-5"], "--generation-s")):
+        result = runner.invoke(app, [*base, *extra])
+        assert result.exit_code == 2, result.output
+        assert option in result.output and "-5.00 s" not in result.output
+    zero = runner.invoke(app, [*base, "--latency-s", "0", "--generation-s", "0"])
+    assert zero.exit_code == 0 and "the step takes about 0.00 s" in zero.output, zero.output

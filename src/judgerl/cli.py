@@ -267,7 +267,7 @@ def sft(
 def serve(
     config: Annotated[Path, typer.Option("--config", "-c", help="Reward config YAML.")],
     host: Annotated[str, typer.Option(help="Interface to bind (loopback unless told).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 5000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 5000,
     token_env: Annotated[str, typer.Option(help="Environment variable holding the bearer token.")] = (
         "JUDGERL_SERVER_TOKEN"),
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without a token (trusted nets).")] = False,
@@ -280,14 +280,15 @@ def serve(
     tokenizer: Annotated[str | None, typer.Option(
         help="A tokenizer folder whose special tokens are stripped too (the policy's).")] = None,
     budget_window: Annotated[int, typer.Option(
-        help="failure_budget applies over this many most recent items.")] = 256,
+        min=1, help="failure_budget applies over this many most recent items.")] = 256,
     group_size: Annotated[int, typer.Option(
-        help="Hold rollouts of one prompt until this many arrived, then judge them together (OpenRLHF's "
-             "n_samples_per_prompt; 1 = no holding).")] = 1,
+        min=1, help="Hold rollouts of one prompt until this many arrived, then judge them together "
+                    "(OpenRLHF's n_samples_per_prompt; 1 = no holding).")] = 1,
     group_timeout_s: Annotated[float, typer.Option(
-        help="Longest a rollout is held for its group.")] = 30.0,
-    max_batch: Annotated[int, typer.Option(help="Most items per request (413 above).")] = 4096,
-    max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB (413 above).")] = 32.0,
+        min=0.001, help="Longest a rollout is held for its group.")] = 30.0,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most items per request (413 above).")] = 4096,
+    max_body_mb: Annotated[float, typer.Option(
+        min=0.001, help="Largest request body in MiB (413 above).")] = 32.0,
     idle_timeout: Annotated[float, typer.Option(
         min=0.001, help="Seconds a connection may wait before sending the first byte of its request "
                         "(the header timeout instead while connections wait for a slot).")] = 180.0,
@@ -690,7 +691,7 @@ def plan(
     probe: Annotated[int, typer.Option(
         min=0, help="Measure the latency with N real calls per backend (they cost money).")] = 0,
     generation_s: Annotated[float | None, typer.Option(
-        help="The policy's generation time per step, to see what bounds the step.")] = None,
+        min=0, help="The policy's generation time per step, to see what bounds the step.")] = None,
     tokenizer: Annotated[list[str] | None, typer.Option(
         help="BACKEND=FOLDER: count that backend's tokens with a transformers tokenizer on disk.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the forecast as JSON only.")] = False,
@@ -718,8 +719,9 @@ def plan(
                                       rollouts=rollouts, steps=steps, prompts_per_step=prompts_per_step,
                                       rollouts_per_prompt=rollouts_per_prompt, answer_tokens=answer_tokens,
                                       sample=sample)
-    options = PlanOptions(latency_s=_named_values(latency_s, "--latency-s", float), generation_s=generation_s,
-                          probe=probe, tokenizers=_named_values(tokenizer, "--tokenizer", str, bare=False))
+    options = PlanOptions(latency_s=_named_values(latency_s, "--latency-s", _seconds),
+                          generation_s=generation_s, probe=probe,
+                          tokenizers=_named_values(tokenizer, "--tokenizer", str, bare=False))
     result = planning.plan(parts, options)
     if save is not None:
         save = planning.save_plan(result, save / planning.PLAN_FILE if save.is_dir() else save)
@@ -729,6 +731,14 @@ def plan(
     planning.print_plan(result, console)
     if save is not None:
         console.print(f"forecast saved: {save}", highlight=False)
+
+
+def _seconds(text: str) -> float:
+    """A duration of 0 or more seconds (a ValueError otherwise, for `_named_values`)."""
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(f"{text} is not 0 or more seconds")
+    return value
 
 
 def _named_values(items: list[str] | None, option: str, kind: Any, *, bare: bool = True) -> dict[str, Any]:
@@ -741,7 +751,8 @@ def _named_values(items: list[str] | None, option: str, kind: Any, *, bare: bool
         try:
             values[name if sep else "*"] = kind(value)
         except ValueError as exc:
-            raise typer.BadParameter(f"{option}: {item!r} is not BACKEND=NUMBER or NUMBER") from exc
+            raise typer.BadParameter(f"{option}: {item!r} is not BACKEND=NUMBER or NUMBER "
+                                     "(a number of 0 or more)") from exc
     return values
 
 

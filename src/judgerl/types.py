@@ -6,8 +6,37 @@ them without importing each other. See ARCHITECTURE.md, "Data flow".
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+#: the machine-readable reasons an unscored judgment's text carries (runtime, judges, pipeline);
+#: a judge that asks one call per criterion, item or turn puts that name before it
+#: ("correct: parse_error: ...", "c2 Actionability: timeout: ...", "turn 2: polite: ...")
+_REASON_SLUG = re.compile(
+    r"(?:^|[\s:;(])(http_\d{3}|timeout|connection_error|bad_response|circuit_open|deadline_exceeded|"
+    r"retry_after_too_long|retry_after_window|context_length|content_filter|refusal|backend_error|"
+    r"budget_exhausted|parse_error|judge_error|data_error|check_error|aggregate_error|invalid_text|"
+    r"group_incomplete|panel_[a-z_]+|lambda_deadline|no_text_content)(?=:|$| \()")
+
+
+def reason_key(reason: str | None) -> str:
+    """The short reason of an unscored judgment's text, for counting by reason.
+
+    The first known reason in the text, wherever a per-criterion name put it; else the text
+    before its first colon.
+
+    >>> reason_key("timeout: no answer within 60s (after 5 attempts) (quality)")
+    'timeout'
+    >>> reason_key("correct: parse_error: the backend returned no log-probabilities (quality)")
+    'parse_error'
+    >>> reason_key("no reference answer for this sample (use_reference is true) (quality)")
+    'no reference answer for this sample (use_reference is true) (quality)'
+    """
+    text = reason or "unknown"
+    match = _REASON_SLUG.search(text)
+    return match.group(1) if match else text.split(":", 1)[0]
+
 
 ScoreStatus = Literal["ok", "unscored"]
 RewardStatus = Literal["ok", "gated", "unscored"]

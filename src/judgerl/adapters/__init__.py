@@ -11,7 +11,9 @@ none of them scores anything itself. What they share lives here:
   `[{"type": "text", "text": ...}]` or Bedrock's `[{"text": ...}]`);
 - `prompt_sample_id`: a stable sample id from the prompt (so that the k rollouts of one prompt
   form one group for group and pairwise judges);
-- `numeric_value` / `component_values`: numbers for consumers that cannot take `None`.
+- `numeric_value` / `component_values`: numbers for consumers that cannot take `None`;
+- `reference_users`: what in a pipeline needs a reference answer (a sample without one is the
+  sample's error, said before any judging).
 
 Numbers-only consumers (verl, OpenRLHF, Lambda) get, for an unscored reward, the value of the
 config's `failure_policy` (0.5 for `neutral`, 0.0 for `zero`) and, under the default `unscored`
@@ -139,5 +141,22 @@ def component_values(reward: Reward) -> dict[str, float]:
     return values
 
 
+def reference_users(pipeline: RewardPipeline) -> list[str]:
+    """The checks and judges of `pipeline` that need a reference answer (for a clear 422, or an
+    invalid Lambda sample, instead of a judgment unscored for want of one)."""
+    users = []
+    for check_config, _check in pipeline.checks:
+        options = check_config.options
+        if check_config.type == "match" and not options.get("field") and not (
+                options.get("mode") == "regex" and options.get("pattern")):
+            users.append(f"check '{check_config.name}'")
+    for judge in pipeline.judges:
+        for part in (judge, *judge.parts()):  # a panel's members
+            options = getattr(part, "options", None)
+            if getattr(options, "use_reference", False) or getattr(options, "mode", None) == "reference":
+                users.append(f"judge '{part.name}'")
+    return users
+
+
 __all__ = ["CONFIG_ENV", "clear_pipelines", "component_values", "content_text", "load_pipeline",
-           "numeric_value", "prompt_sample_id", "reference_text"]
+           "numeric_value", "prompt_sample_id", "reference_text", "reference_users"]

@@ -23,7 +23,8 @@ the answer; the turns before it are the prompt. Response, one per input id, in i
 
 Metric types: judges are `Reward` components, checks are `Metric`s; `unscored` and `gated`
 (0/1) are always present. Never-failing rules:
-- a bad sample (not a dict, no `messages`, no assistant turn) scores 0.0 with the metric
+- a bad sample (not a dict, no `messages`, no assistant turn, no `reference_answer` when a
+  judge or check of the reward needs one) scores 0.0 with the metric
   `invalid_sample` = 1 and is not sent to the pipeline; the rest of the batch is scored;
 - an unscored sample gets the config's `failure_policy` value (0.0 under `unscored`, since Nova
   needs a number) and `unscored` = 1;
@@ -73,6 +74,7 @@ from judgerl.adapters import (
     numeric_value,
     prompt_sample_id,
     reference_text,
+    reference_users,
 )
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.rubric_items import split_reference
@@ -320,10 +322,15 @@ def handle(event: Any, context: Any = None, *,
     valid: list[tuple[int, tuple[Sample, Rollout]]] = []
     seen_rollouts: dict[str, int] = {}
     trajectories = pipeline.reads_trajectories()
+    needs_reference = reference_users(pipeline)
     for index, raw in enumerate(raw_samples):
         raw_id = raw.get("id") if isinstance(raw, dict) else None
         try:
             sample, rollout = parse_sample(raw, trajectories=trajectories)
+            if needs_reference and not (sample.reference or "").strip():
+                raise InvalidSample("field 'reference_answer' (or 'metadata.reference_answer') is missing or "
+                                    f"empty, but the reward's {', '.join(needs_reference)} needs a reference "
+                                    "answer")
         except InvalidSample as exc:
             logger.warning("sample %d (id %r) is invalid and scores 0: %s", index, raw_id, exc)
             results[index] = {"id": raw_id, "aggregate_reward_score": 0.0,

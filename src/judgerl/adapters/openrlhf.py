@@ -80,7 +80,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
-from judgerl.adapters import component_values, numeric_value, prompt_sample_id, reference_text
+from judgerl.adapters import (
+    component_values,
+    numeric_value,
+    prompt_sample_id,
+    reference_text,
+    reference_users,
+)
 from judgerl.adapters.http_guard import (
     DEFAULT_BACKLOG,
     DEFAULT_BODY_TIMEOUT_S,
@@ -205,22 +211,6 @@ def label_reference(label: Any) -> str | None:
     if label is None or (isinstance(label, str) and not label.strip()):
         return None
     return reference_text(label)
-
-
-def reference_users(pipeline: RewardPipeline) -> list[str]:
-    """The checks and judges of `pipeline` that need a reference answer (for a clear 422)."""
-    users = []
-    for check_config, _check in pipeline.checks:
-        options = check_config.options
-        if check_config.type == "match" and not options.get("field") and not (
-                options.get("mode") == "regex" and options.get("pattern")):
-            users.append(f"check '{check_config.name}'")
-    for judge in pipeline.judges:
-        for part in (judge, *judge.parts()):  # a panel's members
-            options = getattr(part, "options", None)
-            if getattr(options, "use_reference", False) or getattr(options, "mode", None) == "reference":
-                users.append(f"judge '{part.name}'")
-    return users
 
 
 def build_items(body: RewardRequest, tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS,

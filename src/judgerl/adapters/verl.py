@@ -263,7 +263,9 @@ async def compute_score_remote(data_source: Any, solution_str: str, ground_truth
     (3 attempts), and so is a 503 with `Retry-After` (the service refused for memory: it is
     tried again after the seconds it says, at most `RETRY_AFTER_MAX_S`); any other answer but
     200 raises `RemoteRewardError` with the service's message (a 503 without `Retry-After` is
-    the service's failure budget: the run should stop).
+    the service's failure budget: the run should stop). So do no answer within `timeout_s` and an
+    answer that is not the service's (a proxy's HTML error page, a 200 without `rewards`): the
+    error names the URL, the status and the start of the body.
     """
     import aiohttp
 
@@ -280,24 +282,42 @@ async def compute_score_remote(data_source: Any, solution_str: str, ground_truth
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session, \
                     session.post(url, json=payload, headers=headers) as response:
-                data = await response.json(content_type=None)
+                raw = await response.read()
                 retry_after = response.headers.get("Retry-After", "")
                 if response.status == 503 and retry_after.strip().isdigit() and attempt < REMOTE_ATTEMPTS:
                     await asyncio.sleep(min(float(retry_after), RETRY_AFTER_MAX_S))
                     continue
-                if response.status != 200:
-                    message = data.get("error") if isinstance(data, dict) else data
-                    raise RemoteRewardError(f"the reward service at {url} answered {response.status}: "
-                                            f"{message}")
+                status = response.status
         except aiohttp.ClientConnectionError as exc:
             if attempt == REMOTE_ATTEMPTS:
                 raise RemoteRewardError(f"the reward service at {url} cannot be reached "
                                         f"({REMOTE_ATTEMPTS} attempts): {exc}") from exc
             await asyncio.sleep(attempt)
             continue
+        except asyncio.TimeoutError as exc:
+            raise RemoteRewardError(f"the reward service at {url} did not answer within {timeout_s:g}s "
+                                    "(the timeout_s of compute_score_remote)") from exc
+        return _remote_reward(url, status, raw)
+    raise AssertionError("unreachable")
+
+
+def _remote_reward(url: str, status: int, raw: bytes) -> dict[str, float]:
+    """verl's dict from the service's answer; anything but a reward answer is a `RemoteRewardError`
+    naming the URL, the status and the start of the body (a proxy's HTML page, a wrong URL)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if status != 200:
+        message = data.get("error") if isinstance(data, dict) else raw[:200].decode("utf-8", "replace")
+        raise RemoteRewardError(f"the reward service at {url} answered {status}: {message}")
+    try:
         values = {name: float(series[0]) for name, series in (data.get("extra_logs") or {}).items()}
         return {**values, "score": float(data["rewards"][0])}
-    raise AssertionError("unreachable")
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise RemoteRewardError(f"the reward service at {url} answered 200 without a reward "
+                                f"(is it judgerl serve's /get_reward?): "
+                                f"{raw[:200].decode('utf-8', 'replace')}") from exc
 
 
 __all__ = ["TURN_SCORES_KEY", "RemoteRewardError", "agent_trajectory", "build_item", "compute_score",

@@ -37,9 +37,12 @@ Failure classes: ThrottlingException, TooManyRequestsException, ServiceUnavailab
 ModelNotReadyException, InternalServerException, ModelTimeoutException,
 ServiceQuotaExceededException, any 408/429/5xx, connection errors and timeouts are retryable;
 ValidationException, AccessDeniedException, ResourceNotFoundException, unrecognised or expired
-credentials and other 4xx are fatal (every call would fail the same way); ModelErrorException
-fails that one call. Converse returns no log-probabilities: a judge in `scoring: logprob` mode
-on this backend is a fatal configuration error, reported on its first call.
+credentials and other 4xx are fatal (every call would fail the same way), except a
+ValidationException about this one request's prompt: too long for the model (`context_length`)
+or blocked by the model's content filtering (`content_filter`; a policy's rollout can say
+anything), which fail that one call, as ModelErrorException does. Converse returns no
+log-probabilities: a judge in `scoring: logprob` mode on this backend is a fatal configuration
+error, reported on its first call.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -69,6 +73,12 @@ FATAL_CODES = frozenset({
     "UnrecognizedClientException", "ExpiredTokenException", "InvalidSignatureException",
 })
 CALL_CODES = frozenset({"ModelErrorException", "ModelStreamErrorException"})
+#: ValidationExceptions about one request's prompt, not the configuration: that call's failure
+ONE_CALL_VALIDATION = (
+    ("context_length", re.compile(r"too long|context (length|window)|input tokens exceed|"
+                                  r"too many (input )?tokens", re.I)),
+    ("content_filter", re.compile(r"content filter|blocked by content|content policy", re.I)),
+)
 #: the one tool of `structured_output: tool_use`, whose input is the judge's answer
 VERDICT_TOOL = "judgment"
 INFERENCE_KEYS = {"max_tokens": "maxTokens", "maxTokens": "maxTokens", "temperature": "temperature",
@@ -127,6 +137,10 @@ def classify(exc: Exception) -> BackendError:
             return BackendError(message, retryable=True, status=status, retry_after=retry_after)
         if code in CALL_CODES:
             return BackendError(message, retryable=False, status=status)
+        if code == "ValidationException":
+            for reason, pattern in ONE_CALL_VALIDATION:
+                if pattern.search(str(error.get("Message", ""))):
+                    return BackendError(f"{reason}: {message}", retryable=False, status=status)
         return FatalBackendError(message, status=status)
     if isinstance(exc, (ReadTimeoutError, ConnectTimeoutError)):
         return BackendError(f"bedrock timeout: {exc}", retryable=True, status=408)
@@ -306,7 +320,8 @@ def parse_response(response: dict[str, Any], model: str) -> Completion:
     if stop == "max_tokens":
         finish = "length"
     elif stop in ("guardrail_intervened", "content_filtered"):
-        finish = "content_filter"
+        # the answer is the guardrail's message or cut short: this prompt's failure, not retried
+        raise BackendError(f"content_filter: bedrock stopped the answer (stopReason {stop})", retryable=False)
     else:
         finish = "stop"
     return Completion(text=text, model=model, finish_reason=finish,

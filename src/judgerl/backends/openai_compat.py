@@ -18,7 +18,12 @@ Classification:
   `retry-after-ms` / `Retry-After` (seconds or an HTTP-date) when given;
 - 400, 401, 403, 404, 422: `FatalBackendError` with the server's own error text (every other call
   would fail the same way); except a 400 that says the prompt exceeds the context length, which
-  only concerns that one request ("context_length", not retried, not fatal);
+  only concerns that one request ("context_length", not retried, not fatal), and a 400 that
+  refuses the prompt for its content (Azure's `content_filter`, OpenAI's `invalid_prompt`:
+  "content_filter", not retried, not fatal);
+- a 200 whose `finish_reason` is `content_filter` (the answer null or cut short by the server's
+  filter): "content_filter", not retried; a 200 whose message is a `refusal` (structured
+  outputs: the model declined this prompt): "refusal", not retried;
 - a 200 with a body that is not JSON, is cut short, has no `choices` or no message content:
   retryable "bad_response";
 - `finish_reason: "length"` is returned as is (`Completion.finish_reason == "length"`): the text
@@ -85,6 +90,11 @@ from judgerl.errors import BackendError, ConfigError, FatalBackendError
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 FATAL_STATUSES = frozenset({400, 401, 403, 404, 422})
 _CONTEXT_LENGTH = re.compile(r"context[ _]length|maximum context|too many tokens|prompt is too long", re.I)
+# A 400 that refuses this one prompt for its content (Azure OpenAI's content filter, code
+# `content_filter`; OpenAI's `invalid_prompt` "flagged as potentially violating our usage
+# policy"): a policy's rollout can say anything, so this is that row's failure, not the run's.
+_CONTENT_FILTER = re.compile(r"content[ _]filter|content management policy|flagged as potentially "
+                             r"violating|\binvalid_prompt\b|ResponsibleAIPolicyViolation", re.I)
 #: default base URLs of the aliases of type `openai`
 DEFAULT_BASE_URLS = {
     "vllm": "http://127.0.0.1:8000/v1",
@@ -346,9 +356,16 @@ class OpenAICompatBackend(Backend):
             raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}",
                               field="base_url")
         if api_key is None and api_key_env:
-            api_key = os.environ.get(api_key_env)
+            # a key read from a file or a mounted secret often ends with a newline, which no
+            # HTTP header may carry: every call would fail with a header-injection ValueError
+            api_key = (os.environ.get(api_key_env) or "").strip()
             if not api_key:
-                raise ConfigError(f"environment variable {api_key_env} is not set", field="api_key_env")
+                state = "is empty" if api_key_env in os.environ else "is not set"
+                raise ConfigError(f"environment variable {api_key_env} {state}", field="api_key_env")
+            if any(ord(character) < 32 or ord(character) == 127 for character in api_key):
+                raise ConfigError(f"environment variable {api_key_env} holds a control character (a line "
+                                  "break inside the key?): an HTTP header cannot carry it",
+                                  field="api_key_env")
         self.base_url = base_url.rstrip("/")
         if endpoint not in ("chat", "completions"):
             raise ConfigError(f"endpoint must be chat or completions, got {endpoint!r}", field="endpoint")
@@ -607,6 +624,8 @@ class OpenAICompatBackend(Backend):
                                retry_after=parse_retry_after(response.headers))
         if status == 400 and _CONTEXT_LENGTH.search(message):
             raise BackendError(f"context_length: {message}", retryable=False, status=status)
+        if status == 400 and _CONTENT_FILTER.search(response.text):
+            raise BackendError(f"content_filter: {message}", retryable=False, status=status)
         if status in FATAL_STATUSES:
             hint = {401: " (check the API key)", 403: " (check the key's permissions)",
                     404: f" (check base_url {self.base_url} and model '{self.model}')"}.get(status, "")
@@ -631,6 +650,11 @@ class OpenAICompatBackend(Backend):
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
             raise BackendError("bad_response: no choices", retryable=True, status=response.status)
         choice = choices[0]
+        if choice.get("finish_reason") == "content_filter":
+            # Azure OpenAI's content filter stopped the answer (its content is null or cut short):
+            # this prompt's answer, every time, so no retry, and no sign that the server is unwell
+            raise BackendError("content_filter: the server's content filter stopped the answer "
+                               "(finish_reason content_filter)", retryable=False, status=response.status)
         if self.endpoint == "completions":
             text = choice.get("text")
             if not isinstance(text, str):
@@ -642,8 +666,9 @@ class OpenAICompatBackend(Backend):
             text = message.get("content") if isinstance(message, dict) else None
             if not isinstance(text, str):
                 refusal = message.get("refusal") if isinstance(message, dict) else None
-                detail = f"refusal: {refusal}" if refusal else "no message content"
-                raise BackendError(f"bad_response: {detail}", retryable=True, status=response.status)
+                if refusal:  # the model declined this prompt (structured outputs): asking again repeats it
+                    raise BackendError(f"refusal: {refusal}", retryable=False, status=response.status)
+                raise BackendError("bad_response: no message content", retryable=True, status=response.status)
             logprobs = self._parse_logprobs(choice.get("logprobs"))
         candidates = None
         if request.candidate_tokens and logprobs:

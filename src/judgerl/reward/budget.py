@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from judgerl.errors import FailureBudgetExceeded
 from judgerl.types import Reward
+from judgerl.types import reason_key as text_reason_key
 
 if TYPE_CHECKING:
     from judgerl.reward.pipeline import RewardPipeline
@@ -32,8 +33,10 @@ DEFAULT_MIN_ITEMS = 32
 
 
 def reason_key(reward: Reward) -> str:
-    """The first word of an unscored reward's reason (`judge_error: ...` -> `judge_error`)."""
-    return (reward.reason or "unknown").split(":")[0].split(" ")[0]
+    """The short reason of an unscored reward (`judge_error: ...` -> `judge_error`; see
+    `judgerl.types.reason_key`), else the first word of its reason (a bounded metric label)."""
+    key = text_reason_key(reward.reason)
+    return key.split(" ")[0] if key else "unknown"
 
 
 class RollingFailureBudget:

@@ -35,7 +35,7 @@ from judgerl.judges.verdict_tokens import check_verdict_tokens
 from judgerl.reward.dry_run import DryRunBackend
 from judgerl.runtime.loop import LoopThread
 from judgerl.runtime.model_runtime import ModelRuntime
-from judgerl.types import Reward, Rollout, Sample, Score
+from judgerl.types import Reward, Rollout, Sample, Score, reason_key
 
 NEUTRAL_SCORE = 0.5
 RewardCallback = Callable[[Reward], None]
@@ -77,6 +77,7 @@ class RewardPipeline:
                               path=source, field="weight")
         self._loop: LoopThread | None = None
         self._verdict_tokens_checked = False
+        self._verdict_check: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, source: RewardConfig | str | dict[str, Any], *,
@@ -141,7 +142,14 @@ class RewardPipeline:
         API cannot score (judges/verdict_tokens.py): a `ConfigError` naming a working pair."""
         if self._verdict_tokens_checked:
             return
-        await check_verdict_tokens(self.judges, self.runtime.backends)
+        # The groups of a batch start together: they share one check (one warning, one set of
+        # tokenize requests), not one each.
+        loop = asyncio.get_running_loop()
+        task = self._verdict_check
+        if task is None or task.get_loop() is not loop:
+            task = loop.create_task(check_verdict_tokens(self.judges, self.runtime.backends))
+            self._verdict_check = task
+        await asyncio.shield(task)
         self._verdict_tokens_checked = True
 
     async def score_group(self, sample: Sample, rollouts: Sequence[Rollout]) -> list[Reward]:
@@ -172,8 +180,13 @@ class RewardPipeline:
         judge_scores: dict[int, dict[str, Score]] = {index: {} for index in open_indices}
         if open_indices and self.judges:
             open_rollouts = [rollouts[index] for index in open_indices]
-            results = await asyncio.gather(
-                *(self._judge_group(judge, sample, open_rollouts) for judge in self.judges))
+            try:
+                results = await asyncio.gather(
+                    *(self._judge_group(judge, sample, open_rollouts) for judge in self.judges))
+            except FatalBackendError as exc:
+                # the rows decided without a judge (gated, invalid) are final: the caller keeps them
+                exc.rewards = [reward for reward in rewards if reward is not None]  # type: ignore[attr-defined]
+                raise
             for judge, scores in zip(self.judges, results, strict=True):
                 for index, score in zip(open_indices, scores, strict=True):
                     judge_scores[index][judge.name] = score
@@ -207,13 +220,26 @@ class RewardPipeline:
         results: list[Reward | None] = [None] * len(items)
 
         async def one_group(sample: Sample, positions: list[int]) -> None:
-            rewards = await self.score_group(sample, [items[p][1] for p in positions])
+            try:
+                rewards = await self.score_group(sample, [items[p][1] for p in positions])
+            except FatalBackendError as exc:
+                if on_reward is not None:
+                    for reward in getattr(exc, "rewards", []):
+                        on_reward(reward)
+                raise
             for position, reward in zip(positions, rewards, strict=True):
                 results[position] = reward
                 if on_reward is not None:
                     on_reward(reward)
 
-        await asyncio.gather(*(one_group(sample, positions) for sample, positions in groups.values()))
+        # A fatal error (a revoked key, expired credentials) ends the batch, but only once every
+        # group has finished: the groups whose judgments came back are kept (`on_reward`), not
+        # dropped with the batch (the runtime fails the calls after a 401 / 403 / 404 at once).
+        outcomes = await asyncio.gather(
+            *(one_group(sample, positions) for sample, positions in groups.values()), return_exceptions=True)
+        failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
+        if failure is not None:
+            raise failure
         return [reward for reward in results if reward is not None]
 
     async def score_batch(self, items: Sequence[tuple[Sample, Rollout]], *,
@@ -271,7 +297,7 @@ class RewardPipeline:
             return
         failed = [reward for reward in rewards if reward.status == "unscored"]
         if len(failed) / len(rewards) > budget:
-            reasons = Counter((reward.reason or "unknown").split(":")[0] for reward in failed)
+            reasons = Counter(reason_key(reward.reason) for reward in failed)
             error = FailureBudgetExceeded(len(failed), len(rewards), budget, dict(reasons),
                                           example=failed[0].reason)
             error.rewards = list(rewards)  # type: ignore[attr-defined]

@@ -246,9 +246,11 @@ def _step_line(total: dict[str, Any]) -> str:
                 "limits (give --latency-s or --probe N for the rest)")
     line = f"judging time per step: {judging:.2f} s"
     if total.get("bound_by"):
+        share = total["judging_share"]  # None for a step of 0 s (every call cached, no generation)
         line += (f"; generation {total['generation_s_per_step']:g} s: the step takes about "
                  f"{total['step_s']:.2f} s and is bound by {total['bound_by']} (judging "
-                 f"{total['judging_share']:.0%} of it); the run about {duration(total['run_s'])}")
+                 f"{'none' if share is None else format(share, '.0%')} of it); the run about "
+                 f"{duration(total['run_s'])}")
     else:
         line += (f"; {duration(total['judging_run_s'])} of judging over the run (give --generation-s to "
                  "compare with generation)")

@@ -50,7 +50,7 @@ from typing import IO, Any
 
 from judgerl.errors import BudgetExhausted, DataError, FailureBudgetExceeded, JudgerlError
 from judgerl.reward.pipeline import RewardPipeline
-from judgerl.types import Reward, Rollout, Sample
+from judgerl.types import Reward, Rollout, Sample, reason_key
 
 #: statuses a rerun keeps; every other row is scored again (unless told to keep unscored rows)
 FINAL_STATUSES = frozenset({"ok", "gated"})
@@ -317,7 +317,7 @@ class ScoreSummary:
         self.total += 1
         self.status_counts[reward.status] = self.status_counts.get(reward.status, 0) + 1
         if reward.status == "unscored":
-            reason = (reward.reason or "unknown").split(":", 1)[0]
+            reason = reason_key(reward.reason)
             self.unscored_reasons[reason] = self.unscored_reasons.get(reason, 0) + 1
         if reward.value is not None:
             self.reward.add(reward.value)

@@ -8,6 +8,7 @@ failed. `ModelRuntime.stats.snapshot()` returns all of it as a plain dict.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter, deque
 from typing import Any
@@ -143,6 +144,12 @@ class SpendBudget:
     final (`exhausted`): no later call of the process is sent, whatever its size, so a run stops
     at one point instead of trickling on with small calls. Cache hits cost nothing and are
     still served.
+
+    The prompt estimate counts 4 characters a token; a model whose tokenizer counts more (Chinese
+    or Japanese text, code) would then spend more than its estimate. So each answer's real prompt
+    tokens are compared with the estimate (`observe`), and the model's later estimates are scaled
+    by the largest ratio seen: once a model has answered, its estimates do not fall below its
+    real counts for prompts like those seen.
     """
 
     def __init__(self, stats: RuntimeStats, *, usd: float | None, tokens: int | None) -> None:
@@ -152,6 +159,7 @@ class SpendBudget:
         self._lock = threading.Lock()
         self._held_tokens = 0
         self._held_usd = 0.0
+        self._prompt_scale: dict[str, float] = {}  # model -> largest real / estimated prompt tokens
         self.exhausted: str | None = None  # why the budget refused a call (None: not yet)
 
     @property
@@ -160,6 +168,9 @@ class SpendBudget:
 
     def admit(self, model: str, prompt_tokens: int, max_tokens: int) -> tuple[int, float] | str:
         """Hold the estimate of one call (returned, to `release` later), or say why it may not be sent."""
+        scale = self._prompt_scale.get(model)
+        if scale is not None:
+            prompt_tokens = math.ceil(prompt_tokens * scale)
         cost = self.stats.price_usd(model, Usage(prompt_tokens, max_tokens)) or 0.0
         tokens = prompt_tokens + max_tokens
         with self._lock:
@@ -179,6 +190,13 @@ class SpendBudget:
             self._held_tokens += tokens
             self._held_usd += cost
             return tokens, cost
+
+    def observe(self, model: str, estimated_prompt_tokens: int, prompt_tokens: int) -> None:
+        """An answer of `model` counted `prompt_tokens` for a prompt estimated at the second figure."""
+        if estimated_prompt_tokens > 0 and prompt_tokens > estimated_prompt_tokens:
+            ratio = prompt_tokens / estimated_prompt_tokens
+            with self._lock:
+                self._prompt_scale[model] = max(ratio, self._prompt_scale.get(model, 1.0))
 
     def release(self, held: tuple[int, float]) -> None:
         """The call is over (its real usage, if any, is in `stats`): drop its estimate."""

@@ -35,7 +35,7 @@ One logical call, step by step:
 
 The error of a failed `CallResult` starts with a short machine-readable reason: "timeout",
 "http_429", "http_503", "connection_error", "bad_response", "circuit_open",
-"deadline_exceeded", "retry_after_too_long", "context_length", "backend_error",
+"deadline_exceeded", "retry_after_too_long", "context_length", "content_filter", "refusal", "backend_error",
 "budget_exhausted".
 """
 
@@ -66,6 +66,8 @@ from judgerl.runtime.ratelimit import RateLimiter, RetryAfterGate, estimate_toke
 
 #: statuses after which a backend is never called again in this run
 STICKY_FATAL_STATUSES = frozenset({401, 403, 404})
+#: failures that are about one prompt (too long, content-filtered): not a sign of an unwell backend
+PROMPT_REASONS = frozenset({"context_length", "content_filter", "refusal"})
 _REASON = re.compile(r"^([a-z][a-z0-9_]*)(?::|$)")
 
 
@@ -495,6 +497,9 @@ class ModelRuntime:
                     outcome.final.service_s = service_s
                     return outcome.final
                 if outcome.completion is not None:
+                    if held and outcome.completion.usage is not None:
+                        budget.observe(state.backend.model, prompt_estimate,
+                                       outcome.completion.usage.prompt_tokens)
                     result = self._succeeded(state, outcome.completion, estimate, attempts, started)
                     result.service_s = service_s
                     return result
@@ -566,6 +571,8 @@ class ModelRuntime:
             self.stats.count_attempt(reason)
             if exc.status == 429:
                 state.breaker.release_probe()  # rate limiting says nothing about health
+            elif reason in PROMPT_REASONS:
+                state.breaker.record(True)  # the server answered: it refused this prompt, and is up
             else:
                 state.breaker.record(False)
                 state.last_failure = _format_error(reason, detail)
