@@ -409,7 +409,7 @@ def test_unscored_reasons_are_counted_by_reason_not_by_criterion_name(fake_opena
     assert result.exit_code == 0, result.output
     assert "unscored by reason: parse_error (7)" in result.output, result.output
     rows = read_rewards(tmp_path / "a.jsonl")
-    assert rows["capital-fr/0"]["reason"].startswith("correct: parse_error: the backend returned no log-prob")
+    assert rows["capital-fr/0"]["reason"].startswith("parse_error: correct: the backend returned no log-prob")
     budget = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
                                  "-o", str(tmp_path / "b.jsonl"), "--set", "failure_budget=0.5"])
     assert budget.exit_code == 2
