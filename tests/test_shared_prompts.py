@@ -221,7 +221,7 @@ def test_vllm_or_switched_off_means_trls_trainer(tmp_path: Path) -> None:
 
     base = {"model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"}, "reward": REWARD,
             "logging": {"output_dir": str(tmp_path)}}
-    assert trainer_class(load_recipe(base, [])) is SharedPromptGRPOTrainer
-    assert trainer_class(load_recipe(base, ["rollout.share_prompts=false"])) is GRPOTrainer
-    vllm = ["rollout.vllm.enabled=true", "rollout.vllm.mode=colocate"]
+    assert trainer_class(load_recipe(base, [])) is GRPOTrainer, "off by default"
+    assert trainer_class(load_recipe(base, ["rollout.share_prompts=true"])) is SharedPromptGRPOTrainer
+    vllm = ["rollout.share_prompts=true", "rollout.vllm.enabled=true", "rollout.vllm.mode=colocate"]
     assert trainer_class(load_recipe(base, vllm)) is GRPOTrainer
