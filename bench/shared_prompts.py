@@ -13,6 +13,7 @@ work only), from the packaged SmolLM2-135M (or --model), and prints the median s
 
     .venv/bin/python bench/shared_prompts.py                      # contract review, 4 steps, 1 repeat
     .venv/bin/python bench/shared_prompts.py --task support       # the demo's recipe
+    .venv/bin/python bench/shared_prompts.py --eval               # evaluation's k answers, both ways
     .venv/bin/python bench/shared_prompts.py --tiny               # seconds: a tiny model (CI smoke run)
 """
 
@@ -56,6 +57,34 @@ def step_times(task: str, model: str, steps: int, share: bool, out: Path, extra:
     return [row["step_time"] for row in rows if row.get("step_time") is not None][1:]
 
 
+def evaluation_seconds(task: str, model: str, prompts: int, k: int, max_new_tokens: int) -> None:
+    """Evaluation's sampling (`Policy.generate`): k answers to each of `prompts` held-out prompts,
+    from one prefill per prompt and with `num_return_sequences=k`, alternating twice; the answers
+    must be the same."""
+    import time
+
+    from judgerl.models.policy import SamplingConfig, load_policy
+    from judgerl.run.folder import read_rows
+
+    policy = load_policy(model)
+    rows = read_rows(recipe_folder(task) / "eval.jsonl")[:prompts]
+    chosen = [row["messages"] if "messages" in row else [{"role": "user", "content": row["prompt"]}]
+              for row in rows]
+    sampling = SamplingConfig(k=k, temperature=0.7, max_new_tokens=max_new_tokens, batch_size=len(chosen))
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    answers: dict[bool, list[list[str]]] = {}
+    for share in (True, False, True, False):
+        policy.share_prompts = share
+        started = time.perf_counter()
+        answers[share] = [[g.text for g in group] for group in policy.generate(chosen, sampling)]
+        seconds[share].append(time.perf_counter() - started)
+    same = answers[True] == answers[False]
+    one, copied = min(seconds[True]), min(seconds[False])
+    print(f"{task}: {len(chosen)} prompts x k={k}, up to {max_new_tokens} tokens; answers the same: {same}")
+    print(f"evaluation sampling: num_return_sequences {copied:.1f} s, one prefill a prompt {one:.1f} s; "
+          f"speed-up {copied / one:.2f}x (one prefill / copies = {one / copied:.2f})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("contract-review", "support"), default="contract-review")
@@ -63,7 +92,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4, help="GRPO steps a run (the first is left out)")
     parser.add_argument("--repeat", type=int, default=1, help="pairs of runs (off, on), order swapped each")
     parser.add_argument("--tiny", action="store_true", help="a smoke run: a tiny random model, 2 steps")
+    parser.add_argument("--eval", action="store_true",
+                        help="time evaluation's sampling instead (8 held-out prompts, k=2, 112 tokens)")
     args = parser.parse_args()
+    if args.eval:
+        evaluation_seconds(args.task, args.model, 8, 2, 112)
+        return 0
     extra: list[str] = []
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
