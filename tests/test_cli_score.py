@@ -219,37 +219,38 @@ def test_the_failure_budget_stop_keeps_and_says_what_was_written(tmp_path: Path)
     assert f"the 4 rows above are in {output}; 4 rows not scored yet" in " ".join(result.output.split())
 
 
+def config_error(tmp_path: Path, config_text: str, *options: str) -> str:
+    """`judgerl score` with a reward config of `config_text`: it must exit 2 (a config error, no
+    traceback); the output with its line breaks folded."""
+    config = tmp_path / "reward.yaml"
+    config.write_text(config_text)
+    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
+                                 "-o", str(tmp_path / "o.jsonl"), *options])
+    assert result.exit_code == 2, result.output
+    return " ".join(result.output.split())
+
+
 def test_a_misspelt_judge_type_is_named_before_its_missing_backend(tmp_path: Path):
     """`type: rubrik` in a config without `backends:` was reported as "backend 'judge' is not
     defined", sending the user after the wrong line."""
-    config = tmp_path / "reward.yaml"
-    config.write_text("judges:\n  - {name: q, type: rubrik, criteria: [{name: a, description: b}]}\n")
-    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS), "-o",
-                                 str(tmp_path / "out.jsonl"), "--dry-run"])
-    assert result.exit_code == 2
-    assert "field 'judges.q.type': unknown judge type 'rubrik'" in " ".join(result.output.split())
+    text = config_error(tmp_path, "judges:\n  - {name: q, type: rubrik,\n"
+                                  "     criteria: [{name: a, description: b}]}\n", "--dry-run")
+    assert "field 'judges.q.type': unknown judge type 'rubrik'" in text
 
 
 def test_a_name_used_twice_is_named(tmp_path: Path):
-    config = tmp_path / "reward.yaml"
-    config.write_text("checks:\n  - {name: size, type: length, max: 40}\n"
-                      "  - {name: size, type: json_valid}\n")
-    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
-                                 "-o", str(tmp_path / "o.jsonl")])
-    assert result.exit_code == 2
-    assert "names must be unique: 'size' is used more than once" in " ".join(result.output.split())
+    text = config_error(tmp_path, "checks:\n  - {name: size, type: length, max: 40}\n"
+                                  "  - {name: size, type: json_valid}\n")
+    assert "names must be unique: 'size' is used more than once" in text
 
 
 def test_a_missing_prompt_file_names_the_config_and_its_key(tmp_path: Path):
     """It named the missing file as if it were the bad file, under the field 'judges.q'."""
-    config = tmp_path / "reward.yaml"
-    config.write_text("backends:\n  judge: {type: scripted}\njudges:\n  - {name: q, type: rubric, "
-                      "criteria: [{name: a, description: b}], prompt_file: my.txt}\n")
-    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
-                                 "-o", str(tmp_path / "o.jsonl")])
-    text = " ".join(result.output.split())
-    assert result.exit_code == 2
-    expected = f"{config}, field 'judges.q.prompt_file': prompt file not found: {tmp_path / 'my.txt'}"
+    text = config_error(tmp_path, "backends:\n  judge: {type: scripted}\n"
+                                  "judges:\n  - {name: q, type: rubric, "
+                                  "criteria: [{name: a, description: b}], prompt_file: my.txt}\n")
+    expected = (f"{tmp_path / 'reward.yaml'}, field 'judges.q.prompt_file': "
+                f"prompt file not found: {tmp_path / 'my.txt'}")
     assert expected in text, text
 
 
@@ -313,22 +314,15 @@ def test_a_row_without_the_reference_or_baseline_a_judge_needs_names_file_line_a
 def test_an_override_of_an_item_of_a_missing_list_says_so(tmp_path: Path):
     """`--set judges.0.weight=2` on a config without judges read "field 'judges': Input should be a
     valid list", about a list the user never wrote."""
-    config = tmp_path / "reward.yaml"
-    config.write_text("checks:\n  - {name: size, type: length, max: 40}\n")
-    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS), "-o",
-                                 str(tmp_path / "o.jsonl"), "--set", "judges.0.weight=2"])
-    assert result.exit_code == 2
-    assert "override 'judges.0.weight': the config has no list 'judges'" in " ".join(result.output.split())
+    text = config_error(tmp_path, "checks:\n  - {name: size, type: length, max: 40}\n",
+                        "--set", "judges.0.weight=2")
+    assert "override 'judges.0.weight': the config has no list 'judges'" in text
 
 
 def test_config_errors_read_without_pydantics_value_error_prefix(tmp_path: Path):
-    config = tmp_path / "reward.yaml"
-    config.write_text("backends:\n  judge: {type: scripted}\njudges:\n  - {name: q, type: rubric,\n"
-                      "     criteria: [{name: a, description: b}, {name: a, description: c}]}\n")
-    result = runner.invoke(app, ["score", "-c", str(config), "-i", str(ROLLOUTS),
-                                 "-o", str(tmp_path / "o.jsonl")])
-    text = " ".join(result.output.split())
-    assert result.exit_code == 2
+    text = config_error(tmp_path, "backends:\n  judge: {type: scripted}\n"
+                                  "judges:\n  - {name: q, type: rubric,\n"
+                                  "     criteria: [{name: a, description: b}, {name: a, description: c}]}\n")
     assert "field 'judges.q.criteria': criterion names must be unique" in text and "Value error" not in text
 
 

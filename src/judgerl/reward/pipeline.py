@@ -459,7 +459,7 @@ def _check_backend_config(config: BackendConfig) -> None:
         backend_class(config.type)  # raises: unknown backend type, with the known ones
     try:
         kind = backend_class(config.type)
-    except (ConfigError, ImportError):
+    except (ConfigError, ImportError):  # a known type whose extra is not installed
         return
     kind.Options.of(config)
 
