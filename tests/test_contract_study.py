@@ -200,6 +200,7 @@ def tiny_settings(base: Path, seeds: tuple[int, ...]) -> StudySettings:
         reward_student=TrainSettings(method="lora", lora_rank=4, lora_layers=1, epochs=1, learning_rate=3e-3),
         scorer_student=TrainSettings(method="full", epochs=1, learning_rate=3e-3),
         thresholds=Thresholds(min_accuracy=0.0, min_kappa=-1.0),
+        workers=2,  # the stages side by side in two worker processes, as on the 2-core machine
         overrides=[f"model.name_or_path={base}", "model.lora.rank=4", "model.lora.alpha=8",
                    "model.lora.layers=1", "rollout.number_generation=2", "rollout.max_new_tokens=8",
                    "trainer.global_batch_size=4", "evaluation.max_new_tokens=8", "evaluation.k=2",
@@ -230,7 +231,8 @@ def test_the_study_runs_every_stage_for_every_seed(tiny_base: Path,
     written = json.loads((run_dir / RESULTS_JSON).read_text(encoding="utf-8"))
     assert written["models"] == json.loads(json.dumps(results["models"]))
     assert set(written["models"]) == set(MODELS)
-    assert [len(written["per_seed"][model]) for model in MODELS] == [1, *[len(SEEDS)] * 3]
+    # the base and the one SFT model are evaluated once, each RFT arm once per seed
+    assert [len(written["per_seed"][model]) for model in MODELS] == [1, 1, len(SEEDS), len(SEEDS)]
     for model in MODELS:
         for figures in written["per_seed"][model]:
             assert figures["schema_valid"] is not None and 0.0 <= figures["schema_valid"] <= 1.0, model
@@ -246,32 +248,42 @@ def test_the_study_runs_every_stage_for_every_seed(tiny_base: Path,
         assert snippet["judges"][0]["prompt"] == ITEM_PROMPT
         assert snippet["judges"][0]["rubric_field"] == "rubric"
     assert (run_dir / "base" / "eval" / "base" / "summary.json").is_file()
+    assert (run_dir / "sft-eval" / "eval" / "sft" / "summary.json").is_file()
+    assert (trained_model(run_dir / "sft") / "config.json").is_file()
+    # one SFT model adapts the base; each RFT arm of each seed starts from it; LoRA on the top
+    # layer only (model.lora.layers=1 of the tiny model's 2)
+    sft = json.loads((run_dir / "sft" / "final" / "adapter_config.json").read_text())
+    assert sft["base_model_name_or_path"] == str(tiny_base) and sft["layers_to_transform"] == [1]
+    assert written["sft_shared"] is True
     for seed in SEEDS:
-        for label in ("sft", "rft-checks", "rft-judge"):
+        for label in ("rft-checks", "rft-judge"):
             assert (run_dir / f"seed-{seed}" / "eval" / label / "summary.json").is_file(), (seed, label)
-        for stage in ("sft", "rft-checks", "rft-judge"):
-            assert (trained_model(run_dir / f"seed-{seed}" / stage) / "config.json").is_file(), (seed, stage)
-        # SFT adapts the base, each RFT arm its seed's SFT model; LoRA on the top layer only
-        # (model.lora.layers=1 of the tiny model's 2)
-        sft = json.loads((run_dir / f"seed-{seed}" / "sft" / "final" / "adapter_config.json").read_text())
-        assert sft["base_model_name_or_path"] == str(tiny_base) and sft["layers_to_transform"] == [1]
+            assert (trained_model(run_dir / f"seed-{seed}" / label) / "config.json").is_file(), (seed, label)
         for arm in ("checks", "judge"):
             adapter = json.loads((run_dir / f"seed-{seed}" / f"rft-{arm}" / "final" / "adapter_config.json")
                                  .read_text())
-            assert adapter["base_model_name_or_path"] == str(trained_model(run_dir / f"seed-{seed}" / "sft"))
+            assert adapter["base_model_name_or_path"] == str(trained_model(run_dir / "sft"))
             assert adapter["layers_to_transform"] == [1], (seed, arm)
+        # the two arms of a seed ran side by side, each in a worker process with its own log
+        for arm in ("checks", "judge"):
+            assert (run_dir / "logs" / f"rft-{arm}-seed-{seed}.log").stat().st_size > 0, (seed, arm)
     markdown = (run_dir / RESULTS_MD).read_text(encoding="utf-8")
     assert "--quick: a smoke run, not a result" in markdown
     for model in ("base", "sft", "rft-checks", "rft-judge"):
         assert f"| {model} | " in markdown
-    assert "[" in markdown.split("| sft | ", 1)[1].splitlines()[0], "two seeds: the table gives the range"
+    judge_row = markdown.split("| rft-judge | ", 1)[1].splitlines()[0]
+    assert "[" in judge_row, "two seeds: the table gives the range"
     # the table says how to reproduce it, when and where it was made
     assert written["command"].startswith("judgerl demo --task contract-review --quick --seeds 2 --set ")
     assert written["command"].endswith(f"--run-dir {run_dir.resolve()}")
     assert f"Command: `{written['command']}`" in markdown and written["finished_at"] in markdown
     assert "cores" in written["machine"] and written["machine"] in markdown
     assert {"student reward", "student scorer", "sft", "rft checks", "rft judge",
-            "evaluate base"} <= set(results["timings_s"])
+            "evaluate base", "evaluate sft", "evaluate rft-checks",
+            "evaluate rft-judge"} == set(results["timings_s"])
+    # stages overlap: the wall clock is less than their sum, and is what the table reports
+    assert 0 < written["wall_s"] < sum(results["timings_s"].values())
+    assert f"{written['wall_s'] / 60:.0f} min" in markdown
 
 
 def test_the_written_reward_and_scorer_judge_the_planted_issues_with_the_students(

@@ -619,8 +619,11 @@ def demo(
              "with the checks + a judge of each contract's planted issues, over --seeds; a table "
              "scored by a judge not trained on; default run dir runs/contract-review).")] = "support",
     seeds: Annotated[int | None, typer.Option(
-        help="--task contract-review: how many seeds (0, 1, ...) of SFT and RFT (default 3; 1 with "
+        help="--task contract-review: how many seeds (0, 1, ...) of RFT (default 3; 1 with "
              "--quick).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="--task contract-review: stages run side by side in this many processes, each "
+                    "with its share of the cores (default 2, or 1 on one core).")] = None,
 ) -> None:
     """Run the whole workflow offline on a shipped task with the embedded local models."""
     from judgerl.run.workflow import DEMO_RECIPE, QUICK_OVERRIDES, Workflow
@@ -637,8 +640,10 @@ def demo(
         study_dir = run_dir or Path("runs/contract-review" + ("-quick" if quick else ""))
         try:
             count = seeds if seeds is not None else (1 if quick else 3)
-            run_contract_study(study_dir, StudySettings(seeds=tuple(range(count)), quick=quick,
-                                                        overrides=list(overrides or [])), console)
+            settings = StudySettings(seeds=tuple(range(count)), quick=quick, overrides=list(overrides or []))
+            if workers is not None:
+                settings.workers = workers
+            run_contract_study(study_dir, settings, console)
         except DistillGateError as exc:
             console.print(f"[bold red]refused:[/] {exc}", highlight=False)
             raise typer.Exit(1) from exc

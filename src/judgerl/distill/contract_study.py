@@ -26,6 +26,7 @@ distillation are the layers' own functions.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -40,10 +41,17 @@ from judgerl.checks.grounding import normalise_quote
 from judgerl.checks.json_checks import parse_json
 from judgerl.config import read_yaml
 from judgerl.distill.agreement import Thresholds
-from judgerl.distill.demo_judge import PreparedStudent, StudentPlan, prepare_student, write_config
+from judgerl.distill.demo_judge import (
+    PreparedStudent,
+    StudentPlan,
+    prepare_student,
+    reusable_student,
+    write_config,
+)
 from judgerl.distill.student import TrainSettings
 from judgerl.errors import ConfigError
 from judgerl.run.folder import read_rows
+from judgerl.run.stage_graph import Stage, StageResult, run_stages
 from judgerl.run.workflow import evaluation_inputs, trained_model
 
 #: the judge's name in the reward configs, and what its student is asked about each item
@@ -56,7 +64,12 @@ JUDGE_WEIGHT = 3.0
 ARMS = ("checks", "judge")
 ARM_LABELS = {"checks": "RFT, checks only", "judge": "RFT, checks + judge"}
 MODELS = ("base", "sft", "rft-checks", "rft-judge")
+#: the models trained once per seed (the base and the one SFT model are evaluated once)
+RFT_MODELS = ("rft-checks", "rft-judge")
 RESULTS_JSON = "results.json"
+#: the study's wall-clock seconds, summed over the runs that did work (stages overlap in time)
+WALL_JSON = "wall.json"
+WALL_KEY = "seconds"
 RESULTS_MD = "results.md"
 TIMINGS_JSON = "timings.json"
 #: `--quick` (and CI): the smallest run that passes through every stage
@@ -83,6 +96,9 @@ class StudySettings:
     thresholds: Thresholds = field(default_factory=Thresholds)
     #: the students' base model (the packaged 135M; tests give a tiny one)
     student_base: str = "smollm2-135m-instruct"
+    #: processes running stages side by side, each with its share of the cores (two 1-thread
+    #: processes sample the 135M policy twice as fast as one 2-thread process on 2 cores)
+    workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
 
 
 def student_plans(folder: Path, settings: StudySettings, scratch: Path) -> dict[str, StudentPlan]:
@@ -249,37 +265,128 @@ class ContractStudy:
         from judgerl.train.recipe import load_recipe
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        students = self.students()
+        plans = student_plans(self.folder, self.settings, self.run_dir / "student-data")
         checks = self.folder / "reward.yaml"
+        student_models = {name: self.run_dir / f"student-{name}" / "model" for name in plans}
         rewards = {"checks": write_config(checks_config(checks), self.run_dir / "reward-checks.yaml"),
-                   "judge": write_config(judge_reward_config(checks, students["reward"].model_dir),
+                   "judge": write_config(judge_reward_config(checks, student_models["reward"]),
                                          self.run_dir / "reward-judge.yaml")}
-        scorer = write_config(judge_reward_config(checks, students["scorer"].model_dir),
+        scorer = write_config(judge_reward_config(checks, student_models["scorer"]),
                               self.run_dir / "scorer.yaml")
-        eval_rows = {row["id"]: row for row in read_rows(self.folder / "eval.jsonl")}
         base_model = load_recipe(self.recipe, self.overrides).model.name_or_path
-        per_seed: dict[str, list[dict[str, float | None]]] = {model: [] for model in MODELS}
-        base = self.evaluate("base", base_model, scorer, self.run_dir / "base", seed=0)
-        per_seed["base"].append(model_figures(base, eval_rows))
-        results: dict[str, Any] = {}
-        for seed in self.settings.seeds:
-            seed_dir = self.run_dir / f"seed-{seed}"
-            sft_model = self.sft(seed, seed_dir / "sft")
-            per_seed["sft"].append(model_figures(
-                self.evaluate("sft", sft_model, scorer, seed_dir, seed=seed), eval_rows))
-            for arm in ARMS:
-                model = self.rft(seed, arm, sft_model, seed_dir / f"rft-{arm}", rewards[arm])
-                per_seed[f"rft-{arm}"].append(model_figures(
-                    self.evaluate(f"rft-{arm}", model, scorer, seed_dir, seed=seed), eval_rows))
-            # written after every seed: an interrupted study already shows the seeds it finished
-            results = self.write_results(students, per_seed, seeds_done=len(per_seed["sft"]))
-        return results
+        students: dict[str, PreparedStudent] = {}
+        for name, plan in plans.items():  # a finished student is only re-gated: no worker needed
+            if reusable_student(self.run_dir / f"student-{name}", plan):
+                students[name] = self.student(name, plan)
+        stages = [stage for stage in self.stages(plans, rewards, scorer, base_model, students)
+                  if not self.finished(stage)]
+        todo = {stage.name for stage in stages}  # what a resumed study did before is not waited for
+        stages = [replace(stage, after=tuple(name for name in stage.after if name in todo))
+                  for stage in stages]
+        eval_rows = {row["id"]: row for row in read_rows(self.folder / "eval.jsonl")}
+        workers = min(self.settings.workers, max(1, len(stages)))
+        if workers == 1:  # here, in order, printing to this console
+            stages = [Stage(stage.name, getattr(self, stage.args[2]), stage.args[3], stage.after)
+                      for stage in stages]
 
-    def write_results(self, students: dict[str, PreparedStudent], per_seed: dict[str, list[dict[str, Any]]],
-                      *, seeds_done: int) -> dict[str, Any]:
+        def started(stage: Stage) -> None:
+            where = "" if workers == 1 else f" (log: {self.log_path(stage.name).relative_to(self.run_dir)})"
+            self.console.rule(f"[bold]{stage.name}[/]{where}")
+
+        def finished(result: StageResult) -> None:
+            self._time(timing_key(result.name), result.seconds)
+            if result.name.startswith("student "):
+                students[result.name.removeprefix("student ")] = result.value
+            self.console.print(f"[green]done:[/] {result.name} in {result.seconds:.0f} s", highlight=False)
+            if result.name.startswith("evaluate ") and len(students) == len(plans):
+                self.write_results(students, eval_rows)  # an interrupted study shows what it finished
+
+        if stages:
+            run = run_stages(stages, workers=workers, on_start=started, on_done=finished)
+            self._time(WALL_KEY, run.wall_seconds, into=WALL_JSON)
+        return self.write_results(students, eval_rows)
+
+    def stages(self, plans: dict[str, StudentPlan], rewards: dict[str, Path], scorer: Path, base_model: str,
+               students: dict[str, PreparedStudent]) -> list[Stage]:
+        """The study as a graph, the long stages first: the SFT model (one, shared by the seeds'
+        RFT runs), the students not already there, then for each seed the two RFT arms and the
+        evaluations."""
+        spec = self.spec()
+        seeds = list(self.settings.seeds)
+        def stage(name: str, method: str, args: tuple[Any, ...], after: tuple[str, ...] = ()) -> Stage:
+            return Stage(name, run_study_stage, (spec, name, method, args), after)
+
+        stages = [stage("sft", "sft", (seeds[0], self.sft_dir()))]
+        for name, plan in plans.items():
+            if name not in students:
+                stages.append(stage(f"student {name}", "student", (name, plan)))
+        needs_scorer = () if "scorer" in students else ("student scorer",)
+        needs_reward = () if "reward" in students else ("student reward",)
+        stages.append(stage("evaluate base", "evaluate",
+                            ("base", base_model, scorer, self.run_dir / "base", 0), needs_scorer))
+        # one SFT model, evaluated once as the base is (with the first seed's sampling)
+        stages.append(stage("evaluate sft", "evaluate", ("sft", self.sft_dir(), scorer, self.sft_eval_dir(),
+                                                         seeds[0]), ("sft", *needs_scorer)))
+        for seed in seeds:
+            seed_dir = self.run_dir / f"seed-{seed}"
+            for arm in reversed(ARMS):  # the judge arm first: the longer one
+                stages.append(stage(f"rft {arm} (seed {seed})", "rft",
+                                    (seed, arm, self.sft_dir(), seed_dir / f"rft-{arm}", rewards[arm]),
+                                    ("sft", *(needs_reward if arm == "judge" else ()))))
+            for arm in ARMS:
+                stages.append(stage(f"evaluate rft-{arm} (seed {seed})", "evaluate",
+                                    (f"rft-{arm}", seed_dir / f"rft-{arm}", scorer, seed_dir, seed),
+                                    (f"rft {arm} (seed {seed})", *needs_scorer)))
+        return stages
+
+    def finished(self, stage: Stage) -> bool:
+        """Whether a stage's output is already in RUN_DIR (a resumed study skips it)."""
+        _spec, _name, method, args = stage.args
+        if method == "evaluate":
+            label, _model, _scorer, out, _seed = args
+            return (out / "eval" / label / "summary.json").is_file()
+        if method == "sft":
+            return (trained_model(args[1]) / "config.json").is_file()
+        if method == "rft":
+            return (trained_model(args[3]) / "config.json").is_file()
+        return False
+
+    def spec(self) -> StudySpec:
+        return StudySpec(self.run_dir, self.settings, self.folder)
+
+    def sft_dir(self) -> Path:
+        return self.run_dir / "sft"
+
+    def sft_eval_dir(self) -> Path:
+        return self.run_dir / "sft-eval"
+
+    def log_path(self, stage: str) -> Path:
+        return self.run_dir / "logs" / (stage.replace(" (seed ", "-seed-").replace(")", "").replace(" ", "-")
+                                        + ".log")
+
+    def write_results(self, students: dict[str, PreparedStudent],
+                      eval_rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """RUN_DIR/results.{json,md} from the evaluations done so far: the seeds whose models are
+        all evaluated (an interrupted study already shows the seeds it finished)."""
+        per_seed: dict[str, list[dict[str, float | None]]] = {model: [] for model in MODELS}
+        for model, folder in (("base", self.run_dir / "base"), ("sft", self.sft_eval_dir())):
+            if (folder / "eval" / model / "summary.json").is_file():
+                per_seed[model].append(model_figures(folder / "eval" / model / "samples.jsonl", eval_rows))
+        seeds_done = []
+        for seed in self.settings.seeds:
+            folders = {model: self.run_dir / f"seed-{seed}" / "eval" / model for model in RFT_MODELS}
+            if not all((folder / "summary.json").is_file() for folder in folders.values()):
+                continue
+            seeds_done.append(seed)
+            for model, folder in folders.items():
+                per_seed[model].append(model_figures(folder / "samples.jsonl", eval_rows))
+        wall = json.loads((self.run_dir / WALL_JSON).read_text(encoding="utf-8")) \
+            if (self.run_dir / WALL_JSON).is_file() else {}
         results = {
-            "seeds": list(self.settings.seeds)[:seeds_done], "seeds_planned": list(self.settings.seeds),
+            "seeds": seeds_done, "seeds_planned": list(self.settings.seeds),
             "quick": self.settings.quick,
+            "sft_shared": True,
+            "workers": self.settings.workers,
             "students": {name: {**student.figures, "reused": student.reused}
                          for name, student in students.items()},
             "models": {model: {key: spread([figures.get(key) for figures in runs])
@@ -287,6 +394,7 @@ class ContractStudy:
                        for model, runs in per_seed.items()},
             "per_seed": per_seed,
             "timings_s": self.timings,
+            "wall_s": wall.get(WALL_KEY),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": self.command(),
             "machine": machine(),
@@ -295,39 +403,31 @@ class ContractStudy:
         (self.run_dir / RESULTS_MD).write_text(self.markdown(results), encoding="utf-8")
         return results
 
-    def students(self) -> dict[str, PreparedStudent]:
-        plans = student_plans(self.folder, self.settings, self.run_dir / "student-data")
-        prepared = {}
-        for name, plan in plans.items():
-            self.console.rule(f"[bold]{name} student")
-            started = time.monotonic()
-            # the reward's student must pass its gate (unless --quick); the scorer is measured and
-            # recorded, and the table says how far to trust it
-            prepared[name] = prepare_student(self.run_dir / f"student-{name}", plan, self.console,
-                                             enforce_gate=name == "reward" and not self.settings.quick)
-            figures = prepared[name].figures
-            self.console.print(f"{name} student: accuracy {figures['accuracy']:.3f}, kappa "
-                               f"{figures['kappa']:.3f} on {figures['held_out_rows']} held-out items "
-                               f"({'reused' if prepared[name].reused else 'trained'})", highlight=False)
-            if not prepared[name].reused:
-                self._time(f"student {name}", started)
+    def student(self, name: str, plan: StudentPlan) -> PreparedStudent:
+        """Distil (or reuse) one student; the reward's must pass its gate (unless --quick), the
+        scorer is measured and recorded, and the table says how far to trust it."""
+        prepared = prepare_student(self.run_dir / f"student-{name}", plan, self.console,
+                                   enforce_gate=name == "reward" and not self.settings.quick)
+        figures = prepared.figures
+        self.console.print(f"{name} student: accuracy {figures['accuracy']:.3f}, kappa "
+                           f"{figures['kappa']:.3f} on {figures['held_out_rows']} held-out items "
+                           f"({'reused' if prepared.reused else 'trained'})", highlight=False)
         return prepared
 
-    def evaluate(self, label: str, model: str | Path, scorer: Path, out: Path, *, seed: int) -> Path:
-        """Evaluate `model` on the held-out contracts with the scorer; the samples file."""
+    def evaluate(self, label: str, model: str | Path, scorer: Path, out: Path, seed: int) -> Path:
+        """Evaluate `model` (a model name, or a training output folder) on the held-out contracts
+        with the scorer; the samples file."""
         samples = out / "eval" / label / "samples.jsonl"
         if (out / "eval" / label / "summary.json").is_file():
             return samples
         from judgerl.run.evaluate import ModelSpec, evaluate_models
         from judgerl.train.recipe import load_recipe
 
-        self.console.rule(f"[bold]evaluate {label}" + ("" if label == "base" else f" (seed {seed})"))
-        started = time.monotonic()
         recipe = load_recipe(self.recipe, [*self.overrides, f"evaluation.seed={seed}"])
         chosen, sampling = evaluation_inputs(recipe)
-        evaluate_models({label: ModelSpec(source=str(model))}, chosen, scorer, k=recipe.evaluation.k,
+        source = trained_model(model) if isinstance(model, Path) else model
+        evaluate_models({label: ModelSpec(source=str(source))}, chosen, scorer, k=recipe.evaluation.k,
                         out_dir=out, sampling=sampling, resume=True)
-        self._time(f"evaluate {label}", started)
         return samples
 
     def sft(self, seed: int, output: Path) -> Path:
@@ -337,12 +437,9 @@ class ContractStudy:
         from judgerl.train.recipe import load_recipe
         from judgerl.train.sft import sft
 
-        self.console.rule(f"[bold]SFT (seed {seed})")
-        started = time.monotonic()
         recipe = load_recipe(self.recipe, [*self.overrides, f"trainer.seed={seed}",
                                            f"sft.output_dir={output}"])
         sft(recipe, resume=output.is_dir() and any(output.glob("checkpoint-*")), console=self.console)
-        self._time("sft", started)
         return trained_model(output)
 
     def rft(self, seed: int, arm: str, start: Path, output: Path, reward: Path) -> Path:
@@ -352,13 +449,11 @@ class ContractStudy:
         from judgerl.train.grpo import train
         from judgerl.train.recipe import load_recipe
 
-        self.console.rule(f"[bold]{ARM_LABELS[arm]} (seed {seed})")
-        started = time.monotonic()
         recipe = load_recipe(self.recipe, [*self.overrides, f"trainer.seed={seed}", f"reward={reward}",
-                                           f"logging.output_dir={output}", f"model.name_or_path={start}"])
+                                           f"logging.output_dir={output}",
+                                           f"model.name_or_path={trained_model(start)}"])
         result = train(recipe, resume=output.is_dir() and any(output.glob("checkpoint-*")),
                        skip_validation=True, console=self.console)
-        self._time(f"rft {arm}", started)
         return trained_model(result.output_dir)
 
     # output ----------------------------------------------------------------------------------
@@ -372,6 +467,8 @@ class ContractStudy:
         if seeds != list(range(1 if self.settings.quick else 3)):
             parts.append(f"--seeds {len(seeds)}" if seeds == list(range(len(seeds)))
                          else f"(seeds {', '.join(map(str, seeds))}: Python API)")
+        if self.settings.workers != StudySettings().workers:
+            parts.append(f"--workers {self.settings.workers}")
         parts.extend(f"--set {override}" for override in self.settings.overrides)
         parts.append(f"--run-dir {self.run_dir}")
         return " ".join(parts)
@@ -384,24 +481,57 @@ class ContractStudy:
                  + (" (--quick: a smoke run, not a result)" if results["quick"] else ""), "",
                  "Held-out contracts (half of them of a contract type never trained on), scored by the "
                  "checks and a scorer student that shares no labelled row or contract with the reward's. "
-                 "mean [min-max] over seeds.", "", results_table(results), "",
+                 f"One SFT model (seed {results['seeds_planned'][0]}) is the start of every RFT run; the "
+                 "base and SFT models are "
+                 "evaluated once, the RFT models once per seed: mean [min-max] over seeds.", "",
+                 results_table(results), "",
                  f"Command: `{results['command']}`; finished {results['finished_at']} on "
                  f"{results['machine']}.", ""]
         for name, figures in students.items():
             lines.append(f"- {name} student: accuracy {figures['accuracy']:.3f}, kappa {figures['kappa']:.3f}"
                          f" on {figures['held_out_rows']} items it never saw ({figures['train_rows']} "
                          "training items)")
-        timings = results["timings_s"]
-        lines.append(f"- where the time went ({sum(timings.values()) / 60:.0f} min in all): "
+        timings, wall = results["timings_s"], results.get("wall_s")
+        clock = (f"{wall / 60:.0f} min wall clock on {results['workers']} worker process(es); the stages "
+                 "ran side by side, so their times add up to more" if wall else "not timed")
+        lines.append(f"- where the time went ({clock}): "
                      + ", ".join(f"{part} {seconds:.0f} s" for part, seconds in timings.items()))
         return "\n".join(lines) + "\n"
 
-    def _time(self, part: str, started: float) -> None:
+    def _time(self, part: str, seconds: float, *, into: str = TIMINGS_JSON) -> None:
         """Add a stage's seconds to RUN_DIR/timings.json (kept across resumed runs: a stage that
-        was skipped keeps the time it took when it ran)."""
-        path = self.run_dir / TIMINGS_JSON
-        self.timings[part] = round(self.timings.get(part, 0.0) + time.monotonic() - started, 1)
-        path.write_text(json.dumps(self.timings, indent=2), encoding="utf-8")
+        was skipped keeps the time it took when it ran); the study's wall-clock seconds go to
+        RUN_DIR/wall.json the same way."""
+        path = self.run_dir / into
+        table = self.timings if into == TIMINGS_JSON else (
+            json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {})
+        table[part] = round(table.get(part, 0.0) + seconds, 1)
+        path.write_text(json.dumps(table, indent=2), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What a worker process needs to rebuild the study (pickled to it)."""
+
+    run_dir: Path
+    settings: StudySettings
+    folder: Path
+
+
+def timing_key(stage: str) -> str:
+    """The timings.json entry a stage adds to: the stage's name without its seed ("rft judge")."""
+    return stage.split(" (seed ", 1)[0]
+
+
+def run_study_stage(spec: StudySpec, name: str, method: str, args: tuple[Any, ...]) -> Any:
+    """One stage of the study in a worker process: the study rebuilt from `spec`, the stage's
+    output going to RUN_DIR/logs/<stage>.log."""
+    study = ContractStudy(spec.run_dir, spec.settings, folder=spec.folder)
+    log = study.log_path(name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as handle:
+        study.console = Console(file=handle, width=120, force_terminal=False)
+        return getattr(study, method)(*args)
 
 
 def machine() -> str:

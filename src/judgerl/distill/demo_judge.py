@@ -114,6 +114,12 @@ def quick_plan(folder: Path) -> StudentPlan:
     return StudentPlan(train=files[0], held_out=files[1], settings=TrainSettings(epochs=1))
 
 
+def reusable_student(folder: Path, plan: StudentPlan) -> bool:
+    """Whether `folder` holds a finished student of this plan (`prepare_student` would reuse it)."""
+    previous = _read_manifest(folder / MANIFEST)
+    return previous.get("digest") == plan.digest() and (folder / MODEL_FOLDER / "config.json").is_file()
+
+
 def prepare_student(folder: Path, plan: StudentPlan, console: Console | None = None, *,
                     enforce_gate: bool = True) -> PreparedStudent:
     """Distil the student into `folder` (or reuse the one a previous run left there when the plan
@@ -124,8 +130,8 @@ def prepare_student(folder: Path, plan: StudentPlan, console: Console | None = N
     digest = plan.digest()
     manifest_path = folder / MANIFEST
     model_dir = folder / MODEL_FOLDER
-    previous = _read_manifest(manifest_path)
-    if previous.get("digest") == digest and (model_dir / "config.json").is_file():
+    if reusable_student(folder, plan):
+        previous = _read_manifest(manifest_path)
         figures = previous["figures"]
         console.print(f"student: reusing {model_dir} (same data and settings, trained "
                       f"{previous.get('trained_at', '?')})")

@@ -50,6 +50,7 @@ from judgerl.errors import BudgetExhausted, ConfigError
 from judgerl.models.quiet import quiet_unactionable_warnings
 from judgerl.reward.pipeline import RewardPipeline
 from judgerl.train.checkpoints import resume_point
+from judgerl.train.compact_lm_head import use_compact_lm_head_on_cpu
 from judgerl.train.monitors import (
     HackingAlarm,
     MetricsJsonl,
@@ -178,6 +179,7 @@ class GrpoRun:
     def __init__(self, recipe: Recipe, *, resume: bool = False, backends: dict[str, Backend] | None = None,
                  held_out_backends: dict[str, Backend] | None = None, console: Console | None = None) -> None:
         quiet_unactionable_warnings()
+        use_compact_lm_head_on_cpu()
         self.recipe = recipe
         self.console = console or Console(stderr=True)
         self.ranks = launched_ranks()

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from judgerl.models.quiet import quiet_unactionable_warnings
 from judgerl.train.checkpoints import resume_point
+from judgerl.train.compact_lm_head import use_compact_lm_head_on_cpu
 from judgerl.train.grpo import (
     TrainResult,
     checkpointing_arg,
@@ -65,6 +66,7 @@ def sft(recipe: Recipe, *, resume: bool = False, console: Console | None = None)
     from trl import SFTTrainer
 
     quiet_unactionable_warnings()
+    use_compact_lm_head_on_cpu()
     console = console or Console(stderr=True)
     output_dir = recipe.sft_output_dir
     resume_from = resume_point(output_dir, resume=resume, overwrite=recipe.logging.overwrite)
