@@ -31,6 +31,7 @@ HEADLINES = {
     "reward_throughput.py": r"ratio to ideal [\d.]+",
     "rubric_items.py": r"explicit, all in one call\s+1.0\s+\d+",
     "shared_prompts.py": r"speed-up [\d.]+x \(shared / TRL = [\d.]+\)",
+    "study_throughput.py": r"steps per minute: one process [\d.]+, two processes [\d.]+; ratio [\d.]+x",
     "specific_reply_judge.py": r"distilled student \(rubric_student\): accuracy [\d.]+  kappa -?[\d.]+",
     "train_overhead.py": r"ratio \(b\)/\(a\)\s+: [\d.]+",
 }

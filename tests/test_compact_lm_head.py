@@ -9,9 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
-from tiny_policy import build_tiny_model_dir  # noqa: E402
-
 from judgerl.train.compact_lm_head import use_compact_lm_head_on_cpu  # noqa: E402
+from tiny_policy import build_tiny_model_dir  # noqa: E402
 
 
 def fused_pass(model_dir: Path, compact: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
@@ -44,7 +43,8 @@ def fused_pass(model_dir: Path, compact: bool, monkeypatch: pytest.MonkeyPatch) 
         out = model(input_ids=input_ids, labels=labels, fused_lm_head=True)
         loss = -out.log_probs.sum() / out.label_mask.sum()
         loss.backward()
-        grads = {name: param.grad.clone() for name, param in model.named_parameters() if param.grad is not None}
+        grads = {name: param.grad.clone() for name, param in model.named_parameters()
+                 if param.grad is not None}
     return {"log_probs": out.log_probs.detach(), "entropy": out.entropy.detach(), "loss": loss.item(),
             "grads": grads, "rows": rows, "labelled": int((labels[:, 1:] != -100).sum())}
 
@@ -55,7 +55,7 @@ def test_only_the_labelled_positions_are_projected_and_nothing_changes(
     full = fused_pass(model_dir, compact=False, monkeypatch=monkeypatch)
     compact = fused_pass(model_dir, compact=True, monkeypatch=monkeypatch)
     assert full["rows"] == [3 * 23], "TRL as shipped projects every position on a CPU"
-    assert compact["rows"] == [compact["labelled"]] == [6 + 4 + 6], "only the positions with a next-token label"
+    assert compact["rows"] == [compact["labelled"]] == [6 + 4 + 6], "only positions with a next-token label"
     assert torch.allclose(full["log_probs"], compact["log_probs"], atol=1e-6)
     assert torch.allclose(full["entropy"], compact["entropy"], atol=1e-6)
     assert compact["loss"] == pytest.approx(full["loss"], abs=1e-6)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from judgerl.distill.contract_study import (
     QUICK_EVERY,
     RESULTS_JSON,
     RESULTS_MD,
+    STUDENTS_DIR,
     ContractStudy,
     StudySettings,
     comment_precision,
@@ -34,7 +36,9 @@ from judgerl.distill.contract_study import (
     student_plans,
     study_folder,
 )
+from judgerl.distill.demo_judge import package_student, packaged_adapter, prepare_student
 from judgerl.distill.student import TrainSettings
+from judgerl.errors import ConfigError
 from judgerl.run.workflow import trained_model
 from tiny_policy import build_corpus_model_dir
 
@@ -349,3 +353,65 @@ def test_a_study_without_seeds_is_refused_before_any_work(tmp_path: Path) -> Non
     assert result.exit_code != 0
     assert "at least one seed" in result.output
     assert not (tmp_path / "study").exists()
+
+
+# -- the students the package ships -----------------------------------------------------------------
+
+
+def test_a_student_ships_as_its_adapter_and_comes_back_measured_without_training(
+        tiny_base: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    plan = student_plans(study_folder(), tiny_settings(tiny_base, (0,)), tmp_path / "data")["reward"]
+    trained = prepare_student(tmp_path / "trained", plan, Console(record=True), enforce_gate=False)
+    assert (tmp_path / "trained" / "adapter" / "adapter_model.safetensors").is_file(), "a LoRA adapter"
+    target = package_student(tmp_path / "trained", plan, tmp_path / "shipped", command="a test")
+    shipped = load_file(str(target / "adapter" / "adapter_model.safetensors"))
+    assert shipped and {str(tensor.dtype) for tensor in shipped.values()} == {"torch.float16"}
+    config = json.loads((target / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == plan.base_model
+    manifest = json.loads((target / "student.json").read_text())
+    assert manifest["digest"] == plan.digest() and manifest["command"] == "a test"
+    assert manifest["figures"] == trained.figures
+
+    from_package = replace(plan, packaged=target)
+    assert packaged_adapter(from_package) == target / "adapter"
+    console = Console(record=True, width=200)
+    again = prepare_student(tmp_path / "from-package", from_package, console, enforce_gate=False)
+    assert again.packaged and not again.reused
+    printed = " ".join(console.export_text().split())
+    assert "merged into the base and measured on the held-out rows here" in printed
+    assert not (tmp_path / "from-package" / "adapter").exists(), "nothing was trained"
+    assert again.figures["held_out_rows"] == trained.figures["held_out_rows"]
+    # the same student, up to the adapter's float16
+    merged = load_file(str(again.model_dir / "model.safetensors"))
+    original = load_file(str(trained.model_dir / "model.safetensors"))
+    assert merged.keys() == original.keys()
+    assert max(float((merged[key].float() - original[key].float()).abs().max()) for key in merged) < 1e-3
+    # a plan trained otherwise (other settings, other data) does not take it
+    assert packaged_adapter(replace(from_package, settings=replace(plan.settings, epochs=2))) is None
+    with pytest.raises(ConfigError, match="no trained LoRA student of this plan"):
+        package_student(tmp_path / "trained", replace(plan, settings=replace(plan.settings, epochs=2)),
+                        tmp_path / "other", command="a test")
+
+
+def test_the_package_ships_the_students_of_the_current_data_and_settings() -> None:
+    """Fails when the labelled data or the students' settings change without
+    `python examples/contract_review/build_students.py` run again."""
+    plans = student_plans(study_folder(), StudySettings(), Path("unused"))
+    for name, plan in plans.items():
+        assert plan.packaged == study_folder() / STUDENTS_DIR / name
+        assert packaged_adapter(plan) is not None, f"the {name} student is stale: rebuild it"
+        manifest = json.loads((plan.packaged / "student.json").read_text())
+        assert manifest["base_model"] == "smollm2-135m-instruct" and manifest["figures"]["held_out_rows"] > 0
+        size = (plan.packaged / "adapter" / "adapter_model.safetensors").stat().st_size
+        assert size < 5_000_000, f"{name}: {size} bytes"
+    assert manifest_gate_passes(plans["reward"])
+    distilled = student_plans(study_folder(), StudySettings(distil_students=True), Path("unused"))
+    assert all(plan.packaged is None for plan in distilled.values())
+
+
+def manifest_gate_passes(plan: Any) -> bool:
+    figures = json.loads((plan.packaged / "student.json").read_text())["figures"]
+    thresholds = plan.thresholds
+    return figures["accuracy"] >= thresholds.min_accuracy and figures["kappa"] >= thresholds.min_kappa

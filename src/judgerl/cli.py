@@ -624,6 +624,10 @@ def demo(
     workers: Annotated[int | None, typer.Option(
         min=1, help="--task contract-review: stages run side by side in this many processes, each "
                     "with its share of the cores (default 2, or 1 on one core).")] = None,
+    distil_students: Annotated[bool, typer.Option(
+        "--distil-students", help="--task contract-review: train the two students here (about 25 "
+                                  "minutes of CPU) instead of merging the ones the package ships "
+                                  "trained for the same data and settings.")] = False,
 ) -> None:
     """Run the whole workflow offline on a shipped task with the embedded local models."""
     from judgerl.run.workflow import DEMO_RECIPE, QUICK_OVERRIDES, Workflow
@@ -643,6 +647,7 @@ def demo(
             settings = StudySettings(seeds=tuple(range(count)), quick=quick, overrides=list(overrides or []))
             if workers is not None:
                 settings.workers = workers
+            settings.distil_students = distil_students
             run_contract_study(study_dir, settings, console)
         except DistillGateError as exc:
             console.print(f"[bold red]refused:[/] {exc}", highlight=False)

@@ -46,6 +46,7 @@ from judgerl.distill.student import (
     STUDENT_PROMPT,
     TrainResult,
     TrainSettings,
+    merge_student,
     student_judge_config,
     student_pairwise_config,
     train_student,
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 MODEL_FOLDER = "model"
+#: a LoRA student's adapter, beside its merged model (what a packaged student ships)
+ADAPTER_FOLDER = "adapter"
 SNIPPET_FILE = "reward-snippet.yaml"
 
 
@@ -130,9 +133,13 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
             description: str | None = None, held_out: float = 0.2,
             held_out_labelled: Path | None = None, settings: TrainSettings | None = None,
             thresholds: Thresholds | None = None, enforce_gate: bool = True,
-            console: Console | None = None, prompt: str = STUDENT_PROMPT) -> DistillResult:
+            console: Console | None = None, prompt: str = STUDENT_PROMPT,
+            trained_adapter: Path | None = None) -> DistillResult:
     """Run the whole distillation; raise `DistillGateError` (after writing the report) below thresholds.
-    With a `console`, the student's training shows its progress there (step, loss, time left)."""
+    With a `console`, the student's training shows its progress there (step, loss, time left).
+    A LoRA student leaves its adapter in OUT_DIR/adapter. With `trained_adapter` (such an adapter,
+    trained on these rows before) the student is that adapter merged into the base instead of
+    trained again; everything after (the snippet, the held-out measurement, the gate) is the same."""
     from judgerl.models import resolve_model
 
     settings = settings or TrainSettings()
@@ -204,8 +211,12 @@ def distill(*, out_dir: Path, base_model: str, journal: Path | None = None, conf
     model_dir = out_dir / MODEL_FOLDER
     training_config = student_judge_config(judge, criteria, model=str(model_dir), extra_options=options,
                                            prompt=prompt)
-    training = train_student(resolve_model(base_model), train_rows, training_config, model_dir, settings,
-                             console)
+    if trained_adapter is not None:
+        training = merge_student(resolve_model(base_model), trained_adapter, model_dir)
+    else:
+        adapter_dir = out_dir / ADAPTER_FOLDER if settings.method == "lora" else None
+        training = train_student(resolve_model(base_model), train_rows, training_config, model_dir, settings,
+                                 console, adapter_dir=adapter_dir)
     snippet = out_dir / SNIPPET_FILE
     snippet_config = student_judge_config(judge, criteria, model=MODEL_FOLDER, extra_options=options,
                                           prompt=prompt)

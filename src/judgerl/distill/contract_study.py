@@ -76,6 +76,8 @@ TIMINGS_JSON = "timings.json"
 QUICK_OVERRIDES = ["trainer.max_steps=2", "trainer.save_steps=2", "sft.max_steps=2", "evaluation.limit=2",
                    "evaluation.k=2", "rollout.max_new_tokens=48", "evaluation.max_new_tokens=48"]
 QUICK_EVERY = 8
+#: where the two students ship trained, beside the study's data (an adapter and a manifest each)
+STUDENTS_DIR = "students"
 
 
 def study_folder() -> Path:
@@ -99,12 +101,16 @@ class StudySettings:
     #: processes running stages side by side, each with its share of the cores (two 1-thread
     #: processes sample the 135M policy twice as fast as one 2-thread process on 2 cores)
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    #: train both students here even when the package ships them trained for these plans
+    distil_students: bool = False
 
 
 def student_plans(folder: Path, settings: StudySettings, scratch: Path) -> dict[str, StudentPlan]:
     """The two students' plans: (reward) judge_train -> gated on judge_held_out; (scorer)
-    scorer_train -> measured on judge_train (rows it never saw). `--quick` keeps the labelled
-    rows of every QUICK_EVERY-th contract (written to `scratch`) and one epoch."""
+    scorer_train -> measured on judge_train (rows it never saw). Each may ship trained in the
+    package (STUDENTS_DIR/<name>, written by examples/contract_review/build_students.py), used
+    unless `distil_students`. `--quick` keeps the labelled rows of every QUICK_EVERY-th contract
+    (written to `scratch`) and one epoch (so never the packaged students)."""
     files = {name: folder / f"{name}.jsonl" for name in ("judge_train", "judge_held_out", "scorer_train")}
     reward, scorer = settings.reward_student, settings.scorer_student
     if settings.quick:
@@ -121,10 +127,14 @@ def student_plans(folder: Path, settings: StudySettings, scratch: Path) -> dict[
         reward, scorer = replace(reward, epochs=1), replace(scorer, epochs=1)
     common = {"criterion": JUDGE, "description": DESCRIPTION, "prompt": ITEM_PROMPT,
               "thresholds": settings.thresholds, "base_model": settings.student_base}
+
+    def packaged(name: str) -> Path | None:
+        return None if settings.distil_students else folder / STUDENTS_DIR / name
+
     return {"reward": StudentPlan(train=files["judge_train"], held_out=files["judge_held_out"],
-                                  settings=reward, **common),
+                                  settings=reward, packaged=packaged("reward"), **common),
             "scorer": StudentPlan(train=files["scorer_train"], held_out=files["judge_train"],
-                                  settings=scorer, **common)}
+                                  settings=scorer, packaged=packaged("scorer"), **common)}
 
 
 def judge_reward_config(checks: Path, model_dir: Path, *, weight: float = JUDGE_WEIGHT) -> dict[str, Any]:
@@ -387,7 +397,7 @@ class ContractStudy:
             "quick": self.settings.quick,
             "sft_shared": True,
             "workers": self.settings.workers,
-            "students": {name: {**student.figures, "reused": student.reused}
+            "students": {name: {**student.figures, "reused": student.reused, "packaged": student.packaged}
                          for name, student in students.items()},
             "models": {model: {key: spread([figures.get(key) for figures in runs])
                                for key in {*(k for k, _ in FIGURES), "unscored", "issues_seen_type"}}
@@ -469,6 +479,8 @@ class ContractStudy:
                          else f"(seeds {', '.join(map(str, seeds))}: Python API)")
         if self.settings.workers != StudySettings().workers:
             parts.append(f"--workers {self.settings.workers}")
+        if self.settings.distil_students:
+            parts.append("--distil-students")
         parts.extend(f"--set {override}" for override in self.settings.overrides)
         parts.append(f"--run-dir {self.run_dir}")
         return " ".join(parts)
@@ -488,9 +500,11 @@ class ContractStudy:
                  f"Command: `{results['command']}`; finished {results['finished_at']} on "
                  f"{results['machine']}.", ""]
         for name, figures in students.items():
-            lines.append(f"- {name} student: accuracy {figures['accuracy']:.3f}, kappa {figures['kappa']:.3f}"
-                         f" on {figures['held_out_rows']} items it never saw ({figures['train_rows']} "
-                         "training items)")
+            made = ("shipped trained in the package, merged and measured here" if figures.get("packaged")
+                    else "distilled here")
+            lines.append(f"- {name} student ({made}): accuracy {figures['accuracy']:.3f}, kappa "
+                         f"{figures['kappa']:.3f} on {figures['held_out_rows']} items it never saw "
+                         f"({figures['train_rows']} training items)")
         timings, wall = results["timings_s"], results.get("wall_s")
         clock = (f"{wall / 60:.0f} min wall clock on {results['workers']} worker process(es); the stages "
                  "ran side by side, so their times add up to more" if wall else "not timed")

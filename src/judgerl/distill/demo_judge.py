@@ -28,7 +28,7 @@ from rich.console import Console
 
 from judgerl.config import read_yaml
 from judgerl.distill.agreement import DistillGateError, Thresholds
-from judgerl.distill.command import MODEL_FOLDER, distill
+from judgerl.distill.command import ADAPTER_FOLDER, MODEL_FOLDER, distill
 from judgerl.distill.student import STUDENT_PROMPT, TrainSettings, student_judge_config
 from judgerl.errors import ConfigError
 from judgerl.run.folder import read_stages
@@ -71,6 +71,9 @@ class StudentPlan:
     description: str = DESCRIPTION
     #: the student's template (a shipped prompt name)
     prompt: str = STUDENT_PROMPT
+    #: a folder where this student may ship already trained (`adapter/` + `student.json`, written
+    #: by `package_student`); used when its recorded digest is this plan's, else trained here
+    packaged: Path | None = None
 
     def digest(self) -> str:
         """sha256 over the labelled files' bytes, the base model, the settings and the criterion
@@ -99,6 +102,8 @@ class PreparedStudent:
     reused: bool
     seconds: float
     figures: dict[str, Any]
+    #: the student came from the package's trained adapter (merged and measured here), not trained here
+    packaged: bool = False
 
 
 def quick_plan(folder: Path) -> StudentPlan:
@@ -141,12 +146,17 @@ def prepare_student(folder: Path, plan: StudentPlan, console: Console | None = N
         console.print(f"student: {folder} holds no finished student for these data and settings; "
                       "training again")
         shutil.rmtree(folder)
-    console.print(f"student: distilling {plan.base_model} on {plan.train.name} "
-                  f"({plan.settings.method}, {plan.settings.epochs} epoch(s))")
+    shipped = packaged_adapter(plan)
+    if shipped is not None:
+        console.print(f"student: the package's student trained on {plan.train.name} ({shipped}), "
+                      "merged into the base and measured on the held-out rows here")
+    else:
+        console.print(f"student: distilling {plan.base_model} on {plan.train.name} "
+                      f"({plan.settings.method}, {plan.settings.epochs} epoch(s))")
     result = distill(out_dir=folder, base_model=plan.base_model, labelled=plan.train,
                      held_out_labelled=plan.held_out, criterion=plan.criterion,
                      description=plan.description, settings=plan.settings, thresholds=plan.thresholds,
-                     enforce_gate=False, console=console, prompt=plan.prompt)
+                     enforce_gate=False, console=console, prompt=plan.prompt, trained_adapter=shipped)
     measured = result.report.criteria[0]
     figures = {"accuracy": measured.accuracy, "kappa": measured.kappa, "auc": measured.auc,
                "held_out_rows": result.report.held_out_rows, "train_rows": result.train_rows,
@@ -155,10 +165,57 @@ def prepare_student(folder: Path, plan: StudentPlan, console: Console | None = N
     staged = manifest_path.with_suffix(".tmp")
     staged.write_text(json.dumps({"digest": digest, "figures": figures,
                                   "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                  "base_model": plan.base_model}, indent=2), encoding="utf-8")
+                                  "base_model": plan.base_model, "packaged": shipped is not None},
+                                 indent=2), encoding="utf-8")
     os.replace(staged, manifest_path)
     _gate(figures, plan.thresholds, folder, enforce_gate, console)
-    return PreparedStudent(result.model_dir, False, time.monotonic() - started, figures)
+    return PreparedStudent(result.model_dir, False, time.monotonic() - started, figures, shipped is not None)
+
+
+def packaged_adapter(plan: StudentPlan) -> Path | None:
+    """The adapter shipped for this plan (`plan.packaged`), when its recorded digest is the plan's
+    (the same labelled files, base model, settings and template); None otherwise."""
+    if plan.packaged is None:
+        return None
+    recorded = _read_manifest(plan.packaged / MANIFEST)
+    adapter = plan.packaged / ADAPTER_FOLDER
+    if recorded.get("digest") != plan.digest() or not (adapter / "adapter_config.json").is_file():
+        return None
+    return adapter
+
+
+def package_student(student_folder: Path, plan: StudentPlan, target: Path, *, command: str) -> Path:
+    """Ship a LoRA student `prepare_student` trained into `student_folder`: its adapter in float16
+    (half the bytes; the merged student is measured again wherever it is used) and a manifest
+    with the plan's digest, the figures measured after training and how it was made, into `target`."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    recorded = _read_manifest(student_folder / MANIFEST)
+    source = student_folder / ADAPTER_FOLDER
+    if recorded.get("digest") != plan.digest() or not (source / "adapter_model.safetensors").is_file():
+        raise ConfigError("no trained LoRA student of this plan here (train it with prepare_student first)",
+                          path=str(student_folder))
+    staged = target.with_name(target.name + ".tmp")
+    if staged.exists():
+        shutil.rmtree(staged)
+    (staged / ADAPTER_FOLDER).mkdir(parents=True)
+    weights = {name: tensor.to(torch.float16) for name, tensor in
+               load_file(str(source / "adapter_model.safetensors")).items()}
+    save_file(weights, str(staged / ADAPTER_FOLDER / "adapter_model.safetensors"))
+    config = json.loads((source / "adapter_config.json").read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = plan.base_model  # the packaged model's name, no machine path
+    (staged / ADAPTER_FOLDER / "adapter_config.json").write_text(json.dumps(config, indent=2),
+                                                                 encoding="utf-8")
+    (staged / MANIFEST).write_text(json.dumps({
+        "digest": recorded["digest"], "figures": recorded["figures"],
+        "trained_at": recorded.get("trained_at"),
+        "base_model": plan.base_model, "settings": asdict(plan.settings), "train": plan.train.name,
+        "held_out": plan.held_out.name, "command": command}, indent=2), encoding="utf-8")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staged, target)
+    return target
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

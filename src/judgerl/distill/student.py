@@ -222,9 +222,12 @@ def verdict_log_probs(logits: Any, candidate_sets: list[list[int]]) -> Any:
 
 
 def train_student(base_model: Path, rows: list[Judged] | list[JudgedPair], judge_config: dict[str, Any],
-                  out_dir: Path, settings: TrainSettings, console: Console | None = None) -> TrainResult:
+                  out_dir: Path, settings: TrainSettings, console: Console | None = None, *,
+                  adapter_dir: Path | None = None) -> TrainResult:
     """Fine-tune `base_model` on `rows` (a rubric teacher's verdicts, or a pairwise teacher's
-    comparisons: the Bradley-Terry loss) and write merged weights and the tokenizer to `out_dir`.
+    comparisons: the Bradley-Terry loss) and write merged weights and the tokenizer to `out_dir`;
+    a LoRA student's adapter also goes to `adapter_dir` when given (megabytes, not the model's
+    hundreds: the form a student ships in, `merge_student` turns it back into `out_dir`'s folder).
     With a `console`, the steps are shown there as SFT and GRPO show theirs (step, loss, time left:
     `judgerl.train.monitors.StepProgress`)."""
     import torch
@@ -277,6 +280,8 @@ def train_student(base_model: Path, rows: list[Judged] | list[JudgedPair], judge
         _train_epochs(model, units, optimizer, settings, pad_id, result, started, progress)
     result.seconds = time.perf_counter() - started
     if settings.method == "lora":
+        if adapter_dir is not None:
+            model.save_pretrained(adapter_dir)
         model = model.merge_and_unload()
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -291,6 +296,28 @@ def train_student(base_model: Path, rows: list[Judged] | list[JudgedPair], judge
         "steps": result.steps, "train_seconds": round(result.seconds, 2),
         "trainable_parameters": result.trainable_parameters}, indent=2), encoding="utf-8")
     return result
+
+
+def merge_student(base_model: Path, adapter_dir: Path, out_dir: Path) -> TrainResult:
+    """A LoRA student from its adapter (`train_student(adapter_dir=...)`, or one shipped in a
+    package): merged into `base_model` and written to `out_dir` as training writes it."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ConfigError("not a LoRA adapter folder (no adapter_config.json)", path=str(adapter_dir))
+    quiet_unactionable_warnings()
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model))
+    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, str(adapter_dir), torch_dtype=torch.float32)
+    model = model.merge_and_unload().to(torch.float32)
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return TrainResult(rows=0, steps=0, seconds=time.perf_counter() - started)
 
 
 def _train_epochs(model: Any, units: list[Unit], optimizer: Any, settings: TrainSettings, pad_id: int,
