@@ -625,9 +625,9 @@ def demo(
         min=1, help="--task contract-review: stages run side by side in this many processes, each "
                     "with its share of the cores (default 2, or 1 on one core).")] = None,
     distil_students: Annotated[bool, typer.Option(
-        "--distil-students", help="--task contract-review: train the two students here (about 25 "
-                                  "minutes of CPU) instead of merging the ones the package ships "
-                                  "trained for the same data and settings.")] = False,
+        "--distil-students", help="--task contract-review: train the two students here (about 12 "
+                                  "more minutes on 2 cores) instead of merging the ones the package "
+                                  "ships trained for the same data and settings.")] = False,
 ) -> None:
     """Run the whole workflow offline on a shipped task with the embedded local models."""
     from judgerl.run.workflow import DEMO_RECIPE, QUICK_OVERRIDES, Workflow

@@ -10,17 +10,21 @@ by examples/contract_review/build_cpu_data.py: 3-clause contracts, 1-2 planted i
 1. two students distilled from labelled comments (`rubric` items with `met` verdicts): the
    reward's (on services, NDA and lease contracts, gated on software licences, a type it never
    saw) and the scorer's (on other contracts written only for it, measured on the reward
-   student's rows): they share no labelled row and no contract;
+   student's rows): they share no labelled row and no contract. Both ship trained in the package
+   (examples/contract_review/build_students.py); the study merges them and measures them again,
+   or trains them itself when the shipped ones are not of the same data and settings (or with
+   `--distil-students`);
 2. the base policy evaluated on the 16 held-out contracts (8 of a type never trained on);
-3. for each seed: SFT on the expert comments, then two RFT runs warm-started from it, one with
-   the checks only (schema gate, grounding, count, duplicates) and one with the checks and the
-   reward's student judging each contract's planted issues item by item; every model evaluated
-   by the checks + the scorer;
-4. the table (mean, min and max over seeds) printed and written to RUN_DIR/results.{json,md}.
+3. one SFT model on the expert comments, evaluated the same way;
+4. for each seed: two RFT runs warm-started from that SFT model, one with the checks only (schema
+   gate, grounding, count, duplicates) and one with the checks and the reward's student judging
+   each contract's planted issues item by item; both evaluated by the checks + the scorer;
+5. the table (mean, min and max over seeds) printed and written to RUN_DIR/results.{json,md}.
 
-Every stage leaves its output in RUN_DIR and is skipped when it is there, so an interrupted study
-goes on where it stopped. This module only orders the stages; training, evaluation and
-distillation are the layers' own functions.
+The stages run as a graph on `run.stage_graph`'s worker processes (two, one thread each, on two
+cores: the study's 30 minutes depend on it). Every stage leaves its output in RUN_DIR and is
+skipped when it is there, so an interrupted study goes on where it stopped. This module only
+orders the stages; training, evaluation and distillation are the layers' own functions.
 """
 
 from __future__ import annotations
@@ -419,9 +423,10 @@ class ContractStudy:
         prepared = prepare_student(self.run_dir / f"student-{name}", plan, self.console,
                                    enforce_gate=name == "reward" and not self.settings.quick)
         figures = prepared.figures
+        made = "reused" if prepared.reused else "shipped in the package" if prepared.packaged else "trained"
         self.console.print(f"{name} student: accuracy {figures['accuracy']:.3f}, kappa "
                            f"{figures['kappa']:.3f} on {figures['held_out_rows']} held-out items "
-                           f"({'reused' if prepared.reused else 'trained'})", highlight=False)
+                           f"({made})", highlight=False)
         return prepared
 
     def evaluate(self, label: str, model: str | Path, scorer: Path, out: Path, seed: int) -> Path:
