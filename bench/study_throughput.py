@@ -143,7 +143,8 @@ def main() -> int:
         extra: list[str] = []
         if args.tiny:
             args.model, args.steps = str(build_tiny_model_dir(work / "tiny")), 3
-            extra = ["rollout.max_new_tokens=8", "model.lora.layers=null", "sft.batch_size=2"]
+            extra = ["rollout.max_new_tokens=8", "model.lora.layers=null", "sft.batch_size=2",
+                     "sft.max_length=4096"]  # a character-level tokenizer: no row cut to nothing
         if args.part in ("sft", "both"):
             part_sft(args.model, args.steps or 5, extra, work)
         if args.part in ("workers", "both"):

@@ -1,12 +1,12 @@
 """Run a study's stages (train, evaluate, distil) as a graph, on several worker processes at once.
 
 Why: on a small CPU one training process does not keep the cores busy. Sampling a 135M policy is
-bound by memory traffic and Python overhead, not arithmetic: two processes with one thread each
-did twice the RFT steps of one process with two threads on the 2-core machine the case study is
-timed on (docs/guides/contract-review-cpu.md). A study's stages mostly do not depend on each
-other (the two RFT arms of a seed, the seeds' evaluations, the two students), so running the
-ready ones side by side in separate processes, each with its share of the cores, finishes sooner
-than running them one after another.
+bound by memory traffic and Python overhead, not arithmetic: two GRPO runs with one thread each,
+side by side, did 1.3x the steps a minute of one run with both threads on the 2-core machine the
+case study is timed on (bench/study_throughput.py; docs/guides/contract-review-cpu.md). A
+study's stages mostly do not depend on each other (the two RFT arms of a seed, the seeds'
+evaluations, the two students), so running the ready ones side by side in separate processes,
+each with its share of the cores, finishes sooner than running them one after another.
 
 A stage names the stages it needs (`after`); a stage starts when those are done and a worker is
 free, the ready ones in the order they were given (list the long ones first). Workers are spawned
