@@ -258,7 +258,6 @@ def test_the_study_runs_every_stage_for_every_seed(tiny_base: Path,
     # layer only (model.lora.layers=1 of the tiny model's 2)
     sft = json.loads((run_dir / "sft" / "final" / "adapter_config.json").read_text())
     assert sft["base_model_name_or_path"] == str(tiny_base) and sft["layers_to_transform"] == [1]
-    assert written["sft_shared"] is True
     for seed in SEEDS:
         for label in ("rft-checks", "rft-judge"):
             assert (run_dir / f"seed-{seed}" / "eval" / label / "summary.json").is_file(), (seed, label)
@@ -387,6 +386,7 @@ def test_a_student_ships_as_its_adapter_and_comes_back_measured_without_training
     merged = load_file(str(again.model_dir / "model.safetensors"))
     original = load_file(str(trained.model_dir / "model.safetensors"))
     assert merged.keys() == original.keys()
+    assert {str(tensor.dtype) for tensor in merged.values()} == {"torch.float32"}
     assert max(float((merged[key].float() - original[key].float()).abs().max()) for key in merged) < 1e-3
     # a plan trained otherwise (other settings, other data) does not take it
     assert packaged_adapter(replace(from_package, settings=replace(plan.settings, epochs=2))) is None

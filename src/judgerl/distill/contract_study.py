@@ -66,7 +66,6 @@ ITEM_PROMPT = "rubric_item_student"
 #: the judge's weight next to the checks (grounding 1, count 0.25, duplicates 0.25)
 JUDGE_WEIGHT = 3.0
 ARMS = ("checks", "judge")
-ARM_LABELS = {"checks": "RFT, checks only", "judge": "RFT, checks + judge"}
 MODELS = ("base", "sft", "rft-checks", "rft-judge")
 #: the models trained once per seed (the base and the one SFT model are evaluated once)
 RFT_MODELS = ("rft-checks", "rft-judge")
@@ -345,7 +344,7 @@ class ContractStudy:
             seed_dir = self.run_dir / f"seed-{seed}"
             for arm in reversed(ARMS):  # the judge arm first: the longer one
                 stages.append(stage(f"rft {arm} (seed {seed})", "rft",
-                                    (seed, arm, self.sft_dir(), seed_dir / f"rft-{arm}", rewards[arm]),
+                                    (seed, self.sft_dir(), seed_dir / f"rft-{arm}", rewards[arm]),
                                     ("sft", *(needs_reward if arm == "judge" else ()))))
             for arm in ARMS:
                 stages.append(stage(f"evaluate rft-{arm} (seed {seed})", "evaluate",
@@ -358,11 +357,11 @@ class ContractStudy:
         _spec, _name, method, args = stage.args
         if method == "evaluate":
             label, _model, _scorer, out, _seed = args
-            return (out / "eval" / label / "summary.json").is_file()
+            return evaluated(out, label)
         if method == "sft":
-            return (trained_model(args[1]) / "config.json").is_file()
+            return trained(args[1])
         if method == "rft":
-            return (trained_model(args[3]) / "config.json").is_file()
+            return trained(args[2])
         return False
 
     def spec(self) -> StudySpec:
@@ -384,13 +383,14 @@ class ContractStudy:
         all evaluated (an interrupted study already shows the seeds it finished)."""
         per_seed: dict[str, list[dict[str, float | None]]] = {model: [] for model in MODELS}
         for model, folder in (("base", self.run_dir / "base"), ("sft", self.sft_eval_dir())):
-            if (folder / "eval" / model / "summary.json").is_file():
+            if evaluated(folder, model):
                 per_seed[model].append(model_figures(folder / "eval" / model / "samples.jsonl", eval_rows))
         seeds_done = []
         for seed in self.settings.seeds:
-            folders = {model: self.run_dir / f"seed-{seed}" / "eval" / model for model in RFT_MODELS}
-            if not all((folder / "summary.json").is_file() for folder in folders.values()):
+            seed_dir = self.run_dir / f"seed-{seed}"
+            if not all(evaluated(seed_dir, model) for model in RFT_MODELS):
                 continue
+            folders = {model: seed_dir / "eval" / model for model in RFT_MODELS}
             seeds_done.append(seed)
             for model, folder in folders.items():
                 per_seed[model].append(model_figures(folder / "samples.jsonl", eval_rows))
@@ -399,7 +399,6 @@ class ContractStudy:
         results = {
             "seeds": seeds_done, "seeds_planned": list(self.settings.seeds),
             "quick": self.settings.quick,
-            "sft_shared": True,
             "workers": self.settings.workers,
             "students": {name: {**student.figures, "reused": student.reused, "packaged": student.packaged}
                          for name, student in students.items()},
@@ -433,7 +432,7 @@ class ContractStudy:
         """Evaluate `model` (a model name, or a training output folder) on the held-out contracts
         with the scorer; the samples file."""
         samples = out / "eval" / label / "samples.jsonl"
-        if (out / "eval" / label / "summary.json").is_file():
+        if evaluated(out, label):
             return samples
         from judgerl.run.evaluate import ModelSpec, evaluate_models
         from judgerl.train.recipe import load_recipe
@@ -446,9 +445,8 @@ class ContractStudy:
         return samples
 
     def sft(self, seed: int, output: Path) -> Path:
-        model = trained_model(output)
-        if (model / "config.json").is_file():
-            return model
+        if trained(output):
+            return trained_model(output)
         from judgerl.train.recipe import load_recipe
         from judgerl.train.sft import sft
 
@@ -457,10 +455,9 @@ class ContractStudy:
         sft(recipe, resume=output.is_dir() and any(output.glob("checkpoint-*")), console=self.console)
         return trained_model(output)
 
-    def rft(self, seed: int, arm: str, start: Path, output: Path, reward: Path) -> Path:
-        model = trained_model(output)
-        if (model / "config.json").is_file():
-            return model
+    def rft(self, seed: int, start: Path, output: Path, reward: Path) -> Path:
+        if trained(output):
+            return trained_model(output)
         from judgerl.train.grpo import train
         from judgerl.train.recipe import load_recipe
 
@@ -535,6 +532,16 @@ class StudySpec:
     run_dir: Path
     settings: StudySettings
     folder: Path
+
+
+def trained(output: Path) -> bool:
+    """Whether a training stage (SFT, RFT) finished: its merged model is in `output`."""
+    return (trained_model(output) / "config.json").is_file()
+
+
+def evaluated(out: Path, label: str) -> bool:
+    """Whether a model's evaluation finished: its summary is in OUT/eval/LABEL."""
+    return (out / "eval" / label / "summary.json").is_file()
 
 
 def timing_key(stage: str) -> str:
